@@ -1,0 +1,1 @@
+//! Test API server (owned by the apiserver work).
