@@ -2,3 +2,4 @@
 //! Used by the integration tests in `tests/tests/` and by `cargo xtask demo`.
 pub mod apiserver;
 pub mod lab;
+pub mod netns;
