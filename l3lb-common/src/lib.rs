@@ -57,7 +57,11 @@ pub struct FrontendV4 {
 
 impl Default for FrontendV4 {
     fn default() -> Self {
-        Self { count: 0, _pad: 0, backends: [BackendV4::default(); MAX_BACKENDS] }
+        Self {
+            count: 0,
+            _pad: 0,
+            backends: [BackendV4::default(); MAX_BACKENDS],
+        }
     }
 }
 
@@ -96,11 +100,46 @@ pub enum Counter {
     TcRevNat = 3,
     /// TC egress: not a translated flow: passed untouched.
     TcPassNotOurs = 4,
-    /// XDP: the flow table could not record the flow (it will retry on the next packet).
+    /// XDP: the flow table could not record the flow (it will retry on the next packet). An event
+    /// counted in addition to the packet's verdict ([`Counter::XdpDnatPass`]).
     XdpFlowInsertFailed = 5,
+    /// XDP: an IPv4 fragment (no reliable L4 header): passed untouched.
+    XdpPassFragment = 6,
+    /// TC egress: rewriting a translated reply failed half-way; the packet was dropped.
+    TcRevNatError = 7,
 }
 
-pub const COUNTER_SLOTS: u32 = 8;
+impl Counter {
+    /// Every counter, in slot order.
+    pub const ALL: [Counter; 8] = [
+        Counter::XdpPassNotOurs,
+        Counter::XdpDnatPass,
+        Counter::XdpNoBackend,
+        Counter::TcRevNat,
+        Counter::TcPassNotOurs,
+        Counter::XdpFlowInsertFailed,
+        Counter::XdpPassFragment,
+        Counter::TcRevNatError,
+    ];
+
+    /// Stable snake_case name, for metrics and logs.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Counter::XdpPassNotOurs => "xdp_pass_not_ours",
+            Counter::XdpDnatPass => "xdp_dnat_pass",
+            Counter::XdpNoBackend => "xdp_no_backend",
+            Counter::TcRevNat => "tc_rev_nat",
+            Counter::TcPassNotOurs => "tc_pass_not_ours",
+            Counter::XdpFlowInsertFailed => "xdp_flow_insert_failed",
+            Counter::XdpPassFragment => "xdp_pass_fragment",
+            Counter::TcRevNatError => "tc_rev_nat_error",
+        }
+    }
+}
+
+/// Slots in the stats map; larger than the number of counters so new ones need no map resize.
+pub const COUNTER_SLOTS: u32 = 16;
+const _: () = assert!(Counter::ALL.len() as u32 <= COUNTER_SLOTS);
 
 /// Packets and bytes seen for one counter slot on one CPU.
 #[repr(C)]
@@ -133,6 +172,55 @@ pub fn flow_slot(saddr: u32, sport: u16, count: u32) -> u32 {
     h % count
 }
 
+/// Incremental Internet checksum update (RFC 1624, eqn. 3): `HC' = ~(~HC + ~m + m')`.
+///
+/// `check`, `old` and `new` are 16-bit words exactly as loaded from packet memory (any byte order,
+/// as long as all three use the same one: one's-complement sums are byte-order independent).
+#[inline(always)]
+pub fn csum_replace2(check: u16, old: u16, new: u16) -> u16 {
+    let sum = (!check as u32) + (!old as u32) + (new as u32);
+    !csum_fold(sum)
+}
+
+/// [`csum_replace2`] for a 32-bit field (an IPv4 address), loaded from packet memory.
+#[inline(always)]
+pub fn csum_replace4(check: u16, old: u32, new: u32) -> u16 {
+    let sum =
+        (!check as u32) + (!(old >> 16) & 0xffff) + (!old & 0xffff) + (new >> 16) + (new & 0xffff);
+    !csum_fold(sum)
+}
+
+/// UDP: a zero checksum means "none" and must stay zero; a computed zero is sent as 0xffff.
+#[inline(always)]
+pub fn udp_csum_replace(check: u16, old: u16, new: u16) -> u16 {
+    if check == 0 {
+        return 0;
+    }
+    match csum_replace2(check, old, new) {
+        0 => 0xffff,
+        c => c,
+    }
+}
+
+/// [`udp_csum_replace`] for a 32-bit field.
+#[inline(always)]
+pub fn udp_csum_replace4(check: u16, old: u32, new: u32) -> u16 {
+    if check == 0 {
+        return 0;
+    }
+    match csum_replace4(check, old, new) {
+        0 => 0xffff,
+        c => c,
+    }
+}
+
+#[inline(always)]
+fn csum_fold(mut sum: u32) -> u16 {
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum as u16
+}
+
 #[cfg(feature = "user")]
 mod user {
     use super::*;
@@ -160,8 +248,78 @@ mod tests {
             }
             // every slot gets a fair share: at least half the mean
             let mean = 4096 / count;
-            assert!(hit[..count as usize].iter().all(|&h| h >= mean / 2), "count={count} {hit:?}");
+            assert!(
+                hit[..count as usize].iter().all(|&h| h >= mean / 2),
+                "count={count} {hit:?}"
+            );
         }
         assert_eq!(flow_slot(1, 2, 0), 0);
+    }
+
+    /// Full one's-complement checksum over big-endian 16-bit words.
+    fn full_csum(words: &[u16]) -> u16 {
+        let mut sum: u32 = 0;
+        for w in words {
+            sum += *w as u32;
+        }
+        !csum_fold(sum)
+    }
+
+    #[test]
+    fn incremental_matches_full_recompute() {
+        // A pseudo header-ish word list with a 32-bit address at words 2..4 and a port at word 5.
+        let mut words = [
+            0x4500u16, 0x003c, 0xc0a8, 0x0001, 0x1f90, 0xabcd, 0x0000, 0x1234,
+        ];
+        let mut seed = 0x1234_5678u32;
+        for _ in 0..10_000 {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            let check = full_csum(&words);
+            let old_addr = (words[2] as u32) << 16 | words[3] as u32;
+            let new_addr = seed;
+            let old_port = words[5];
+            let new_port = (seed >> 7) as u16;
+            let c = csum_replace4(check, old_addr, new_addr);
+            let c = csum_replace2(c, old_port, new_port);
+            words[2] = (new_addr >> 16) as u16;
+            words[3] = new_addr as u16;
+            words[5] = new_port;
+            let want = full_csum(&words);
+            // 0x0000 and 0xffff are the same value in one's complement.
+            let norm = |x: u16| if x == 0xffff { 0 } else { x };
+            assert_eq!(norm(c), norm(want), "words={words:04x?}");
+            // byte-order independence: the same update on byte-swapped words
+            let cs = csum_replace4(
+                check.swap_bytes(),
+                old_addr.swap_bytes(),
+                new_addr.swap_bytes(),
+            );
+            let cs = csum_replace2(cs, old_port.swap_bytes(), new_port.swap_bytes());
+            assert_eq!(norm(cs.swap_bytes()), norm(c));
+        }
+    }
+
+    #[test]
+    fn udp_zero_checksum_stays_zero_and_computed_zero_becomes_ffff() {
+        assert_eq!(udp_csum_replace(0, 0x1234, 0x4321), 0);
+        assert_eq!(udp_csum_replace4(0, 0x1234_5678, 0x8765_4321), 0);
+        // check such that the result folds to zero: ~(~c + ~old + new) == 0  <=>  sum == 0xffff
+        let c = csum_replace2(0x0001, 0x0000, 0x0000); // ~(0xfffe + 0xffff + 0) => 0x0001
+        assert_eq!(c, 0x0001);
+        assert_eq!(udp_csum_replace(0xffff, 0x0001, 0x0001), 0xffff);
+        for old in [0u16, 1, 0x8000, 0xfffe] {
+            for new in [0u16, 1, 0x7fff, 0xffff] {
+                for check in [1u16, 0x00ff, 0xff00, 0xffff] {
+                    assert_ne!(udp_csum_replace(check, old, new), 0);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn counters_cover_their_slots() {
+        for (i, c) in Counter::ALL.iter().enumerate() {
+            assert_eq!(*c as usize, i);
+        }
     }
 }
