@@ -1,1 +1,34 @@
-fn main() {}
+use anyhow::Context as _;
+use clap::Parser as _;
+use l3lb_userspace::{
+    addresses::Netlink,
+    config::{Cli, Command, Config},
+    datapath::Datapath,
+    reconcile::{Reconciler, run},
+};
+use tracing::info;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let Cli { command } = Cli::parse();
+    match command {
+        Command::Run(args) => {
+            let config = Config::try_from(args)?;
+            info!(node = %config.node_name, prefixes = ?config.prefixes, interface = %config.interface,
+                uplinks = ?config.uplinks, "starting l3lb");
+            let client = kube::Client::try_default().await.context(
+                "no Kubernetes client configuration (in-cluster service account or KUBECONFIG)",
+            )?;
+            let datapath =
+                Datapath::attach(&config.uplinks).context("cannot set up the datapath")?;
+            let addresses = Netlink::new(&config.interface)?;
+            run(client, Reconciler::new(config, datapath, addresses)).await
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! The executor: carries out a plan against the maps and the interface. Idempotent and dumb:
+//! a failed step is logged and retried on the next pass, and never stops the others.
+use std::{collections::BTreeSet, error::Error, future::Future, net::IpAddr};
+
+use tracing::{info, warn};
+
+use crate::{
+    model::{Endpoint, FrontendId, Frontends},
+    plan::Step,
+};
+
+/// The frontend maps, as the executor sees them.
+pub trait FrontendTable {
+    type Error: Error + Send + Sync + 'static;
+    fn frontends(&self) -> Result<Frontends, Self::Error>;
+    fn upsert(&mut self, id: FrontendId, endpoints: &BTreeSet<Endpoint>)
+    -> Result<(), Self::Error>;
+    /// Removing an absent frontend succeeds.
+    fn remove(&mut self, id: FrontendId) -> Result<(), Self::Error>;
+}
+
+/// The VIP addresses on the interface, as the executor sees them.
+pub trait AddressTable {
+    type Error: Error + Send + Sync + 'static;
+    /// Addresses currently on the interface (all of them; the caller filters by prefix).
+    fn addresses(&self) -> impl Future<Output = Result<BTreeSet<IpAddr>, Self::Error>> + Send;
+    /// Adding a present address succeeds.
+    fn add(&self, ip: IpAddr) -> impl Future<Output = Result<(), Self::Error>> + Send;
+    /// Removing an absent address succeeds.
+    fn remove(&self, ip: IpAddr) -> impl Future<Output = Result<(), Self::Error>> + Send;
+}
+
+/// What one pass of [`apply`] achieved.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Outcome {
+    pub applied: usize,
+    pub failed: usize,
+}
+
+/// Applies `steps` in order. An address is only added when every frontend of its VIP that this
+/// plan programs succeeded, so nothing is advertised that does not forward.
+pub async fn apply<F: FrontendTable, A: AddressTable>(
+    steps: &[Step],
+    frontends: &mut F,
+    addresses: &A,
+) -> Outcome {
+    let mut out = Outcome::default();
+    let mut unprogrammed: BTreeSet<IpAddr> = BTreeSet::new();
+    for step in steps {
+        let result: Result<(), Box<dyn Error + Send + Sync>> = match step {
+            Step::UpsertFrontend { id, endpoints } => {
+                let r = frontends.upsert(*id, endpoints);
+                match &r {
+                    Ok(()) => info!(
+                        frontend = %id,
+                        endpoints = %list(endpoints),
+                        "frontend programmed"
+                    ),
+                    Err(_) => {
+                        unprogrammed.insert(id.vip);
+                    }
+                }
+                r.map_err(Into::into)
+            }
+            Step::AddAddress(ip) if unprogrammed.contains(ip) => {
+                warn!(address = %ip, "not assuming address {ip}: its frontends failed to program");
+                Err("frontend not programmed".into())
+            }
+            Step::AddAddress(ip) => {
+                let r = addresses.add(*ip).await;
+                if r.is_ok() {
+                    info!(address = %ip, "assuming address {ip}");
+                }
+                r.map_err(Into::into)
+            }
+            Step::RemoveAddress(ip) => {
+                let r = addresses.remove(*ip).await;
+                if r.is_ok() {
+                    info!(address = %ip, "forfeiting address {ip}");
+                }
+                r.map_err(Into::into)
+            }
+            Step::RemoveFrontend(id) => {
+                let r = frontends.remove(*id);
+                if r.is_ok() {
+                    info!(frontend = %id, "frontend removed");
+                }
+                r.map_err(Into::into)
+            }
+        };
+        match result {
+            Ok(()) => out.applied += 1,
+            Err(error) => {
+                out.failed += 1;
+                warn!(?step, %error, "step failed; retrying next pass");
+            }
+        }
+    }
+    out
+}
+
+fn list(endpoints: &BTreeSet<Endpoint>) -> String {
+    endpoints
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+#[cfg(test)]
+mod tests;

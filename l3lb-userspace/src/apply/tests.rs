@@ -1,0 +1,176 @@
+use std::{
+    cell::RefCell,
+    collections::{BTreeSet, HashSet},
+    net::IpAddr,
+    sync::Mutex,
+};
+
+use super::{AddressTable, FrontendTable, Outcome, apply};
+use crate::{
+    model::{Endpoint, FrontendId, Frontends, Proto},
+    plan::Step,
+};
+
+#[derive(Debug, thiserror::Error)]
+#[error("injected failure")]
+struct Injected;
+
+/// In-memory maps and addresses that record every call, and fail on request.
+#[derive(Default)]
+struct Fake {
+    frontends: Frontends,
+    fail_upsert: HashSet<FrontendId>,
+    log: RefCell<Vec<String>>,
+}
+
+#[derive(Default)]
+struct FakeAddrs {
+    addrs: Mutex<BTreeSet<IpAddr>>,
+    fail: HashSet<IpAddr>,
+    log: Mutex<Vec<String>>,
+}
+
+impl FrontendTable for Fake {
+    type Error = Injected;
+    fn frontends(&self) -> Result<Frontends, Injected> {
+        Ok(self.frontends.clone())
+    }
+    fn upsert(&mut self, id: FrontendId, endpoints: &BTreeSet<Endpoint>) -> Result<(), Injected> {
+        self.log.borrow_mut().push(format!("upsert {id}"));
+        if self.fail_upsert.contains(&id) {
+            return Err(Injected);
+        }
+        self.frontends.insert(id, endpoints.clone());
+        Ok(())
+    }
+    fn remove(&mut self, id: FrontendId) -> Result<(), Injected> {
+        self.log.borrow_mut().push(format!("remove {id}"));
+        self.frontends.remove(&id);
+        Ok(())
+    }
+}
+
+impl AddressTable for FakeAddrs {
+    type Error = Injected;
+    async fn addresses(&self) -> Result<BTreeSet<IpAddr>, Injected> {
+        Ok(self.addrs.lock().unwrap().clone())
+    }
+    async fn add(&self, ip: IpAddr) -> Result<(), Injected> {
+        self.log.lock().unwrap().push(format!("add {ip}"));
+        if self.fail.contains(&ip) {
+            return Err(Injected);
+        }
+        self.addrs.lock().unwrap().insert(ip);
+        Ok(())
+    }
+    async fn remove(&self, ip: IpAddr) -> Result<(), Injected> {
+        self.log.lock().unwrap().push(format!("del {ip}"));
+        self.addrs.lock().unwrap().remove(&ip);
+        Ok(())
+    }
+}
+
+fn fe(vip: &str, port: u16) -> FrontendId {
+    FrontendId {
+        vip: vip.parse().unwrap(),
+        port,
+        proto: Proto::Tcp,
+    }
+}
+
+fn upsert(id: FrontendId) -> Step {
+    Step::UpsertFrontend {
+        id,
+        endpoints: [Endpoint {
+            addr: "10.244.1.2".parse().unwrap(),
+            port: 8080,
+        }]
+        .into(),
+    }
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+#[tokio::test]
+async fn failed_upsert_blocks_only_its_own_address_and_the_rest_goes_on() {
+    let (a, b) = (fe("198.51.100.1", 80), fe("198.51.100.2", 80));
+    let mut maps = Fake {
+        fail_upsert: [a].into(),
+        ..Default::default()
+    };
+    let addrs = FakeAddrs::default();
+    let steps = [
+        upsert(a),
+        upsert(b),
+        Step::AddAddress(a.vip),
+        Step::AddAddress(b.vip),
+    ];
+    let out = apply(&steps, &mut maps, &addrs).await;
+    assert_eq!(
+        out,
+        Outcome {
+            applied: 2,
+            failed: 2
+        }
+    );
+    assert_eq!(*addrs.addrs.lock().unwrap(), BTreeSet::from([b.vip]));
+    assert_eq!(
+        *addrs.log.lock().unwrap(),
+        ["add 198.51.100.2"],
+        "no add attempted for the unprogrammed VIP"
+    );
+}
+
+#[tokio::test]
+async fn failed_address_step_does_not_abort_later_steps() {
+    let mut maps = Fake {
+        frontends: [(fe("198.51.100.3", 80), BTreeSet::new())].into(),
+        ..Default::default()
+    };
+    let addrs = FakeAddrs {
+        fail: [ip("198.51.100.1")].into(),
+        ..Default::default()
+    };
+    let steps = [
+        Step::AddAddress(ip("198.51.100.1")),
+        Step::AddAddress(ip("198.51.100.2")),
+        Step::RemoveFrontend(fe("198.51.100.3", 80)),
+    ];
+    let out = apply(&steps, &mut maps, &addrs).await;
+    assert_eq!(
+        out,
+        Outcome {
+            applied: 2,
+            failed: 1
+        }
+    );
+    assert!(maps.frontends.is_empty());
+    assert_eq!(
+        *addrs.addrs.lock().unwrap(),
+        BTreeSet::from([ip("198.51.100.2")])
+    );
+}
+
+#[tokio::test]
+async fn steps_run_in_plan_order() {
+    let mut maps = Fake::default();
+    let addrs = FakeAddrs::default();
+    let a = fe("198.51.100.1", 80);
+    let steps = [
+        upsert(a),
+        Step::AddAddress(a.vip),
+        Step::RemoveAddress(ip("198.51.100.9")),
+        Step::RemoveFrontend(fe("198.51.100.9", 80)),
+    ];
+    apply(&steps, &mut maps, &addrs).await;
+    assert_eq!(
+        *maps.log.borrow(),
+        ["upsert 198.51.100.1:80/tcp", "remove 198.51.100.9:80/tcp"]
+    );
+    assert_eq!(
+        *addrs.log.lock().unwrap(),
+        ["add 198.51.100.1", "del 198.51.100.9"]
+    );
+}

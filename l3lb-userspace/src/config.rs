@@ -1,0 +1,148 @@
+//! Command line and environment, validated once into a typed [`Config`].
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use ipnet::IpNet;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "l3lb",
+    version,
+    about = "Anycast load balancer for bare-metal Kubernetes: XDP DNAT to local pods, VIPs advertised by FRR",
+    long_about = "l3lb runs once per node. For every LoadBalancer Service VIP with a Ready endpoint on \
+this node it programs eBPF maps so an XDP program on the uplink DNATs VIP:port straight to the local \
+pod (keeping the client's source IP), and only then adds the VIP as a /32 on --interface, where FRR \
+(`redistribute connected`, filtered to the VIP prefix) advertises it over BGP. Nodes with replicas \
+announce the same VIP: anycast + ECMP, no leader node."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the node daemon (needs CAP_NET_ADMIN, CAP_BPF and CAP_SYS_ADMIN; hostNetwork in a pod).
+    Run(RunArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// This node's name, as in EndpointSlice endpoints' `nodeName` (the downward API's spec.nodeName).
+    #[arg(long, env = "NODE_NAME")]
+    pub node_name: String,
+
+    /// VIP prefix l3lb manages (repeatable; comma-separated in the env var). VIPs outside every
+    /// prefix are refused; addresses on --interface inside a prefix that no Service wants are removed;
+    /// nothing outside is ever touched.
+    #[arg(
+        long = "prefix",
+        env = "L3LB_PREFIX",
+        value_delimiter = ',',
+        required = true
+    )]
+    pub prefixes: Vec<IpNet>,
+
+    /// Interface VIPs are added to; FRR redistributes its connected routes.
+    #[arg(long, env = "L3LB_INTERFACE", default_value = "lo")]
+    pub interface: String,
+
+    /// Interface where client traffic arrives; the XDP and TC programs attach here (repeatable;
+    /// comma-separated in the env var).
+    #[arg(
+        long = "uplink",
+        env = "L3LB_UPLINK",
+        value_delimiter = ',',
+        required = true
+    )]
+    pub uplinks: Vec<String>,
+
+    /// How long a frontend stays in the maps after its VIP is withdrawn, so in-flight flows drain.
+    #[arg(long, env = "L3LB_DRAIN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub drain_timeout: Duration,
+
+    /// Full reconcile pass at least this often, which also repairs drift (an address removed by hand).
+    #[arg(long, env = "L3LB_RESYNC_INTERVAL", default_value = "30s", value_parser = parse_duration)]
+    pub resync_interval: Duration,
+}
+
+/// Validated settings of `l3lb run`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    pub node_name: String,
+    pub prefixes: Vec<IpNet>,
+    pub interface: String,
+    pub uplinks: Vec<String>,
+    pub drain_timeout: Duration,
+    pub resync_interval: Duration,
+}
+
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("--node-name (NODE_NAME) must not be empty")]
+    EmptyNodeName,
+    #[error("--prefix {0} is IPv6; this version of l3lb serves IPv4 VIPs only")]
+    Ipv6Prefix(IpNet),
+    #[error("--prefix {given} has host bits set; did you mean {network}?")]
+    HostBits { given: IpNet, network: IpNet },
+    #[error(
+        "--uplink {0:?} is also the VIP --interface; client traffic must arrive on another interface"
+    )]
+    UplinkIsInterface(String),
+    #[error("--resync-interval must be at least one second")]
+    ResyncTooShort,
+}
+
+impl TryFrom<RunArgs> for Config {
+    type Error = ConfigError;
+
+    fn try_from(a: RunArgs) -> Result<Self, ConfigError> {
+        if a.node_name.trim().is_empty() {
+            return Err(ConfigError::EmptyNodeName);
+        }
+        for p in &a.prefixes {
+            if let IpNet::V6(_) = p {
+                return Err(ConfigError::Ipv6Prefix(*p));
+            }
+            if p.trunc() != *p {
+                return Err(ConfigError::HostBits {
+                    given: *p,
+                    network: p.trunc(),
+                });
+            }
+        }
+        if let Some(u) = a.uplinks.iter().find(|u| **u == a.interface) {
+            return Err(ConfigError::UplinkIsInterface(u.clone()));
+        }
+        if a.resync_interval < Duration::from_secs(1) {
+            return Err(ConfigError::ResyncTooShort);
+        }
+        let mut uplinks = a.uplinks;
+        uplinks.dedup();
+        Ok(Config {
+            node_name: a.node_name,
+            prefixes: a.prefixes,
+            interface: a.interface,
+            uplinks,
+            drain_timeout: a.drain_timeout,
+            resync_interval: a.resync_interval,
+        })
+    }
+}
+
+/// Parses `250ms`, `10s`, `5m` or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or((s, "s"), |i| s.split_at(i));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 10s, 500ms or 5m"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        _ => Err(format!("{s:?}: unknown unit {unit:?}; use ms, s or m")),
+    }
+}

@@ -1,0 +1,229 @@
+//! Desired state: which frontends and VIPs this node should serve. A pure function of the watched
+//! Services and EndpointSlices, the node's name and the managed prefixes.
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::IpAddr,
+};
+
+use ipnet::IpNet;
+use k8s_openapi::api::{core::v1::Service, discovery::v1::EndpointSlice};
+
+use crate::model::{Desired, Endpoint, FrontendId, Proto, Refusal, ServiceKey};
+
+/// Label that ties an EndpointSlice to its Service.
+pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+/// Computes what this node should serve.
+///
+/// A Service's VIPs are `status.loadBalancer.ingress[].ip`, `spec.loadBalancerIP` and
+/// `spec.externalIPs`, kept when inside a prefix. A VIP is wanted when at least one of its
+/// frontends has a Ready endpoint on `node`.
+pub fn desired(
+    services: &[&Service],
+    slices: &[&EndpointSlice],
+    node: &str,
+    prefixes: &[IpNet],
+) -> Desired {
+    let slices_by_service = index_slices(slices);
+    let mut out = Desired::default();
+    let mut owner: BTreeMap<FrontendId, ServiceKey> = BTreeMap::new();
+
+    let mut services: Vec<(ServiceKey, &Service)> = services
+        .iter()
+        .filter(|s| is_load_balancer(s))
+        .filter_map(|s| Some((service_key(s)?, *s)))
+        .collect();
+    services.sort_by(|a, b| a.0.cmp(&b.0));
+
+    for (key, svc) in services {
+        let mut refuse = |reason: String| {
+            out.refusals.push(Refusal {
+                service: key.clone(),
+                reason,
+            });
+        };
+        let mut vips = BTreeSet::new();
+        for (ip, source) in candidate_vips(svc) {
+            match ip.parse::<IpAddr>() {
+                Err(_) => refuse(format!("{source} {ip:?} is not an IP address")),
+                Ok(ip) if !prefixes.iter().any(|p| p.contains(&ip)) => refuse(format!(
+                    "{source} {ip} is outside every prefix this node manages ({})",
+                    list(prefixes)
+                )),
+                Ok(IpAddr::V6(ip)) => refuse(format!(
+                    "{source} {ip} is IPv6, which l3lb does not serve yet"
+                )),
+                Ok(ip) => {
+                    vips.insert(ip);
+                }
+            }
+        }
+        if vips.is_empty() {
+            continue;
+        }
+        let endpoints = local_endpoints(slices_by_service.get(&key), node);
+        for port in svc
+            .spec
+            .as_ref()
+            .and_then(|s| s.ports.as_ref())
+            .into_iter()
+            .flatten()
+        {
+            let proto = match port.protocol.as_deref().unwrap_or("TCP") {
+                "TCP" => Proto::Tcp,
+                "UDP" => Proto::Udp,
+                other => {
+                    refuse(format!(
+                        "port {}: protocol {other} is not supported",
+                        port.port
+                    ));
+                    continue;
+                }
+            };
+            let Ok(svc_port) = u16::try_from(port.port) else {
+                refuse(format!("port {} is not a valid port number", port.port));
+                continue;
+            };
+            let name = port.name.clone().unwrap_or_default();
+            let backends: BTreeSet<Endpoint> = endpoints
+                .iter()
+                .filter(|(n, p, _)| *n == name && *p == proto)
+                .map(|(_, _, e)| *e)
+                .collect();
+            for &vip in &vips {
+                let id = FrontendId {
+                    vip,
+                    port: svc_port,
+                    proto,
+                };
+                if let Some(other) = owner.get(&id) {
+                    if *other != key {
+                        refuse(format!("{id} is already served for Service {other}"));
+                    }
+                    continue;
+                }
+                owner.insert(id, key.clone());
+                if !backends.is_empty() {
+                    out.frontends.insert(id, backends.clone());
+                    out.addresses.insert(vip);
+                }
+            }
+        }
+    }
+    out.refusals.sort();
+    out.refusals.dedup();
+    out
+}
+
+fn is_load_balancer(svc: &Service) -> bool {
+    svc.spec.as_ref().and_then(|s| s.type_.as_deref()) == Some("LoadBalancer")
+}
+
+fn service_key(svc: &Service) -> Option<ServiceKey> {
+    Some(ServiceKey {
+        namespace: svc.metadata.namespace.clone()?,
+        name: svc.metadata.name.clone()?,
+    })
+}
+
+fn candidate_vips(svc: &Service) -> Vec<(String, &'static str)> {
+    let mut out = Vec::new();
+    let ingress = svc.status.as_ref().and_then(|s| s.load_balancer.as_ref());
+    for ing in ingress
+        .and_then(|lb| lb.ingress.as_ref())
+        .into_iter()
+        .flatten()
+    {
+        if let Some(ip) = &ing.ip {
+            out.push((ip.clone(), "status.loadBalancer.ingress ip"));
+        }
+    }
+    if let Some(spec) = &svc.spec {
+        if let Some(ip) = spec.load_balancer_ip.as_ref().filter(|ip| !ip.is_empty()) {
+            out.push((ip.clone(), "spec.loadBalancerIP"));
+        }
+        for ip in spec.external_ips.iter().flatten() {
+            out.push((ip.clone(), "spec.externalIPs"));
+        }
+    }
+    // The same address named twice (status mirrors spec) is one VIP.
+    let mut seen = BTreeSet::new();
+    out.retain(|(ip, _)| seen.insert(ip.clone()));
+    out
+}
+
+fn index_slices<'a>(slices: &[&'a EndpointSlice]) -> BTreeMap<ServiceKey, Vec<&'a EndpointSlice>> {
+    let mut by_service: BTreeMap<ServiceKey, Vec<&EndpointSlice>> = BTreeMap::new();
+    for slice in slices {
+        let labels = slice.metadata.labels.as_ref();
+        let (Some(ns), Some(svc)) = (
+            slice.metadata.namespace.clone(),
+            labels.and_then(|l| l.get(SERVICE_NAME_LABEL)),
+        ) else {
+            continue;
+        };
+        by_service
+            .entry(ServiceKey {
+                namespace: ns,
+                name: svc.clone(),
+            })
+            .or_default()
+            .push(slice);
+    }
+    by_service
+}
+
+/// Ready endpoints on `node`, as (port name, protocol, endpoint) for every port of their slice.
+fn local_endpoints(
+    slices: Option<&Vec<&EndpointSlice>>,
+    node: &str,
+) -> Vec<(String, Proto, Endpoint)> {
+    let mut out = Vec::new();
+    for slice in slices.into_iter().flatten() {
+        if slice.address_type != "IPv4" {
+            continue;
+        }
+        for ep in slice.endpoints.iter().flatten() {
+            // Per the EndpointSlice API, an unset `ready` means ready.
+            let ready = ep.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true);
+            if !ready || ep.node_name.as_deref() != Some(node) {
+                continue;
+            }
+            for port in slice.ports.iter().flatten() {
+                let (Some(p), proto) = (port.port, port.protocol.as_deref().unwrap_or("TCP"))
+                else {
+                    continue;
+                };
+                let (Ok(p), Some(proto)) = (u16::try_from(p), parse_proto(proto)) else {
+                    continue;
+                };
+                for addr in &ep.addresses {
+                    if let Ok(addr @ IpAddr::V4(_)) = addr.parse::<IpAddr>() {
+                        let name = port.name.clone().unwrap_or_default();
+                        out.push((name, proto, Endpoint { addr, port: p }));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+fn parse_proto(p: &str) -> Option<Proto> {
+    match p {
+        "TCP" => Some(Proto::Tcp),
+        "UDP" => Some(Proto::Udp),
+        _ => None,
+    }
+}
+
+fn list(prefixes: &[IpNet]) -> String {
+    prefixes
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests;

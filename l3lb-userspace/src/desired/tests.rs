@@ -1,0 +1,302 @@
+use std::collections::BTreeSet;
+
+use ipnet::IpNet;
+use k8s_openapi::api::{core::v1::Service, discovery::v1::EndpointSlice};
+use serde_json::json;
+
+use super::desired;
+use crate::model::{Desired, Endpoint, FrontendId, Proto};
+
+const NODE: &str = "node-a";
+
+fn prefixes() -> Vec<IpNet> {
+    vec!["198.51.100.0/24".parse().unwrap()]
+}
+
+/// A LoadBalancer Service `ns/name` with `spec.loadBalancerIP = vip` and the given ports.
+fn svc(name: &str, vip: &str, ports: serde_json::Value) -> Service {
+    serde_json::from_value(json!({
+        "metadata": {"namespace": "default", "name": name},
+        "spec": {"type": "LoadBalancer", "loadBalancerIP": vip, "ports": ports},
+    }))
+    .unwrap()
+}
+
+fn http() -> serde_json::Value {
+    json!([{"name": "http", "port": 80, "protocol": "TCP", "targetPort": "web"}])
+}
+
+/// An EndpointSlice for Service `service` with endpoints (address, node, ready).
+fn slice(
+    service: &str,
+    eps: &[(&str, &str, Option<bool>)],
+    ports: serde_json::Value,
+) -> EndpointSlice {
+    let endpoints: Vec<_> = eps
+        .iter()
+        .map(|(addr, node, ready)| json!({"addresses": [addr], "nodeName": node, "conditions": {"ready": ready}}))
+        .collect();
+    serde_json::from_value(json!({
+        "metadata": {"namespace": "default", "name": format!("{service}-abc"),
+                     "labels": {"kubernetes.io/service-name": service}},
+        "addressType": "IPv4",
+        "endpoints": endpoints,
+        "ports": ports,
+    }))
+    .unwrap()
+}
+
+fn web_ports() -> serde_json::Value {
+    json!([{"name": "http", "port": 8080, "protocol": "TCP"}])
+}
+
+fn run(services: &[Service], slices: &[EndpointSlice]) -> Desired {
+    let s: Vec<&Service> = services.iter().collect();
+    let e: Vec<&EndpointSlice> = slices.iter().collect();
+    desired(&s, &e, NODE, &prefixes())
+}
+
+fn fe(vip: &str, port: u16, proto: Proto) -> FrontendId {
+    FrontendId {
+        vip: vip.parse().unwrap(),
+        port,
+        proto,
+    }
+}
+
+fn ep(addr: &str, port: u16) -> Endpoint {
+    Endpoint {
+        addr: addr.parse().unwrap(),
+        port,
+    }
+}
+
+#[test]
+fn local_ready_endpoint_makes_vip_wanted_with_resolved_target_port() {
+    let d = run(
+        &[svc("web", "198.51.100.10", http())],
+        &[slice(
+            "web",
+            &[
+                ("10.244.1.2", NODE, Some(true)),
+                ("10.244.2.2", "node-b", Some(true)),
+            ],
+            web_ports(),
+        )],
+    );
+    assert_eq!(
+        d.addresses,
+        BTreeSet::from(["198.51.100.10".parse().unwrap()])
+    );
+    let want = BTreeSet::from([ep("10.244.1.2", 8080)]);
+    assert_eq!(
+        d.frontends.get(&fe("198.51.100.10", 80, Proto::Tcp)),
+        Some(&want)
+    );
+    assert_eq!(d.frontends.len(), 1);
+    assert!(d.refusals.is_empty());
+}
+
+#[test]
+fn unset_ready_counts_as_ready_and_not_ready_does_not() {
+    let unset = run(
+        &[svc("web", "198.51.100.10", http())],
+        &[slice("web", &[("10.244.1.2", NODE, None)], web_ports())],
+    );
+    assert_eq!(unset.addresses.len(), 1);
+    let not_ready = run(
+        &[svc("web", "198.51.100.10", http())],
+        &[slice(
+            "web",
+            &[("10.244.1.2", NODE, Some(false))],
+            web_ports(),
+        )],
+    );
+    assert!(not_ready.addresses.is_empty());
+    assert!(not_ready.frontends.is_empty());
+}
+
+#[test]
+fn endpoints_only_on_other_nodes_want_nothing() {
+    let d = run(
+        &[svc("web", "198.51.100.10", http())],
+        &[slice(
+            "web",
+            &[("10.244.2.2", "node-b", Some(true))],
+            web_ports(),
+        )],
+    );
+    assert_eq!(d, Desired::default());
+}
+
+#[test]
+fn vip_outside_prefix_is_refused_and_others_still_served() {
+    let d = run(
+        &[
+            svc("bad", "203.0.113.5", http()),
+            svc("web", "198.51.100.10", http()),
+        ],
+        &[
+            slice("bad", &[("10.244.1.3", NODE, Some(true))], web_ports()),
+            slice("web", &[("10.244.1.2", NODE, Some(true))], web_ports()),
+        ],
+    );
+    assert_eq!(
+        d.addresses,
+        BTreeSet::from(["198.51.100.10".parse().unwrap()])
+    );
+    assert_eq!(d.refusals.len(), 1);
+    assert_eq!(d.refusals[0].service.name, "bad");
+    assert!(
+        d.refusals[0]
+            .reason
+            .contains("203.0.113.5 is outside every prefix"),
+        "{}",
+        d.refusals[0].reason
+    );
+}
+
+#[test]
+fn all_vip_sources_are_used_and_deduplicated() {
+    let mut s = svc("web", "198.51.100.10", http());
+    let spec = s.spec.as_mut().unwrap();
+    spec.external_ips = Some(vec!["198.51.100.11".into()]);
+    s.status = serde_json::from_value(
+        json!({"loadBalancer": {"ingress": [{"ip": "198.51.100.10"}, {"ip": "198.51.100.12"}]}}),
+    )
+    .unwrap();
+    let d = run(
+        &[s],
+        &[slice(
+            "web",
+            &[("10.244.1.2", NODE, Some(true))],
+            web_ports(),
+        )],
+    );
+    let vips: Vec<String> = d.addresses.iter().map(ToString::to_string).collect();
+    assert_eq!(vips, ["198.51.100.10", "198.51.100.11", "198.51.100.12"]);
+    assert_eq!(d.frontends.len(), 3);
+    assert!(d.refusals.is_empty());
+}
+
+#[test]
+fn malformed_and_unsupported_inputs_are_refused_not_fatal() {
+    let cases = [
+        ("not-an-ip", "is not an IP address"),
+        ("2001:db8::1", "outside every prefix"),
+    ];
+    for (vip, reason) in cases {
+        let d = run(
+            &[svc("web", vip, http())],
+            &[slice(
+                "web",
+                &[("10.244.1.2", NODE, Some(true))],
+                web_ports(),
+            )],
+        );
+        assert!(d.addresses.is_empty(), "{vip}");
+        assert_eq!(d.refusals.len(), 1, "{vip}");
+        assert!(
+            d.refusals[0].reason.contains(reason),
+            "{vip}: {}",
+            d.refusals[0].reason
+        );
+    }
+    let sctp = json!([{"name": "s", "port": 90, "protocol": "SCTP"}]);
+    let d = run(&[svc("web", "198.51.100.10", sctp)], &[]);
+    assert!(d.refusals[0].reason.contains("SCTP is not supported"));
+}
+
+#[test]
+fn tcp_and_udp_ports_match_slice_ports_by_name_and_protocol() {
+    let ports = json!([
+        {"name": "dns", "port": 53, "protocol": "UDP"},
+        {"name": "dns-tcp", "port": 53, "protocol": "TCP"},
+    ]);
+    let slice_ports = json!([
+        {"name": "dns", "port": 5353, "protocol": "UDP"},
+        {"name": "dns-tcp", "port": 5354, "protocol": "TCP"},
+    ]);
+    let d = run(
+        &[svc("dns", "198.51.100.53", ports)],
+        &[slice(
+            "dns",
+            &[("10.244.1.9", NODE, Some(true))],
+            slice_ports,
+        )],
+    );
+    assert_eq!(
+        d.frontends[&fe("198.51.100.53", 53, Proto::Udp)],
+        BTreeSet::from([ep("10.244.1.9", 5353)])
+    );
+    assert_eq!(
+        d.frontends[&fe("198.51.100.53", 53, Proto::Tcp)],
+        BTreeSet::from([ep("10.244.1.9", 5354)])
+    );
+}
+
+#[test]
+fn a_port_without_local_endpoints_is_not_programmed() {
+    let ports = json!([{"name": "a", "port": 80}, {"name": "b", "port": 81}]);
+    let d = run(
+        &[svc("web", "198.51.100.10", ports)],
+        &[slice(
+            "web",
+            &[("10.244.1.2", NODE, Some(true))],
+            json!([{"name": "a", "port": 8080}]),
+        )],
+    );
+    assert_eq!(
+        d.frontends.keys().copied().collect::<Vec<_>>(),
+        [fe("198.51.100.10", 80, Proto::Tcp)]
+    );
+}
+
+#[test]
+fn second_service_on_the_same_vip_port_is_refused() {
+    let d = run(
+        &[
+            svc("a", "198.51.100.10", http()),
+            svc("b", "198.51.100.10", http()),
+        ],
+        &[
+            slice("a", &[("10.244.1.2", NODE, Some(true))], web_ports()),
+            slice("b", &[("10.244.1.3", NODE, Some(true))], web_ports()),
+        ],
+    );
+    assert_eq!(
+        d.frontends[&fe("198.51.100.10", 80, Proto::Tcp)],
+        BTreeSet::from([ep("10.244.1.2", 8080)])
+    );
+    assert_eq!(d.refusals.len(), 1);
+    assert_eq!(d.refusals[0].service.name, "b");
+    assert!(
+        d.refusals[0]
+            .reason
+            .contains("already served for Service default/a")
+    );
+}
+
+#[test]
+fn non_load_balancer_services_and_foreign_slices_are_ignored() {
+    let mut cluster_ip = svc("web", "198.51.100.10", http());
+    cluster_ip.spec.as_mut().unwrap().type_ = Some("ClusterIP".into());
+    let d = run(
+        &[cluster_ip],
+        &[slice(
+            "web",
+            &[("10.244.1.2", NODE, Some(true))],
+            web_ports(),
+        )],
+    );
+    assert_eq!(d, Desired::default());
+    let d = run(
+        &[svc("web", "198.51.100.10", http())],
+        &[slice(
+            "other",
+            &[("10.244.1.2", NODE, Some(true))],
+            web_ports(),
+        )],
+    );
+    assert!(d.frontends.is_empty());
+}

@@ -1,0 +1,15 @@
+//! l3lb: anycast load balancer for bare-metal Kubernetes. The node daemon's library.
+//!
+//! Data flows one way: [`watch`] (kube stores) → [`desired`] (pure) → [`plan`] (pure, against
+//! what [`reconcile`] observed) → [`apply`] (maps first, then addresses; on removal the reverse).
+pub mod addresses;
+pub mod apply;
+pub mod config;
+pub mod datapath;
+pub mod desired;
+pub mod events;
+pub mod maps;
+pub mod model;
+pub mod plan;
+pub mod reconcile;
+pub mod watch;

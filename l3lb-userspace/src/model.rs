@@ -1,0 +1,110 @@
+//! Plain data shared by the pure control-plane stages (desired, plan) and the executor.
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    fmt,
+    net::IpAddr,
+};
+
+/// Transport protocol of a frontend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Proto {
+    Tcp,
+    Udp,
+}
+
+impl Proto {
+    pub fn number(self) -> u8 {
+        match self {
+            Proto::Tcp => l3lb_common::PROTO_TCP,
+            Proto::Udp => l3lb_common::PROTO_UDP,
+        }
+    }
+
+    pub fn from_number(n: u8) -> Option<Self> {
+        match n {
+            l3lb_common::PROTO_TCP => Some(Proto::Tcp),
+            l3lb_common::PROTO_UDP => Some(Proto::Udp),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Proto {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+        })
+    }
+}
+
+/// VIP:port/proto as clients address it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FrontendId {
+    pub vip: IpAddr,
+    pub port: u16,
+    pub proto: Proto,
+}
+
+impl fmt::Display for FrontendId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.vip {
+            IpAddr::V4(v) => write!(f, "{v}:{}/{}", self.port, self.proto),
+            IpAddr::V6(v) => write!(f, "[{v}]:{}/{}", self.port, self.proto),
+        }
+    }
+}
+
+/// A local endpoint: pod address and (resolved) target port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Endpoint {
+    pub addr: IpAddr,
+    pub port: u16,
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.addr {
+            IpAddr::V4(v) => write!(f, "{v}:{}", self.port),
+            IpAddr::V6(v) => write!(f, "[{v}]:{}", self.port),
+        }
+    }
+}
+
+/// Backend sets per frontend; the same shape is desired and observed.
+pub type Frontends = BTreeMap<FrontendId, BTreeSet<Endpoint>>;
+
+/// Namespace/name of a Service, ordered so passes are deterministic.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ServiceKey {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl fmt::Display for ServiceKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// Why (part of) a Service is not served by this node. Reported once as a Warning Event.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Refusal {
+    pub service: ServiceKey,
+    pub reason: String,
+}
+
+/// What this node should have: frontends in the maps and VIPs on the interface.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Desired {
+    pub frontends: Frontends,
+    pub addresses: BTreeSet<IpAddr>,
+    pub refusals: Vec<Refusal>,
+}
+
+/// What this node has: frontends in the maps and addresses inside the managed prefixes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Observed {
+    pub frontends: Frontends,
+    pub addresses: BTreeSet<IpAddr>,
+}

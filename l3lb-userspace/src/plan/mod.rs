@@ -1,0 +1,84 @@
+//! The plan: ordered steps that turn observed state into desired state. Pure: no I/O, no clock
+//! (the caller passes `now`), so every ordering rule is unit-tested.
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::IpAddr,
+    time::{Duration, Instant},
+};
+
+use ipnet::IpNet;
+
+use crate::model::{Desired, Endpoint, FrontendId, Observed};
+
+/// One change to the node. Steps are applied in the order the plan lists them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Replace a frontend's whole backend set in one map update.
+    UpsertFrontend {
+        id: FrontendId,
+        endpoints: BTreeSet<Endpoint>,
+    },
+    /// Put a VIP on the interface (the routing daemon then advertises it).
+    AddAddress(IpAddr),
+    /// Take a VIP off the interface (route withdrawn).
+    RemoveAddress(IpAddr),
+    /// Delete a frontend from the maps, once its drain time is over.
+    RemoveFrontend(FrontendId),
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Plan {
+    pub steps: Vec<Step>,
+    /// Frontends no longer wanted but kept in the maps so in-flight flows drain, with the time
+    /// they were first seen unwanted. Feed back into the next call.
+    pub draining: BTreeMap<FrontendId, Instant>,
+}
+
+/// Orders changes so a VIP is only advertised once it forwards and withdrawn before it stops:
+/// frontends are programmed first, then addresses added; addresses are removed first, and
+/// frontends only after `drain` has passed. Only addresses inside `prefixes` are ever touched.
+pub fn plan(
+    desired: &Desired,
+    observed: &Observed,
+    prefixes: &[IpNet],
+    draining: &BTreeMap<FrontendId, Instant>,
+    now: Instant,
+    drain: Duration,
+) -> Plan {
+    let managed = |ip: &IpAddr| prefixes.iter().any(|p| p.contains(ip));
+    let mut out = Plan::default();
+
+    for (id, endpoints) in &desired.frontends {
+        if observed.frontends.get(id) != Some(endpoints) {
+            out.steps.push(Step::UpsertFrontend {
+                id: *id,
+                endpoints: endpoints.clone(),
+            });
+        }
+    }
+    for ip in desired.addresses.iter().filter(|ip| managed(ip)) {
+        if !observed.addresses.contains(ip) {
+            out.steps.push(Step::AddAddress(*ip));
+        }
+    }
+    for ip in observed.addresses.iter().filter(|ip| managed(ip)) {
+        if !desired.addresses.contains(ip) {
+            out.steps.push(Step::RemoveAddress(*ip));
+        }
+    }
+    for id in observed.frontends.keys() {
+        if desired.frontends.contains_key(id) {
+            continue;
+        }
+        let since = draining.get(id).copied().unwrap_or(now);
+        if now.saturating_duration_since(since) >= drain {
+            out.steps.push(Step::RemoveFrontend(*id));
+        } else {
+            out.draining.insert(*id, since);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

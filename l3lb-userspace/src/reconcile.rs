@@ -1,0 +1,179 @@
+//! The reconcile loop: on every watch change (debounced), on a periodic resync and when a drain
+//! ends, compute desired state, observe the node, plan, apply.
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::IpAddr,
+    sync::Arc,
+    time::Duration,
+};
+
+use kube::Client;
+use tokio::{sync::Notify, time::Instant};
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::{
+    apply::{AddressTable, FrontendTable, Outcome, apply},
+    config::Config,
+    desired::desired,
+    events::RefusalEvents,
+    model::{Desired, FrontendId, Observed},
+    plan::plan,
+    watch,
+};
+
+/// Watch events arriving within this window are handled by one pass.
+const DEBOUNCE: Duration = Duration::from_millis(50);
+
+/// Owns the node-side state between passes.
+pub struct Reconciler<F, A> {
+    config: Config,
+    frontends: F,
+    addresses: A,
+    draining: BTreeMap<FrontendId, std::time::Instant>,
+}
+
+impl<F: FrontendTable, A: AddressTable> Reconciler<F, A> {
+    pub fn new(config: Config, frontends: F, addresses: A) -> Self {
+        Self {
+            config,
+            frontends,
+            addresses,
+            draining: BTreeMap::new(),
+        }
+    }
+
+    /// The node as it is now: frontends in the maps, addresses inside the managed prefixes.
+    pub async fn observe(&self) -> anyhow::Result<Observed> {
+        let in_prefix = |ip: &IpAddr| self.config.prefixes.iter().any(|p| p.contains(ip));
+        let addresses: BTreeSet<IpAddr> = self
+            .addresses
+            .addresses()
+            .await?
+            .into_iter()
+            .filter(in_prefix)
+            .collect();
+        Ok(Observed {
+            frontends: self.frontends.frontends()?,
+            addresses,
+        })
+    }
+
+    /// One pass: observe, plan, apply. Errors are logged; the next pass retries.
+    pub async fn pass(&mut self, desired: &Desired) -> Outcome {
+        let observed = match self.observe().await {
+            Ok(o) => o,
+            Err(error) => {
+                warn!(%error, "cannot read the node's state; retrying next pass");
+                return Outcome {
+                    applied: 0,
+                    failed: 1,
+                };
+            }
+        };
+        let now = std::time::Instant::now();
+        let p = plan(
+            desired,
+            &observed,
+            &self.config.prefixes,
+            &self.draining,
+            now,
+            self.config.drain_timeout,
+        );
+        for id in p
+            .draining
+            .keys()
+            .filter(|id| !self.draining.contains_key(id))
+        {
+            info!(frontend = %id, drain = ?self.config.drain_timeout, "frontend draining");
+        }
+        self.draining = p.draining;
+        apply(&p.steps, &mut self.frontends, &self.addresses).await
+    }
+
+    /// When the earliest drain ends, if any frontend is draining.
+    pub fn next_drain_deadline(&self) -> Option<std::time::Instant> {
+        self.draining
+            .values()
+            .min()
+            .map(|since| *since + self.config.drain_timeout)
+    }
+}
+
+/// Runs until SIGTERM/SIGINT. Addresses and maps are left as they are on exit, so a restarted
+/// daemon finds them wanted and changes nothing.
+pub async fn run<F: FrontendTable, A: AddressTable>(
+    client: Client,
+    mut reconciler: Reconciler<F, A>,
+) -> anyhow::Result<()> {
+    let config = reconciler.config.clone();
+    let changed = Arc::new(Notify::new());
+    let stores = watch::start(client.clone(), changed.clone());
+    let mut events = RefusalEvents::new(client, &config.node_name);
+
+    info!(node = %config.node_name, "waiting for the first list of Services and EndpointSlices");
+    tokio::select! {
+        ready = stores.wait_until_ready() => ready?,
+        _ = shutdown() => return Ok(()),
+    }
+    info!(
+        services = stores.services.len(),
+        endpointslices = stores.slices.len(),
+        "watches synced"
+    );
+
+    let mut resync = tokio::time::interval(config.resync_interval);
+    let mut pass_no: u64 = 0;
+    loop {
+        let drain_deadline = reconciler.next_drain_deadline().map(Instant::from_std);
+        tokio::select! {
+            _ = changed.notified() => tokio::time::sleep(DEBOUNCE).await,
+            _ = resync.tick() => {},
+            _ = sleep_until_opt(drain_deadline) => {},
+            _ = shutdown() => {
+                info!("shutting down; addresses and maps stay in place for the next start");
+                return Ok(());
+            }
+        }
+        pass_no += 1;
+        let span = info_span!("reconcile", pass = pass_no);
+        async {
+            let services = stores.services.state();
+            let slices = stores.slices.state();
+            let services: Vec<_> = services.iter().map(|s| s.as_ref()).collect();
+            let slices: Vec<_> = slices.iter().map(|s| s.as_ref()).collect();
+            let want = desired(&services, &slices, &config.node_name, &config.prefixes);
+            let outcome = reconciler.pass(&want).await;
+            debug!(
+                applied = outcome.applied,
+                failed = outcome.failed,
+                "pass done"
+            );
+            events.report(&want.refusals).await;
+        }
+        .instrument(span)
+        .await;
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn shutdown() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {},
+                _ = tokio::signal::ctrl_c() => {},
+            }
+        }
+        Err(error) => {
+            warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops the daemon");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
