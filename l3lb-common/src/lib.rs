@@ -169,7 +169,9 @@ pub fn flow_slot(saddr: u32, sport: u16, count: u32) -> u32 {
     h ^= h >> 13;
     h = h.wrapping_mul(0xc2b2_ae35);
     h ^= h >> 16;
-    h % count
+    // Multiply-shift range reduction (Lemire) rather than `%`: no division, and the verifier can
+    // bound the result (< count) from the multiplication, which it cannot do for a modulo.
+    ((h as u64 * count as u64) >> 32) as u32
 }
 
 /// Incremental Internet checksum update (RFC 1624, eqn. 3): `HC' = ~(~HC + ~m + m')`.

@@ -1,0 +1,57 @@
+//! Errors of the datapath (loading, attaching, map access, test runs).
+use aya::{EbpfError, maps::MapError, programs::ProgramError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DatapathError {
+    #[error("loading the embedded eBPF object failed (are we root / CAP_BPF+CAP_NET_ADMIN?)")]
+    Load {
+        #[source]
+        source: Box<EbpfError>,
+    },
+    #[error("the eBPF object has no program {name}")]
+    MissingProgram { name: &'static str },
+    #[error("program {name} has an unexpected type")]
+    ProgramType {
+        name: &'static str,
+        #[source]
+        source: ProgramError,
+    },
+    #[error("loading program {name} into the kernel failed (verifier or permissions)")]
+    ProgramLoad {
+        name: &'static str,
+        #[source]
+        source: ProgramError,
+    },
+    #[error(
+        "attaching XDP to uplink {uplink} in native (driver) mode failed; l3lb needs an uplink \
+         whose driver supports native XDP (generic/skb mode is not used)"
+    )]
+    XdpAttach {
+        uplink: String,
+        #[source]
+        source: ProgramError,
+    },
+    #[error("attaching the TC egress program to uplink {uplink} failed")]
+    TcAttach {
+        uplink: String,
+        #[source]
+        source: ProgramError,
+    },
+    #[error("the eBPF object has no map {name}")]
+    MissingMap { name: &'static str },
+    #[error("map {name}: {op} failed")]
+    Map {
+        name: &'static str,
+        op: &'static str,
+        #[source]
+        source: MapError,
+    },
+    #[error("frontend has {count} backends; at most {max} fit in one map value")]
+    TooManyBackends { count: u32, max: usize },
+    #[error("BPF_PROG_TEST_RUN of {name} failed")]
+    TestRun {
+        name: &'static str,
+        #[source]
+        source: ProgramError,
+    },
+}

@@ -1,0 +1,219 @@
+//! The kernel datapath: the embedded eBPF object, its programs' attachment to the uplinks, and
+//! typed access to its maps (frontends, flows, counters).
+mod error;
+mod testrun;
+
+use std::collections::BTreeMap;
+
+use aya::{
+    Ebpf,
+    maps::{HashMap, MapData, MapError, PerCpuArray},
+    programs::{SchedClassifier, TcAttachType, Xdp, XdpMode},
+};
+use l3lb_common::{
+    COUNTER_SLOTS, Counter, FlowKeyV4, FlowNatV4, FrontendKeyV4, FrontendV4, MAP_FLOWS_V4,
+    MAP_FRONTENDS_V4, MAP_STATS, MAX_BACKENDS, PROG_TC_EGRESS, PROG_XDP_INGRESS, Stat,
+};
+
+pub use error::DatapathError;
+pub use testrun::TestRunOutput;
+
+/// The eBPF object built by aya-build (see `build.rs`), embedded in the daemon.
+pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/l3lb"));
+
+/// The loaded programs and maps. Dropping it detaches the programs from every uplink.
+#[derive(Debug)]
+pub struct Datapath {
+    ebpf: Ebpf,
+    uplinks: Vec<String>,
+}
+
+impl Datapath {
+    /// Loads the embedded object, attaches XDP (native/driver mode) and TC egress to every uplink.
+    pub fn attach(uplinks: &[String]) -> Result<Self, DatapathError> {
+        let mut datapath = Self::load_detached()?;
+        for uplink in uplinks {
+            datapath.attach_uplink(uplink)?;
+        }
+        Ok(datapath)
+    }
+
+    /// Loads the object and its programs (through the verifier) without attaching them.
+    pub fn load_detached() -> Result<Self, DatapathError> {
+        let mut ebpf = Ebpf::load(EBPF_OBJECT).map_err(|source| DatapathError::Load {
+            source: Box::new(source),
+        })?;
+        xdp_mut(&mut ebpf)?
+            .load()
+            .map_err(|source| DatapathError::ProgramLoad {
+                name: PROG_XDP_INGRESS,
+                source,
+            })?;
+        tc_mut(&mut ebpf)?
+            .load()
+            .map_err(|source| DatapathError::ProgramLoad {
+                name: PROG_TC_EGRESS,
+                source,
+            })?;
+        Ok(Self {
+            ebpf,
+            uplinks: Vec::new(),
+        })
+    }
+
+    fn attach_uplink(&mut self, uplink: &str) -> Result<(), DatapathError> {
+        xdp_mut(&mut self.ebpf)?
+            .attach(uplink, XdpMode::Driver)
+            .map_err(|source| DatapathError::XdpAttach {
+                uplink: uplink.to_owned(),
+                source,
+            })?;
+        tc_mut(&mut self.ebpf)?
+            .attach(uplink, TcAttachType::Egress)
+            .map_err(|source| DatapathError::TcAttach {
+                uplink: uplink.to_owned(),
+                source,
+            })?;
+        self.uplinks.push(uplink.to_owned());
+        Ok(())
+    }
+
+    /// The uplinks the programs are attached to.
+    pub fn uplinks(&self) -> &[String] {
+        &self.uplinks
+    }
+
+    /// Every frontend in the map.
+    pub fn frontends(&self) -> Result<BTreeMap<FrontendKeyV4, FrontendV4>, DatapathError> {
+        let map = self.hash::<FrontendKeyV4, FrontendV4>(MAP_FRONTENDS_V4)?;
+        map.iter()
+            .collect::<Result<_, _>>()
+            .map_err(map_err(MAP_FRONTENDS_V4, "iterate"))
+    }
+
+    /// Adds or replaces a frontend's whole backend set in one map update.
+    pub fn upsert_frontend(
+        &mut self,
+        key: FrontendKeyV4,
+        value: &FrontendV4,
+    ) -> Result<(), DatapathError> {
+        if value.count as usize > MAX_BACKENDS {
+            return Err(DatapathError::TooManyBackends {
+                count: value.count,
+                max: MAX_BACKENDS,
+            });
+        }
+        self.hash_mut::<FrontendKeyV4, FrontendV4>(MAP_FRONTENDS_V4)?
+            .insert(key, value, 0)
+            .map_err(map_err(MAP_FRONTENDS_V4, "insert"))
+    }
+
+    /// Removes a frontend; removing an absent one succeeds.
+    pub fn remove_frontend(&mut self, key: &FrontendKeyV4) -> Result<(), DatapathError> {
+        let mut map = self.hash_mut::<FrontendKeyV4, FrontendV4>(MAP_FRONTENDS_V4)?;
+        remove_absent_ok(&mut map, key).map_err(map_err(MAP_FRONTENDS_V4, "remove"))
+    }
+
+    /// Every translated flow (reply key -> VIP:port).
+    pub fn flows(&self) -> Result<BTreeMap<FlowKeyV4, FlowNatV4>, DatapathError> {
+        let map = self.hash::<FlowKeyV4, FlowNatV4>(MAP_FLOWS_V4)?;
+        map.iter()
+            .collect::<Result<_, _>>()
+            .map_err(map_err(MAP_FLOWS_V4, "iterate"))
+    }
+
+    /// Records a translated flow by hand (tests, and restoring state).
+    pub fn insert_flow(&mut self, key: FlowKeyV4, nat: &FlowNatV4) -> Result<(), DatapathError> {
+        self.hash_mut::<FlowKeyV4, FlowNatV4>(MAP_FLOWS_V4)?
+            .insert(key, nat, 0)
+            .map_err(map_err(MAP_FLOWS_V4, "insert"))
+    }
+
+    /// Forgets a translated flow; an absent one is fine.
+    pub fn remove_flow(&mut self, key: &FlowKeyV4) -> Result<(), DatapathError> {
+        let mut map = self.hash_mut::<FlowKeyV4, FlowNatV4>(MAP_FLOWS_V4)?;
+        remove_absent_ok(&mut map, key).map_err(map_err(MAP_FLOWS_V4, "remove"))
+    }
+
+    /// Every counter, summed over CPUs.
+    pub fn counters(&self) -> Result<BTreeMap<Counter, Stat>, DatapathError> {
+        let map = self
+            .ebpf
+            .map(MAP_STATS)
+            .ok_or(DatapathError::MissingMap { name: MAP_STATS })?;
+        let stats: PerCpuArray<&MapData, Stat> =
+            PerCpuArray::try_from(map).map_err(map_err(MAP_STATS, "open"))?;
+        let mut out = BTreeMap::new();
+        for counter in Counter::ALL {
+            debug_assert!((counter as u32) < COUNTER_SLOTS);
+            let per_cpu = stats
+                .get(&(counter as u32), 0)
+                .map_err(map_err(MAP_STATS, "lookup"))?;
+            let total = per_cpu.iter().fold(Stat::default(), |acc, s| Stat {
+                packets: acc.packets + s.packets,
+                bytes: acc.bytes + s.bytes,
+            });
+            out.insert(counter, total);
+        }
+        Ok(out)
+    }
+
+    fn hash<K: aya::Pod, V: aya::Pod>(
+        &self,
+        name: &'static str,
+    ) -> Result<HashMap<&MapData, K, V>, DatapathError> {
+        let map = self
+            .ebpf
+            .map(name)
+            .ok_or(DatapathError::MissingMap { name })?;
+        HashMap::try_from(map).map_err(map_err(name, "open"))
+    }
+
+    fn hash_mut<K: aya::Pod, V: aya::Pod>(
+        &mut self,
+        name: &'static str,
+    ) -> Result<HashMap<&mut MapData, K, V>, DatapathError> {
+        let map = self
+            .ebpf
+            .map_mut(name)
+            .ok_or(DatapathError::MissingMap { name })?;
+        HashMap::try_from(map).map_err(map_err(name, "open"))
+    }
+}
+
+fn xdp_mut(ebpf: &mut Ebpf) -> Result<&mut Xdp, DatapathError> {
+    let name = PROG_XDP_INGRESS;
+    let program = ebpf
+        .program_mut(name)
+        .ok_or(DatapathError::MissingProgram { name })?;
+    program
+        .try_into()
+        .map_err(|source| DatapathError::ProgramType { name, source })
+}
+
+fn tc_mut(ebpf: &mut Ebpf) -> Result<&mut SchedClassifier, DatapathError> {
+    let name = PROG_TC_EGRESS;
+    let program = ebpf
+        .program_mut(name)
+        .ok_or(DatapathError::MissingProgram { name })?;
+    program
+        .try_into()
+        .map_err(|source| DatapathError::ProgramType { name, source })
+}
+
+fn remove_absent_ok<K: aya::Pod, V: aya::Pod>(
+    map: &mut HashMap<&mut MapData, K, V>,
+    key: &K,
+) -> Result<(), MapError> {
+    match map.remove(key) {
+        Err(MapError::SyscallError(err)) if err.io_error.raw_os_error() == Some(libc::ENOENT) => {
+            Ok(())
+        }
+        Err(MapError::KeyNotFound | MapError::ElementNotFound) => Ok(()),
+        other => other,
+    }
+}
+
+fn map_err(name: &'static str, op: &'static str) -> impl Fn(MapError) -> DatapathError {
+    move |source| DatapathError::Map { name, op, source }
+}
