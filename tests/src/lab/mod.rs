@@ -1,1 +1,47 @@
-//! Network-namespace lab (owned by the lab work).
+//! Network-namespace lab: a client, an FRR router and `nodes` nodes (FRR + a pod running
+//! `l3lb-echo`), each in its own uniquely named namespace. See [`topology`] for the wiring.
+//!
+//! [`Lab`] owns what it made: on drop (also on a failed start or a panicking test) it stops only
+//! the pids it started and deletes only the namespaces it created. Its work directory (configs,
+//! logs) is removed too, unless the thread is panicking or `L3LB_LAB_KEEP=1`; its path is printed
+//! at start.
+mod client;
+pub mod frr;
+mod instance;
+mod prereq;
+mod process;
+mod queries;
+pub mod topology;
+mod wait;
+
+use std::{net::Ipv4Addr, path::PathBuf};
+
+pub use client::REQUEST_TIMEOUT;
+pub use instance::Lab;
+pub use wait::wait_for;
+
+/// Shape of a lab.
+#[derive(Debug, Clone)]
+pub struct LabConfig {
+    /// Number of nodes (each with one pod), 1-based everywhere in the API.
+    pub nodes: usize,
+    /// Prefix the nodes advertise from `lo` (route-map `L3LB-VIPS`, `le 32`).
+    pub vip_prefix: ipnet::Ipv4Net,
+    /// Port of the echo servers (TCP and UDP) in the pods.
+    pub echo_port: u16,
+    /// The `l3lb-echo` binary. `None`: `$L3LB_ECHO_BIN`, else next to the running executable or
+    /// its parent directory (target/debug/ for both `deps/<test>` and `xtask`). Integration tests
+    /// can pass `env!("CARGO_BIN_EXE_l3lb-echo")`.
+    pub echo_bin: Option<PathBuf>,
+}
+
+impl Default for LabConfig {
+    fn default() -> Self {
+        LabConfig {
+            nodes: 2,
+            vip_prefix: ipnet::Ipv4Net::new_assert(Ipv4Addr::new(198, 51, 100, 0), 24),
+            echo_port: 8080,
+            echo_bin: None,
+        }
+    }
+}

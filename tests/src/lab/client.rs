@@ -1,0 +1,48 @@
+//! Client requests made from inside a namespace, with short timeouts.
+use std::{
+    io::{BufRead, BufReader, Write},
+    net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket},
+    time::Duration,
+};
+
+use anyhow::{Context, bail};
+
+use crate::netns::in_netns;
+
+/// Connect, read and write timeout of one client request.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Sends one line over TCP and returns the (trimmed) answer line.
+pub(crate) fn tcp_request(ns: &str, addr: Ipv4Addr, port: u16) -> anyhow::Result<String> {
+    let to = SocketAddr::from((addr, port));
+    let answer = in_netns(ns, move || -> anyhow::Result<String> {
+        let stream = TcpStream::connect_timeout(&to, REQUEST_TIMEOUT)?;
+        stream.set_read_timeout(Some(REQUEST_TIMEOUT))?;
+        stream.set_write_timeout(Some(REQUEST_TIMEOUT))?;
+        (&stream).write_all(b"hello\n")?;
+        let mut line = String::new();
+        BufReader::new(&stream).read_line(&mut line)?;
+        Ok(line)
+    })?
+    .with_context(|| format!("TCP request from {ns} to {to}"))?;
+    if answer.is_empty() {
+        bail!("TCP request from {ns} to {to}: connection closed without an answer");
+    }
+    Ok(answer.trim_end().to_string())
+}
+
+/// Sends one datagram and returns the (trimmed) answer.
+pub(crate) fn udp_request(ns: &str, addr: Ipv4Addr, port: u16) -> anyhow::Result<String> {
+    let to = SocketAddr::from((addr, port));
+    let answer = in_netns(ns, move || -> anyhow::Result<String> {
+        let sock = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
+        sock.set_read_timeout(Some(REQUEST_TIMEOUT))?;
+        sock.connect(to)?;
+        sock.send(b"hello\n")?;
+        let mut buf = [0u8; 2048];
+        let n = sock.recv(&mut buf)?;
+        Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
+    })?
+    .with_context(|| format!("UDP request from {ns} to {to}"))?;
+    Ok(answer.trim_end().to_string())
+}

@@ -1,0 +1,189 @@
+//! FRR (zebra + bgpd) per namespace, with every path under the lab's own directory.
+//!
+//! Findings for Debian's FRR 8.4: the daemons drop privileges to a user that must be in the vty
+//! group `frrvty`, which root is not, so `-u root -g root` fails at start ("user(root) is not part
+//! of vty group specified(frrvty)"). They therefore run as the packaged `frr` user, and each
+//! namespace gets a directory owned by `frr` holding the config, pid file, zebra API socket (`-z`)
+//! and vty sockets (`--vty_socket`). Nothing under /etc/frr or /var/run/frr is used, unlike the
+//! `-N <pathspace>` alternative, which still lives in those system directories. The TCP vty is off
+//! (`-P 0`); `vtysh --vty_socket <dir>` (as root) talks to the daemons.
+use std::{
+    fs,
+    net::Ipv4Addr,
+    os::unix::fs::PermissionsExt,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{Context, anyhow, bail};
+use ipnet::Ipv4Net;
+use serde_json::Value;
+
+use super::{prereq::FRR_DIR, process::run, topology};
+
+/// Router AS; node `i` is `ROUTER_AS + i`.
+pub const ROUTER_AS: u32 = 65000;
+/// Route-map and prefix-list name on the nodes, as in the deploy snippet.
+pub const VIP_POLICY: &str = "L3LB-VIPS";
+
+/// Per-namespace FRR runtime directory, owned by the `frr` user.
+pub(crate) fn prepare_dir(dir: &Path) -> anyhow::Result<()> {
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o755))?;
+    run(&["chown", "frr:frr", &dir.display().to_string()])?;
+    // Unix socket paths are limited to 108 bytes; zserv.api is the longest name used.
+    if dir.join("zserv.api").as_os_str().len() >= 100 {
+        bail!(
+            "FRR socket directory {} is too long for unix sockets; set TMPDIR shorter",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+fn common_header(hostname: &str) -> String {
+    format!("frr defaults traditional\nhostname {hostname}\nno log unique-id\n!\n")
+}
+
+pub(crate) fn zebra_config(hostname: &str) -> String {
+    common_header(hostname)
+}
+
+/// Shared neighbor tuning: fast timers and immediate updates so labs converge in seconds.
+fn neighbor_lines(peer: Ipv4Addr, remote_as: u32) -> String {
+    format!(
+        " neighbor {peer} remote-as {remote_as}\n \
+         neighbor {peer} timers 1 3\n \
+         neighbor {peer} timers connect 1\n \
+         neighbor {peer} advertisement-interval 0\n"
+    )
+}
+
+/// The router: eBGP to every node, ECMP across them, sends the nodes nothing.
+pub(crate) fn router_bgpd_config(hostname: &str, nodes: usize) -> String {
+    let mut s = common_header(hostname);
+    s += "route-map ACCEPT-ALL permit 10\nexit\n!\nroute-map SEND-NOTHING deny 10\nexit\n!\n";
+    s += &format!(
+        "router bgp {ROUTER_AS}\n bgp router-id {}\n no bgp ebgp-requires-policy\n bgp log-neighbor-changes\n \
+         bgp bestpath as-path multipath-relax\n",
+        topology::ROUTER_CLIENT_IP
+    );
+    for i in 1..=nodes {
+        s += &neighbor_lines(topology::node_ip(i), ROUTER_AS + i as u32);
+    }
+    s += " !\n address-family ipv4 unicast\n  maximum-paths 16\n";
+    for i in 1..=nodes {
+        let peer = topology::node_ip(i);
+        s += &format!(
+            "  neighbor {peer} route-map ACCEPT-ALL in\n  neighbor {peer} route-map SEND-NOTHING out\n"
+        );
+    }
+    s += " exit-address-family\nexit\n!\n";
+    s
+}
+
+/// Node `i`: advertises connected routes inside the VIP prefix (the /32s on `lo`), nothing else.
+pub(crate) fn node_bgpd_config(hostname: &str, i: usize, vip_prefix: Ipv4Net) -> String {
+    let mut s = common_header(hostname);
+    s += &format!(
+        "ip prefix-list {VIP_POLICY} seq 10 permit {vip_prefix} le 32\n!\n\
+         route-map {VIP_POLICY} permit 10\n match ip address prefix-list {VIP_POLICY}\nexit\n!\n"
+    );
+    s += &format!(
+        "router bgp {}\n bgp router-id {}\n no bgp ebgp-requires-policy\n bgp log-neighbor-changes\n",
+        ROUTER_AS + i as u32,
+        topology::node_ip(i)
+    );
+    s += &neighbor_lines(topology::router_ip(i), ROUTER_AS);
+    s += &format!(
+        " !\n address-family ipv4 unicast\n  redistribute connected route-map {VIP_POLICY}\n \
+         exit-address-family\nexit\n!\n"
+    );
+    s
+}
+
+/// Command line of `daemon` ("zebra" or "bgpd") with everything under `dir`; not daemonised, so
+/// the pid the lab tracks is the daemon's. Logs go to stdout (the lab's log file).
+pub(crate) fn daemon_command(daemon: &str, dir: &Path) -> Command {
+    let mut cmd = Command::new(Path::new(FRR_DIR).join(daemon));
+    cmd.arg("-f")
+        .arg(dir.join(format!("{daemon}.conf")))
+        .arg("-i")
+        .arg(dir.join(format!("{daemon}.pid")))
+        .arg("-z")
+        .arg(dir.join("zserv.api"))
+        .arg("--vty_socket")
+        .arg(dir)
+        .args(["-P", "0", "--log", "stdout", "--log-level", "info"]);
+    cmd
+}
+
+/// Where `daemon` (pid `pid`) keeps its crash buffers; removed here after a stop that left it.
+pub(crate) fn crash_dir(daemon: &str, pid: u32) -> PathBuf {
+    PathBuf::from(format!("/var/tmp/frr/{daemon}.{pid}"))
+}
+
+/// Runs one vtysh command against the daemons whose sockets are in `dir`.
+pub(crate) fn vtysh(dir: &Path, command: &str) -> anyhow::Result<String> {
+    run(&[
+        "vtysh",
+        "--vty_socket",
+        &dir.display().to_string(),
+        "-c",
+        command,
+    ])
+}
+
+pub(crate) fn vtysh_json(dir: &Path, command: &str) -> anyhow::Result<Value> {
+    let out = vtysh(dir, command)?;
+    serde_json::from_str(&out).with_context(|| format!("`{command}` gave no JSON: {out}"))
+}
+
+/// Peer address -> BGP state, from `show bgp summary json`.
+pub(crate) fn peer_states(summary: &Value) -> Vec<(String, String)> {
+    let Some(peers) = summary
+        .pointer("/ipv4Unicast/peers")
+        .and_then(Value::as_object)
+    else {
+        return Vec::new();
+    };
+    peers
+        .iter()
+        .map(|(ip, p)| {
+            let state = p.get("state").and_then(Value::as_str).unwrap_or("?");
+            (ip.clone(), state.to_string())
+        })
+        .collect()
+}
+
+/// Gateways of the selected, installed route for exactly `prefix`, from `show ip route <prefix> json`.
+/// An absent prefix gives an empty list.
+pub(crate) fn installed_nexthops(route: &Value, prefix: &str) -> anyhow::Result<Vec<Ipv4Addr>> {
+    let Some(entries) = route.get(prefix) else {
+        return Ok(Vec::new());
+    };
+    let entries = entries
+        .as_array()
+        .ok_or_else(|| anyhow!("route entry for {prefix} is not a list: {entries}"))?;
+    let mut hops = Vec::new();
+    for e in entries {
+        let flag = |k: &str| e.get(k).and_then(Value::as_bool).unwrap_or(false);
+        if !(flag("selected") && flag("installed")) {
+            continue;
+        }
+        for nh in e
+            .get("nexthops")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let fib = nh.get("fib").and_then(Value::as_bool).unwrap_or(false);
+            if let (true, Some(ip)) = (fib, nh.get("ip").and_then(Value::as_str)) {
+                hops.push(ip.parse().with_context(|| format!("next hop {ip}"))?);
+            }
+        }
+    }
+    hops.sort();
+    hops.dedup();
+    Ok(hops)
+}

@@ -1,0 +1,53 @@
+//! Prerequisites of the lab: checked up front, each failure with an install hint. Never a skip.
+use std::{path::Path, process::Command};
+
+use anyhow::bail;
+
+pub(crate) const FRR_DIR: &str = "/usr/lib/frr";
+const HINT: &str = "install the lab prerequisites with `sudo bash .ci/setup` (Debian 12)";
+
+fn on_path(tool: &str) -> bool {
+    Command::new(tool)
+        .arg("--help")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok()
+}
+
+/// Fails with every missing prerequisite listed.
+pub(crate) fn check() -> anyhow::Result<()> {
+    let mut missing = Vec::new();
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("the netns lab needs root (network namespaces, veths, FRR); run the test as root");
+    }
+    for tool in ["ip", "ethtool", "sysctl", "vtysh", "chown"] {
+        if !on_path(tool) {
+            missing.push(format!("`{tool}` not found on PATH"));
+        }
+    }
+    for daemon in ["zebra", "bgpd"] {
+        let p = Path::new(FRR_DIR).join(daemon);
+        if !p.exists() {
+            missing.push(format!("{} missing (apt package `frr`)", p.display()));
+        }
+    }
+    if !frr_user_exists() {
+        missing.push("system user `frr` missing (created by the apt package `frr`)".to_string());
+    }
+    if !missing.is_empty() {
+        bail!(
+            "netns lab prerequisites missing: {}; {HINT}",
+            missing.join("; ")
+        );
+    }
+    Ok(())
+}
+
+fn frr_user_exists() -> bool {
+    Command::new("id")
+        .args(["-u", "frr"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
