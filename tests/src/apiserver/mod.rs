@@ -1,1 +1,246 @@
-//! Test API server (owned by the apiserver work).
+//! An in-process Kubernetes API server for tests and the demo.
+//!
+//! It speaks the real list/watch protocol over plain HTTP (no TLS, no auth), so the daemon's
+//! kube-rs client runs unchanged against it: lists with `limit`/`continue`, watches from a
+//! resourceVersion with BOOKMARKs and 410 Gone after [`ApiServer::compact`], label and field
+//! selectors, create/replace/patch (merge, JSON, strategic and apply approximated as merge) and
+//! the `/status` subresource. Events posted by clients are kept for [`ApiServer::events`].
+//!
+//! Not modelled: authentication, admission, defaulting (clusterIP allocation etc.), finalizers
+//! (DELETE removes at once), dry runs, deletecollection, managedFields.
+mod discovery;
+mod http;
+mod patch;
+mod resources;
+mod selector;
+mod status;
+mod store;
+mod watch;
+
+use std::{
+    net::SocketAddr,
+    path::Path,
+    sync::{Arc, Mutex, PoisonError},
+};
+
+use anyhow::{Context, anyhow};
+use serde::Deserialize;
+use serde_json::Value;
+
+use resources::{RESOURCES, ResourceType};
+use store::{Key, Store};
+
+/// State shared by the handle and the HTTP handlers.
+struct Shared {
+    store: Mutex<Store>,
+    /// Carries the store's resourceVersion after every write; watches wait on it.
+    changed: tokio::sync::watch::Sender<u64>,
+    requests: Mutex<Vec<String>>,
+}
+
+impl Shared {
+    fn read<T>(&self, f: impl FnOnce(&Store) -> T) -> T {
+        f(&self.store.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Runs a write and wakes every watch.
+    fn write<T>(&self, f: impl FnOnce(&mut Store) -> T) -> T {
+        let (out, rv) = {
+            let mut store = self.store.lock().unwrap_or_else(PoisonError::into_inner);
+            let out = f(&mut store);
+            (out, store.rv())
+        };
+        self.changed.send_replace(rv);
+        out
+    }
+
+    fn log_request(&self, line: String) {
+        self.requests
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(line);
+    }
+}
+
+/// A cheap, cloneable handle to one test API server's state; serve it with [`ApiServer::listen`].
+#[derive(Clone)]
+pub struct ApiServer {
+    shared: Arc<Shared>,
+}
+
+impl Default for ApiServer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn resource(api_version: &str, kind: &str) -> anyhow::Result<(usize, &'static ResourceType)> {
+    let res = resources::by_kind(api_version, kind)
+        .ok_or_else(|| anyhow!("the test API server does not serve {api_version} {kind}"))?;
+    Ok((res, &RESOURCES[res]))
+}
+
+impl ApiServer {
+    pub fn new() -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                store: Mutex::new(Store::default()),
+                changed: tokio::sync::watch::channel(0).0,
+                requests: Mutex::new(Vec::new()),
+            }),
+        }
+    }
+
+    /// Serve on 127.0.0.1:0 in the current network namespace; returns the bound address.
+    /// Needs a tokio runtime; the server runs until that runtime shuts down.
+    pub async fn listen(&self) -> anyhow::Result<SocketAddr> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        self.serve(listener)
+    }
+
+    /// Serve on 127.0.0.1:0 inside network namespace `ns` (the listening socket is created
+    /// there; the server runs on the current runtime). Daemons running in `ns` can use it.
+    pub async fn listen_in_netns(&self, ns: &str) -> anyhow::Result<SocketAddr> {
+        let name = ns.to_string();
+        let std_listener = tokio::task::spawn_blocking(move || {
+            crate::netns::in_netns(&name, || std::net::TcpListener::bind("127.0.0.1:0"))
+        })
+        .await??
+        .with_context(|| format!("binding the API server inside network namespace {ns}"))?;
+        std_listener.set_nonblocking(true)?;
+        self.serve(tokio::net::TcpListener::from_std(std_listener)?)
+    }
+
+    fn serve(&self, listener: tokio::net::TcpListener) -> anyhow::Result<SocketAddr> {
+        let addr = listener.local_addr()?;
+        let app = http::router(self.shared.clone());
+        tokio::spawn(async move {
+            if let Err(error) = axum::serve(listener, app).await {
+                tracing::warn!(%error, %addr, "test API server stopped");
+            }
+        });
+        Ok(addr)
+    }
+
+    /// Writes a kubeconfig (plain http, no credentials, namespace `default`) pointing at `addr`.
+    pub fn write_kubeconfig(addr: SocketAddr, path: &Path) -> anyhow::Result<()> {
+        let config = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: l3lb-test\n  cluster:\n    server: http://{addr}\n\
+             users:\n- name: l3lb-test\n  user: {{}}\ncontexts:\n- name: l3lb-test\n  context:\n    \
+             cluster: l3lb-test\n    user: l3lb-test\n    namespace: default\ncurrent-context: l3lb-test\n"
+        );
+        std::fs::write(path, config)
+            .with_context(|| format!("writing kubeconfig {}", path.display()))
+    }
+
+    /// Create-or-replace every object of a (multi-document) YAML manifest; `List` kinds are expanded.
+    pub fn apply_yaml(&self, yaml: &str) -> anyhow::Result<()> {
+        for doc in serde_yaml::Deserializer::from_str(yaml) {
+            let obj = Value::deserialize(doc).context("parsing a YAML manifest document")?;
+            if !obj.is_null() {
+                self.apply(obj)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Create-or-replace one object (any kind it serves), taken as given (status included).
+    /// Namespaced objects without a namespace go to `default`.
+    pub fn apply(&self, obj: Value) -> anyhow::Result<()> {
+        let str_field = |ptr: &str| {
+            obj.pointer(ptr)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
+        let (api_version, kind) = (str_field("/apiVersion"), str_field("/kind"));
+        if kind.ends_with("List")
+            && let Some(items) = obj.get("items").and_then(Value::as_array)
+        {
+            return items.iter().try_for_each(|item| self.apply(item.clone()));
+        }
+        let (res, _) = resource(&api_version, &kind)?;
+        let ns = match str_field("/metadata/namespace") {
+            ns if ns.is_empty() => "default".to_string(),
+            ns => ns,
+        };
+        let name = str_field("/metadata/name");
+        self.shared
+            .write(|s| s.upsert(res, &ns, obj))
+            .with_context(|| format!("applying {api_version} {kind} {ns}/{name}"))?;
+        Ok(())
+    }
+
+    pub fn delete(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> anyhow::Result<()> {
+        let key = Self::key(api_version, kind, namespace, name)?;
+        self.shared.write(|s| s.delete(&key))?;
+        Ok(())
+    }
+
+    pub fn get(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Option<Value> {
+        let key = Self::key(api_version, kind, namespace, name).ok()?;
+        self.shared.read(|s| s.get(&key).cloned())
+    }
+
+    fn key(
+        api_version: &str,
+        kind: &str,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> anyhow::Result<Key> {
+        let (res, rt) = resource(api_version, kind)?;
+        let ns = if rt.namespaced {
+            namespace.unwrap_or("default")
+        } else {
+            ""
+        };
+        Ok(Key {
+            res,
+            ns: ns.to_string(),
+            name: name.to_string(),
+        })
+    }
+
+    /// Every Event created so far (core v1 and events.k8s.io/v1), oldest first, each in its
+    /// latest version (a Recorder patching a series updates its entry).
+    pub fn events(&self) -> Vec<Value> {
+        self.shared.read(Store::events)
+    }
+
+    /// Drop watch history so older resourceVersions get 410 Gone (and end open watches so
+    /// clients come back).
+    pub fn compact(&self) {
+        self.shared.write(Store::compact);
+    }
+
+    /// How many watches were answered with 410 Gone.
+    pub fn gone_served(&self) -> usize {
+        self.shared.read(Store::gone_served)
+    }
+
+    /// Every request served so far, as `METHOD path?query`, oldest first.
+    pub fn requests(&self) -> Vec<String> {
+        self.shared
+            .requests
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The current (newest) resourceVersion.
+    pub fn resource_version(&self) -> u64 {
+        self.shared.read(Store::rv)
+    }
+}

@@ -1,0 +1,238 @@
+//! HTTP routing and the non-streaming verbs: list, get, create, replace, patch, delete.
+use std::{collections::HashMap, sync::Arc};
+
+use axum::{
+    Router,
+    body::Bytes,
+    extract::State,
+    http::{HeaderMap, Method, StatusCode, Uri, header},
+    response::{IntoResponse, Response},
+};
+use serde_json::{Value, json};
+
+use super::{
+    Shared, discovery,
+    patch::{self, PatchKind},
+    resources::{RESOURCES, Route, Target, parse_path},
+    selector::Selector,
+    status::ApiError,
+    store::{Filter, Key, WriteMode},
+    watch,
+};
+
+pub type Query = HashMap<String, String>;
+
+pub fn router(shared: Arc<Shared>) -> Router {
+    Router::new().fallback(handle).with_state(shared)
+}
+
+pub fn json_response(code: StatusCode, body: &Value) -> Response {
+    (
+        code,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+fn error_response(err: &ApiError) -> Response {
+    let code = StatusCode::from_u16(err.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    json_response(code, &err.to_status())
+}
+
+async fn handle(
+    State(shared): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    shared.log_request(format!("{method} {uri}"));
+    let query: Query = form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+        .into_owned()
+        .collect();
+    let result = match parse_path(uri.path()) {
+        None => Err(ApiError::path_not_found(uri.path())),
+        Some(_) if method != Method::GET && query.contains_key("dryRun") => Err(
+            ApiError::bad_request("dryRun is not supported by the test API server"),
+        ),
+        Some(Target::Version) if method == Method::GET => {
+            Ok(json_response(StatusCode::OK, &discovery::version()))
+        }
+        Some(Target::Discovery(segs)) if method == Method::GET => {
+            Ok(json_response(StatusCode::OK, &discovery::document(&segs)))
+        }
+        Some(Target::Version | Target::Discovery(_)) => {
+            Err(ApiError::method_not_allowed(method.as_str()))
+        }
+        Some(Target::Resource(route)) => {
+            resource(&shared, &method, &route, &query, &headers, &body)
+        }
+    };
+    result.unwrap_or_else(|e| error_response(&e))
+}
+
+/// Whether the client asked for `PartialObjectMetadata` (metadata-only lists and watches).
+pub fn wants_metadata_only(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("as=PartialObjectMetadata"))
+}
+
+/// The `PartialObjectMetadata` form of `obj`.
+pub fn to_metadata_only(obj: &Value) -> Value {
+    json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata", "metadata": obj["metadata"]})
+}
+
+fn body_json(body: &[u8]) -> Result<Value, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("decoding the request body: {e}")))
+}
+
+fn resource(
+    shared: &Arc<Shared>,
+    method: &Method,
+    route: &Route,
+    query: &Query,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, ApiError> {
+    let rt = &RESOURCES[route.res];
+    let ns = route.namespace.clone().unwrap_or_default();
+    let key = route.name.as_ref().map(|name| Key {
+        res: route.res,
+        ns: ns.clone(),
+        name: name.clone(),
+    });
+    let status_mode = match route.subresource.as_deref() {
+        None => WriteMode::Main,
+        Some("status") if rt.has_status => WriteMode::Status,
+        Some(sub) => return Err(ApiError::path_not_found(&format!("{}/{sub}", rt.plural))),
+    };
+    let watching =
+        route.watch_path || matches!(query.get("watch").map(String::as_str), Some("true" | "1"));
+    let ok = |v: &Value| Ok(json_response(StatusCode::OK, v));
+    match (method, key) {
+        (&Method::GET, None) => {
+            let filter = Filter {
+                res: route.res,
+                ns: route.namespace.clone(),
+                labels: selector(query, "labelSelector", Selector::labels)?,
+                fields: selector(query, "fieldSelector", Selector::fields)?,
+            };
+            if watching {
+                watch::serve(shared, filter, query, wants_metadata_only(headers))
+            } else {
+                ok(&list(shared, &filter, query, wants_metadata_only(headers))?)
+            }
+        }
+        (&Method::GET, Some(key)) => match shared.read(|s| s.get(&key).cloned()) {
+            Some(obj) => ok(&obj),
+            None => Err(ApiError::not_found(rt, &key.name)),
+        },
+        (&Method::POST, None)
+            if route.subresource.is_none() && (route.namespace.is_some() || !rt.namespaced) =>
+        {
+            let obj = body_json(body)?;
+            let created = shared.write(|s| s.create(route.res, &ns, obj))?;
+            Ok(json_response(StatusCode::CREATED, &created))
+        }
+        (&Method::PUT, Some(key)) => {
+            let obj = body_json(body)?;
+            ok(&shared.write(|s| s.update(&key, obj, status_mode, true))?)
+        }
+        (&Method::PATCH, Some(key)) => {
+            let ct = headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            let kind = PatchKind::from_content_type(ct)
+                .ok_or_else(|| ApiError::unsupported_media_type(ct))?;
+            let patch = patch::parse_body(kind, body).map_err(ApiError::bad_request)?;
+            let (code, obj) = shared.write(|s| match s.get(&key).cloned() {
+                Some(mut current) => {
+                    patch::apply(kind, &mut current, &patch).map_err(ApiError::bad_request)?;
+                    Ok((StatusCode::OK, s.update(&key, current, status_mode, true)?))
+                }
+                // Server-side apply creates what is missing.
+                None if kind == PatchKind::Apply && status_mode == WriteMode::Main => {
+                    let mut obj = patch.clone();
+                    obj["metadata"]["name"] = json!(key.name);
+                    Ok((StatusCode::CREATED, s.create(key.res, &key.ns, obj)?))
+                }
+                None => Err(ApiError::not_found(rt, &key.name)),
+            })?;
+            Ok(json_response(code, &obj))
+        }
+        (&Method::DELETE, Some(key)) if route.subresource.is_none() => {
+            ok(&shared.write(|s| s.delete(&key))?)
+        }
+        _ => Err(ApiError::method_not_allowed(method.as_str())),
+    }
+}
+
+fn selector(
+    query: &Query,
+    param: &str,
+    parse: fn(&str) -> Result<Selector, String>,
+) -> Result<Selector, ApiError> {
+    query
+        .get(param)
+        .map_or(Ok(Selector::default()), |s| parse(s))
+        .map_err(|e| ApiError::bad_request(format!("invalid {param}: {e}")))
+}
+
+/// A list, paginated with `limit` and `continue` tokens (`{rv}/{namespace}/{name}` of the last
+/// item served). Later pages show current objects under the first page's resourceVersion, so a
+/// watch from it replays anything that changed meanwhile.
+fn list(
+    shared: &Shared,
+    filter: &Filter,
+    query: &Query,
+    metadata_only: bool,
+) -> Result<Value, ApiError> {
+    let rt = &RESOURCES[filter.res];
+    let limit = match query.get("limit") {
+        Some(l) => Some(
+            l.parse::<usize>()
+                .map_err(|_| ApiError::bad_request(format!("invalid limit {l:?}")))?,
+        ),
+        None => None,
+    };
+    let (first_rv, after) = match query.get("continue").filter(|t| !t.is_empty()) {
+        Some(t) => {
+            let bad = || ApiError::bad_request(format!("invalid continue token {t:?}"));
+            let mut parts = t.splitn(3, '/');
+            let rv = parts
+                .next()
+                .and_then(|r| r.parse::<u64>().ok())
+                .ok_or_else(bad)?;
+            let ns = parts.next().ok_or_else(bad)?;
+            let name = parts.next().ok_or_else(bad)?;
+            (Some(rv), Some((ns, name)))
+        }
+        None => (None, None),
+    };
+    let (items, more, current) = shared.read(|s| {
+        let (items, more) = s.list(filter, after, limit);
+        (items, more, s.rv())
+    });
+    let rv = first_rv.unwrap_or(current);
+    let mut metadata = json!({"resourceVersion": rv.to_string()});
+    if more && let Some(last) = items.last() {
+        let field = |f: &str| last["metadata"][f].as_str().unwrap_or_default().to_string();
+        metadata["continue"] = json!(format!("{rv}/{}/{}", field("namespace"), field("name")));
+    }
+    let (kind, api_version, items) = if metadata_only {
+        let items: Vec<Value> = items.iter().map(to_metadata_only).collect();
+        (
+            "PartialObjectMetadataList".to_string(),
+            "meta.k8s.io/v1".to_string(),
+            items,
+        )
+    } else {
+        (rt.list_kind(), rt.api_version(), items)
+    };
+    Ok(json!({"kind": kind, "apiVersion": api_version, "metadata": metadata, "items": items}))
+}

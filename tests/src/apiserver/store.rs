@@ -1,0 +1,385 @@
+//! The object store: current objects, a global resourceVersion counter and the change history
+//! that watches replay. Plain data; locking and notification live in [`super::Shared`].
+use std::collections::{BTreeMap, VecDeque};
+
+use serde_json::{Value, json};
+
+use super::resources::RESOURCES;
+use super::selector::Selector;
+use super::status::ApiError;
+
+/// Changes kept for watches; older resourceVersions get 410 Gone.
+const HISTORY_LIMIT: usize = 50_000;
+
+/// Identifies one object: type (index into [`RESOURCES`]), namespace ("" if cluster-scoped), name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Key {
+    pub res: usize,
+    pub ns: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeType {
+    Added,
+    Modified,
+    Deleted,
+}
+
+/// One committed change. For deletions `new` is the deleted object stamped with the deletion's rv.
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub rv: u64,
+    pub key: Key,
+    pub kind: ChangeType,
+    pub old: Option<Value>,
+    pub new: Value,
+}
+
+/// How a write treats the stored `status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteMode {
+    /// A client write to the main resource: the status of types with a status subresource is kept.
+    Main,
+    /// A write to `/status`: only the status changes.
+    Status,
+    /// Test-harness writes: the object is taken as given.
+    Force,
+}
+
+/// Which objects a list or watch sees.
+#[derive(Debug, Clone)]
+pub struct Filter {
+    pub res: usize,
+    pub ns: Option<String>,
+    pub labels: Selector,
+    pub fields: Selector,
+}
+
+impl Filter {
+    pub fn matches(&self, key: &Key, obj: &Value) -> bool {
+        key.res == self.res
+            && self.ns.as_ref().is_none_or(|ns| *ns == key.ns)
+            && self.labels.matches(obj)
+            && self.fields.matches(obj)
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Store {
+    rv: u64,
+    objects: BTreeMap<Key, Value>,
+    /// Every change with `rv > oldest_rv`, oldest first.
+    history: VecDeque<Change>,
+    oldest_rv: u64,
+    epoch: u64,
+    events: Vec<(Key, Value)>,
+    uid_seq: u64,
+    gone_served: usize,
+}
+
+fn now_rfc3339() -> String {
+    use k8s_openapi::jiff::Timestamp;
+    let now = Timestamp::now();
+    Timestamp::from_second(now.as_second())
+        .unwrap_or(now)
+        .to_string()
+}
+
+fn meta_str<'a>(obj: &'a Value, field: &str) -> Option<&'a str> {
+    obj.get("metadata")?
+        .get(field)?
+        .as_str()
+        .filter(|s| !s.is_empty())
+}
+
+/// The object without metadata and status: what `metadata.generation` counts changes of.
+fn spec_part(obj: &Value) -> Value {
+    let mut v = obj.clone();
+    if let Some(m) = v.as_object_mut() {
+        m.remove("metadata");
+        m.remove("status");
+    }
+    v
+}
+
+impl Store {
+    pub fn rv(&self) -> u64 {
+        self.rv
+    }
+
+    /// Bumped by [`Store::compact`]; open watches end when it changes.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    pub fn get(&self, key: &Key) -> Option<&Value> {
+        self.objects.get(key)
+    }
+
+    /// Matching objects of `filter.res` after `(ns, name)`, at most `limit`; also whether more remain.
+    pub fn list(
+        &self,
+        filter: &Filter,
+        after: Option<(&str, &str)>,
+        limit: Option<usize>,
+    ) -> (Vec<Value>, bool) {
+        let start = Key {
+            res: filter.res,
+            ns: String::new(),
+            name: String::new(),
+        };
+        let mut matching = self
+            .objects
+            .range(start..)
+            .take_while(|(k, _)| k.res == filter.res)
+            .filter(|(k, _)| {
+                after.is_none_or(|(ns, name)| (k.ns.as_str(), k.name.as_str()) > (ns, name))
+            })
+            .filter(|(k, v)| filter.matches(k, v))
+            .map(|(_, v)| v.clone());
+        let limit = limit.filter(|l| *l > 0).unwrap_or(usize::MAX);
+        let items: Vec<Value> = matching.by_ref().take(limit).collect();
+        let more = matching.next().is_some();
+        (items, more)
+    }
+
+    fn next_uid(&mut self) -> String {
+        self.uid_seq += 1;
+        let salt = std::process::id();
+        format!("{salt:08x}-0000-4000-8000-{:012x}", self.uid_seq)
+    }
+
+    /// Stamps `obj` with the next resourceVersion and records the change.
+    fn commit(&mut self, key: Key, mut obj: Value, kind: ChangeType, old: Option<Value>) -> Value {
+        self.rv += 1;
+        obj["metadata"]["resourceVersion"] = json!(self.rv.to_string());
+        if RESOURCES[key.res].is_event() {
+            match self.events.iter_mut().rev().find(|(k, _)| *k == key) {
+                Some(entry) if kind != ChangeType::Added => entry.1 = obj.clone(),
+                _ if kind == ChangeType::Added => self.events.push((key.clone(), obj.clone())),
+                _ => {}
+            }
+        }
+        if kind == ChangeType::Deleted {
+            self.objects.remove(&key);
+        } else {
+            self.objects.insert(key.clone(), obj.clone());
+        }
+        self.history.push_back(Change {
+            rv: self.rv,
+            key,
+            kind,
+            old,
+            new: obj.clone(),
+        });
+        while self.history.len() > HISTORY_LIMIT {
+            if let Some(dropped) = self.history.pop_front() {
+                self.oldest_rv = dropped.rv;
+            }
+        }
+        obj
+    }
+
+    /// Creates an object in namespace `ns` (ignored for cluster-scoped types).
+    pub fn create(&mut self, res: usize, ns: &str, mut obj: Value) -> Result<Value, ApiError> {
+        let rt = &RESOURCES[res];
+        if !obj.is_object() {
+            return Err(ApiError::bad_request(
+                "the request body must be a JSON object",
+            ));
+        }
+        if !obj.get("metadata").is_some_and(Value::is_object) {
+            obj["metadata"] = json!({});
+        }
+        if rt.namespaced {
+            if meta_str(&obj, "namespace").is_some_and(|n| n != ns) {
+                return Err(ApiError::bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request",
+                ));
+            }
+            obj["metadata"]["namespace"] = json!(ns);
+        } else if let Some(m) = obj["metadata"].as_object_mut() {
+            m.remove("namespace");
+        }
+        let name = match (meta_str(&obj, "name"), meta_str(&obj, "generateName")) {
+            (Some(name), _) => name.to_string(),
+            (None, Some(prefix)) => format!("{prefix}{:05x}", self.uid_seq + 1),
+            (None, None) => return Err(ApiError::invalid(rt, "", "metadata.name: Required value")),
+        };
+        let key = Key {
+            res,
+            ns: if rt.namespaced {
+                ns.to_string()
+            } else {
+                String::new()
+            },
+            name: name.clone(),
+        };
+        if self.objects.contains_key(&key) {
+            return Err(ApiError::already_exists(rt, &name));
+        }
+        obj["apiVersion"] = json!(rt.api_version());
+        obj["kind"] = json!(rt.kind);
+        let uid = self.next_uid();
+        let meta = &mut obj["metadata"];
+        meta["name"] = json!(name);
+        meta["uid"] = json!(uid);
+        meta["creationTimestamp"] = json!(now_rfc3339());
+        meta["generation"] = json!(1);
+        Ok(self.commit(key, obj, ChangeType::Added, None))
+    }
+
+    /// Replaces an existing object; with `check_rv`, a non-empty `metadata.resourceVersion` in
+    /// `obj` must match the stored one (optimistic concurrency).
+    pub fn update(
+        &mut self,
+        key: &Key,
+        obj: Value,
+        mode: WriteMode,
+        check_rv: bool,
+    ) -> Result<Value, ApiError> {
+        let rt = &RESOURCES[key.res];
+        let old = self
+            .objects
+            .get(key)
+            .ok_or_else(|| ApiError::not_found(rt, &key.name))?
+            .clone();
+        if !obj.is_object() {
+            return Err(ApiError::bad_request(
+                "the request body must be a JSON object",
+            ));
+        }
+        if check_rv
+            && let Some(rv) = meta_str(&obj, "resourceVersion")
+            && Some(rv) != meta_str(&old, "resourceVersion")
+        {
+            return Err(ApiError::conflict(rt, &key.name));
+        }
+        if meta_str(&obj, "name").is_some_and(|n| n != key.name) {
+            return Err(ApiError::bad_request(
+                "the name of the object does not match the name on the URL",
+            ));
+        }
+        let mut new = match mode {
+            WriteMode::Status => {
+                let mut o = old.clone();
+                o["status"] = obj.get("status").cloned().unwrap_or(json!({}));
+                o
+            }
+            WriteMode::Main if rt.has_status => {
+                let mut o = obj;
+                match old.get("status") {
+                    Some(s) => o["status"] = s.clone(),
+                    None => drop(o.as_object_mut().map(|m| m.remove("status"))),
+                }
+                o
+            }
+            WriteMode::Main | WriteMode::Force => obj,
+        };
+        if !new.get("metadata").is_some_and(Value::is_object) {
+            new["metadata"] = json!({});
+        }
+        new["apiVersion"] = json!(rt.api_version());
+        new["kind"] = json!(rt.kind);
+        for field in [
+            "name",
+            "namespace",
+            "uid",
+            "creationTimestamp",
+            "generation",
+            "resourceVersion",
+        ] {
+            match old["metadata"].get(field) {
+                Some(v) => new["metadata"][field] = v.clone(),
+                None => drop(new["metadata"].as_object_mut().map(|m| m.remove(field))),
+            }
+        }
+        if new == old {
+            return Ok(old);
+        }
+        if spec_part(&new) != spec_part(&old) {
+            let generation = old["metadata"]["generation"].as_i64().unwrap_or(0);
+            new["metadata"]["generation"] = json!(generation + 1);
+        }
+        Ok(self.commit(key.clone(), new, ChangeType::Modified, Some(old)))
+    }
+
+    /// Creates or replaces `obj` as given (test-harness writes).
+    pub fn upsert(&mut self, res: usize, ns: &str, obj: Value) -> Result<Value, ApiError> {
+        let rt = &RESOURCES[res];
+        let key = Key {
+            res,
+            ns: if rt.namespaced {
+                ns.to_string()
+            } else {
+                String::new()
+            },
+            name: meta_str(&obj, "name").unwrap_or_default().to_string(),
+        };
+        if self.objects.contains_key(&key) {
+            self.update(&key, obj, WriteMode::Force, false)
+        } else {
+            self.create(res, ns, obj)
+        }
+    }
+
+    pub fn delete(&mut self, key: &Key) -> Result<Value, ApiError> {
+        let old = self
+            .objects
+            .get(key)
+            .ok_or_else(|| ApiError::not_found(&RESOURCES[key.res], &key.name))?
+            .clone();
+        Ok(self.commit(key.clone(), old.clone(), ChangeType::Deleted, Some(old)))
+    }
+
+    /// Watch events (`type`, object) for changes after `rv` that `filter` sees, or 410 Gone.
+    /// An object moving into the filter reads as ADDED, moving out as DELETED, as real watches do.
+    pub fn changes_since(
+        &self,
+        rv: u64,
+        filter: &Filter,
+    ) -> Result<Vec<(&'static str, Value)>, ApiError> {
+        if rv < self.oldest_rv {
+            return Err(ApiError::gone(rv, self.oldest_rv));
+        }
+        let start = self.history.partition_point(|c| c.rv <= rv);
+        let seen =
+            |obj: &Option<Value>, key: &Key| obj.as_ref().is_some_and(|o| filter.matches(key, o));
+        Ok(self
+            .history
+            .range(start..)
+            .filter_map(|c| {
+                let (was, is) = (seen(&c.old, &c.key), filter.matches(&c.key, &c.new));
+                let ty = match c.kind {
+                    ChangeType::Added if is => "ADDED",
+                    ChangeType::Modified if was && is => "MODIFIED",
+                    ChangeType::Modified if is => "ADDED",
+                    ChangeType::Modified | ChangeType::Deleted if was => "DELETED",
+                    _ => return None,
+                };
+                Some((ty, c.new.clone()))
+            })
+            .collect())
+    }
+
+    /// Forgets all history: every resourceVersion handed out so far becomes too old to watch from.
+    pub fn compact(&mut self) {
+        self.rv += 1;
+        self.oldest_rv = self.rv;
+        self.history.clear();
+        self.epoch += 1;
+    }
+
+    pub fn events(&self) -> Vec<Value> {
+        self.events.iter().map(|(_, v)| v.clone()).collect()
+    }
+
+    pub fn note_gone(&mut self) {
+        self.gone_served += 1;
+    }
+
+    pub fn gone_served(&self) -> usize {
+        self.gone_served
+    }
+}
