@@ -37,6 +37,12 @@ pub enum DatapathError {
         #[source]
         source: ProgramError,
     },
+    #[error("listing the TC egress programs of {uplink} failed")]
+    TcQuery {
+        uplink: String,
+        #[source]
+        source: ProgramError,
+    },
     #[error("the eBPF object has no map {name}")]
     MissingMap { name: &'static str },
     #[error("map {name}: {op} failed")]

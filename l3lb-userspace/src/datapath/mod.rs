@@ -78,6 +78,19 @@ impl Datapath {
         Ok(())
     }
 
+    /// Names of the TC (tcx) egress programs attached to `uplink`, in order: a diagnostic.
+    pub fn tc_egress_programs(uplink: &str) -> Result<Vec<String>, DatapathError> {
+        let (_revision, programs) = SchedClassifier::query_tcx(uplink, TcAttachType::Egress)
+            .map_err(|source| DatapathError::TcQuery {
+                uplink: uplink.to_owned(),
+                source,
+            })?;
+        Ok(programs
+            .iter()
+            .map(|p| String::from_utf8_lossy(p.name()).into_owned())
+            .collect())
+    }
+
     /// The uplinks the programs are attached to.
     pub fn uplinks(&self) -> &[String] {
         &self.uplinks
