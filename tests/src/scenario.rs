@@ -1,0 +1,180 @@
+//! The lab as a small cluster: the netns lab, a test API server reachable from every node
+//! namespace, and one real `l3lb run` per node. Shared by the end-to-end test and the demo.
+use std::{collections::BTreeMap, net::Ipv4Addr, path::PathBuf, process::Command};
+
+use anyhow::Context as _;
+use serde_json::{Value, json};
+
+use crate::{
+    apiserver::ApiServer,
+    lab::{Lab, LabConfig},
+};
+
+/// How often each daemon does a full pass; short so drift repair is quick to observe.
+pub const RESYNC: &str = "2s";
+
+pub struct Cluster {
+    // Dropped first: daemons and namespaces go before the API server's runtime.
+    pub lab: Lab,
+    pub api: ApiServer,
+    daemons: BTreeMap<usize, u32>,
+    kubeconfigs: BTreeMap<usize, PathBuf>,
+    starts: BTreeMap<usize, usize>,
+    pub runtime: tokio::runtime::Runtime,
+}
+
+/// The `l3lb` binary under test: `$L3LB_BIN`, else target/<profile>/l3lb next to this executable.
+pub fn l3lb_bin() -> anyhow::Result<PathBuf> {
+    if let Some(p) = std::env::var_os("L3LB_BIN") {
+        return Ok(PathBuf::from(p));
+    }
+    let exe = std::env::current_exe()?;
+    for dir in exe.ancestors().skip(1).take(2) {
+        let candidate = dir.join("l3lb");
+        if candidate.is_file() {
+            return Ok(candidate);
+        }
+    }
+    anyhow::bail!(
+        "l3lb binary not found next to {}; run `cargo build -p l3lb-userspace` or set L3LB_BIN",
+        exe.display()
+    )
+}
+
+pub fn node_name(i: usize) -> String {
+    format!("node{i}")
+}
+
+impl Cluster {
+    /// Builds the lab, serves the API inside every node namespace and starts a daemon per node.
+    pub fn start(cfg: LabConfig) -> anyhow::Result<Cluster> {
+        let bin = l3lb_bin()?;
+        anyhow::ensure!(
+            bin.is_file(),
+            "{} does not exist; run `cargo build -p l3lb-userspace`",
+            bin.display()
+        );
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        let lab = Lab::start(cfg)?;
+        let api = ApiServer::new();
+        let mut cluster = Cluster {
+            lab,
+            api,
+            daemons: BTreeMap::new(),
+            kubeconfigs: BTreeMap::new(),
+            starts: BTreeMap::new(),
+            runtime,
+        };
+        for i in 1..=cluster.lab.config().nodes {
+            let ns = cluster.lab.node_ns(i).to_owned();
+            let addr = cluster.runtime.block_on(cluster.api.listen_in_netns(&ns))?;
+            let path = cluster
+                .lab
+                .workdir()
+                .join(format!("kubeconfig-{}", node_name(i)));
+            ApiServer::write_kubeconfig(addr, &path)?;
+            cluster.kubeconfigs.insert(i, path);
+            cluster.start_daemon(i)?;
+        }
+        Ok(cluster)
+    }
+
+    /// Starts `l3lb run` in node `i`'s namespace; its log is `daemon_log(i)`.
+    pub fn start_daemon(&mut self, i: usize) -> anyhow::Result<u32> {
+        let prefix = self.lab.config().vip_prefix.to_string();
+        let mut cmd = Command::new(l3lb_bin()?);
+        cmd.args([
+            "run",
+            "--node-name",
+            &node_name(i),
+            "--prefix",
+            &prefix,
+            "--uplink",
+            self.lab.uplink(),
+        ])
+        .args(["--resync-interval", RESYNC])
+        .env("KUBECONFIG", &self.kubeconfigs[&i])
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1");
+        let n = self.starts.entry(i).or_default();
+        *n += 1;
+        let log = format!("l3lb-{}-{n}", node_name(i));
+        let ns = self.lab.node_ns(i).to_owned();
+        let pid = self.lab.spawn_in(&ns, &log, cmd)?;
+        self.daemons.insert(i, pid);
+        Ok(pid)
+    }
+
+    /// Stops node `i`'s daemon with SIGTERM (as systemd or the kubelet would).
+    pub fn stop_daemon(&mut self, i: usize) -> anyhow::Result<()> {
+        let pid = self.daemons.remove(&i).context("daemon not running")?;
+        self.lab.stop(pid)
+    }
+
+    /// The current (latest) log of node `i`'s daemon.
+    pub fn daemon_log(&self, i: usize) -> String {
+        let n = self.starts.get(&i).copied().unwrap_or(1);
+        let path = self
+            .lab
+            .workdir()
+            .join(format!("l3lb-{}-{n}.log", node_name(i)));
+        std::fs::read_to_string(path).unwrap_or_default()
+    }
+
+    /// Creates or replaces a LoadBalancer Service `default/name` with `spec.loadBalancerIP`,
+    /// serving TCP and UDP `port` -> the pods' echo port.
+    pub fn apply_service(&self, name: &str, vip: Ipv4Addr, port: u16) -> anyhow::Result<()> {
+        let echo = self.lab.config().echo_port;
+        self.api.apply(json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"namespace": "default", "name": name},
+            "spec": {
+                "type": "LoadBalancer", "loadBalancerIP": vip.to_string(),
+                "selector": {"app": name},
+                "ports": [
+                    {"name": "tcp", "port": port, "protocol": "TCP", "targetPort": echo},
+                    {"name": "udp", "port": port, "protocol": "UDP", "targetPort": echo},
+                ],
+            },
+        }))
+    }
+
+    /// Creates or replaces the EndpointSlice of Service `name`: every pod, Ready as given by
+    /// `ready(node index)`.
+    pub fn apply_endpoints(&self, name: &str, ready: impl Fn(usize) -> bool) -> anyhow::Result<()> {
+        let echo = self.lab.config().echo_port;
+        let endpoints: Vec<Value> = (1..=self.lab.config().nodes)
+            .map(|i| {
+                json!({
+                    "addresses": [self.lab.pod_ip(i).to_string()],
+                    "nodeName": node_name(i),
+                    "conditions": {"ready": ready(i), "serving": ready(i), "terminating": false},
+                })
+            })
+            .collect();
+        self.api.apply(json!({
+            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"namespace": "default", "name": format!("{name}-x1"),
+                         "labels": {"kubernetes.io/service-name": name}},
+            "addressType": "IPv4",
+            "endpoints": endpoints,
+            "ports": [
+                {"name": "tcp", "port": echo, "protocol": "TCP"},
+                {"name": "udp", "port": echo, "protocol": "UDP"},
+            ],
+        }))
+    }
+
+    pub fn delete_service(&self, name: &str) -> anyhow::Result<()> {
+        self.api.delete("v1", "Service", Some("default"), name)?;
+        self.api.delete(
+            "discovery.k8s.io/v1",
+            "EndpointSlice",
+            Some("default"),
+            &format!("{name}-x1"),
+        )
+    }
+}

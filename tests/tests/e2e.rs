@@ -1,0 +1,216 @@
+//! End to end, as root: a router with FRR peering over eBGP with two nodes, each running FRR and a
+//! real `l3lb run` against the test API server; a pod behind each node; a client behind the router.
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::{IpAddr, Ipv4Addr},
+    time::Duration,
+};
+
+use anyhow::{Context as _, bail, ensure};
+use l3lb_tests::{
+    lab::{LabConfig, wait_for},
+    scenario::Cluster,
+};
+
+const VIP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 10);
+const PORT: u16 = 80;
+const CONVERGE: Duration = Duration::from_secs(30);
+
+fn nexthops(c: &Cluster) -> anyhow::Result<BTreeSet<Ipv4Addr>> {
+    Ok(c.lab
+        .router_nexthops(&format!("{VIP}/32"))?
+        .into_iter()
+        .collect())
+}
+
+fn wait_nexthops(c: &Cluster, want: &[Ipv4Addr]) -> anyhow::Result<()> {
+    let want: BTreeSet<Ipv4Addr> = want.iter().copied().collect();
+    wait_for(
+        &format!("router next hops for {VIP}/32 = {want:?}"),
+        CONVERGE,
+        || {
+            let seen = nexthops(c)?;
+            if seen == want {
+                Ok(Some(()))
+            } else {
+                bail!("next hops {seen:?}")
+            }
+        },
+    )
+}
+
+fn has_vip(c: &Cluster, node: usize, ip: Ipv4Addr) -> anyhow::Result<bool> {
+    Ok(c.lab.lo_addresses(node)?.contains(&IpAddr::V4(ip)))
+}
+
+fn wait_vip(c: &Cluster, node: usize, present: bool) -> anyhow::Result<()> {
+    wait_for(
+        &format!(
+            "{VIP} {} lo of node{node}",
+            if present { "on" } else { "off" }
+        ),
+        CONVERGE,
+        || {
+            if has_vip(c, node, VIP)? == present {
+                Ok(Some(()))
+            } else {
+                bail!("lo of node{node}: {:?}", c.lab.lo_addresses(node)?)
+            }
+        },
+    )
+}
+
+/// Sends `n` TCP connections and `n` UDP requests to the VIP; every one must succeed and every
+/// pod must have seen the client's own address. Returns how many answers each pod gave.
+fn spread(c: &Cluster, n: usize) -> anyhow::Result<BTreeMap<String, usize>> {
+    let client = c.lab.client_ip().to_string();
+    let mut per_pod = BTreeMap::new();
+    for i in 0..n {
+        for (proto, answer) in [
+            ("tcp", c.lab.tcp_request(VIP, PORT)),
+            ("udp", c.lab.udp_request(VIP, PORT)),
+        ] {
+            let answer = answer.with_context(|| format!("{proto} request {i} to {VIP}:{PORT}"))?;
+            let mut words = answer.split_whitespace();
+            let (Some(pod), Some(peer)) = (words.next(), words.next()) else {
+                bail!("odd answer {answer:?}")
+            };
+            let peer_ip = peer.rsplit_once(':').map(|(ip, _)| ip).unwrap_or(peer);
+            ensure!(
+                peer_ip == client,
+                "{pod} saw {peer_ip} over {proto}, not the client's {client}"
+            );
+            *per_pod.entry(format!("{pod}/{proto}")).or_insert(0) += 1;
+        }
+    }
+    Ok(per_pod)
+}
+
+#[test]
+fn anycast_vip_end_to_end_with_frr() -> anyhow::Result<()> {
+    let mut c = Cluster::start(LabConfig::default())?;
+    let (n1, n2) = (c.lab.node_ip(1), c.lab.node_ip(2));
+
+    // A Service whose requested VIP is outside the prefix is refused with a Warning Event.
+    c.apply_service("outside", Ipv4Addr::new(203, 0, 113, 7), PORT)?;
+    c.apply_endpoints("outside", |_| true)?;
+    c.apply_service("web", VIP, PORT)?;
+    c.apply_endpoints("web", |_| true)?;
+
+    // Both nodes assume the VIP and the router installs two equal-cost next hops.
+    wait_vip(&c, 1, true)?;
+    wait_vip(&c, 2, true)?;
+    wait_nexthops(&c, &[n1, n2])?;
+    for i in [1, 2] {
+        ensure!(
+            c.daemon_log(i).contains(&format!("assuming address {VIP}")),
+            "node{i} log:\n{}",
+            c.daemon_log(i)
+        );
+    }
+
+    // Many connections all succeed, reach both pods, and each pod saw the client's address.
+    let per_pod = spread(&c, 48)?;
+    println!("answers per pod: {per_pod:?}");
+    for key in ["pod1/tcp", "pod2/tcp", "pod1/udp", "pod2/udp"] {
+        ensure!(
+            per_pod.get(key).copied().unwrap_or(0) > 0,
+            "no answer from {key}: {per_pod:?}"
+        );
+    }
+
+    // The refused Service: one Warning Event saying why, nothing assumed anywhere.
+    let events = c.api.events();
+    let refused: Vec<_> = events
+        .iter()
+        .filter(|e| e["regarding"]["name"] == "outside" || e["involvedObject"]["name"] == "outside")
+        .collect();
+    ensure!(
+        !refused.is_empty(),
+        "no Event for the refused Service; events: {events:#?}"
+    );
+    for e in &refused {
+        ensure!(e["type"] == "Warning", "{e}");
+        let note = e["note"]
+            .as_str()
+            .or(e["message"].as_str())
+            .unwrap_or_default();
+        ensure!(
+            note.contains("203.0.113.7") && note.contains("outside every prefix"),
+            "{e}"
+        );
+    }
+    for i in [1, 2] {
+        ensure!(
+            !has_vip(&c, i, Ipv4Addr::new(203, 0, 113, 7))?,
+            "node{i} assumed the refused VIP"
+        );
+    }
+
+    // A stray address inside the prefix is removed; one outside it stays. The outside one goes on
+    // first, so the pass that removes the stray has seen it too.
+    let node1 = c.lab.node_ns(1).to_owned();
+    c.lab.exec(
+        &node1,
+        &["ip", "addr", "add", "203.0.113.5/32", "dev", "lo"],
+    )?;
+    c.lab.exec(
+        &node1,
+        &["ip", "addr", "add", "198.51.100.99/32", "dev", "lo"],
+    )?;
+    wait_for("stray 198.51.100.99 removed from node1", CONVERGE, || {
+        let lo = c.lab.lo_addresses(1)?;
+        if lo.contains(&"198.51.100.99".parse()?) {
+            bail!("lo: {lo:?}")
+        } else {
+            Ok(Some(()))
+        }
+    })?;
+    ensure!(
+        has_vip(&c, 1, Ipv4Addr::new(203, 0, 113, 5))?,
+        "an address outside the prefix was touched"
+    );
+    ensure!(has_vip(&c, 1, VIP)?, "the stray removal took the VIP too");
+
+    // The endpoint on node2 turns not-Ready: node2 forfeits, the router drops that path.
+    c.apply_endpoints("web", |i| i == 1)?;
+    wait_vip(&c, 2, false)?;
+    wait_nexthops(&c, &[n1])?;
+    ensure!(
+        c.daemon_log(2)
+            .contains(&format!("forfeiting address {VIP}")),
+        "node2 log:\n{}",
+        c.daemon_log(2)
+    );
+    ensure!(has_vip(&c, 1, VIP)?, "node1 must keep the VIP");
+    let per_pod = spread(&c, 16)?;
+    ensure!(
+        per_pod.keys().all(|k| k.starts_with("pod1/")),
+        "traffic reached a forfeited node: {per_pod:?}"
+    );
+
+    // A daemon restart leaves the wanted address alone: no forfeit, no re-assume, traffic flows.
+    c.stop_daemon(1)?;
+    ensure!(
+        has_vip(&c, 1, VIP)?,
+        "the VIP went away when the daemon stopped"
+    );
+    c.start_daemon(1)?;
+    wait_for("restarted node1 daemon programmed its maps", CONVERGE, || {
+        Ok(c.daemon_log(1).contains("frontend programmed").then_some(()))
+    })?;
+    spread(&c, 8)?;
+    let log = c.daemon_log(1);
+    ensure!(
+        !log.contains("assuming address") && !log.contains("forfeiting address"),
+        "restart moved the address:\n{log}"
+    );
+    ensure!(has_vip(&c, 1, VIP)?, "VIP lost over the restart");
+
+    // Deleting the Service withdraws the VIP everywhere.
+    c.delete_service("web")?;
+    wait_vip(&c, 1, false)?;
+    wait_vip(&c, 2, false)?;
+    wait_nexthops(&c, &[])?;
+    Ok(())
+}
