@@ -4,145 +4,21 @@
 //! expected counter and expected flow table.
 use std::{collections::BTreeMap, os::unix::fs::MetadataExt as _};
 
-use etherparse::{IpHeaders, IpNumber, Ipv4Header, PacketBuilder};
 use l3lb_common::{
-    BackendV4, Counter, FlowKeyV4, FlowNatV4, FrontendKeyV4, FrontendV4, MAX_BACKENDS, PROTO_TCP,
-    PROTO_UDP, Stat, flow_slot,
+    Counter, FlowKeyV4, FlowNatV4, FrontendKeyV4, FrontendV4, MAX_BACKENDS, PROTO_TCP, PROTO_UDP,
+    Stat, flow_slot,
 };
 use l3lb_userspace::datapath::{Datapath, DatapathError};
 
-const XDP_PASS: u32 = 2;
-const TC_ACT_OK: u32 = 0;
+#[path = "datapath/attach.rs"]
+mod attach;
+#[path = "datapath/packets.rs"]
+mod packets;
 
-const MAC_PEER: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
-const MAC_NODE: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
-const CLIENT: [u8; 4] = [198, 51, 100, 7];
-const CLIENT_PORT: u16 = 40_000;
-const VIP: [u8; 4] = [203, 0, 113, 10];
-const OTHER: [u8; 4] = [203, 0, 113, 99];
-const POD: [u8; 4] = [10, 244, 1, 5];
-const HTTP: u16 = 80;
-const HTTPS: u16 = 443;
-const DNS: u16 = 53;
-const POD_HTTP: u16 = 8080;
-const POD_DNS: u16 = 5353;
-
-fn be(addr: [u8; 4]) -> u32 {
-    u32::from_ne_bytes(addr)
-}
-
-fn frontend_key(vip: [u8; 4], port: u16, proto: u8) -> FrontendKeyV4 {
-    FrontendKeyV4 {
-        vip_be: be(vip),
-        port_be: port.to_be(),
-        proto,
-        _pad: 0,
-    }
-}
-
-fn frontend(backends: &[([u8; 4], u16)]) -> FrontendV4 {
-    let mut value = FrontendV4 {
-        count: backends.len() as u32,
-        ..FrontendV4::default()
-    };
-    for (slot, (addr, port)) in value.backends.iter_mut().zip(backends) {
-        *slot = BackendV4 {
-            addr_be: be(*addr),
-            port_be: port.to_be(),
-            _pad: 0,
-        };
-    }
-    value
-}
-
-/// The flow entry XDP records for client -> VIP:port translated to backend.
-fn flow(backend: ([u8; 4], u16), proto: u8, vip: ([u8; 4], u16)) -> (FlowKeyV4, FlowNatV4) {
-    (
-        FlowKeyV4 {
-            backend_addr_be: be(backend.0),
-            client_addr_be: be(CLIENT),
-            backend_port_be: backend.1.to_be(),
-            client_port_be: CLIENT_PORT.to_be(),
-            proto,
-            _pad: [0; 3],
-        },
-        FlowNatV4 {
-            vip_be: be(vip.0),
-            port_be: vip.1.to_be(),
-            _pad: 0,
-        },
-    )
-}
-
-fn ipv4(src: [u8; 4], dst: [u8; 4], proto: u8, options: &[u8], more_fragments: bool) -> IpHeaders {
-    let mut ip = Ipv4Header::new(0, 64, IpNumber(proto), src, dst).expect("ipv4 header");
-    ip.identification = 0x1234;
-    ip.more_fragments = more_fragments;
-    ip.options = options.try_into().expect("ipv4 options");
-    IpHeaders::Ipv4(ip, Default::default())
-}
-
-fn write(builder: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
-    let mut out = Vec::new();
-    builder(&mut out);
-    out
-}
-
-/// TCP segment `src -> dst` (SYN when `ack` is None, SYN-ACK otherwise), IPv4 `options`.
-fn tcp(src: ([u8; 4], u16), dst: ([u8; 4], u16), options: &[u8], ack: Option<u32>) -> Vec<u8> {
-    let step = PacketBuilder::ethernet2(MAC_PEER, MAC_NODE)
-        .ip(ipv4(src.0, dst.0, PROTO_TCP, options, false))
-        .tcp(src.1, dst.1, 1_000, 64_240)
-        .syn();
-    let step = match ack {
-        Some(n) => step.ack(n),
-        None => step,
-    };
-    write(|out| step.write(out, &[]).expect("tcp packet"))
-}
-
-fn udp(src: ([u8; 4], u16), dst: ([u8; 4], u16), more_fragments: bool) -> Vec<u8> {
-    let step = PacketBuilder::ethernet2(MAC_PEER, MAC_NODE)
-        .ip(ipv4(src.0, dst.0, PROTO_UDP, &[], more_fragments))
-        .udp(src.1, dst.1);
-    write(|out| step.write(out, b"l3lb-query").expect("udp packet"))
-}
-
-/// The same UDP packet sent without a checksum (0 = none).
-fn udp_no_csum(src: ([u8; 4], u16), dst: ([u8; 4], u16)) -> Vec<u8> {
-    let mut packet = udp(src, dst, false);
-    packet[14 + 20 + 6..14 + 20 + 8].copy_from_slice(&[0, 0]);
-    packet
-}
-
-fn ipv6_udp() -> Vec<u8> {
-    let step = PacketBuilder::ethernet2(MAC_PEER, MAC_NODE)
-        .ipv6(
-            [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7],
-            [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 10],
-            64,
-        )
-        .udp(CLIENT_PORT, DNS);
-    write(|out| step.write(out, b"v6").expect("ipv6 packet"))
-}
-
-fn arp_request() -> Vec<u8> {
-    let mut p = Vec::new();
-    p.extend_from_slice(&[0xff; 6]);
-    p.extend_from_slice(&MAC_PEER);
-    p.extend_from_slice(&[0x08, 0x06]); // ARP
-    p.extend_from_slice(&[0, 1, 0x08, 0x00, 6, 4, 0, 1]); // Ethernet/IPv4, request
-    p.extend_from_slice(&MAC_PEER);
-    p.extend_from_slice(&CLIENT);
-    p.extend_from_slice(&[0; 6]);
-    p.extend_from_slice(&VIP); // who has the VIP?
-    p
-}
-
-fn truncated(mut packet: Vec<u8>, len: usize) -> Vec<u8> {
-    packet.truncate(len);
-    packet
-}
+use packets::{
+    CLIENT, CLIENT_PORT, DNS, HTTP, HTTPS, OTHER, POD, POD_DNS, POD_HTTP, TC_ACT_OK, VIP, XDP_PASS,
+    arp_request, be, flow, frontend, frontend_key, ipv6_udp, tcp, truncated, udp, udp_no_csum,
+};
 
 #[derive(Clone, Copy, Debug)]
 enum Prog {
@@ -580,88 +456,4 @@ fn frontend_map_api() {
         dp.upsert_frontend(key, &too_many),
         Err(DatapathError::TooManyBackends { .. })
     ));
-}
-
-/// A scratch network namespace, deleted (with its links) on drop.
-struct ScratchNetns(String);
-
-impl ScratchNetns {
-    fn new(tag: &str) -> Self {
-        let name = format!("l3lb-dp-{tag}-{}", std::process::id());
-        ip(&["netns", "add", &name]);
-        Self(name)
-    }
-}
-
-impl Drop for ScratchNetns {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("ip")
-            .args(["netns", "del", &self.0])
-            .status();
-    }
-}
-
-fn ip(args: &[&str]) -> String {
-    let out = std::process::Command::new("ip")
-        .args(args)
-        .output()
-        .expect("running `ip` (iproute2) failed: install iproute2");
-    assert!(
-        out.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// `Datapath::attach` puts native XDP and TC egress on a veth; dropping it detaches both; an
-/// uplink without native XDP (lo) is refused with a clear error.
-#[test]
-fn attach_to_veth_and_detach_on_drop() {
-    require_root();
-    let ns = ScratchNetns::new("attach");
-    ip(&[
-        "-n", &ns.0, "link", "add", "up0", "type", "veth", "peer", "name", "peer0",
-    ]);
-    for link in ["up0", "peer0", "lo"] {
-        ip(&["-n", &ns.0, "link", "set", link, "up"]);
-    }
-    let name = ns.0.clone();
-    let (attached, detached, refused) = l3lb_tests::netns::in_netns(&ns.0, move || {
-        let show = || ip(&["-n", &name, "-d", "link", "show", "up0"]);
-        let tc = || Datapath::tc_egress_programs("up0").map_err(|e| format!("{e:?}"));
-        let dp = Datapath::attach(&["up0".to_owned()]).map_err(|e| format!("{e:?}"))?;
-        let attached = (show(), tc()?, dp.uplinks().to_vec());
-        drop(dp);
-        let detached = (show(), tc()?);
-        // The loopback device has no native XDP.
-        let refused = Datapath::attach(&["lo".to_owned()]).err();
-        Ok::<_, String>((attached, detached, refused.map(|e| e.to_string())))
-    })
-    .expect("entering the scratch namespace")
-    .expect("attach to veth");
-    assert!(
-        attached.0.contains("xdp"),
-        "no XDP on up0 after attach:\n{}",
-        attached.0
-    );
-    assert_eq!(
-        attached.1,
-        vec!["l3lb_tc_egress".to_owned()],
-        "tcx egress on up0 after attach"
-    );
-    assert_eq!(attached.2, vec!["up0".to_owned()]);
-    assert!(
-        !detached.0.contains("xdp"),
-        "XDP still on up0 after drop:\n{}",
-        detached.0
-    );
-    assert!(
-        detached.1.is_empty(),
-        "tcx egress still on up0 after drop: {:?}",
-        detached.1
-    );
-    let refused = refused.expect("attaching native XDP to lo must fail");
-    assert!(refused.contains("native (driver) mode"), "{refused}");
 }

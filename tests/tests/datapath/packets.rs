@@ -1,0 +1,145 @@
+//! Packets for the datapath fixtures, built with etherparse (which computes every checksum from
+//! scratch, independently of the programs under test).
+use etherparse::{IpHeaders, IpNumber, Ipv4Header, PacketBuilder};
+use l3lb_common::{
+    BackendV4, FlowKeyV4, FlowNatV4, FrontendKeyV4, FrontendV4, PROTO_TCP, PROTO_UDP,
+};
+
+pub const XDP_PASS: u32 = 2;
+pub const TC_ACT_OK: u32 = 0;
+
+pub const MAC_PEER: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
+pub const MAC_NODE: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
+pub const CLIENT: [u8; 4] = [198, 51, 100, 7];
+pub const CLIENT_PORT: u16 = 40_000;
+pub const VIP: [u8; 4] = [203, 0, 113, 10];
+pub const OTHER: [u8; 4] = [203, 0, 113, 99];
+pub const POD: [u8; 4] = [10, 244, 1, 5];
+pub const HTTP: u16 = 80;
+pub const HTTPS: u16 = 443;
+pub const DNS: u16 = 53;
+pub const POD_HTTP: u16 = 8080;
+pub const POD_DNS: u16 = 5353;
+
+pub fn be(addr: [u8; 4]) -> u32 {
+    u32::from_ne_bytes(addr)
+}
+
+pub fn frontend_key(vip: [u8; 4], port: u16, proto: u8) -> FrontendKeyV4 {
+    FrontendKeyV4 {
+        vip_be: be(vip),
+        port_be: port.to_be(),
+        proto,
+        _pad: 0,
+    }
+}
+
+pub fn frontend(backends: &[([u8; 4], u16)]) -> FrontendV4 {
+    let mut value = FrontendV4 {
+        count: backends.len() as u32,
+        ..FrontendV4::default()
+    };
+    for (slot, (addr, port)) in value.backends.iter_mut().zip(backends) {
+        *slot = BackendV4 {
+            addr_be: be(*addr),
+            port_be: port.to_be(),
+            _pad: 0,
+        };
+    }
+    value
+}
+
+/// The flow entry XDP records for client -> VIP:port translated to backend.
+pub fn flow(backend: ([u8; 4], u16), proto: u8, vip: ([u8; 4], u16)) -> (FlowKeyV4, FlowNatV4) {
+    (
+        FlowKeyV4 {
+            backend_addr_be: be(backend.0),
+            client_addr_be: be(CLIENT),
+            backend_port_be: backend.1.to_be(),
+            client_port_be: CLIENT_PORT.to_be(),
+            proto,
+            _pad: [0; 3],
+        },
+        FlowNatV4 {
+            vip_be: be(vip.0),
+            port_be: vip.1.to_be(),
+            _pad: 0,
+        },
+    )
+}
+
+pub fn ipv4(
+    src: [u8; 4],
+    dst: [u8; 4],
+    proto: u8,
+    options: &[u8],
+    more_fragments: bool,
+) -> IpHeaders {
+    let mut ip = Ipv4Header::new(0, 64, IpNumber(proto), src, dst).expect("ipv4 header");
+    ip.identification = 0x1234;
+    ip.more_fragments = more_fragments;
+    ip.options = options.try_into().expect("ipv4 options");
+    IpHeaders::Ipv4(ip, Default::default())
+}
+
+pub fn write(builder: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+    let mut out = Vec::new();
+    builder(&mut out);
+    out
+}
+
+/// TCP segment `src -> dst` (SYN when `ack` is None, SYN-ACK otherwise), IPv4 `options`.
+pub fn tcp(src: ([u8; 4], u16), dst: ([u8; 4], u16), options: &[u8], ack: Option<u32>) -> Vec<u8> {
+    let step = PacketBuilder::ethernet2(MAC_PEER, MAC_NODE)
+        .ip(ipv4(src.0, dst.0, PROTO_TCP, options, false))
+        .tcp(src.1, dst.1, 1_000, 64_240)
+        .syn();
+    let step = match ack {
+        Some(n) => step.ack(n),
+        None => step,
+    };
+    write(|out| step.write(out, &[]).expect("tcp packet"))
+}
+
+pub fn udp(src: ([u8; 4], u16), dst: ([u8; 4], u16), more_fragments: bool) -> Vec<u8> {
+    let step = PacketBuilder::ethernet2(MAC_PEER, MAC_NODE)
+        .ip(ipv4(src.0, dst.0, PROTO_UDP, &[], more_fragments))
+        .udp(src.1, dst.1);
+    write(|out| step.write(out, b"l3lb-query").expect("udp packet"))
+}
+
+/// The same UDP packet sent without a checksum (0 = none).
+pub fn udp_no_csum(src: ([u8; 4], u16), dst: ([u8; 4], u16)) -> Vec<u8> {
+    let mut packet = udp(src, dst, false);
+    packet[14 + 20 + 6..14 + 20 + 8].copy_from_slice(&[0, 0]);
+    packet
+}
+
+pub fn ipv6_udp() -> Vec<u8> {
+    let step = PacketBuilder::ethernet2(MAC_PEER, MAC_NODE)
+        .ipv6(
+            [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7],
+            [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 10],
+            64,
+        )
+        .udp(CLIENT_PORT, DNS);
+    write(|out| step.write(out, b"v6").expect("ipv6 packet"))
+}
+
+pub fn arp_request() -> Vec<u8> {
+    let mut p = Vec::new();
+    p.extend_from_slice(&[0xff; 6]);
+    p.extend_from_slice(&MAC_PEER);
+    p.extend_from_slice(&[0x08, 0x06]); // ARP
+    p.extend_from_slice(&[0, 1, 0x08, 0x00, 6, 4, 0, 1]); // Ethernet/IPv4, request
+    p.extend_from_slice(&MAC_PEER);
+    p.extend_from_slice(&CLIENT);
+    p.extend_from_slice(&[0; 6]);
+    p.extend_from_slice(&VIP); // who has the VIP?
+    p
+}
+
+pub fn truncated(mut packet: Vec<u8>, len: usize) -> Vec<u8> {
+    packet.truncate(len);
+    packet
+}
