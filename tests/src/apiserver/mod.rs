@@ -10,11 +10,14 @@
 //! (DELETE removes at once), dry runs, deletecollection, managedFields.
 mod discovery;
 mod http;
+mod meta;
 mod patch;
 mod resources;
 mod selector;
 mod status;
 mod store;
+#[cfg(test)]
+mod store_tests;
 mod watch;
 
 use std::{

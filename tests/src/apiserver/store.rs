@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use serde_json::{Value, json};
 
+use super::meta::{self, ensure_metadata, meta_str, now_rfc3339};
 use super::resources::RESOURCES;
 use super::selector::Selector;
 use super::status::ApiError;
@@ -65,7 +66,7 @@ impl Filter {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Store {
     rv: u64,
     objects: BTreeMap<Key, Value>,
@@ -78,29 +79,21 @@ pub struct Store {
     gone_served: usize,
 }
 
-fn now_rfc3339() -> String {
-    use k8s_openapi::jiff::Timestamp;
-    let now = Timestamp::now();
-    Timestamp::from_second(now.as_second())
-        .unwrap_or(now)
-        .to_string()
-}
-
-fn meta_str<'a>(obj: &'a Value, field: &str) -> Option<&'a str> {
-    obj.get("metadata")?
-        .get(field)?
-        .as_str()
-        .filter(|s| !s.is_empty())
-}
-
-/// The object without metadata and status: what `metadata.generation` counts changes of.
-fn spec_part(obj: &Value) -> Value {
-    let mut v = obj.clone();
-    if let Some(m) = v.as_object_mut() {
-        m.remove("metadata");
-        m.remove("status");
+impl Default for Store {
+    /// An empty store at resourceVersion 1: "0" means "any version" to clients, so a list never
+    /// hands it out.
+    fn default() -> Self {
+        Self {
+            rv: 1,
+            objects: BTreeMap::new(),
+            history: VecDeque::new(),
+            oldest_rv: 0,
+            epoch: 0,
+            events: Vec::new(),
+            uid_seq: 0,
+            gone_served: 0,
+        }
     }
-    v
 }
 
 impl Store {
@@ -189,9 +182,7 @@ impl Store {
                 "the request body must be a JSON object",
             ));
         }
-        if !obj.get("metadata").is_some_and(Value::is_object) {
-            obj["metadata"] = json!({});
-        }
+        ensure_metadata(&mut obj);
         if rt.namespaced {
             if meta_str(&obj, "namespace").is_some_and(|n| n != ns) {
                 return Err(ApiError::bad_request(
@@ -261,46 +252,9 @@ impl Store {
                 "the name of the object does not match the name on the URL",
             ));
         }
-        let mut new = match mode {
-            WriteMode::Status => {
-                let mut o = old.clone();
-                o["status"] = obj.get("status").cloned().unwrap_or(json!({}));
-                o
-            }
-            WriteMode::Main if rt.has_status => {
-                let mut o = obj;
-                match old.get("status") {
-                    Some(s) => o["status"] = s.clone(),
-                    None => drop(o.as_object_mut().map(|m| m.remove("status"))),
-                }
-                o
-            }
-            WriteMode::Main | WriteMode::Force => obj,
-        };
-        if !new.get("metadata").is_some_and(Value::is_object) {
-            new["metadata"] = json!({});
-        }
-        new["apiVersion"] = json!(rt.api_version());
-        new["kind"] = json!(rt.kind);
-        for field in [
-            "name",
-            "namespace",
-            "uid",
-            "creationTimestamp",
-            "generation",
-            "resourceVersion",
-        ] {
-            match old["metadata"].get(field) {
-                Some(v) => new["metadata"][field] = v.clone(),
-                None => drop(new["metadata"].as_object_mut().map(|m| m.remove(field))),
-            }
-        }
+        let new = meta::updated(rt, &old, obj, mode);
         if new == old {
             return Ok(old);
-        }
-        if spec_part(&new) != spec_part(&old) {
-            let generation = old["metadata"]["generation"].as_i64().unwrap_or(0);
-            new["metadata"]["generation"] = json!(generation + 1);
         }
         Ok(self.commit(key.clone(), new, ChangeType::Modified, Some(old)))
     }
@@ -333,14 +287,16 @@ impl Store {
         Ok(self.commit(key.clone(), old.clone(), ChangeType::Deleted, Some(old)))
     }
 
-    /// Watch events (`type`, object) for changes after `rv` that `filter` sees, or 410 Gone.
+    /// Watch events (`type`, object) for changes after `rv` that `filter` sees, or 410 Gone when
+    /// `rv` is outside the retained history.
     /// An object moving into the filter reads as ADDED, moving out as DELETED, as real watches do.
     pub fn changes_since(
         &self,
         rv: u64,
         filter: &Filter,
     ) -> Result<Vec<(&'static str, Value)>, ApiError> {
-        if rv < self.oldest_rv {
+        // Newer than anything served (e.g. a client of an earlier server): also make it relist.
+        if rv < self.oldest_rv || rv > self.rv {
             return Err(ApiError::gone(rv, self.oldest_rv));
         }
         let start = self.history.partition_point(|c| c.rv <= rv);
