@@ -94,7 +94,7 @@ fn rewrite_destination(pkt: Ingress<'_>, addr_be: u32, port_be: u16) {
 #[inline(always)]
 pub fn tc_egress(ctx: &TcContext) -> (i32, Counter) {
     let Parsed::Packet(pkt) = parse::tc_ipv4(ctx) else {
-        return (TC_ACT_OK as i32, Counter::TcPassNotOurs);
+        return (TC_ACT_OK, Counter::TcPassNotOurs);
     };
     let key = FlowKeyV4 {
         backend_addr_be: pkt.saddr_be,
@@ -105,12 +105,12 @@ pub fn tc_egress(ctx: &TcContext) -> (i32, Counter) {
         _pad: [0; 3],
     };
     let Some(nat) = maps::flow(&key) else {
-        return (TC_ACT_OK as i32, Counter::TcPassNotOurs);
+        return (TC_ACT_OK, Counter::TcPassNotOurs);
     };
     match rewrite_source(ctx, &pkt, &nat) {
-        Ok(()) => (TC_ACT_OK as i32, Counter::TcRevNat),
+        Ok(()) => (TC_ACT_OK, Counter::TcRevNat),
         // Checksums and fields may disagree now: a corrupted packet must not leave the node.
-        Err(_) => (TC_ACT_SHOT as i32, Counter::TcRevNatError),
+        Err(_) => (TC_ACT_SHOT, Counter::TcRevNatError),
     }
 }
 

@@ -18,8 +18,15 @@ fn step(n: u32, text: &str) {
 }
 
 fn show_route(c: &Cluster) -> anyhow::Result<()> {
-    let route = c.lab.exec(c.lab.router_ns(), &["ip", "route", "show", &format!("{VIP}/32")])?;
-    let route = if route.trim().is_empty() { "(no route)".to_owned() } else { route };
+    let route = c.lab.exec(
+        c.lab.router_ns(),
+        &["ip", "route", "show", &format!("{VIP}/32")],
+    )?;
+    let route = if route.trim().is_empty() {
+        "(no route)".to_owned()
+    } else {
+        route
+    };
     println!("    router# ip route show {VIP}/32");
     for line in route.lines() {
         println!("      {line}");
@@ -32,13 +39,22 @@ fn requests(c: &Cluster, n: usize) -> anyhow::Result<()> {
     for _ in 0..n {
         for answer in [c.lab.tcp_request(VIP, PORT)?, c.lab.udp_request(VIP, PORT)?] {
             // "pod1 10.100.0.2:40312" -> "pod1 10.100.0.2": the port differs per connection.
-            let who = answer.trim().rsplit_once(':').map_or(answer.trim(), |(a, _)| a).to_owned();
+            let who = answer
+                .trim()
+                .rsplit_once(':')
+                .map_or(answer.trim(), |(a, _)| a)
+                .to_owned();
             *seen.entry(who).or_default() += 1;
         }
     }
-    println!("    {n} TCP connections + {n} UDP requests from the client ({}) to {VIP}:{PORT}:", c.lab.client_ip());
+    println!(
+        "    {n} TCP connections + {n} UDP requests from the client ({}) to {VIP}:{PORT}:",
+        c.lab.client_ip()
+    );
     for (who, count) in seen {
-        println!("      {count:>3} answered by \"{who}\"  (pod name, then the source address the pod saw)");
+        println!(
+            "      {count:>3} answered by \"{who}\"  (pod name, then the source address the pod saw)"
+        );
     }
     Ok(())
 }
@@ -46,23 +62,41 @@ fn requests(c: &Cluster, n: usize) -> anyhow::Result<()> {
 fn wait_hops(c: &Cluster, n: usize) -> anyhow::Result<()> {
     wait_for(&format!("{n} next hop(s) for {VIP}"), WAIT, || {
         let hops = c.lab.router_nexthops(&format!("{VIP}/32"))?;
-        if hops.len() == n { Ok(Some(())) } else { bail!("next hops {hops:?}") }
+        if hops.len() == n {
+            Ok(Some(()))
+        } else {
+            bail!("next hops {hops:?}")
+        }
     })
 }
 
 fn print_log(c: &Cluster, node: usize, needles: &[&str]) {
-    for line in c.daemon_log(node).lines().filter(|l| needles.iter().any(|n| l.contains(n))) {
+    for line in c
+        .daemon_log(node)
+        .lines()
+        .filter(|l| needles.iter().any(|n| l.contains(n)))
+    {
         println!("    node{node}| {}", line.trim());
     }
 }
 
 fn main() -> anyhow::Result<()> {
-    step(1, "Building the lab: client -- router (FRR) == node1, node2 (FRR + l3lb) -- pod1, pod2");
-    let mut c = Cluster::start(LabConfig::default())?;
+    step(
+        1,
+        "Building the lab: client -- router (FRR) == node1, node2 (FRR + l3lb) -- pod1, pod2",
+    );
+    let c = Cluster::start(LabConfig::default())?;
     println!("    namespaces: {}", c.lab.namespaces().join(", "));
-    println!("    each node runs: l3lb run --node-name nodeN --prefix 198.51.100.0/24 --uplink up0");
+    println!(
+        "    each node runs: l3lb run --node-name nodeN --prefix 198.51.100.0/24 --uplink up0"
+    );
 
-    step(2, &format!("Service default/web: LoadBalancer {VIP}, tcp+udp {PORT} -> 8080, one Ready pod per node"));
+    step(
+        2,
+        &format!(
+            "Service default/web: LoadBalancer {VIP}, tcp+udp {PORT} -> 8080, one Ready pod per node"
+        ),
+    );
     c.apply_service("web", VIP, PORT)?;
     c.apply_endpoints("web", |_| true)?;
     wait_hops(&c, 2)?;
@@ -70,13 +104,22 @@ fn main() -> anyhow::Result<()> {
         print_log(&c, i, &["frontend programmed", "assuming address"]);
     }
 
-    step(3, "The router learned the VIP from both nodes over BGP: two equal-cost next hops");
+    step(
+        3,
+        "The router learned the VIP from both nodes over BGP: two equal-cost next hops",
+    );
     show_route(&c)?;
 
-    step(4, "Traffic: ECMP spreads connections over the nodes; XDP DNATs to the local pod, keeping the client's address");
+    step(
+        4,
+        "Traffic: ECMP spreads connections over the nodes; XDP DNATs to the local pod, keeping the client's address",
+    );
     requests(&c, 12)?;
 
-    step(5, "Failover: pod2 turns not-Ready; node2 withdraws the VIP and the router drops that path");
+    step(
+        5,
+        "Failover: pod2 turns not-Ready; node2 withdraws the VIP and the router drops that path",
+    );
     c.apply_endpoints("web", |i| i == 1)?;
     wait_hops(&c, 1)?;
     print_log(&c, 2, &["forfeiting address"]);
@@ -88,7 +131,10 @@ fn main() -> anyhow::Result<()> {
     wait_hops(&c, 0)?;
     show_route(&c)?;
 
-    step(7, "Cleaning up: stopping the daemons, FRR and pods; deleting the namespaces");
+    step(
+        7,
+        "Cleaning up: stopping the daemons, FRR and pods; deleting the namespaces",
+    );
     drop(c);
     println!("    done");
     Ok(())
