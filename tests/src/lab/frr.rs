@@ -187,3 +187,76 @@ pub(crate) fn installed_nexthops(route: &Value, prefix: &str) -> anyhow::Result<
     hops.dedup();
     Ok(hops)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn node_config_redistributes_only_the_vip_prefix() {
+        let cfg = node_bgpd_config("n1", 1, "198.51.100.0/24".parse().unwrap());
+        assert!(cfg.contains("ip prefix-list L3LB-VIPS seq 10 permit 198.51.100.0/24 le 32\n"));
+        assert!(
+            cfg.contains(
+                "route-map L3LB-VIPS permit 10\n match ip address prefix-list L3LB-VIPS\n"
+            )
+        );
+        assert!(cfg.contains("router bgp 65001\n"));
+        assert!(cfg.contains(" neighbor 10.100.1.1 remote-as 65000\n"));
+        assert!(cfg.contains("  redistribute connected route-map L3LB-VIPS\n"));
+    }
+
+    #[test]
+    fn router_config_peers_every_node_with_ecmp() {
+        let cfg = router_bgpd_config("r", 2);
+        for (ip, asn) in [("10.100.1.2", 65001), ("10.100.2.2", 65002)] {
+            assert!(
+                cfg.contains(&format!(" neighbor {ip} remote-as {asn}\n")),
+                "{cfg}"
+            );
+            assert!(cfg.contains(&format!("  neighbor {ip} route-map SEND-NOTHING out\n")));
+        }
+        assert!(cfg.contains(" bgp bestpath as-path multipath-relax\n"));
+        assert!(cfg.contains("  maximum-paths 16\n"));
+    }
+
+    #[test]
+    fn nexthops_only_from_the_selected_installed_route_in_fib() {
+        let route = json!({"198.51.100.10/32": [
+            {"protocol": "bgp", "selected": true, "installed": true, "nexthops": [
+                {"fib": true, "ip": "10.100.2.2", "afi": "ipv4", "active": true},
+                {"fib": true, "ip": "10.100.1.2", "afi": "ipv4", "active": true},
+                {"ip": "10.100.3.2", "afi": "ipv4"}]},
+            {"protocol": "static", "nexthops": [{"fib": true, "ip": "10.9.9.9"}]}
+        ]});
+        let got = installed_nexthops(&route, "198.51.100.10/32").unwrap();
+        assert_eq!(
+            got,
+            [
+                "10.100.1.2".parse::<Ipv4Addr>().unwrap(),
+                "10.100.2.2".parse().unwrap()
+            ]
+        );
+        assert!(
+            installed_nexthops(&json!({}), "198.51.100.10/32")
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn peer_states_from_summary() {
+        let summary = json!({"ipv4Unicast": {"peers": {
+            "10.100.1.2": {"remoteAs": 65001, "state": "Established"},
+            "10.100.2.2": {"remoteAs": 65002, "state": "Active"}}}});
+        assert_eq!(
+            peer_states(&summary),
+            [
+                ("10.100.1.2".to_string(), "Established".to_string()),
+                ("10.100.2.2".to_string(), "Active".to_string())
+            ]
+        );
+        assert!(peer_states(&json!({})).is_empty());
+    }
+}
