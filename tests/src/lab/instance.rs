@@ -156,20 +156,22 @@ impl Lab {
         for (idx, ns) in spaces.iter().enumerate() {
             let api = self.frr_dir(ns).join("zserv.api");
             let zebra = self.frr_pids[idx].1;
-            let (procs, workdir) = (&mut self.procs, &self.workdir);
+            let log = self.workdir.join(format!("{ns}-zebra.log"));
+            let procs = &mut self.procs;
+            // Ok(Some(Err)) ends the wait at once: a dead daemon will not create its socket.
             wait_for(
                 &format!("zebra API socket {}", api.display()),
                 READY_DEADLINE,
                 || {
                     if !procs.running(zebra)? {
-                        bail!(
-                            "zebra in {ns} exited; see {}/{ns}-zebra.log",
-                            workdir.display()
-                        );
+                        return Ok(Some(Err(anyhow!(
+                            "zebra in {ns} exited; see {}",
+                            log.display()
+                        ))));
                     }
-                    Ok(api.exists().then_some(()))
+                    Ok(api.exists().then_some(Ok(())))
                 },
-            )?;
+            )??;
         }
         for ns in &spaces {
             let dir = self.frr_dir(ns);
@@ -209,16 +211,27 @@ impl Lab {
         })
     }
 
-    fn wait_echo_ready(&self) -> anyhow::Result<()> {
+    fn wait_echo_ready(&mut self) -> anyhow::Result<()> {
         for i in 1..=self.cfg.nodes {
             let (ns, ip, port) = (
                 self.pod_ns(i).to_string(),
                 self.pod_ip(i),
                 self.cfg.echo_port,
             );
+            let (pid, log) = (
+                self.echo_pids[i - 1],
+                self.workdir.join(format!("pod{i}-echo.log")),
+            );
+            let procs = &mut self.procs;
             wait_for(&format!("echo server in {ns}"), READY_DEADLINE, || {
-                super::client::tcp_request(&ns, ip, port).map(Some)
-            })?;
+                if !procs.running(pid)? {
+                    return Ok(Some(Err(anyhow!(
+                        "echo server exited; see {}",
+                        log.display()
+                    ))));
+                }
+                super::client::tcp_request(&ns, ip, port).map(|_| Some(Ok(())))
+            })??;
         }
         Ok(())
     }
