@@ -114,23 +114,84 @@ fn test(extra: &[String]) -> anyhow::Result<()> {
         "warnings",
     ])?;
     build_ebpf::run()?;
-    cargo(&["build", "--workspace", "--bins"])?;
+    // Default members only: the eBPF crate builds for its own target, through aya-build.
+    cargo(&["build", "--bins"])?;
     let bin = workspace_root().join("target/debug/l3lb");
     // SAFETY: single-threaded at this point; the child cargo inherits it.
     unsafe { std::env::set_var("L3LB_BIN", &bin) };
-    let mut args = vec!["test", "--workspace", "--no-fail-fast"];
+    let mut args = vec!["test", "--no-fail-fast"];
     if !extra.is_empty() {
         args.push("--");
         args.extend(extra.iter().map(String::as_str));
     }
-    cargo(&args)
+    cargo_test(&args)
+}
+
+/// Runs `cargo test`, echoing its output, and closes with the totals over every test binary.
+fn cargo_test(args: &[&str]) -> anyhow::Result<()> {
+    use std::io::{BufRead as _, BufReader};
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    println!("\n==> cargo {}", args.join(" "));
+    let mut child = Command::new(&cargo)
+        .args(args)
+        .current_dir(workspace_root())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot run {cargo}"))?;
+    let (mut passed, mut failed) = (0u64, 0u64);
+    if let Some(out) = child.stdout.take() {
+        for line in BufReader::new(out).lines() {
+            let line = line?;
+            println!("{line}");
+            if let Some(rest) = line.strip_prefix("test result: ") {
+                passed += count(rest, " passed");
+                failed += count(rest, " failed");
+            }
+        }
+    }
+    let status = child.wait()?;
+    println!("\ntests: {passed} passed, {failed} failed");
+    if !status.success() || failed > 0 {
+        bail!("cargo test failed ({status})");
+    }
+    if passed == 0 {
+        bail!("cargo test ran no test");
+    }
+    Ok(())
+}
+
+/// The number before `label` in a libtest summary ("ok. 5 passed; 0 failed; ...").
+fn count(summary: &str, label: &str) -> u64 {
+    summary
+        .split(';')
+        .find_map(|part| {
+            part.trim()
+                .trim_start_matches("ok. ")
+                .trim_start_matches("FAILED. ")
+                .strip_suffix(label.trim_start())
+        })
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 fn demo() -> anyhow::Result<()> {
     require_root("cargo xtask demo")?;
-    cargo(&["build", "--workspace", "--bins"])?;
+    cargo(&["build", "--bins"])?;
     let bin = workspace_root().join("target/debug/l3lb");
     // SAFETY: single-threaded at this point; the child cargo inherits it.
     unsafe { std::env::set_var("L3LB_BIN", &bin) };
     cargo(&["run", "-q", "-p", "l3lb-tests", "--bin", "l3lb-demo"])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::count;
+
+    #[test]
+    fn counts_come_from_libtest_summaries() {
+        let ok = "ok. 23 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in 0.06s";
+        assert_eq!((count(ok, " passed"), count(ok, " failed")), (23, 0));
+        let bad = "FAILED. 3 passed; 2 failed; 0 ignored; 0 measured; 0 filtered out; finished in 1s";
+        assert_eq!((count(bad, " passed"), count(bad, " failed")), (3, 2));
+    }
 }
