@@ -196,9 +196,15 @@ fn anycast_vip_end_to_end_with_frr() -> anyhow::Result<()> {
         "the VIP went away when the daemon stopped"
     );
     c.start_daemon(1)?;
-    wait_for("restarted node1 daemon programmed its maps", CONVERGE, || {
-        Ok(c.daemon_log(1).contains("frontend programmed").then_some(()))
-    })?;
+    wait_for(
+        "restarted node1 daemon programmed its maps",
+        CONVERGE,
+        || {
+            Ok(c.daemon_log(1)
+                .contains("frontend programmed")
+                .then_some(()))
+        },
+    )?;
     spread(&c, 8)?;
     let log = c.daemon_log(1);
     ensure!(

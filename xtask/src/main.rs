@@ -189,9 +189,11 @@ mod tests {
 
     #[test]
     fn counts_come_from_libtest_summaries() {
-        let ok = "ok. 23 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in 0.06s";
+        let ok =
+            "ok. 23 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in 0.06s";
         assert_eq!((count(ok, " passed"), count(ok, " failed")), (23, 0));
-        let bad = "FAILED. 3 passed; 2 failed; 0 ignored; 0 measured; 0 filtered out; finished in 1s";
+        let bad =
+            "FAILED. 3 passed; 2 failed; 0 ignored; 0 measured; 0 filtered out; finished in 1s";
         assert_eq!((count(bad, " passed"), count(bad, " failed")), (3, 2));
     }
 }
