@@ -24,6 +24,14 @@ pub struct Cli {
 pub enum Command {
     /// Run the node daemon (needs CAP_NET_ADMIN, CAP_BPF and CAP_SYS_ADMIN; hostNetwork in a pod).
     Run(RunArgs),
+    /// Print the datapath counters (packets and bytes per verdict: DNATed, passed, replies
+    /// translated, ...) of the l3lb programs attached to an uplink. Run it in the node's network
+    /// namespace, as root.
+    Stats {
+        /// The uplink whose l3lb XDP program to read.
+        #[arg(long, env = "L3LB_UPLINK")]
+        uplink: String,
+    },
 }
 
 #[derive(Debug, Args)]

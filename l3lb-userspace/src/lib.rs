@@ -12,4 +12,5 @@ pub mod maps;
 pub mod model;
 pub mod plan;
 pub mod reconcile;
+pub mod stats;
 pub mod watch;

@@ -5,6 +5,7 @@ use l3lb_userspace::{
     config::{Cli, Command, Config},
     datapath::Datapath,
     reconcile::{Reconciler, run},
+    stats,
 };
 use tracing::info;
 
@@ -29,6 +30,11 @@ async fn main() -> anyhow::Result<()> {
                 Datapath::attach(&config.uplinks).context("cannot set up the datapath")?;
             let addresses = Netlink::new(&config.interface)?;
             run(client, Reconciler::new(config, datapath, addresses)).await
+        }
+        Command::Stats { uplink } => {
+            let counters = stats::attached_counters(&uplink).await?;
+            print!("{}", stats::render(&counters));
+            Ok(())
         }
     }
 }

@@ -168,6 +168,24 @@ impl Cluster {
         }))
     }
 
+    /// `l3lb stats` in node `i`'s namespace, as counter name -> packets.
+    pub fn datapath_packets(&self, i: usize) -> anyhow::Result<BTreeMap<String, u64>> {
+        let bin = l3lb_bin()?;
+        let bin = bin.to_str().context("non-UTF-8 binary path")?;
+        let out = self.lab.exec(
+            self.lab.node_ns(i),
+            &[bin, "stats", "--uplink", self.lab.uplink()],
+        )?;
+        let mut packets = BTreeMap::new();
+        for line in out.lines().skip(1) {
+            let mut cols = line.split_whitespace();
+            if let (Some(name), Some(n)) = (cols.next(), cols.next()) {
+                packets.insert(name.to_owned(), n.parse()?);
+            }
+        }
+        Ok(packets)
+    }
+
     pub fn delete_service(&self, name: &str) -> anyhow::Result<()> {
         self.api.delete("v1", "Service", Some("default"), name)?;
         self.api.delete(

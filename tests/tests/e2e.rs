@@ -119,6 +119,21 @@ fn anycast_vip_end_to_end_with_frr() -> anyhow::Result<()> {
         );
     }
 
+    // Each node's datapath counted what it did: DNAT in XDP, replies translated back in TC.
+    for i in [1, 2] {
+        let packets = c.datapath_packets(i)?;
+        for counter in ["xdp_dnat_pass", "tc_rev_nat"] {
+            ensure!(
+                packets.get(counter).copied().unwrap_or(0) > 0,
+                "node{i}: no {counter} in {packets:?}"
+            );
+        }
+        ensure!(
+            packets.get("tc_rev_nat_error") == Some(&0),
+            "node{i}: {packets:?}"
+        );
+    }
+
     // The refused Service: one Warning Event saying why, nothing assumed anywhere.
     let events = c.api.events();
     let refused: Vec<_> = events

@@ -156,19 +156,7 @@ impl Datapath {
             .ok_or(DatapathError::MissingMap { name: MAP_STATS })?;
         let stats: PerCpuArray<&MapData, Stat> =
             PerCpuArray::try_from(map).map_err(map_err(MAP_STATS, "open"))?;
-        let mut out = BTreeMap::new();
-        for counter in Counter::ALL {
-            debug_assert!((counter as u32) < COUNTER_SLOTS);
-            let per_cpu = stats
-                .get(&(counter as u32), 0)
-                .map_err(map_err(MAP_STATS, "lookup"))?;
-            let total = per_cpu.iter().fold(Stat::default(), |acc, s| Stat {
-                packets: acc.packets + s.packets,
-                bytes: acc.bytes + s.bytes,
-            });
-            out.insert(counter, total);
-        }
-        Ok(out)
+        sum_counters(&stats)
     }
 
     fn hash<K: aya::Pod, V: aya::Pod>(
@@ -212,6 +200,25 @@ fn tc_mut(ebpf: &mut Ebpf) -> Result<&mut SchedClassifier, DatapathError> {
     program
         .try_into()
         .map_err(|source| DatapathError::ProgramType { name, source })
+}
+
+/// Every counter of a stats map, summed over CPUs.
+pub fn sum_counters<T: std::borrow::Borrow<MapData>>(
+    stats: &PerCpuArray<T, Stat>,
+) -> Result<BTreeMap<Counter, Stat>, DatapathError> {
+    let mut out = BTreeMap::new();
+    for counter in Counter::ALL {
+        debug_assert!((counter as u32) < COUNTER_SLOTS);
+        let per_cpu = stats
+            .get(&(counter as u32), 0)
+            .map_err(map_err(MAP_STATS, "lookup"))?;
+        let total = per_cpu.iter().fold(Stat::default(), |acc, s| Stat {
+            packets: acc.packets + s.packets,
+            bytes: acc.bytes + s.bytes,
+        });
+        out.insert(counter, total);
+    }
+    Ok(out)
 }
 
 fn remove_absent_ok<K: aya::Pod, V: aya::Pod>(

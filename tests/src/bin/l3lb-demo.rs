@@ -115,6 +115,17 @@ fn main() -> anyhow::Result<()> {
         "Traffic: ECMP spreads connections over the nodes; XDP DNATs to the local pod, keeping the client's address",
     );
     requests(&c, 12)?;
+    for i in [1, 2] {
+        let bin = l3lb_tests::scenario::l3lb_bin()?;
+        let out = c.lab.exec(
+            c.lab.node_ns(i),
+            &[&bin.to_string_lossy(), "stats", "--uplink", c.lab.uplink()],
+        )?;
+        println!("    node{i}# l3lb stats --uplink up0   (which path each packet took)");
+        for line in out.lines() {
+            println!("      {line}");
+        }
+    }
 
     step(
         5,
