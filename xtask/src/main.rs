@@ -27,9 +27,25 @@ enum Task {
         #[arg(last = true)]
         args: Vec<String>,
     },
+    /// Benchmarks; results are appended as JSON lines to target/bench/<name>.json. Needs root.
+    Bench {
+        #[command(subcommand)]
+        which: Bench,
+        /// Extra arguments for the benchmark binary (after `--`), e.g. `--services 1000`.
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
     /// Build the demo lab (router, two nodes with FRR and l3lb, pods, a client), show each step,
     /// clean up. Needs root.
     Demo,
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// A real daemon against the test API server with 10,000 Services / 100,000 endpoints
+    /// (10 % local): time to first sync, EndpointSlice change to address applied (p50/p99),
+    /// peak RSS.
+    ControlPlane,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -37,6 +53,10 @@ fn main() -> anyhow::Result<()> {
         Task::BuildEbpf => build_ebpf::run(),
         Task::Test { args } => test(&args),
         Task::Demo => demo(),
+        Task::Bench {
+            which: Bench::ControlPlane,
+            args,
+        } => bench_control_plane(&args),
     }
 }
 
@@ -172,6 +192,40 @@ fn count(summary: &str, label: &str) -> u64 {
         })
         .and_then(|n| n.trim().parse().ok())
         .unwrap_or(0)
+}
+
+fn bench_control_plane(extra: &[String]) -> anyhow::Result<()> {
+    require_root("cargo xtask bench")?;
+    cargo(&[
+        "build",
+        "--release",
+        "-p",
+        "l3lb-userspace",
+        "--bin",
+        "l3lb",
+    ])?;
+    cargo(&[
+        "build",
+        "--release",
+        "-p",
+        "l3lb-tests",
+        "--bin",
+        "l3lb-bench-control-plane",
+    ])?;
+    let root = workspace_root();
+    let out = root.join("target/bench/control-plane.json");
+    let status = Command::new(root.join("target/release/l3lb-bench-control-plane"))
+        .arg("--out")
+        .arg(&out)
+        .args(extra)
+        .env("L3LB_BIN", root.join("target/release/l3lb"))
+        .env("L3LB_ECHO_BIN", root.join("target/release/l3lb-echo"))
+        .status()
+        .context("cannot run the control-plane benchmark")?;
+    if !status.success() {
+        bail!("control-plane benchmark failed ({status})");
+    }
+    Ok(())
 }
 
 fn demo() -> anyhow::Result<()> {
