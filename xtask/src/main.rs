@@ -46,6 +46,9 @@ enum Bench {
     /// (10 % local): time to first sync, EndpointSlice change to address applied (p50/p99),
     /// peak RSS.
     ControlPlane,
+    /// The same UDP (64-byte frames) and short-TCP load end to end through l3lb's XDP path and
+    /// through iptables DNAT on the same lab topology.
+    Datapath,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -53,10 +56,10 @@ fn main() -> anyhow::Result<()> {
         Task::BuildEbpf => build_ebpf::run(),
         Task::Test { args } => test(&args),
         Task::Demo => demo(),
-        Task::Bench {
-            which: Bench::ControlPlane,
-            args,
-        } => bench_control_plane(&args),
+        Task::Bench { which, args } => match which {
+            Bench::ControlPlane => bench("l3lb-bench-control-plane", "control-plane", &args),
+            Bench::Datapath => bench("l3lb-bench-datapath", "datapath", &args),
+        },
     }
 }
 
@@ -194,7 +197,8 @@ fn count(summary: &str, label: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn bench_control_plane(extra: &[String]) -> anyhow::Result<()> {
+/// Builds release binaries and runs benchmark `bin`, appending to target/bench/<name>.json.
+fn bench(bin: &str, name: &str, extra: &[String]) -> anyhow::Result<()> {
     require_root("cargo xtask bench")?;
     cargo(&[
         "build",
@@ -204,26 +208,19 @@ fn bench_control_plane(extra: &[String]) -> anyhow::Result<()> {
         "--bin",
         "l3lb",
     ])?;
-    cargo(&[
-        "build",
-        "--release",
-        "-p",
-        "l3lb-tests",
-        "--bin",
-        "l3lb-bench-control-plane",
-    ])?;
+    cargo(&["build", "--release", "-p", "l3lb-tests", "--bins"])?;
     let root = workspace_root();
-    let out = root.join("target/bench/control-plane.json");
-    let status = Command::new(root.join("target/release/l3lb-bench-control-plane"))
+    let out = root.join(format!("target/bench/{name}.json"));
+    let status = Command::new(root.join("target/release").join(bin))
         .arg("--out")
         .arg(&out)
         .args(extra)
         .env("L3LB_BIN", root.join("target/release/l3lb"))
         .env("L3LB_ECHO_BIN", root.join("target/release/l3lb-echo"))
         .status()
-        .context("cannot run the control-plane benchmark")?;
+        .with_context(|| format!("cannot run {bin}"))?;
     if !status.success() {
-        bail!("control-plane benchmark failed ({status})");
+        bail!("{name} benchmark failed ({status})");
     }
     Ok(())
 }
