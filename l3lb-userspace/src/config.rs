@@ -3,6 +3,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use ipnet::IpNet;
+use std::net::SocketAddr;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -55,6 +56,11 @@ pub struct RunArgs {
     #[arg(long, env = "L3LB_INTERFACE", default_value = "lo")]
     pub interface: String,
 
+    /// Listen address for Prometheus /metrics, /healthz (alive) and /readyz (watches synced and a
+    /// pass applied without failures); `off` disables the listener.
+    #[arg(long, env = "L3LB_METRICS_ADDR", default_value = "0.0.0.0:9465", value_parser = parse_listen_addr)]
+    pub metrics_addr: ListenAddr,
+
     /// Interface where client traffic arrives; the XDP and TC programs attach here (repeatable;
     /// comma-separated in the env var).
     #[arg(
@@ -80,6 +86,8 @@ pub struct Config {
     pub node_name: String,
     pub prefixes: Vec<IpNet>,
     pub interface: String,
+    /// Where /metrics, /healthz and /readyz are served; `None`: not at all.
+    pub metrics_addr: Option<SocketAddr>,
     pub uplinks: Vec<String>,
     pub drain_timeout: Duration,
     pub resync_interval: Duration,
@@ -131,10 +139,26 @@ impl TryFrom<RunArgs> for Config {
             node_name: a.node_name,
             prefixes: a.prefixes,
             interface: a.interface,
+            metrics_addr: a.metrics_addr.0,
             uplinks,
             drain_timeout: a.drain_timeout,
             resync_interval: a.resync_interval,
         })
+    }
+}
+
+/// A listen address, or `off`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListenAddr(pub Option<SocketAddr>);
+
+/// Parses `ADDR:PORT` (`[v6]:PORT`) or `off`.
+pub fn parse_listen_addr(s: &str) -> Result<ListenAddr, String> {
+    match s.trim() {
+        "off" | "" => Ok(ListenAddr(None)),
+        s => s
+            .parse()
+            .map(|a| ListenAddr(Some(a)))
+            .map_err(|_| format!("{s:?} is not an address like 0.0.0.0:9465 or `off`")),
     }
 }
 

@@ -9,6 +9,7 @@ pub mod datapath;
 pub mod desired;
 pub mod events;
 pub mod maps;
+pub mod metrics;
 pub mod model;
 pub mod plan;
 pub mod reconcile;

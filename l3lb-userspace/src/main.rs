@@ -4,9 +4,11 @@ use l3lb_userspace::{
     addresses::Netlink,
     config::{Cli, Command, Config},
     datapath::Datapath,
+    metrics::{Metrics, http::serve as serve_metrics},
     reconcile::{Reconciler, run},
     stats,
 };
+use prometheus_client::registry::Registry;
 use tracing::info;
 
 #[tokio::main]
@@ -29,7 +31,15 @@ async fn main() -> anyhow::Result<()> {
             let datapath =
                 Datapath::attach(&config.uplinks).context("cannot set up the datapath")?;
             let addresses = Netlink::new(&config.interface)?;
-            run(client, Reconciler::new(config, datapath, addresses)).await
+            let metrics = Metrics::default();
+            if let Some(addr) = config.metrics_addr {
+                let mut registry = Registry::default();
+                metrics.register(&mut registry);
+                serve_metrics(addr, registry, metrics.health.clone()).await?;
+                info!(%addr, "serving /metrics, /healthz, /readyz");
+            }
+            let reconciler = Reconciler::new(config, datapath, addresses, metrics);
+            run(client, reconciler).await
         }
         Command::Stats { uplink } => {
             let counters = stats::attached_counters(&uplink).await?;

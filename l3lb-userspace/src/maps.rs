@@ -1,11 +1,11 @@
 //! The frontend maps seen as model types: conversion between [`FrontendId`]/[`Endpoint`] and the
 //! `#[repr(C)]` map entries, and the [`FrontendTable`] the executor drives.
 use std::{
-    collections::BTreeSet,
+    collections::{BTreeMap, BTreeSet},
     net::{IpAddr, Ipv4Addr},
 };
 
-use l3lb_common::{BackendV4, FrontendKeyV4, FrontendV4, MAX_BACKENDS};
+use l3lb_common::{BackendV4, Counter, FrontendKeyV4, FrontendV4, MAX_BACKENDS, Stat};
 use tracing::warn;
 
 use crate::{
@@ -91,6 +91,10 @@ impl FrontendTable for Datapath {
     fn remove(&mut self, id: FrontendId) -> Result<(), MapError> {
         let key = key_of(&id).ok_or(MapError::Ipv6(id))?;
         Ok(self.remove_frontend(&key)?)
+    }
+
+    fn counters(&self) -> Result<BTreeMap<Counter, Stat>, MapError> {
+        Ok(Datapath::counters(self)?)
     }
 }
 

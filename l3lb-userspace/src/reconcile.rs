@@ -16,6 +16,7 @@ use crate::{
     config::Config,
     desired::desired,
     events::RefusalEvents,
+    metrics::Metrics,
     model::{Desired, FrontendId, Observed},
     plan::plan,
     watch,
@@ -24,21 +25,26 @@ use crate::{
 /// Watch events arriving within this window are handled by one pass.
 const DEBOUNCE: Duration = Duration::from_millis(50);
 
+/// How often the datapath counters are copied into the metrics between passes.
+const COUNTERS_REFRESH: Duration = Duration::from_secs(5);
+
 /// Owns the node-side state between passes.
 pub struct Reconciler<F, A> {
     config: Config,
     frontends: F,
     addresses: A,
     draining: BTreeMap<FrontendId, std::time::Instant>,
+    metrics: Metrics,
 }
 
 impl<F: FrontendTable, A: AddressTable> Reconciler<F, A> {
-    pub fn new(config: Config, frontends: F, addresses: A) -> Self {
+    pub fn new(config: Config, frontends: F, addresses: A, metrics: Metrics) -> Self {
         Self {
             config,
             frontends,
             addresses,
             draining: BTreeMap::new(),
+            metrics,
         }
     }
 
@@ -58,8 +64,25 @@ impl<F: FrontendTable, A: AddressTable> Reconciler<F, A> {
         })
     }
 
-    /// One pass: observe, plan, apply. Errors are logged; the next pass retries.
+    /// One pass: observe, plan, apply, record metrics. Errors are logged; the next pass retries.
     pub async fn pass(&mut self, desired: &Desired) -> Outcome {
+        let started = std::time::Instant::now();
+        let outcome = self.pass_inner(desired).await;
+        self.refresh_counters();
+        self.metrics
+            .record_pass(started.elapsed(), &outcome.failed_steps);
+        outcome
+    }
+
+    /// Mirrors the datapath's verdict counters into the metrics.
+    pub fn refresh_counters(&self) {
+        match self.frontends.counters() {
+            Ok(counters) => self.metrics.record_counters(&counters),
+            Err(error) => debug!(%error, "cannot read the datapath counters"),
+        }
+    }
+
+    async fn pass_inner(&mut self, desired: &Desired) -> Outcome {
         let observed = match self.observe().await {
             Ok(o) => o,
             Err(error) => {
@@ -67,6 +90,7 @@ impl<F: FrontendTable, A: AddressTable> Reconciler<F, A> {
                 return Outcome {
                     applied: 0,
                     failed: 1,
+                    failed_steps: [("observe", 1)].into(),
                 };
             }
         };
@@ -87,7 +111,19 @@ impl<F: FrontendTable, A: AddressTable> Reconciler<F, A> {
             info!(frontend = %id, drain = ?self.config.drain_timeout, "frontend draining");
         }
         self.draining = p.draining;
-        apply(&p.steps, &mut self.frontends, &self.addresses).await
+        let outcome = apply(&p.steps, &mut self.frontends, &self.addresses).await;
+        let after = if p.steps.is_empty() {
+            Ok(observed)
+        } else {
+            self.observe().await
+        };
+        match after {
+            Ok(after) => self
+                .metrics
+                .record_state(desired, &after, self.draining.len()),
+            Err(error) => debug!(%error, "cannot re-read the node's state for metrics"),
+        }
+        outcome
     }
 
     /// When the earliest drain ends, if any frontend is draining.
@@ -107,7 +143,8 @@ pub async fn run<F: FrontendTable, A: AddressTable>(
 ) -> anyhow::Result<()> {
     let config = reconciler.config.clone();
     let changed = Arc::new(Notify::new());
-    let stores = watch::start(client.clone(), changed.clone());
+    let metrics = reconciler.metrics.clone();
+    let stores = watch::start(client.clone(), changed.clone(), metrics.clone());
     let mut events = RefusalEvents::new(client, &config.node_name);
 
     info!(node = %config.node_name, "waiting for the first list of Services and EndpointSlices");
@@ -120,8 +157,11 @@ pub async fn run<F: FrontendTable, A: AddressTable>(
         endpointslices = stores.slices.len(),
         "watches synced"
     );
+    metrics.health.set_synced();
 
     let mut resync = tokio::time::interval(config.resync_interval);
+    let mut counters = tokio::time::interval(COUNTERS_REFRESH);
+    counters.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut pass_no: u64 = 0;
     loop {
         let drain_deadline = reconciler.next_drain_deadline().map(Instant::from_std);
@@ -129,6 +169,10 @@ pub async fn run<F: FrontendTable, A: AddressTable>(
             _ = changed.notified() => tokio::time::sleep(DEBOUNCE).await,
             _ = resync.tick() => {},
             _ = sleep_until_opt(drain_deadline) => {},
+            _ = counters.tick() => {
+                reconciler.refresh_counters();
+                continue;
+            }
             _ = shutdown() => {
                 info!("shutting down; addresses and maps stay in place for the next start");
                 return Ok(());
@@ -143,6 +187,7 @@ pub async fn run<F: FrontendTable, A: AddressTable>(
             let slices: Vec<_> = slices.iter().map(|s| s.as_ref()).collect();
             let want = desired(&services, &slices, &config.node_name, &config.prefixes);
             let outcome = reconciler.pass(&want).await;
+            metrics.health.pass_done(outcome.failed);
             debug!(
                 applied = outcome.applied,
                 failed = outcome.failed,

@@ -16,6 +16,8 @@ use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 use tracing::warn;
 
+use crate::metrics::Metrics;
+
 /// Read handles to the watched objects.
 #[derive(Clone)]
 pub struct Stores {
@@ -34,14 +36,19 @@ impl Stores {
 }
 
 /// Starts the watches on the current runtime. `changed` is notified on every watch event.
-pub fn start(client: Client, changed: Arc<Notify>) -> Stores {
+/// Watch errors are counted in `metrics`.
+pub fn start(client: Client, changed: Arc<Notify>, metrics: Metrics) -> Stores {
     Stores {
-        services: spawn_watch::<Service>(Api::all(client.clone()), changed.clone()),
-        slices: spawn_watch::<EndpointSlice>(Api::all(client), changed),
+        services: spawn_watch::<Service>(
+            Api::all(client.clone()),
+            changed.clone(),
+            metrics.clone(),
+        ),
+        slices: spawn_watch::<EndpointSlice>(Api::all(client), changed, metrics),
     }
 }
 
-fn spawn_watch<K>(api: Api<K>, changed: Arc<Notify>) -> Store<K>
+fn spawn_watch<K>(api: Api<K>, changed: Arc<Notify>, metrics: Metrics) -> Store<K>
 where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
     K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
@@ -64,7 +71,10 @@ where
             match event {
                 Ok(_) => changed.notify_one(),
                 // The backoff retries; the stores keep the last known state meanwhile.
-                Err(error) => warn!(%kind, %error, "watch failed; retrying"),
+                Err(error) => {
+                    metrics.watch_error(&kind);
+                    warn!(%kind, %error, "watch failed; retrying");
+                }
             }
         }
     });

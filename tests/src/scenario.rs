@@ -1,6 +1,13 @@
 //! The lab as a small cluster: the netns lab, a test API server reachable from every node
 //! namespace, and one real `l3lb run` per node. Shared by the end-to-end test and the demo.
-use std::{collections::BTreeMap, net::Ipv4Addr, path::PathBuf, process::Command};
+use std::{
+    collections::BTreeMap,
+    io::{Read as _, Write as _},
+    net::{Ipv4Addr, SocketAddr, TcpStream},
+    path::PathBuf,
+    process::Command,
+    time::Duration,
+};
 
 use anyhow::Context as _;
 use serde_json::{Value, json};
@@ -12,6 +19,10 @@ use crate::{
 
 /// How often each daemon does a full pass; short so drift repair is quick to observe.
 pub const RESYNC: &str = "2s";
+
+/// Each daemon's metrics and health listener, on loopback inside its node's namespace (every node
+/// is its own namespace, so they all use the same port).
+pub const METRICS_ADDR: ([u8; 4], u16) = ([127, 0, 0, 1], 9465);
 
 pub struct Cluster {
     // Dropped first: daemons and namespaces go before the API server's runtime.
@@ -39,6 +50,10 @@ pub fn l3lb_bin() -> anyhow::Result<PathBuf> {
         "l3lb binary not found next to {}; run `cargo build -p l3lb-userspace` or set L3LB_BIN",
         exe.display()
     )
+}
+
+pub fn metrics_addr() -> SocketAddr {
+    SocketAddr::from(METRICS_ADDR)
 }
 
 pub fn node_name(i: usize) -> String {
@@ -96,6 +111,7 @@ impl Cluster {
             self.lab.uplink(),
         ])
         .args(["--resync-interval", RESYNC])
+        .args(["--metrics-addr", &metrics_addr().to_string()])
         .env("KUBECONFIG", &self.kubeconfigs[&i])
         .env("RUST_LOG", "info")
         .env("NO_COLOR", "1");
@@ -184,6 +200,28 @@ impl Cluster {
             }
         }
         Ok(packets)
+    }
+
+    /// `GET path` from node `i`'s metrics listener: (status code, body).
+    pub fn http_get(&self, i: usize, path: &str) -> anyhow::Result<(u16, String)> {
+        let request = format!("GET {path} HTTP/1.1\r\nHost: l3lb\r\nConnection: close\r\n\r\n");
+        let response = crate::netns::in_netns(self.lab.node_ns(i), move || {
+            let mut stream = TcpStream::connect_timeout(&metrics_addr(), Duration::from_secs(2))?;
+            stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+            stream.write_all(request.as_bytes())?;
+            let mut out = String::new();
+            stream.read_to_string(&mut out)?;
+            Ok::<_, std::io::Error>(out)
+        })??;
+        let (head, body) = response
+            .split_once("\r\n\r\n")
+            .with_context(|| format!("no HTTP header end in {response:?}"))?;
+        let status = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .with_context(|| format!("no HTTP status in {head:?}"))?;
+        Ok((status, body.to_owned()))
     }
 
     pub fn delete_service(&self, name: &str) -> anyhow::Result<()> {

@@ -60,6 +60,13 @@ fn wait_vip(c: &Cluster, node: usize, present: bool) -> anyhow::Result<()> {
     )
 }
 
+/// The value of the sample `name` (with its labels, as exposed) in a Prometheus text body.
+fn metric(body: &str, name: &str) -> Option<f64> {
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 /// Sends `n` TCP connections and `n` UDP requests to the VIP; every one must succeed and every
 /// pod must have seen the client's own address. Returns how many answers each pod gave.
 fn spread(c: &Cluster, n: usize) -> anyhow::Result<BTreeMap<String, usize>> {
@@ -132,6 +139,38 @@ fn anycast_vip_end_to_end_with_frr() -> anyhow::Result<()> {
             packets.get("tc_rev_nat_error") == Some(&0),
             "node{i}: {packets:?}"
         );
+    }
+
+    // Each daemon's listener: alive, ready once synced, the VIP and its two frontends (TCP, UDP)
+    // in the metrics, the DNATed packets counted.
+    for i in [1, 2] {
+        ensure!(c.http_get(i, "/healthz")?.0 == 200, "node{i} /healthz");
+        wait_for(&format!("node{i} /readyz = 200"), CONVERGE, || {
+            let (code, body) = c.http_get(i, "/readyz")?;
+            ensure!(code == 200, "{code} {body}");
+            Ok(Some(()))
+        })?;
+        wait_for(
+            &format!("node{i} /metrics: 1 VIP, 2 frontends, DNAT counted"),
+            CONVERGE,
+            || {
+                let (code, body) = c.http_get(i, "/metrics")?;
+                ensure!(code == 200, "{code} {body}");
+                let (vips, frontends, dnat) = (
+                    metric(&body, "l3lb_vips_assumed"),
+                    metric(&body, "l3lb_frontends"),
+                    metric(
+                        &body,
+                        r#"l3lb_datapath_packets_total{verdict="xdp_dnat_pass"}"#,
+                    ),
+                );
+                ensure!(
+                    vips == Some(1.0) && frontends == Some(2.0) && dnat.is_some_and(|n| n > 0.0),
+                    "vips {vips:?} frontends {frontends:?} dnat {dnat:?}"
+                );
+                Ok(Some(()))
+            },
+        )?;
     }
 
     // The refused Service: one Warning Event saying why, nothing assumed anywhere.

@@ -1,6 +1,13 @@
 //! The executor: carries out a plan against the maps and the interface. Idempotent and dumb:
 //! a failed step is logged and retried on the next pass, and never stops the others.
-use std::{collections::BTreeSet, error::Error, future::Future, net::IpAddr};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    error::Error,
+    future::Future,
+    net::IpAddr,
+};
+
+use l3lb_common::{Counter, Stat};
 
 use tracing::{info, warn};
 
@@ -17,6 +24,10 @@ pub trait FrontendTable {
     -> Result<(), Self::Error>;
     /// Removing an absent frontend succeeds.
     fn remove(&mut self, id: FrontendId) -> Result<(), Self::Error>;
+    /// The datapath's verdict counters, summed over CPUs; none by default.
+    fn counters(&self) -> Result<BTreeMap<Counter, Stat>, Self::Error> {
+        Ok(BTreeMap::new())
+    }
 }
 
 /// The VIP addresses on the interface, as the executor sees them.
@@ -35,6 +46,8 @@ pub trait AddressTable {
 pub struct Outcome {
     pub applied: usize,
     pub failed: usize,
+    /// Failed steps by [`Step::kind`].
+    pub failed_steps: BTreeMap<&'static str, usize>,
 }
 
 /// Applies `steps` in order. An address is only added when every frontend of its VIP that this
@@ -92,6 +105,7 @@ pub async fn apply<F: FrontendTable, A: AddressTable>(
             Ok(()) => out.applied += 1,
             Err(error) => {
                 out.failed += 1;
+                *out.failed_steps.entry(step.kind()).or_default() += 1;
                 warn!(?step, %error, "step failed; retrying next pass");
             }
         }

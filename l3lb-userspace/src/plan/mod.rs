@@ -26,6 +26,18 @@ pub enum Step {
     RemoveFrontend(FrontendId),
 }
 
+impl Step {
+    /// Stable snake_case name of the step's kind, for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Step::UpsertFrontend { .. } => "upsert_frontend",
+            Step::AddAddress(_) => "add_address",
+            Step::RemoveAddress(_) => "remove_address",
+            Step::RemoveFrontend(_) => "remove_frontend",
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Plan {
     pub steps: Vec<Step>,

@@ -1,0 +1,227 @@
+//! Metrics and health: handles the reconciler and the watches update, registered into a
+//! [`Registry`] the caller owns (never a global), and served over HTTP by [`http`].
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use l3lb_common::{Counter as Verdict, MAP_FRONTENDS_V4, Stat};
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{
+        counter::Counter,
+        family::Family,
+        gauge::Gauge,
+        histogram::{Histogram, exponential_buckets},
+    },
+    registry::Registry,
+};
+
+use crate::model::{Desired, Observed};
+
+pub mod http;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VerdictLabels {
+    pub verdict: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StepLabels {
+    pub step: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResourceLabels {
+    pub resource: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MapLabels {
+    pub map: &'static str,
+}
+
+/// Handles to every l3lb metric. Cloning shares the underlying values.
+#[derive(Clone, Debug)]
+pub struct Metrics {
+    pub pass_duration: Histogram,
+    pub frontends: Gauge,
+    pub frontends_draining: Gauge,
+    pub vips: Gauge,
+    pub backends: Gauge,
+    pub map_entries: Family<MapLabels, Gauge>,
+    pub datapath_packets: Family<VerdictLabels, Counter>,
+    pub datapath_bytes: Family<VerdictLabels, Counter>,
+    pub step_failures: Family<StepLabels, Counter>,
+    pub watch_errors: Family<ResourceLabels, Counter>,
+    pub health: Health,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            // 1 ms .. ~16 s
+            pass_duration: Histogram::new(exponential_buckets(0.001, 2.0, 15)),
+            frontends: Gauge::default(),
+            frontends_draining: Gauge::default(),
+            vips: Gauge::default(),
+            backends: Gauge::default(),
+            map_entries: Family::default(),
+            datapath_packets: Family::default(),
+            datapath_bytes: Family::default(),
+            step_failures: Family::default(),
+            watch_errors: Family::default(),
+            health: Health::default(),
+        }
+    }
+}
+
+impl Metrics {
+    /// Registers every metric under the `l3lb_` prefix.
+    pub fn register(&self, registry: &mut Registry) {
+        let r = registry.sub_registry_with_prefix("l3lb");
+        r.register(
+            "reconcile_duration_seconds",
+            "Duration of a reconcile pass (observe, plan, apply)",
+            self.pass_duration.clone(),
+        );
+        r.register(
+            "frontends",
+            "Wanted frontends (VIP:port/proto) programmed in the maps",
+            self.frontends.clone(),
+        );
+        r.register(
+            "frontends_draining",
+            "Frontends no longer wanted, kept in the maps until their drain ends",
+            self.frontends_draining.clone(),
+        );
+        r.register(
+            "vips_assumed",
+            "VIPs on the advertising interface (inside the managed prefixes)",
+            self.vips.clone(),
+        );
+        r.register(
+            "backends",
+            "Local endpoints over all frontends in the maps",
+            self.backends.clone(),
+        );
+        r.register(
+            "map_entries",
+            "Entries in an eBPF map",
+            self.map_entries.clone(),
+        );
+        r.register(
+            "datapath_packets",
+            "Packets per datapath verdict, summed over CPUs",
+            self.datapath_packets.clone(),
+        );
+        r.register(
+            "datapath_bytes",
+            "Bytes per datapath verdict, summed over CPUs",
+            self.datapath_bytes.clone(),
+        );
+        r.register(
+            "step_failures",
+            "Plan steps that failed (retried next pass), by step kind",
+            self.step_failures.clone(),
+        );
+        r.register(
+            "watch_errors",
+            "Kubernetes watch errors (retried with backoff), by resource",
+            self.watch_errors.clone(),
+        );
+    }
+
+    /// Records the node's state after a pass.
+    pub fn record_state(&self, desired: &Desired, after: &Observed, draining: usize) {
+        let programmed = desired
+            .frontends
+            .iter()
+            .filter(|(id, eps)| after.frontends.get(id) == Some(eps))
+            .count();
+        let backends: usize = after.frontends.values().map(BTreeSet::len).sum();
+        self.frontends.set(gauge(programmed));
+        self.frontends_draining.set(gauge(draining));
+        self.vips.set(gauge(after.addresses.len()));
+        self.backends.set(gauge(backends));
+        self.map_entries
+            .get_or_create(&MapLabels {
+                map: MAP_FRONTENDS_V4,
+            })
+            .set(gauge(after.frontends.len()));
+    }
+
+    /// Mirrors the datapath's own counters (absolute values; they live in the kernel).
+    pub fn record_counters(&self, counters: &BTreeMap<Verdict, Stat>) {
+        for (verdict, stat) in counters {
+            let labels = VerdictLabels {
+                verdict: verdict.name(),
+            };
+            let packets = self.datapath_packets.get_or_create(&labels);
+            packets.inner().store(stat.packets, Ordering::Relaxed);
+            let bytes = self.datapath_bytes.get_or_create(&labels);
+            bytes.inner().store(stat.bytes, Ordering::Relaxed);
+        }
+    }
+
+    pub fn record_pass(&self, took: Duration, failed_steps: &BTreeMap<&'static str, usize>) {
+        self.pass_duration.observe(took.as_secs_f64());
+        for (step, n) in failed_steps {
+            self.step_failures
+                .get_or_create(&StepLabels { step })
+                .inc_by(*n as u64);
+        }
+    }
+
+    pub fn watch_error(&self, resource: &str) {
+        self.watch_errors
+            .get_or_create(&ResourceLabels {
+                resource: resource.to_owned(),
+            })
+            .inc();
+    }
+}
+
+fn gauge(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// Liveness and readiness, shared with the HTTP server.
+#[derive(Clone, Debug, Default)]
+pub struct Health {
+    synced: Arc<AtomicBool>,
+    ready: Arc<AtomicBool>,
+}
+
+impl Health {
+    /// Every watch completed its first list.
+    pub fn set_synced(&self) {
+        self.synced.store(true, Ordering::Relaxed);
+    }
+
+    /// A pass after the first list applied every step. Stays ready from then on: later failures
+    /// are retried and counted, not a reason to restart or unschedule the daemon.
+    pub fn pass_done(&self, failed: usize) {
+        if failed == 0 && self.synced.load(Ordering::Relaxed) {
+            self.ready.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// `Ok` when ready, else what it waits for.
+    pub fn readiness(&self) -> Result<(), &'static str> {
+        if !self.synced.load(Ordering::Relaxed) {
+            Err("waiting for the first list of every watch")
+        } else if !self.ready.load(Ordering::Relaxed) {
+            Err("waiting for a reconcile pass without failures")
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
