@@ -1,10 +1,10 @@
 //! VIP addresses on the advertising interface, through rtnetlink.
-use std::{collections::BTreeSet, net::IpAddr};
+use std::{collections::BTreeSet, net::IpAddr, time::Duration};
 
 use futures::TryStreamExt;
 use rtnetlink::{
     Handle,
-    packet_route::address::{AddressAttribute, AddressMessage},
+    packet_route::address::{AddressAttribute, AddressMessage, CacheInfo},
 };
 
 use crate::apply::AddressTable;
@@ -29,16 +29,20 @@ pub enum AddressError {
 pub struct Netlink {
     handle: Handle,
     interface: String,
+    /// Valid and preferred lifetime in seconds set by every add; `None`: forever.
+    lifetime_secs: Option<u32>,
 }
 
 impl Netlink {
-    /// Opens a netlink connection (served by a task on the current tokio runtime).
-    pub fn new(interface: &str) -> Result<Self, AddressError> {
+    /// Opens a netlink connection (served by a task on the current tokio runtime). Addresses are
+    /// added with `lifetime` (rounded up to seconds), or forever.
+    pub fn new(interface: &str, lifetime: Option<Duration>) -> Result<Self, AddressError> {
         let (conn, handle, _) = rtnetlink::new_connection().map_err(AddressError::Connect)?;
         tokio::spawn(conn);
         Ok(Self {
             handle,
             interface: interface.to_owned(),
+            lifetime_secs: lifetime.map(lifetime_secs),
         })
     }
 
@@ -86,6 +90,14 @@ impl Netlink {
     }
 }
 
+/// Whole seconds, at least 1, below the kernel's "forever" (u32::MAX).
+fn lifetime_secs(d: Duration) -> u32 {
+    let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    u32::try_from(secs)
+        .unwrap_or(u32::MAX - 1)
+        .clamp(1, u32::MAX - 1)
+}
+
 fn host_prefix(ip: IpAddr) -> u8 {
     if ip.is_ipv4() { 32 } else { 128 }
 }
@@ -109,15 +121,24 @@ impl AddressTable for Netlink {
             .collect())
     }
 
+    /// Adds or replaces `ip`, (re)setting its lifetime: the kernel updates the lifetime of an
+    /// address that is already there (NLM_F_REPLACE), without withdrawing it.
     async fn add(&self, ip: IpAddr) -> Result<(), AddressError> {
         let index = self.index().await?;
-        let res = self
+        let mut req = self
             .handle
             .address()
             .add(index, ip, host_prefix(ip))
-            .replace()
-            .execute()
-            .await;
+            .replace();
+        if let Some(secs) = self.lifetime_secs {
+            let mut info = CacheInfo::default();
+            info.ifa_preferred = secs;
+            info.ifa_valid = secs;
+            req.message_mut()
+                .attributes
+                .push(AddressAttribute::CacheInfo(info));
+        }
+        let res = req.execute().await;
         res.map_err(self.err(format!("add {ip}")))
     }
 
@@ -133,5 +154,20 @@ impl AddressTable for Netlink {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::lifetime_secs;
+
+    #[test]
+    fn lifetimes_round_up_to_whole_seconds_below_forever() {
+        assert_eq!(lifetime_secs(Duration::from_secs(60)), 60);
+        assert_eq!(lifetime_secs(Duration::from_millis(1500)), 2);
+        assert_eq!(lifetime_secs(Duration::from_millis(1)), 1);
+        assert_eq!(lifetime_secs(Duration::from_secs(u64::MAX)), u32::MAX - 1);
     }
 }

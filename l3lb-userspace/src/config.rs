@@ -61,6 +61,12 @@ pub struct RunArgs {
     #[arg(long, env = "L3LB_METRICS_ADDR", default_value = "0.0.0.0:9465", value_parser = parse_listen_addr)]
     pub metrics_addr: ListenAddr,
 
+    /// Kernel lifetime of the VIP addresses, renewed by every pass: if the daemon dies, its VIPs
+    /// expire and FRR withdraws them, while a quick restart keeps them. `0` or `forever`: no
+    /// lifetime. Must be more than twice --resync-interval.
+    #[arg(long, env = "L3LB_ADDRESS_LIFETIME", default_value = "60s", value_parser = parse_lifetime)]
+    pub address_lifetime: Lifetime,
+
     /// Interface where client traffic arrives; the XDP and TC programs attach here (repeatable;
     /// comma-separated in the env var).
     #[arg(
@@ -75,8 +81,9 @@ pub struct RunArgs {
     #[arg(long, env = "L3LB_DRAIN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
 
-    /// Full reconcile pass at least this often, which also repairs drift (an address removed by hand).
-    #[arg(long, env = "L3LB_RESYNC_INTERVAL", default_value = "30s", value_parser = parse_duration)]
+    /// Full reconcile pass at least this often, which also repairs drift (an address removed by hand)
+    /// and renews the VIPs' --address-lifetime (so less than half of it).
+    #[arg(long, env = "L3LB_RESYNC_INTERVAL", default_value = "20s", value_parser = parse_duration)]
     pub resync_interval: Duration,
 }
 
@@ -88,6 +95,8 @@ pub struct Config {
     pub interface: String,
     /// Where /metrics, /healthz and /readyz are served; `None`: not at all.
     pub metrics_addr: Option<SocketAddr>,
+    /// Valid and preferred lifetime of the VIPs; `None`: forever.
+    pub address_lifetime: Option<Duration>,
     pub uplinks: Vec<String>,
     pub drain_timeout: Duration,
     pub resync_interval: Duration,
@@ -107,6 +116,14 @@ pub enum ConfigError {
     UplinkIsInterface(String),
     #[error("--resync-interval must be at least one second")]
     ResyncTooShort,
+    #[error(
+        "--address-lifetime {lifetime:?} must be more than twice --resync-interval {resync:?}, \
+         or every VIP would expire between two renewals"
+    )]
+    LifetimeTooShort {
+        lifetime: Duration,
+        resync: Duration,
+    },
 }
 
 impl TryFrom<RunArgs> for Config {
@@ -133,6 +150,14 @@ impl TryFrom<RunArgs> for Config {
         if a.resync_interval < Duration::from_secs(1) {
             return Err(ConfigError::ResyncTooShort);
         }
+        if let Lifetime(Some(lifetime)) = a.address_lifetime
+            && a.resync_interval >= lifetime / 2
+        {
+            return Err(ConfigError::LifetimeTooShort {
+                lifetime,
+                resync: a.resync_interval,
+            });
+        }
         let mut uplinks = a.uplinks;
         uplinks.dedup();
         Ok(Config {
@@ -140,10 +165,23 @@ impl TryFrom<RunArgs> for Config {
             prefixes: a.prefixes,
             interface: a.interface,
             metrics_addr: a.metrics_addr.0,
+            address_lifetime: a.address_lifetime.0,
             uplinks,
             drain_timeout: a.drain_timeout,
             resync_interval: a.resync_interval,
         })
+    }
+}
+
+/// An address lifetime, or none (`forever`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Lifetime(pub Option<Duration>);
+
+/// Parses a duration (see [`parse_duration`]), or `0` / `forever` for none.
+pub fn parse_lifetime(s: &str) -> Result<Lifetime, String> {
+    match s.trim() {
+        "forever" => Ok(Lifetime(None)),
+        s => parse_duration(s).map(|d| Lifetime(Some(d).filter(|d| !d.is_zero()))),
     }
 }
 

@@ -30,7 +30,7 @@ async fn main() -> anyhow::Result<()> {
             )?;
             let datapath =
                 Datapath::attach(&config.uplinks).context("cannot set up the datapath")?;
-            let addresses = Netlink::new(&config.interface)?;
+            let addresses = Netlink::new(&config.interface, config.address_lifetime)?;
             let metrics = Metrics::default();
             if let Some(addr) = config.metrics_addr {
                 let mut registry = Registry::default();

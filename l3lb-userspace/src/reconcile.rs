@@ -18,12 +18,15 @@ use crate::{
     events::RefusalEvents,
     metrics::Metrics,
     model::{Desired, FrontendId, Observed},
-    plan::plan,
+    plan::{plan, renewals},
     watch,
 };
 
 /// Watch events arriving within this window are handled by one pass.
 const DEBOUNCE: Duration = Duration::from_millis(50);
+
+/// Longest a pass waits for its Events to be published.
+const EVENTS_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How often the datapath counters are copied into the metrics between passes.
 const COUNTERS_REFRESH: Duration = Duration::from_secs(5);
@@ -111,8 +114,13 @@ impl<F: FrontendTable, A: AddressTable> Reconciler<F, A> {
             info!(frontend = %id, drain = ?self.config.drain_timeout, "frontend draining");
         }
         self.draining = p.draining;
-        let outcome = apply(&p.steps, &mut self.frontends, &self.addresses).await;
-        let after = if p.steps.is_empty() {
+        let changes = !p.steps.is_empty();
+        let mut steps = p.steps;
+        if self.config.address_lifetime.is_some() {
+            steps.extend(renewals(desired, &observed, &self.config.prefixes));
+        }
+        let outcome = apply(&steps, &mut self.frontends, &self.addresses).await;
+        let after = if !changes {
             Ok(observed)
         } else {
             self.observe().await
@@ -193,7 +201,14 @@ pub async fn run<F: FrontendTable, A: AddressTable>(
                 failed = outcome.failed,
                 "pass done"
             );
-            events.report(&want.refusals).await;
+            // Bounded, so an unreachable API server cannot hold up the passes that renew the
+            // VIPs' lifetimes; unpublished Events are retried next pass.
+            if tokio::time::timeout(EVENTS_TIMEOUT, events.report(&want.refusals))
+                .await
+                .is_err()
+            {
+                debug!("publishing Events timed out; retrying next pass");
+            }
         }
         .instrument(span)
         .await;

@@ -9,7 +9,7 @@ use std::{
 
 use l3lb_common::{Counter, Stat};
 
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::{
     model::{Endpoint, FrontendId, Frontends},
@@ -83,6 +83,13 @@ pub async fn apply<F: FrontendTable, A: AddressTable>(
                 let r = addresses.add(*ip).await;
                 if r.is_ok() {
                     info!(address = %ip, "assuming address {ip}");
+                }
+                r.map_err(Into::into)
+            }
+            Step::RenewAddress(ip) => {
+                let r = addresses.add(*ip).await;
+                if r.is_ok() {
+                    debug!(address = %ip, "address lifetime renewed");
                 }
                 r.map_err(Into::into)
             }

@@ -167,3 +167,38 @@ async fn steps_run_in_plan_order() {
         ["add 198.51.100.1", "del 198.51.100.9"]
     );
 }
+
+#[tokio::test]
+async fn renewal_re_adds_a_present_address_even_when_its_frontend_failed() {
+    let a = fe("198.51.100.1", 80);
+    let mut maps = Fake {
+        fail_upsert: [a].into(),
+        ..Default::default()
+    };
+    let addrs = FakeAddrs {
+        addrs: Mutex::new([a.vip, ip("198.51.100.2")].into()),
+        fail: [ip("198.51.100.2")].into(),
+        ..Default::default()
+    };
+    // The old backend set still forwards: a failed update must not let the VIP expire.
+    let steps = [
+        upsert(a),
+        Step::RenewAddress(a.vip),
+        Step::RenewAddress(ip("198.51.100.2")),
+    ];
+    let out = apply(&steps, &mut maps, &addrs).await;
+    assert_eq!((out.applied, out.failed), (1, 2));
+    assert_eq!(
+        out.failed_steps,
+        BTreeMap::from([("renew_address", 1), ("upsert_frontend", 1)])
+    );
+    assert_eq!(
+        *addrs.log.lock().unwrap(),
+        ["add 198.51.100.1", "add 198.51.100.2"]
+    );
+    assert_eq!(
+        *addrs.addrs.lock().unwrap(),
+        BTreeSet::from([a.vip, ip("198.51.100.2")]),
+        "a failed renewal removes nothing"
+    );
+}

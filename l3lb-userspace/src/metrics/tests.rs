@@ -160,15 +160,3 @@ async fn http_serves_metrics_health_and_readiness() {
     assert!(r.contains("l3lb_vips_assumed 2"), "{r}");
     assert!(get(addr, "/nope").await.starts_with("HTTP/1.1 404"));
 }
-
-#[test]
-fn metrics_addr_parses_an_address_or_off() {
-    use crate::config::{ListenAddr, parse_listen_addr};
-    assert_eq!(parse_listen_addr("off"), Ok(ListenAddr(None)));
-    assert_eq!(
-        parse_listen_addr("0.0.0.0:9465"),
-        Ok(ListenAddr(Some("0.0.0.0:9465".parse().unwrap())))
-    );
-    assert!(parse_listen_addr("[::1]:9465").is_ok_and(|a| a.0.is_some()));
-    assert!(parse_listen_addr("9465").is_err());
-}

@@ -22,6 +22,8 @@ pub enum Step {
     AddAddress(IpAddr),
     /// Take a VIP off the interface (route withdrawn).
     RemoveAddress(IpAddr),
+    /// Re-add a VIP that is already there, resetting its kernel lifetime.
+    RenewAddress(IpAddr),
     /// Delete a frontend from the maps, once its drain time is over.
     RemoveFrontend(FrontendId),
 }
@@ -33,6 +35,7 @@ impl Step {
             Step::UpsertFrontend { .. } => "upsert_frontend",
             Step::AddAddress(_) => "add_address",
             Step::RemoveAddress(_) => "remove_address",
+            Step::RenewAddress(_) => "renew_address",
             Step::RemoveFrontend(_) => "remove_frontend",
         }
     }
@@ -90,6 +93,17 @@ pub fn plan(
         }
     }
     out
+}
+
+/// Renewals of the lifetime of every wanted VIP that is already on the interface (the ones [`plan`]
+/// adds get a fresh lifetime anyway). Only addresses inside `prefixes` are touched.
+pub fn renewals(desired: &Desired, observed: &Observed, prefixes: &[IpNet]) -> Vec<Step> {
+    desired
+        .addresses
+        .intersection(&observed.addresses)
+        .filter(|ip| prefixes.iter().any(|p| p.contains(*ip)))
+        .map(|ip| Step::RenewAddress(*ip))
+        .collect()
 }
 
 #[cfg(test)]

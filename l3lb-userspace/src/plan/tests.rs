@@ -6,7 +6,7 @@ use std::{
 
 use ipnet::IpNet;
 
-use super::{Step, plan};
+use super::{Step, plan, renewals};
 use crate::model::{Desired, Endpoint, FrontendId, Frontends, Observed, Proto};
 
 const DRAIN: Duration = Duration::from_secs(10);
@@ -251,9 +251,52 @@ fn plans_converge_and_keep_their_ordering_rules() {
                     );
                     o.frontends.remove(id);
                 }
+                Step::RenewAddress(a) => panic!("plan renewed {a}; only renewals() does"),
             }
         }
+        // Once converged, the renewals are exactly the wanted VIPs inside the prefix.
+        let renewed: BTreeSet<IpAddr> = renewals(&d, &o, &prefixes())
+            .iter()
+            .map(|s| match s {
+                Step::RenewAddress(a) => *a,
+                other => panic!("renewals() returned {other:?}"),
+            })
+            .collect();
+        let managed: BTreeSet<IpAddr> = d
+            .addresses
+            .iter()
+            .copied()
+            .filter(|a| prefixes()[0].contains(a))
+            .collect();
+        assert_eq!(renewed, managed);
         let again = plan(&d, &o, &prefixes(), &p.draining, now, Duration::ZERO);
         assert!(again.steps.is_empty(), "not converged: {:?}", again.steps);
     }
+}
+
+#[test]
+fn renewals_are_wanted_present_addresses_inside_the_prefix() {
+    let mut d = desired(
+        &[(fe("198.51.100.1", 80), &["10.0.0.1"])],
+        &["198.51.100.1", "198.51.100.2", "203.0.113.1"],
+    );
+    d.addresses.insert(ip("198.51.100.3"));
+    // .2 is wanted but not there yet (plan adds it); .9 is there but unwanted (plan removes it);
+    // 203.0.113.1 is outside the prefix.
+    let o = observed(
+        &[],
+        &[
+            "198.51.100.1",
+            "198.51.100.3",
+            "198.51.100.9",
+            "203.0.113.1",
+        ],
+    );
+    assert_eq!(
+        renewals(&d, &o, &prefixes()),
+        [
+            Step::RenewAddress(ip("198.51.100.1")),
+            Step::RenewAddress(ip("198.51.100.3"))
+        ]
+    );
 }
