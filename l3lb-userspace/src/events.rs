@@ -1,4 +1,5 @@
-//! Refusals become Kubernetes Events: one Warning per (Service, reason) while it lasts.
+//! Refusals become Kubernetes Events: one Warning per (Service, reason) while it lasts. A change
+//! of this node's exclusion from load balancing is logged once and becomes an Event on the Node.
 use std::collections::BTreeSet;
 
 use k8s_openapi::api::core::v1::ObjectReference;
@@ -6,15 +7,19 @@ use kube::{
     Client,
     runtime::events::{Event, EventType, Recorder, Reporter},
 };
-use tracing::warn;
+use tracing::{info, warn};
 
-use crate::model::Refusal;
+use crate::{desired::node::Exclusion, model::Refusal};
 
 pub struct RefusalEvents {
     recorder: Recorder,
     node: String,
     /// Refusals already reported; one that goes away and comes back is reported again.
     reported: BTreeSet<Refusal>,
+    /// The exclusion last logged; `None`: the node serves.
+    exclusion: Option<Exclusion>,
+    /// A Node Event not published yet (retried next pass).
+    node_event: Option<Event>,
 }
 
 impl RefusalEvents {
@@ -27,11 +32,58 @@ impl RefusalEvents {
             recorder: Recorder::new(client, reporter),
             node: node.to_owned(),
             reported: BTreeSet::new(),
+            exclusion: None,
+            node_event: None,
         }
+    }
+
+    /// Logs a change of this node's exclusion (once per change) and queues its Node Event.
+    pub fn exclusion(&mut self, now: Option<Exclusion>) {
+        if self.exclusion == now {
+            return;
+        }
+        let (reason, note) = match now {
+            Some(why) => {
+                warn!(node = %self.node, reason = %why, "node excluded from load balancing: withdrawing every VIP, frontends stay so flows drain");
+                (
+                    "VIPsWithdrawn",
+                    format!("l3lb withdraws every VIP of this node: {why}"),
+                )
+            }
+            None => {
+                info!(node = %self.node, "node no longer excluded from load balancing: announcing its VIPs again");
+                (
+                    "VIPsRestored",
+                    "l3lb announces this node's VIPs again".to_owned(),
+                )
+            }
+        };
+        self.exclusion = now;
+        self.node_event = Some(Event {
+            type_: EventType::Normal,
+            reason: reason.into(),
+            note: Some(note),
+            action: "Announce".into(),
+            secondary: None,
+        });
     }
 
     /// Logs and publishes the refusals not reported yet. A failed publish is retried next pass.
     pub async fn report(&mut self, current: &[Refusal]) {
+        if let Some(event) = &self.node_event {
+            let reference = ObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("Node".into()),
+                name: Some(self.node.clone()),
+                ..Default::default()
+            };
+            match self.recorder.publish(event, &reference).await {
+                Ok(()) => self.node_event = None,
+                Err(error) => {
+                    warn!(node = %self.node, %error, "could not publish event; retrying next pass")
+                }
+            }
+        }
         let current: BTreeSet<Refusal> = current.iter().cloned().collect();
         self.reported.retain(|r| current.contains(r));
         for refusal in current.difference(&self.reported.clone()) {

@@ -14,7 +14,10 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use crate::{
     apply::{AddressTable, FrontendTable, Outcome, apply},
     config::Config,
-    desired::desired,
+    desired::{
+        desired,
+        node::{exclude, exclusion},
+    },
     events::RefusalEvents,
     metrics::Metrics,
     model::{Desired, FrontendId, Observed},
@@ -152,10 +155,15 @@ pub async fn run<F: FrontendTable, A: AddressTable>(
     let config = reconciler.config.clone();
     let changed = Arc::new(Notify::new());
     let metrics = reconciler.metrics.clone();
-    let stores = watch::start(client.clone(), changed.clone(), metrics.clone());
+    let stores = watch::start(
+        client.clone(),
+        &config.node_name,
+        changed.clone(),
+        metrics.clone(),
+    );
     let mut events = RefusalEvents::new(client, &config.node_name);
 
-    info!(node = %config.node_name, "waiting for the first list of Services and EndpointSlices");
+    info!(node = %config.node_name, "waiting for the first list of Services, EndpointSlices and the Node");
     tokio::select! {
         ready = stores.wait_until_ready() => ready?,
         _ = shutdown() => return Ok(()),
@@ -193,7 +201,13 @@ pub async fn run<F: FrontendTable, A: AddressTable>(
             let slices = stores.slices.state();
             let services: Vec<_> = services.iter().map(|s| s.as_ref()).collect();
             let slices: Vec<_> = slices.iter().map(|s| s.as_ref()).collect();
-            let want = desired(&services, &slices, &config.node_name, &config.prefixes);
+            let excluded = exclusion(stores.node(&config.node_name).as_deref());
+            events.exclusion(excluded);
+            metrics.node_excluded.set(i64::from(excluded.is_some()));
+            let want = exclude(
+                desired(&services, &slices, &config.node_name, &config.prefixes),
+                excluded,
+            );
             let outcome = reconciler.pass(&want).await;
             metrics.health.pass_done(outcome.failed);
             debug!(

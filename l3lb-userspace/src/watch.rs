@@ -1,9 +1,12 @@
-//! Watches: kube reflector stores of Services and EndpointSlices, and a trigger that fires on
-//! every change so the reconciler runs.
+//! Watches: kube reflector stores of Services, EndpointSlices and this node's own Node, and a
+//! trigger that fires on every change so the reconciler runs.
 use std::sync::Arc;
 
 use futures::StreamExt;
-use k8s_openapi::api::{core::v1::Service, discovery::v1::EndpointSlice};
+use k8s_openapi::api::{
+    core::v1::{Node, Service},
+    discovery::v1::EndpointSlice,
+};
 use kube::{
     Api, Client, Resource,
     runtime::{
@@ -23,6 +26,8 @@ use crate::metrics::Metrics;
 pub struct Stores {
     pub services: Store<Service>,
     pub slices: Store<EndpointSlice>,
+    /// Only this node's Node (field selector on its name): at most one object.
+    pub node: Store<Node>,
 }
 
 impl Stores {
@@ -31,31 +36,54 @@ impl Stores {
     pub async fn wait_until_ready(&self) -> anyhow::Result<()> {
         self.services.wait_until_ready().await?;
         self.slices.wait_until_ready().await?;
+        self.node.wait_until_ready().await?;
         Ok(())
+    }
+
+    /// This node's Node object, if the API server has one.
+    pub fn node(&self, name: &str) -> Option<Arc<Node>> {
+        self.node
+            .state()
+            .into_iter()
+            .find(|n| n.metadata.name.as_deref() == Some(name))
     }
 }
 
 /// Starts the watches on the current runtime. `changed` is notified on every watch event.
 /// Watch errors are counted in `metrics`.
-pub fn start(client: Client, changed: Arc<Notify>, metrics: Metrics) -> Stores {
+pub fn start(client: Client, node: &str, changed: Arc<Notify>, metrics: Metrics) -> Stores {
+    let all = watcher::Config::default;
+    let this_node = all().fields(&format!("metadata.name={node}"));
     Stores {
         services: spawn_watch::<Service>(
             Api::all(client.clone()),
+            all(),
             changed.clone(),
             metrics.clone(),
         ),
-        slices: spawn_watch::<EndpointSlice>(Api::all(client), changed, metrics),
+        slices: spawn_watch::<EndpointSlice>(
+            Api::all(client.clone()),
+            all(),
+            changed.clone(),
+            metrics.clone(),
+        ),
+        node: spawn_watch::<Node>(Api::all(client), this_node, changed, metrics),
     }
 }
 
-fn spawn_watch<K>(api: Api<K>, changed: Arc<Notify>, metrics: Metrics) -> Store<K>
+fn spawn_watch<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    changed: Arc<Notify>,
+    metrics: Metrics,
+) -> Store<K>
 where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
     K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
 {
     let (store, writer) = reflector::store();
     let kind = K::kind(&K::DynamicType::default()).into_owned();
-    let stream = watcher(api, watcher::Config::default())
+    let stream = watcher(api, config)
         // Fields the reconciler never reads; dropping them keeps the stores small.
         .modify(|obj: &mut K| {
             obj.meta_mut().managed_fields = None;

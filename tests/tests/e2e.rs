@@ -11,6 +11,7 @@ use l3lb_tests::{
     lab::{LabConfig, wait_for},
     scenario::Cluster,
 };
+use serde_json::{Value, json};
 
 const VIP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 10);
 const PORT: u16 = 80;
@@ -225,6 +226,52 @@ fn anycast_vip_end_to_end_with_frr() -> anyhow::Result<()> {
         "an address outside the prefix was touched"
     );
     ensure!(has_vip(&c, 1, VIP)?, "the stray removal took the VIP too");
+
+    // node1 is labelled out of external load balancers: it withdraws the VIP (the router drops
+    // that path, traffic goes to pod2 only) but keeps its frontends so flows drain; says why in
+    // its log and an Event on the Node. Without the label it announces again.
+    let exclude = |labels: Value| {
+        c.api.apply(json!({
+            "apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": "node1", "labels": labels},
+        }))
+    };
+    exclude(json!({"node.kubernetes.io/exclude-from-external-load-balancers": "true"}))?;
+    wait_vip(&c, 1, false)?;
+    wait_nexthops(&c, &[n2])?;
+    let per_pod = spread(&c, 8)?;
+    ensure!(
+        per_pod.keys().all(|k| k.starts_with("pod2/")),
+        "traffic reached the excluded node: {per_pod:?}"
+    );
+    ensure!(
+        c.daemon_log(1)
+            .contains("node excluded from load balancing"),
+        "node1 log:\n{}",
+        c.daemon_log(1)
+    );
+    wait_for("node1 metrics: excluded, frontends kept", CONVERGE, || {
+        let (_, body) = c.http_get(1, "/metrics")?;
+        let (excluded, frontends) = (
+            metric(&body, "l3lb_node_excluded"),
+            metric(&body, "l3lb_frontends"),
+        );
+        ensure!(
+            excluded == Some(1.0) && frontends == Some(2.0),
+            "excluded {excluded:?} frontends {frontends:?}"
+        );
+        Ok(Some(()))
+    })?;
+    wait_for("an Event on Node node1", CONVERGE, || {
+        let events = c.api.events();
+        Ok(events
+            .iter()
+            .any(|e| e["regarding"]["kind"] == "Node" && e["reason"] == "VIPsWithdrawn")
+            .then_some(()))
+    })?;
+    exclude(json!({}))?;
+    wait_vip(&c, 1, true)?;
+    wait_nexthops(&c, &[n1, n2])?;
 
     // The endpoint on node2 turns not-Ready: node2 forfeits, the router drops that path.
     c.apply_endpoints("web", |i| i == 1)?;

@@ -10,6 +10,8 @@ use k8s_openapi::api::{core::v1::Service, discovery::v1::EndpointSlice};
 
 use crate::model::{Desired, Endpoint, FrontendId, Proto, Refusal, ServiceKey};
 
+pub mod node;
+
 /// Label that ties an EndpointSlice to its Service.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 

@@ -53,6 +53,7 @@ pub struct Metrics {
     pub frontends_draining: Gauge,
     pub vips: Gauge,
     pub backends: Gauge,
+    pub node_excluded: Gauge,
     pub map_entries: Family<MapLabels, Gauge>,
     pub datapath_packets: Family<VerdictLabels, Counter>,
     pub datapath_bytes: Family<VerdictLabels, Counter>,
@@ -70,6 +71,7 @@ impl Default for Metrics {
             frontends_draining: Gauge::default(),
             vips: Gauge::default(),
             backends: Gauge::default(),
+            node_excluded: Gauge::default(),
             map_entries: Family::default(),
             datapath_packets: Family::default(),
             datapath_bytes: Family::default(),
@@ -108,6 +110,12 @@ impl Metrics {
             "backends",
             "Local endpoints over all frontends in the maps",
             self.backends.clone(),
+        );
+        r.register(
+            "node_excluded",
+            "1 while this node announces no VIP because it is cordoned or labelled \
+             node.kubernetes.io/exclude-from-external-load-balancers",
+            self.node_excluded.clone(),
         );
         r.register(
             "map_entries",
