@@ -31,6 +31,8 @@ pub struct Cluster {
     daemons: BTreeMap<usize, u32>,
     kubeconfigs: BTreeMap<usize, PathBuf>,
     starts: BTreeMap<usize, usize>,
+    /// Extra `l3lb run` arguments for the daemons started from now on.
+    pub daemon_args: Vec<String>,
     pub runtime: tokio::runtime::Runtime,
 }
 
@@ -81,6 +83,7 @@ impl Cluster {
             daemons: BTreeMap::new(),
             kubeconfigs: BTreeMap::new(),
             starts: BTreeMap::new(),
+            daemon_args: Vec::new(),
             runtime,
         };
         for i in 1..=cluster.lab.config().nodes {
@@ -112,6 +115,7 @@ impl Cluster {
         ])
         .args(["--resync-interval", RESYNC])
         .args(["--metrics-addr", &metrics_addr().to_string()])
+        .args(&self.daemon_args)
         .env("KUBECONFIG", &self.kubeconfigs[&i])
         .env("RUST_LOG", "info")
         .env("NO_COLOR", "1");
