@@ -1,5 +1,5 @@
 //! Command line and environment, validated once into a typed [`Config`].
-use std::time::Duration;
+use std::{path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
 use ipnet::IpNet;
@@ -32,6 +32,17 @@ pub enum Command {
         /// The uplink whose l3lb XDP program to read.
         #[arg(long, env = "L3LB_UPLINK")]
         uplink: String,
+    },
+    /// Uninstall: unpin the XDP and TC links of the uplinks (detaching the programs) and the maps
+    /// that `l3lb run` left in --bpffs-dir, then remove the directory. Stop the daemon first.
+    Cleanup {
+        /// The pin directory `l3lb run` used.
+        #[arg(long, env = "L3LB_BPFFS_DIR", default_value = crate::datapath::DEFAULT_BPFFS_DIR)]
+        bpffs_dir: PathBuf,
+        /// Uplinks to detach from (repeatable; comma-separated in the env var). Links pinned for
+        /// other uplinks in the directory are removed too.
+        #[arg(long = "uplink", env = "L3LB_UPLINK", value_delimiter = ',')]
+        uplinks: Vec<String>,
     },
 }
 
@@ -85,6 +96,12 @@ pub struct RunArgs {
     /// and renews the VIPs' --address-lifetime (so less than half of it).
     #[arg(long, env = "L3LB_RESYNC_INTERVAL", default_value = "20s", value_parser = parse_duration)]
     pub resync_interval: Duration,
+
+    /// bpffs directory where the maps and the XDP/TC links are pinned, so forwarding continues
+    /// while the daemon is down or restarting and the next start reuses them (the programs are
+    /// replaced atomically). Not on a bpffs: one is mounted there. `l3lb cleanup` removes it all.
+    #[arg(long, env = "L3LB_BPFFS_DIR", default_value = crate::datapath::DEFAULT_BPFFS_DIR)]
+    pub bpffs_dir: PathBuf,
 }
 
 /// Validated settings of `l3lb run`.
@@ -100,6 +117,7 @@ pub struct Config {
     pub uplinks: Vec<String>,
     pub drain_timeout: Duration,
     pub resync_interval: Duration,
+    pub bpffs_dir: PathBuf,
 }
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -169,6 +187,7 @@ impl TryFrom<RunArgs> for Config {
             uplinks,
             drain_timeout: a.drain_timeout,
             resync_interval: a.resync_interval,
+            bpffs_dir: a.bpffs_dir,
         })
     }
 }

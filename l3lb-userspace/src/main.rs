@@ -3,7 +3,7 @@ use clap::Parser as _;
 use l3lb_userspace::{
     addresses::Netlink,
     config::{Cli, Command, Config},
-    datapath::Datapath,
+    datapath::{self, Datapath},
     metrics::{Metrics, http::serve as serve_metrics},
     reconcile::{Reconciler, run},
     stats,
@@ -28,8 +28,8 @@ async fn main() -> anyhow::Result<()> {
             let client = kube::Client::try_default().await.context(
                 "no Kubernetes client configuration (in-cluster service account or KUBECONFIG)",
             )?;
-            let datapath =
-                Datapath::attach(&config.uplinks).context("cannot set up the datapath")?;
+            let datapath = Datapath::attach_pinned(&config.uplinks, &config.bpffs_dir)
+                .context("cannot set up the datapath")?;
             let addresses = Netlink::new(&config.interface, config.address_lifetime)?;
             let metrics = Metrics::default();
             if let Some(addr) = config.metrics_addr {
@@ -44,6 +44,12 @@ async fn main() -> anyhow::Result<()> {
         Command::Stats { uplink } => {
             let counters = stats::attached_counters(&uplink).await?;
             print!("{}", stats::render(&counters));
+            Ok(())
+        }
+        Command::Cleanup { bpffs_dir, uplinks } => {
+            let done = datapath::cleanup(&bpffs_dir, &uplinks)?;
+            info!(dir = %bpffs_dir.display(), unpinned = done.removed.len(),
+                dir_removed = done.dir_removed, "cleanup done");
             Ok(())
         }
     }

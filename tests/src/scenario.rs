@@ -100,7 +100,8 @@ impl Cluster {
         Ok(cluster)
     }
 
-    /// Starts `l3lb run` in node `i`'s namespace; its log is `daemon_log(i)`.
+    /// Starts `l3lb run` in node `i`'s namespace, pinning into `lab.bpffs_dir(i)`; its log is
+    /// `daemon_log(i)`.
     pub fn start_daemon(&mut self, i: usize) -> anyhow::Result<u32> {
         let prefix = self.lab.config().vip_prefix.to_string();
         let mut cmd = Command::new(l3lb_bin()?);
@@ -114,6 +115,8 @@ impl Cluster {
             self.lab.uplink(),
         ])
         .args(["--resync-interval", RESYNC])
+        .arg("--bpffs-dir")
+        .arg(self.lab.bpffs_dir(i))
         .args(["--metrics-addr", &metrics_addr().to_string()])
         .args(&self.daemon_args)
         .env("KUBECONFIG", &self.kubeconfigs[&i])
@@ -123,7 +126,8 @@ impl Cluster {
         *n += 1;
         let log = format!("l3lb-{}-{n}", node_name(i));
         let ns = self.lab.node_ns(i).to_owned();
-        let pid = self.lab.spawn_in(&ns, &log, cmd)?;
+        // Host mounts, so the daemon pins into the host's bpffs and the pins outlive it.
+        let pid = self.lab.spawn_in_netns_only(&ns, &log, cmd)?;
         self.daemons.insert(i, pid);
         Ok(pid)
     }

@@ -14,6 +14,8 @@ use l3lb_userspace::datapath::{Datapath, DatapathError};
 mod attach;
 #[path = "datapath/packets.rs"]
 mod packets;
+#[path = "datapath/pinning.rs"]
+mod pinning;
 
 use packets::{
     CLIENT, CLIENT_PORT, DNS, HTTP, HTTPS, OTHER, POD, POD_DNS, POD_HTTP, TC_ACT_OK, VIP, XDP_PASS,

@@ -290,27 +290,30 @@ fn anycast_vip_end_to_end_with_frr() -> anyhow::Result<()> {
         "traffic reached a forfeited node: {per_pod:?}"
     );
 
-    // A daemon restart leaves the wanted address alone: no forfeit, no re-assume, traffic flows.
+    // A daemon restart leaves the wanted address and the pinned datapath alone: traffic flows
+    // while it is down, and the restarted daemon reuses the maps (nothing re-programmed, no
+    // forfeit, no re-assume). tests/restart.rs covers connections across the restart.
     c.stop_daemon(1)?;
     ensure!(
         has_vip(&c, 1, VIP)?,
         "the VIP went away when the daemon stopped"
     );
+    spread(&c, 8).context("requests while node1's daemon is down")?;
     c.start_daemon(1)?;
-    wait_for(
-        "restarted node1 daemon programmed its maps",
-        CONVERGE,
-        || {
-            Ok(c.daemon_log(1)
-                .contains("frontend programmed")
-                .then_some(()))
-        },
-    )?;
+    wait_for("restarted node1 daemon synced", CONVERGE, || {
+        Ok(c.daemon_log(1).contains("watches synced").then_some(()))
+    })?;
     spread(&c, 8)?;
     let log = c.daemon_log(1);
     ensure!(
-        !log.contains("assuming address") && !log.contains("forfeiting address"),
-        "restart moved the address:\n{log}"
+        log.contains("reused pinned datapath state"),
+        "restart did not reuse the pinned maps:\n{log}"
+    );
+    ensure!(
+        !log.contains("assuming address")
+            && !log.contains("forfeiting address")
+            && !log.contains("frontend programmed"),
+        "restart moved the address or re-programmed the maps:\n{log}"
     );
     ensure!(has_vip(&c, 1, VIP)?, "VIP lost over the restart");
 

@@ -1,5 +1,7 @@
 //! Errors of the datapath (loading, attaching, map access, test runs).
-use aya::{EbpfError, maps::MapError, programs::ProgramError};
+use std::path::PathBuf;
+
+use aya::{EbpfError, maps::MapError, pin::PinError, programs::ProgramError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DatapathError {
@@ -60,4 +62,47 @@ pub enum DatapathError {
         #[source]
         source: ProgramError,
     },
+    #[error(
+        "cannot create the pin directory {dir}; is a bpffs mounted above it \
+         (`mount -t bpf bpf /sys/fs/bpf`)? see --bpffs-dir"
+    )]
+    BpffsDir {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "{dir} is not on a bpffs and mounting one there failed; mount it \
+         (`mount -t bpf bpf /sys/fs/bpf`) or pick another --bpffs-dir"
+    )]
+    BpffsMount {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("removing the pin {path} failed")]
+    Unpin {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("pinning the link at {path} failed")]
+    LinkPin {
+        path: PathBuf,
+        #[source]
+        source: PinError,
+    },
+    #[error("program {name} on {uplink}: {op} of its link failed")]
+    Link {
+        name: &'static str,
+        uplink: String,
+        op: &'static str,
+        #[source]
+        source: Box<ProgramError>,
+    },
+    #[error(
+        "program {name} was attached to {uplink} without a bpf_link (kernel too old?), so it \
+         cannot be pinned to survive restarts"
+    )]
+    NotALink { name: &'static str, uplink: String },
 }

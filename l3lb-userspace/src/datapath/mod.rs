@@ -1,12 +1,14 @@
 //! The kernel datapath: the embedded eBPF object, its programs' attachment to the uplinks, and
 //! typed access to its maps (frontends, flows, counters).
 mod error;
+mod links;
+mod pin;
 mod testrun;
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, path::Path};
 
 use aya::{
-    Ebpf,
+    Ebpf, EbpfLoader,
     maps::{HashMap, MapData, MapError, PerCpuArray},
     programs::{SchedClassifier, TcAttachType, Xdp, XdpMode},
 };
@@ -16,16 +18,30 @@ use l3lb_common::{
 };
 
 pub use error::DatapathError;
+pub use links::Attachment;
+pub use pin::{Cleanup, DEFAULT_BPFFS_DIR, cleanup};
 pub use testrun::TestRunOutput;
+use tracing::info;
 
 /// The eBPF object built by aya-build (see `build.rs`), embedded in the daemon.
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/l3lb"));
 
-/// The loaded programs and maps. Dropping it detaches the programs from every uplink.
+/// The loaded programs and maps. Unpinned ([`Datapath::attach`]), dropping it detaches the
+/// programs from every uplink; pinned ([`Datapath::attach_pinned`]), everything stays.
 #[derive(Debug)]
 pub struct Datapath {
     ebpf: Ebpf,
     uplinks: Vec<String>,
+    pinned: Pinned,
+}
+
+/// What a pinned load found in its bpffs directory.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Pinned {
+    /// Maps reused from an earlier run (the rest were created and pinned).
+    pub maps_reused: Vec<&'static str>,
+    /// Per uplink: how the XDP and the TC program got there.
+    pub uplinks: Vec<(String, Attachment, Attachment)>,
 }
 
 impl Datapath {
@@ -38,9 +54,60 @@ impl Datapath {
         Ok(datapath)
     }
 
+    /// Loads the object with its maps pinned in the bpffs directory `dir` (reusing maps pinned
+    /// there by an earlier run, recreating ones of another layout), attaches XDP and TC egress to
+    /// every uplink through pinned links (replacing the program in links pinned by an earlier
+    /// run, atomically). Dropping it leaves programs, links and maps in place.
+    pub fn attach_pinned(uplinks: &[String], dir: &Path) -> Result<Self, DatapathError> {
+        let mut datapath = Self::load_pinned(dir)?;
+        for uplink in uplinks {
+            let xdp = links::xdp(xdp_mut(&mut datapath.ebpf)?, uplink, dir)?;
+            let tc = links::tc_egress(tc_mut(&mut datapath.ebpf)?, uplink, dir)?;
+            datapath.uplinks.push(uplink.clone());
+            datapath.pinned.uplinks.push((uplink.clone(), xdp, tc));
+        }
+        pin::unpin_other_links(dir, uplinks)?;
+        let p = &datapath.pinned;
+        let replaced = p
+            .uplinks
+            .iter()
+            .filter(|(_, x, t)| (*x, *t) == (Attachment::Replaced, Attachment::Replaced))
+            .count();
+        if !p.maps_reused.is_empty() || replaced > 0 {
+            info!(dir = %dir.display(), maps = ?p.maps_reused, uplinks_replaced = replaced,
+                "reused pinned datapath state");
+        } else {
+            info!(dir = %dir.display(), "pinned a fresh datapath");
+        }
+        Ok(datapath)
+    }
+
+    /// Loads the object and its programs with the maps pinned in `dir` (see
+    /// [`Datapath::attach_pinned`]), without attaching anything.
+    pub fn load_pinned(dir: &Path) -> Result<Self, DatapathError> {
+        pin::prepare_dir(dir)?;
+        let maps_reused = pin::drop_stale_maps(dir)?;
+        let mut loader = EbpfLoader::new();
+        for name in pin::map_names() {
+            loader.map_pin_path(name, dir.join(name));
+        }
+        let mut datapath = Self::load_programs(loader.load(EBPF_OBJECT))?;
+        datapath.pinned.maps_reused = maps_reused;
+        Ok(datapath)
+    }
+
+    /// What the pinned load found (empty for an unpinned datapath).
+    pub fn pinned(&self) -> &Pinned {
+        &self.pinned
+    }
+
     /// Loads the object and its programs (through the verifier) without attaching them.
     pub fn load_detached() -> Result<Self, DatapathError> {
-        let mut ebpf = Ebpf::load(EBPF_OBJECT).map_err(|source| DatapathError::Load {
+        Self::load_programs(Ebpf::load(EBPF_OBJECT))
+    }
+
+    fn load_programs(loaded: Result<Ebpf, aya::EbpfError>) -> Result<Self, DatapathError> {
+        let mut ebpf = loaded.map_err(|source| DatapathError::Load {
             source: Box::new(source),
         })?;
         xdp_mut(&mut ebpf)?
@@ -58,6 +125,7 @@ impl Datapath {
         Ok(Self {
             ebpf,
             uplinks: Vec::new(),
+            pinned: Pinned::default(),
         })
     }
 

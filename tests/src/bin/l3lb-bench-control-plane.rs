@@ -200,10 +200,13 @@ fn main() -> anyhow::Result<()> {
         "--uplink",
         lab.uplink(),
     ])
+    .arg("--bpffs-dir")
+    .arg(lab.bpffs_dir(1))
     .env("KUBECONFIG", &kubeconfig)
     .env("RUST_LOG", "warn");
     let started = Instant::now();
-    let pid = lab.spawn_in(&ns, "l3lb-bench", cmd)?;
+    // Host mounts: the daemon pins into the host's bpffs (see Lab::spawn_in_netns_only).
+    let pid = lab.spawn_in_netns_only(&ns, "l3lb-bench", cmd)?;
 
     // First full sync: every VIP has been added.
     let mut pending: std::collections::BTreeSet<IpAddr> =

@@ -1,6 +1,8 @@
 //! Echo server for the netns lab: `l3lb-echo --name pod1 --port 8080 [--bind 0.0.0.0]`.
 //!
-//! TCP: reads one line, answers `<name> <peer_ip>:<peer_port>\n` and closes.
+//! TCP: reads one line, answers `<name> <peer_ip>:<peer_port>\n` and closes. A connection whose
+//! first line is `STREAM` stays open instead: every further line `L` is answered with
+//! `<name> <peer_ip>:<peer_port> L\n` until the client closes (long-lived connections in tests).
 //! UDP (same port): answers every datagram with the same text.
 //! The peer address is what the pod sees, so tests can check that the client's source IP survives.
 use std::{
@@ -61,10 +63,27 @@ fn serve_tcp(name: &str, stream: TcpStream) -> std::io::Result<()> {
     stream.set_write_timeout(Some(Duration::from_secs(5)))?;
     let mut line = String::new();
     // A client that sends nothing still gets its answer once the read times out or it shuts down.
-    let _ = BufReader::new(&stream).read_line(&mut line);
-    (&stream).write_all(reply(name, peer).as_bytes())?;
-    Ok(())
+    let mut reader = BufReader::new(&stream);
+    let _ = reader.read_line(&mut line);
+    if line.trim_end() != STREAM {
+        (&stream).write_all(reply(name, peer).as_bytes())?;
+        return Ok(());
+    }
+    // Long-lived: no idle limit, the client decides when it ends.
+    stream.set_read_timeout(None)?;
+    let prefix = reply(name, peer);
+    let prefix = prefix.trim_end();
+    loop {
+        line.clear();
+        if reader.read_line(&mut line)? == 0 {
+            return Ok(());
+        }
+        (&stream).write_all(format!("{prefix} {}\n", line.trim_end()).as_bytes())?;
+    }
 }
+
+/// First line that turns a TCP connection into a long-lived echo of every line.
+const STREAM: &str = "STREAM";
 
 fn main() -> ExitCode {
     let args = match parse_args() {

@@ -10,7 +10,7 @@ use std::{
 use anyhow::{Context, anyhow, bail};
 
 use super::{
-    LabConfig, frr, prereq,
+    LabConfig, bpffs, frr, prereq,
     process::Procs,
     topology::{self, Names},
     wait_for,
@@ -52,7 +52,8 @@ fn fresh_id() -> (String, PathBuf) {
             .all()
             .iter()
             .any(|ns| Path::new("/run/netns").join(ns).exists());
-        if !taken && !workdir.exists() {
+        let pins_taken = (1..=topology::MAX_NODES).any(|i| bpffs::dir(&id, i).exists());
+        if !taken && !pins_taken && !workdir.exists() {
             return (id, workdir);
         }
     }
@@ -243,6 +244,20 @@ impl Lab {
         self.procs.spawn_in(ns, log_name, &log, &cmd)
     }
 
+    /// Like [`Lab::spawn_in`], but the process joins only the network namespace and keeps the
+    /// host's mounts. For the l3lb daemon: `ip netns exec` gives a private mount namespace with a
+    /// fresh /sys, whose /sys/fs/bpf is not the host's bpffs, so pins would vanish with the
+    /// process; with the host's bpffs they outlive it as on a real node.
+    pub fn spawn_in_netns_only(
+        &mut self,
+        ns: &str,
+        log_name: &str,
+        cmd: Command,
+    ) -> anyhow::Result<u32> {
+        let log = self.workdir.join(format!("{log_name}.log"));
+        self.procs.spawn_in_netns_only(ns, log_name, &log, &cmd)
+    }
+
     /// SIGTERM, wait, SIGKILL after a deadline. Only pids this lab started.
     pub fn stop(&mut self, pid: u32) -> anyhow::Result<()> {
         self.procs.stop(pid)?;
@@ -284,6 +299,11 @@ impl Drop for Lab {
         }
         for (daemon, pid) in &self.frr_pids {
             let _ = fs::remove_dir_all(frr::crash_dir(daemon, *pid));
+        }
+        for i in 1..=self.cfg.nodes {
+            if let Err(e) = self.remove_bpffs_dir(i) {
+                eprintln!("lab {}: {e:#}", self.names.id);
+            }
         }
         for ns in self.created.iter().rev() {
             if let Err(e) = topology::del_netns(ns) {

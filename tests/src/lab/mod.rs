@@ -5,6 +5,7 @@
 //! the pids it started and deletes only the namespaces it created. Its work directory (configs,
 //! logs) is removed too, unless the thread is panicking or `L3LB_LAB_KEEP=1`; its path is printed
 //! at start.
+mod bpffs;
 mod client;
 pub mod frr;
 mod instance;

@@ -61,9 +61,36 @@ impl Procs {
         log: &Path,
         cmd: &Command,
     ) -> anyhow::Result<u32> {
-        let mut wrapped = Command::new("ip");
+        self.spawn_wrapped(&["ip", "netns", "exec", ns], ns, label, log, cmd)
+    }
+
+    /// Like [`Procs::spawn_in`], but joins only the network namespace (`nsenter --net`, which
+    /// also execs the program): the process keeps the host's mounts, /sys/fs/bpf included.
+    pub(crate) fn spawn_in_netns_only(
+        &mut self,
+        ns: &str,
+        label: &str,
+        log: &Path,
+        cmd: &Command,
+    ) -> anyhow::Result<u32> {
+        let net = format!("--net=/run/netns/{ns}");
+        self.spawn_wrapped(&["nsenter", &net, "--"], ns, label, log, cmd)
+    }
+
+    fn spawn_wrapped(
+        &mut self,
+        wrapper: &[&str],
+        ns: &str,
+        label: &str,
+        log: &Path,
+        cmd: &Command,
+    ) -> anyhow::Result<u32> {
+        let (prog, args) = wrapper
+            .split_first()
+            .ok_or_else(|| anyhow!("empty wrapper"))?;
+        let mut wrapped = Command::new(prog);
         wrapped
-            .args(["netns", "exec", ns])
+            .args(args)
             .arg(cmd.get_program())
             .args(cmd.get_args());
         for (k, v) in cmd.get_envs() {

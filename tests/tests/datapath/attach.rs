@@ -4,10 +4,10 @@ use l3lb_userspace::datapath::Datapath;
 use crate::require_root;
 
 /// A scratch network namespace, deleted (with its links) on drop.
-struct ScratchNetns(String);
+pub(crate) struct ScratchNetns(pub(crate) String);
 
 impl ScratchNetns {
-    fn new(tag: &str) -> Self {
+    pub(crate) fn new(tag: &str) -> Self {
         let name = format!("l3lb-dp-{tag}-{}", std::process::id());
         ip(&["netns", "add", &name]);
         Self(name)
@@ -22,7 +22,7 @@ impl Drop for ScratchNetns {
     }
 }
 
-fn ip(args: &[&str]) -> String {
+pub(crate) fn ip(args: &[&str]) -> String {
     let out = std::process::Command::new("ip")
         .args(args)
         .output()

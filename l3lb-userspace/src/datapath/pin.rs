@@ -1,0 +1,247 @@
+//! The bpffs directory l3lb pins into: its maps (by name) and one bpf_link per program and
+//! uplink. Pins outlive the daemon, so packets keep being forwarded while it is down or
+//! restarting, and the next start reuses them.
+use std::{
+    ffi::CString,
+    io,
+    os::unix::ffi::OsStrExt as _,
+    path::{Path, PathBuf},
+};
+
+use aya::maps::{MapInfo, MapType};
+use l3lb_common::{
+    COUNTER_SLOTS, FlowKeyV4, FlowNatV4, FrontendKeyV4, FrontendV4, MAP_FLOWS_V4, MAP_FRONTENDS_V4,
+    MAP_STATS, MAX_FLOWS, MAX_FRONTENDS, Stat,
+};
+use tracing::{info, warn};
+
+use super::DatapathError;
+
+/// Where `l3lb run` pins unless told otherwise.
+pub const DEFAULT_BPFFS_DIR: &str = "/sys/fs/bpf/l3lb";
+
+/// `statfs(2)` f_type of a BPF file system.
+const BPF_FS_MAGIC: u32 = 0xcafe_4a11;
+
+/// Pin-name prefixes of the program links, followed by the uplink's name.
+const XDP_LINK_PREFIX: &str = "link_xdp_";
+const TC_LINK_PREFIX: &str = "link_tc_egress_";
+
+/// A map's shape as the embedded object declares it; a pinned map of another shape was left by an
+/// incompatible version and must not be reused.
+struct Shape {
+    name: &'static str,
+    map_type: MapType,
+    key_size: usize,
+    value_size: usize,
+    max_entries: u32,
+}
+
+const SHAPES: [Shape; 3] = [
+    Shape {
+        name: MAP_FRONTENDS_V4,
+        map_type: MapType::Hash,
+        key_size: size_of::<FrontendKeyV4>(),
+        value_size: size_of::<FrontendV4>(),
+        max_entries: MAX_FRONTENDS,
+    },
+    Shape {
+        name: MAP_FLOWS_V4,
+        map_type: MapType::LruHash,
+        key_size: size_of::<FlowKeyV4>(),
+        value_size: size_of::<FlowNatV4>(),
+        max_entries: MAX_FLOWS,
+    },
+    Shape {
+        name: MAP_STATS,
+        map_type: MapType::PerCpuArray,
+        key_size: size_of::<u32>(),
+        value_size: size_of::<Stat>(),
+        max_entries: COUNTER_SLOTS,
+    },
+];
+
+/// Names of the maps l3lb pins.
+pub(super) fn map_names() -> impl Iterator<Item = &'static str> {
+    SHAPES.iter().map(|s| s.name)
+}
+
+pub(super) fn xdp_link(dir: &Path, uplink: &str) -> PathBuf {
+    dir.join(format!("{XDP_LINK_PREFIX}{uplink}"))
+}
+
+pub(super) fn tc_link(dir: &Path, uplink: &str) -> PathBuf {
+    dir.join(format!("{TC_LINK_PREFIX}{uplink}"))
+}
+
+/// Makes sure `dir` exists on a bpffs: creates it, and mounts a bpffs on it if it is a plain
+/// directory (pins elsewhere are impossible).
+pub(super) fn prepare_dir(dir: &Path) -> Result<(), DatapathError> {
+    let io_err = |source| DatapathError::BpffsDir {
+        dir: dir.to_owned(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(io_err)?;
+    if is_bpffs(dir).map_err(io_err)? {
+        return Ok(());
+    }
+    mount_bpffs(dir).map_err(|source| DatapathError::BpffsMount {
+        dir: dir.to_owned(),
+        source,
+    })?;
+    warn!(dir = %dir.display(), "not on a bpffs: mounted one there; pins live as long as this mount \
+        (mount the host's /sys/fs/bpf to keep them across restarts)");
+    Ok(())
+}
+
+fn c_path(path: &Path) -> io::Result<CString> {
+    CString::new(path.as_os_str().as_bytes()).map_err(io::Error::other)
+}
+
+fn is_bpffs(dir: &Path) -> io::Result<bool> {
+    let path = c_path(dir)?;
+    // SAFETY: statfs writes into the zeroed struct we own; the path is NUL-terminated.
+    let mut buf: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statfs(path.as_ptr(), &mut buf) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(buf.f_type as u32 == BPF_FS_MAGIC)
+}
+
+fn mount_bpffs(dir: &Path) -> io::Result<()> {
+    let target = c_path(dir)?;
+    let (source, fstype, data) = (c"bpf", c"bpf", c"mode=0700");
+    // SAFETY: every pointer is a NUL-terminated string that outlives the call.
+    let rc = unsafe {
+        libc::mount(
+            source.as_ptr(),
+            target.as_ptr(),
+            fstype.as_ptr(),
+            0,
+            data.as_ptr().cast(),
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Unpins maps in `dir` whose shape differs from the embedded object's (a layout from another
+/// version), so the loader creates fresh ones instead of failing or misreading them. Returns the
+/// names of the pinned maps that will be reused.
+pub(super) fn drop_stale_maps(dir: &Path) -> Result<Vec<&'static str>, DatapathError> {
+    let mut reused = Vec::new();
+    for shape in &SHAPES {
+        let path = dir.join(shape.name);
+        if !path.exists() {
+            continue;
+        }
+        let seen = MapInfo::from_pin(&path).map(|info| {
+            (
+                info.map_type().ok(),
+                info.key_size() as usize,
+                info.value_size() as usize,
+                info.max_entries(),
+            )
+        });
+        let want = (
+            Some(shape.map_type),
+            shape.key_size,
+            shape.value_size,
+            shape.max_entries,
+        );
+        match seen {
+            Ok(seen) if seen == want => reused.push(shape.name),
+            other => {
+                warn!(map = shape.name, path = %path.display(), seen = ?other.ok(), want = ?want,
+                    "pinned map has another layout (older version?); recreating it empty");
+                unpin(&path)?;
+            }
+        }
+    }
+    Ok(reused)
+}
+
+/// Removes a pin; an absent one is fine. Removing a link's last pin detaches it.
+pub(super) fn unpin(path: &Path) -> Result<bool, DatapathError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(source) => Err(DatapathError::Unpin {
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// Pins of program links in `dir`, for any uplink.
+fn link_pins(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.starts_with(XDP_LINK_PREFIX) || name.starts_with(TC_LINK_PREFIX)
+        })
+        .map(|e| e.path())
+        .collect()
+}
+
+/// Unpins (so detaches) the links of uplinks that are no longer configured.
+pub(super) fn unpin_other_links(dir: &Path, uplinks: &[String]) -> Result<(), DatapathError> {
+    let ours: Vec<PathBuf> = uplinks
+        .iter()
+        .flat_map(|u| [xdp_link(dir, u), tc_link(dir, u)])
+        .collect();
+    for path in link_pins(dir).into_iter().filter(|p| !ours.contains(p)) {
+        if unpin(&path)? {
+            info!(pin = %path.display(), "detached from an uplink no longer configured");
+        }
+    }
+    Ok(())
+}
+
+/// What [`cleanup`] removed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Cleanup {
+    /// Pins removed (links first, then maps).
+    pub removed: Vec<PathBuf>,
+    /// Whether the (then empty) directory itself was removed.
+    pub dir_removed: bool,
+}
+
+/// Uninstall: unpins the program links of `uplinks` (which detaches them from the uplinks unless
+/// a running daemon still holds them) and any other l3lb link in `dir`, then the maps, then the
+/// directory if nothing else is in it. Absent pins are fine.
+pub fn cleanup(dir: &Path, uplinks: &[String]) -> Result<Cleanup, DatapathError> {
+    let mut out = Cleanup::default();
+    let mut links: Vec<PathBuf> = uplinks
+        .iter()
+        .flat_map(|u| [xdp_link(dir, u), tc_link(dir, u)])
+        .collect();
+    // Links of uplinks no longer configured are ours too.
+    for path in link_pins(dir) {
+        if !links.contains(&path) {
+            links.push(path);
+        }
+    }
+    let maps = map_names().map(|name| dir.join(name));
+    for path in links.into_iter().chain(maps) {
+        if unpin(&path)? {
+            info!(pin = %path.display(), "unpinned");
+            out.removed.push(path);
+        }
+    }
+    match std::fs::remove_dir(dir) {
+        Ok(()) => out.dir_removed = true,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(error) => {
+            warn!(dir = %dir.display(), %error, "directory left in place (not empty?)")
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,129 @@
+//! Pinning under a bpffs directory: maps keep their contents across a reload, a map of another
+//! layout is recreated, links survive the process and get their program replaced in place, and
+//! cleanup detaches and unpins everything.
+use std::path::{Path, PathBuf};
+
+use l3lb_common::{MAP_FLOWS_V4, MAP_FRONTENDS_V4, MAP_STATS, PROTO_TCP};
+use l3lb_userspace::datapath::{Attachment, Datapath, cleanup};
+
+use crate::{
+    attach::{ScratchNetns, ip},
+    packets::{HTTP, POD, POD_HTTP, VIP, flow, frontend, frontend_key},
+    require_root,
+};
+
+/// A pin directory on the host's bpffs, cleaned up (links, maps, directory) on drop.
+struct PinDir(PathBuf);
+
+impl PinDir {
+    fn new(tag: &str) -> Self {
+        let bpffs = Path::new("/sys/fs/bpf");
+        assert!(
+            bpffs.is_dir(),
+            "no bpffs at /sys/fs/bpf: mount it with `mount -t bpf bpf /sys/fs/bpf`"
+        );
+        Self(bpffs.join(format!("l3lb-test-{tag}-{}", std::process::id())))
+    }
+}
+
+impl Drop for PinDir {
+    fn drop(&mut self) {
+        if let Err(e) = cleanup(&self.0, &[]) {
+            eprintln!("cleaning up {}: {e}", self.0.display());
+        }
+    }
+}
+
+#[test]
+fn pinned_maps_keep_their_contents_across_reloads() {
+    require_root();
+    let dir = PinDir::new("maps");
+    let key = frontend_key(VIP, HTTP, PROTO_TCP);
+    let value = frontend(&[(POD, POD_HTTP)]);
+    let (flow_key, flow_nat) = flow((POD, POD_HTTP), PROTO_TCP, (VIP, HTTP));
+
+    let mut first = Datapath::load_pinned(&dir.0).expect("first pinned load");
+    assert!(
+        first.pinned().maps_reused.is_empty(),
+        "{:?}",
+        first.pinned()
+    );
+    first.upsert_frontend(key, &value).expect("upsert");
+    first.insert_flow(flow_key, &flow_nat).expect("insert flow");
+    drop(first);
+
+    let second = Datapath::load_pinned(&dir.0).expect("second pinned load");
+    assert_eq!(
+        second.pinned().maps_reused,
+        vec![MAP_FRONTENDS_V4, MAP_FLOWS_V4, MAP_STATS]
+    );
+    assert_eq!(
+        second.frontends().expect("frontends"),
+        [(key, value)].into_iter().collect()
+    );
+    assert_eq!(
+        second.flows().expect("flows"),
+        [(flow_key, flow_nat)].into_iter().collect()
+    );
+    drop(second);
+
+    // A pinned "frontends" map of another layout (here: the flow map, renamed over it) is not
+    // reused: the load succeeds with a fresh, empty frontend map.
+    std::fs::rename(dir.0.join(MAP_FLOWS_V4), dir.0.join(MAP_FRONTENDS_V4)).expect("rename pin");
+    let third = Datapath::load_pinned(&dir.0).expect("load over a stale map");
+    assert_eq!(third.pinned().maps_reused, vec![MAP_STATS]);
+    assert!(third.frontends().expect("frontends").is_empty());
+    assert!(third.flows().expect("flows").is_empty());
+}
+
+#[test]
+fn pinned_links_survive_the_process_and_are_replaced_in_place() {
+    require_root();
+    let dir = PinDir::new("links");
+    let ns = ScratchNetns::new("pin");
+    ip(&[
+        "-n", &ns.0, "link", "add", "up0", "type", "veth", "peer", "name", "peer0",
+    ]);
+    for link in ["up0", "peer0"] {
+        ip(&["-n", &ns.0, "link", "set", link, "up"]);
+    }
+    let (name, path) = (ns.0.clone(), dir.0.clone());
+    let steps = l3lb_tests::netns::in_netns(&ns.0, move || {
+        let show = || ip(&["-n", &name, "-d", "link", "show", "up0"]);
+        let tc = || Datapath::tc_egress_programs("up0").map_err(|e| format!("{e:?}"));
+        let uplinks = ["up0".to_owned()];
+        let first = Datapath::attach_pinned(&uplinks, &path).map_err(|e| format!("{e:?}"))?;
+        let first_how = first.pinned().uplinks.clone();
+        drop(first);
+        let after_drop = (show(), tc()?);
+        let second = Datapath::attach_pinned(&uplinks, &path).map_err(|e| format!("{e:?}"))?;
+        let second_how = second.pinned().uplinks.clone();
+        drop(second);
+        let after_replace = (show(), tc()?);
+        let removed = cleanup(&path, &uplinks).map_err(|e| format!("{e:?}"))?;
+        let after_cleanup = (show(), tc()?, path.exists());
+        Ok::<_, String>((
+            first_how,
+            after_drop,
+            second_how,
+            after_replace,
+            removed,
+            after_cleanup,
+        ))
+    })
+    .expect("entering the scratch namespace")
+    .expect("pinned attach");
+    let (first_how, after_drop, second_how, after_replace, removed, after_cleanup) = steps;
+    let up0 = |a, t| vec![("up0".to_owned(), a, t)];
+    assert_eq!(first_how, up0(Attachment::Attached, Attachment::Attached));
+    assert!(after_drop.0.contains("xdp"), "XDP gone:\n{}", after_drop.0);
+    assert_eq!(after_drop.1, vec!["l3lb_tc_egress".to_owned()]);
+    assert_eq!(second_how, up0(Attachment::Replaced, Attachment::Replaced));
+    assert!(after_replace.0.contains("xdp"), "{}", after_replace.0);
+    // Replaced, not added: still exactly one TC program.
+    assert_eq!(after_replace.1, vec!["l3lb_tc_egress".to_owned()]);
+    assert_eq!(removed.removed.len(), 5, "{removed:?}");
+    assert!(!after_cleanup.0.contains("xdp"), "{}", after_cleanup.0);
+    assert!(after_cleanup.1.is_empty(), "{:?}", after_cleanup.1);
+    assert!(!after_cleanup.2, "pin directory left behind");
+}
