@@ -72,8 +72,8 @@ pub struct RunArgs {
     #[arg(long, env = "L3LB_METRICS_ADDR", default_value = "0.0.0.0:9465", value_parser = parse_listen_addr)]
     pub metrics_addr: ListenAddr,
 
-    /// Kernel lifetime of the VIP addresses, renewed by every pass: if the daemon dies, its VIPs
-    /// expire and FRR withdraws them, while a quick restart keeps them. `0` or `forever`: no
+    /// Kernel lifetime of the VIP addresses, renewed about every --resync-interval: if the daemon
+    /// dies or hangs, its VIPs expire and FRR withdraws them, while a quick restart keeps them. `0` or `forever`: no
     /// lifetime. Must be more than twice --resync-interval.
     #[arg(long, env = "L3LB_ADDRESS_LIFETIME", default_value = "60s", value_parser = parse_lifetime)]
     pub address_lifetime: Lifetime,

@@ -41,6 +41,8 @@ pub struct Reconciler<F, A> {
     addresses: A,
     draining: BTreeMap<FrontendId, std::time::Instant>,
     metrics: Metrics,
+    /// When the wanted VIPs last had their lifetime renewed (all of them successfully).
+    renewed: Option<std::time::Instant>,
 }
 
 impl<F: FrontendTable, A: AddressTable> Reconciler<F, A> {
@@ -51,6 +53,7 @@ impl<F: FrontendTable, A: AddressTable> Reconciler<F, A> {
             addresses,
             draining: BTreeMap::new(),
             metrics,
+            renewed: None,
         }
     }
 
@@ -101,6 +104,12 @@ impl<F: FrontendTable, A: AddressTable> Reconciler<F, A> {
             }
         };
         let now = std::time::Instant::now();
+        let renew = renew_due(
+            self.config.address_lifetime,
+            self.config.resync_interval,
+            self.renewed,
+            now,
+        );
         let p = plan(
             desired,
             &observed,
@@ -119,10 +128,13 @@ impl<F: FrontendTable, A: AddressTable> Reconciler<F, A> {
         self.draining = p.draining;
         let changes = !p.steps.is_empty();
         let mut steps = p.steps;
-        if self.config.address_lifetime.is_some() {
+        if renew {
             steps.extend(renewals(desired, &observed, &self.config.prefixes));
         }
         let outcome = apply(&steps, &mut self.frontends, &self.addresses).await;
+        if renew && !outcome.failed_steps.contains_key("renew_address") {
+            self.renewed = Some(now);
+        }
         let after = if !changes {
             Ok(observed)
         } else {
@@ -228,6 +240,28 @@ pub async fn run<F: FrontendTable, A: AddressTable>(
         .await;
     }
 }
+
+/// Whether this pass renews the VIPs' lifetimes: on the first pass (without a lifetime too, so
+/// addresses an earlier run gave one become permanent), then, with a lifetime, once at least half
+/// a resync interval has passed. Passes come at least every resync interval, so renewals are
+/// never more than about one interval apart (config keeps that under half the lifetime), yet a
+/// burst of watch-driven passes does not re-add every VIP each time.
+pub fn renew_due(
+    lifetime: Option<Duration>,
+    resync: Duration,
+    last: Option<std::time::Instant>,
+    now: std::time::Instant,
+) -> bool {
+    match (lifetime, last) {
+        (_, None) => true,
+        (None, Some(_)) => false,
+        (Some(_), Some(last)) => now.saturating_duration_since(last) >= resync / 2,
+    }
+}
+
+#[cfg(test)]
+#[path = "reconcile_tests.rs"]
+mod tests;
 
 async fn sleep_until_opt(deadline: Option<Instant>) {
     match deadline {

@@ -1,0 +1,149 @@
+use std::{
+    collections::BTreeSet,
+    convert::Infallible,
+    net::IpAddr,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use clap::Parser as _;
+
+use super::{Reconciler, renew_due};
+use crate::{
+    apply::{AddressTable, FrontendTable},
+    config::{Cli, Command, Config},
+    metrics::Metrics,
+    model::{Desired, Endpoint, FrontendId, Frontends, Proto},
+};
+
+#[derive(Default)]
+struct Maps(Frontends);
+
+impl FrontendTable for Maps {
+    type Error = Infallible;
+    fn frontends(&self) -> Result<Frontends, Infallible> {
+        Ok(self.0.clone())
+    }
+    fn upsert(&mut self, id: FrontendId, eps: &BTreeSet<Endpoint>) -> Result<(), Infallible> {
+        self.0.insert(id, eps.clone());
+        Ok(())
+    }
+    fn remove(&mut self, id: FrontendId) -> Result<(), Infallible> {
+        self.0.remove(&id);
+        Ok(())
+    }
+}
+
+/// Addresses, and every add (adds and renewals alike) in order.
+#[derive(Clone, Default)]
+struct Addrs {
+    present: Arc<Mutex<BTreeSet<IpAddr>>>,
+    adds: Arc<Mutex<Vec<IpAddr>>>,
+}
+
+impl AddressTable for Addrs {
+    type Error = Infallible;
+    async fn addresses(&self) -> Result<BTreeSet<IpAddr>, Infallible> {
+        Ok(self.present.lock().unwrap().clone())
+    }
+    async fn add(&self, ip: IpAddr) -> Result<(), Infallible> {
+        self.adds.lock().unwrap().push(ip);
+        self.present.lock().unwrap().insert(ip);
+        Ok(())
+    }
+    async fn remove(&self, ip: IpAddr) -> Result<(), Infallible> {
+        self.present.lock().unwrap().remove(&ip);
+        Ok(())
+    }
+}
+
+/// Parsed as the operator would pass it, so every other field has its default.
+fn config(lifetime: &str) -> Config {
+    let cli = Cli::try_parse_from([
+        "l3lb",
+        "run",
+        "--node-name=n1",
+        "--prefix=198.51.100.0/24",
+        "--uplink=eth0",
+        "--resync-interval=2s",
+        "--metrics-addr=off",
+        &format!("--address-lifetime={lifetime}"),
+    ])
+    .unwrap();
+    let Command::Run(args) = cli.command else {
+        unreachable!()
+    };
+    Config::try_from(args).unwrap()
+}
+
+/// A VIP already on the interface and its frontend already programmed, as a restart finds them.
+fn restarted(lifetime: &str) -> (Reconciler<Maps, Addrs>, Addrs, Desired) {
+    let vip: IpAddr = "198.51.100.1".parse().unwrap();
+    let id = FrontendId {
+        vip,
+        port: 80,
+        proto: Proto::Tcp,
+    };
+    let eps: BTreeSet<Endpoint> = [Endpoint {
+        addr: "10.0.0.1".parse().unwrap(),
+        port: 8080,
+    }]
+    .into();
+    let want = Desired {
+        frontends: [(id, eps.clone())].into(),
+        addresses: [vip].into(),
+        refusals: vec![],
+    };
+    let addrs = Addrs::default();
+    addrs.present.lock().unwrap().insert(vip);
+    let maps = Maps([(id, eps)].into());
+    let r = Reconciler::new(config(lifetime), maps, addrs.clone(), Metrics::default());
+    (r, addrs, want)
+}
+
+#[tokio::test]
+async fn with_a_lifetime_the_first_pass_renews_and_a_burst_of_passes_does_not() {
+    let (mut r, addrs, want) = restarted("60s");
+    for _ in 0..3 {
+        let out = r.pass(&want).await;
+        assert_eq!(out.failed, 0);
+    }
+    assert_eq!(addrs.adds.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn without_a_lifetime_the_first_pass_makes_present_vips_permanent_once() {
+    let (mut r, addrs, want) = restarted("forever");
+    for _ in 0..3 {
+        r.pass(&want).await;
+    }
+    assert_eq!(
+        addrs.adds.lock().unwrap().len(),
+        1,
+        "one re-add clears a lifetime an earlier run set; then the steady state is silent"
+    );
+}
+
+#[test]
+fn renewals_are_due_at_start_then_every_half_resync_with_a_lifetime() {
+    let t0 = Instant::now();
+    let (minute, resync) = (Some(Duration::from_secs(60)), Duration::from_secs(20));
+    let at = |s: u64| t0 + Duration::from_secs(s);
+    let cases = [
+        (minute, None, at(0), true),
+        (minute, Some(at(0)), at(5), false),
+        (minute, Some(at(0)), at(10), true),
+        (minute, Some(at(0)), at(20), true),
+        // A clock that went backwards (it cannot, but never panic): not due yet.
+        (minute, Some(at(20)), at(0), false),
+        (None, None, at(0), true),
+        (None, Some(at(0)), at(3600), false),
+    ];
+    for (lifetime, last, now, want) in cases {
+        assert_eq!(
+            renew_due(lifetime, resync, last, now),
+            want,
+            "{lifetime:?} {last:?} {now:?}"
+        );
+    }
+}
