@@ -18,7 +18,7 @@ use anyhow::{Context as _, bail, ensure};
 use l3lb_tests::{
     lab::{LabConfig, REQUEST_TIMEOUT, wait_for},
     netns::in_netns,
-    scenario::Cluster,
+    scenario::{Cluster, l3lb_bin},
 };
 
 const VIP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 20);
@@ -222,5 +222,33 @@ fn daemon_restart_keeps_forwarding_and_long_lived_connections() -> anyhow::Resul
             && !log.contains("forfeiting address"),
         "the restart re-programmed what was already there:\n{log}"
     );
+
+    // Uninstall: with the daemon stopped, `l3lb cleanup` detaches the programs and removes the
+    // pins. Run with host mounts (nsenter --net), where the pins are.
+    c.stop_daemon(1)?;
+    let dir = c.lab.bpffs_dir(1);
+    let out = std::process::Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{}", c.lab.node_ns(1)))
+        .arg("--")
+        .arg(l3lb_bin()?)
+        .arg("cleanup")
+        .arg("--bpffs-dir")
+        .arg(&dir)
+        .args(["--uplink", c.lab.uplink()])
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "l3lb cleanup: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let link = c.lab.exec(
+        c.lab.node_ns(1),
+        &["ip", "-d", "link", "show", c.lab.uplink()],
+    )?;
+    ensure!(
+        !link.contains("xdp"),
+        "XDP still attached after cleanup:\n{link}"
+    );
+    ensure!(!dir.exists(), "{} left after cleanup", dir.display());
     Ok(())
 }
