@@ -245,3 +245,43 @@ pub fn cleanup(dir: &Path, uplinks: &[String]) -> Result<Cleanup, DatapathError>
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Cleanup removes l3lb's pins (any uplink's links, the maps) and nothing else; it keeps a
+    /// directory that still holds something and is fine with absent pins.
+    #[test]
+    fn cleanup_removes_only_our_pins() {
+        let dir = std::env::temp_dir().join(format!("l3lb-pin-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let ours = [
+            "link_xdp_eth0",
+            "link_tc_egress_eth0",
+            "link_xdp_old0",
+            MAP_STATS,
+        ];
+        for name in ours.iter().chain(&["someone-else"]) {
+            std::fs::write(dir.join(name), b"").expect("write");
+        }
+        let done = cleanup(&dir, &["eth0".to_owned(), "eth1".to_owned()]).expect("cleanup");
+        let mut removed: Vec<_> = done.removed.iter().filter_map(|p| p.file_name()).collect();
+        removed.sort();
+        let mut want: Vec<_> = ours.iter().map(std::ffi::OsStr::new).collect();
+        want.sort();
+        assert_eq!(removed, want);
+        assert!(!done.dir_removed);
+        assert!(dir.join("someone-else").exists());
+        std::fs::remove_file(dir.join("someone-else")).expect("remove");
+        let again = cleanup(&dir, &[]).expect("second cleanup");
+        assert_eq!(
+            again,
+            Cleanup {
+                removed: vec![],
+                dir_removed: true
+            }
+        );
+        assert!(!dir.exists());
+    }
+}
