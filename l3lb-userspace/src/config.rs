@@ -73,8 +73,8 @@ pub struct RunArgs {
     pub metrics_addr: ListenAddr,
 
     /// Kernel lifetime of the VIP addresses, renewed about every --resync-interval: if the daemon
-    /// dies or hangs, its VIPs expire and FRR withdraws them, while a quick restart keeps them. `0` or `forever`: no
-    /// lifetime. Must be more than twice --resync-interval.
+    /// dies or hangs, its VIPs expire and FRR withdraws them, while a quick restart keeps them.
+    /// `0` or `forever`: no lifetime. Must be more than twice --resync-interval.
     #[arg(long, env = "L3LB_ADDRESS_LIFETIME", default_value = "60s", value_parser = parse_lifetime)]
     pub address_lifetime: Lifetime,
 
