@@ -6,6 +6,8 @@
 
 /// Name of the XDP program attached to each uplink (DNAT towards local endpoints).
 pub const PROG_XDP_INGRESS: &str = "l3lb_xdp_ingress";
+/// An XDP program that only passes: the benchmarks' floor. Loaded only by benchmarks.
+pub const PROG_XDP_NOOP: &str = "l3lb_xdp_noop";
 /// Name of the TC egress program attached to each uplink (reverse NAT of endpoint replies).
 pub const PROG_TC_EGRESS: &str = "l3lb_tc_egress";
 

@@ -21,6 +21,12 @@ pub fn l3lb_xdp_ingress(ctx: XdpContext) -> u32 {
     verdict
 }
 
+/// Returns XDP_PASS and nothing else: the floor `cargo xtask bench datapath` compares against.
+#[xdp]
+pub fn l3lb_xdp_noop(_ctx: XdpContext) -> u32 {
+    aya_ebpf::bindings::xdp_action::XDP_PASS
+}
+
 /// Uplink egress: restore VIP:port as the source of endpoint replies, pass everything else.
 #[classifier]
 pub fn l3lb_tc_egress(ctx: TcContext) -> i32 {

@@ -3,4 +3,5 @@
 pub mod apiserver;
 pub mod lab;
 pub mod netns;
+pub mod packets;
 pub mod scenario;

@@ -12,12 +12,10 @@ use l3lb_userspace::datapath::{Datapath, DatapathError};
 
 #[path = "datapath/attach.rs"]
 mod attach;
-#[path = "datapath/packets.rs"]
-mod packets;
 #[path = "datapath/pinning.rs"]
 mod pinning;
 
-use packets::{
+use l3lb_tests::packets::{
     CLIENT, CLIENT_PORT, DNS, HTTP, HTTPS, OTHER, POD, POD_DNS, POD_HTTP, TC_ACT_OK, VIP, XDP_PASS,
     arp_request, be, flow, frontend, frontend_key, ipv6_udp, tcp, truncated, udp, udp_no_csum,
 };

@@ -2,7 +2,7 @@
 use std::time::Duration;
 
 use aya::programs::{SchedClassifier, TestRun as _, TestRunOptions, Xdp};
-use l3lb_common::{PROG_TC_EGRESS, PROG_XDP_INGRESS};
+use l3lb_common::{PROG_TC_EGRESS, PROG_XDP_INGRESS, PROG_XDP_NOOP};
 
 use super::{Datapath, DatapathError};
 
@@ -30,6 +30,27 @@ impl Datapath {
             .ok_or(DatapathError::MissingProgram { name })?
             .try_into()
             .map_err(|source| DatapathError::ProgramType { name, source })?;
+        run(name, packet, repeat, |opts| program.test_run(opts))
+    }
+
+    /// Runs the do-nothing XDP program (loading it on first use): the benchmarks' floor.
+    pub fn test_run_xdp_noop(
+        &mut self,
+        packet: &[u8],
+        repeat: u32,
+    ) -> Result<TestRunOutput, DatapathError> {
+        let name = PROG_XDP_NOOP;
+        let program: &mut Xdp = self
+            .ebpf
+            .program_mut(name)
+            .ok_or(DatapathError::MissingProgram { name })?
+            .try_into()
+            .map_err(|source| DatapathError::ProgramType { name, source })?;
+        if program.fd().is_err() {
+            program
+                .load()
+                .map_err(|source| DatapathError::ProgramLoad { name, source })?;
+        }
         run(name, packet, repeat, |opts| program.test_run(opts))
     }
 

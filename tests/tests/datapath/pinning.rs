@@ -4,11 +4,11 @@
 use std::path::{Path, PathBuf};
 
 use l3lb_common::{MAP_FLOWS_V4, MAP_FRONTENDS_V4, MAP_STATS, PROTO_TCP};
+use l3lb_tests::packets::{HTTP, POD, POD_HTTP, VIP, flow, frontend, frontend_key};
 use l3lb_userspace::datapath::{Attachment, Datapath, cleanup};
 
 use crate::{
     attach::{ScratchNetns, ip},
-    packets::{HTTP, POD, POD_HTTP, VIP, flow, frontend, frontend_key},
     require_root,
 };
 

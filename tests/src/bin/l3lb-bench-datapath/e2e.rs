@@ -1,11 +1,10 @@
-//! `cargo xtask bench datapath`, end-to-end rows: the same load through l3lb's XDP path and
+//! End-to-end rows: the same load through l3lb's XDP path and
 //! through the same lab topology with iptables DNAT doing the translation (what kube-proxy does),
 //! in one run. UDP: 64-byte frames from iperf3 as fast as it can send, counted as delivered to the
 //! pod. TCP: short connections (connect, one line each way, close) per second.
 use std::{
     io::{BufRead as _, BufReader, Write as _},
     net::{Ipv4Addr, SocketAddr, TcpStream},
-    path::PathBuf,
     process::Command,
     time::{Duration, Instant},
 };
@@ -25,9 +24,9 @@ const ECHO_PORT: u16 = 8080;
 const UDP_PAYLOAD: &str = "18";
 const SECONDS: u64 = 5;
 
-struct Rates {
-    udp_pps: f64,
-    tcp_cps: f64,
+pub struct Rates {
+    pub udp_pps: f64,
+    pub tcp_cps: f64,
 }
 
 fn wait_route(lab: &Lab) -> anyhow::Result<()> {
@@ -111,7 +110,7 @@ fn measure(lab: &Lab) -> anyhow::Result<Rates> {
     Ok(Rates { udp_pps, tcp_cps })
 }
 
-fn through_l3lb() -> anyhow::Result<Rates> {
+pub fn through_l3lb() -> anyhow::Result<Rates> {
     let mut c = Cluster::start(LabConfig {
         nodes: 1,
         ..LabConfig::default()
@@ -137,7 +136,7 @@ fn through_l3lb() -> anyhow::Result<Rates> {
     measure(&c.lab)
 }
 
-fn through_iptables() -> anyhow::Result<Rates> {
+pub fn through_iptables() -> anyhow::Result<Rates> {
     let mut lab = Lab::start(LabConfig {
         nodes: 1,
         ..LabConfig::default()
@@ -177,61 +176,4 @@ fn through_iptables() -> anyhow::Result<Rates> {
     )?;
     wait_route(&lab)?;
     measure(&lab)
-}
-
-fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let out: PathBuf = match args.as_slice() {
-        [] => "target/bench/datapath.json".into(),
-        [flag, path] if flag == "--out" => path.into(),
-        _ => bail!("usage: l3lb-bench-datapath [--out FILE]"),
-    };
-    let xdp = through_l3lb()?;
-    let ipt = through_iptables()?;
-    let rows = [
-        json!({"name": "e2e_xdp_udp64", "pps": xdp.udp_pps, "repeat": 1}),
-        json!({"name": "e2e_iptables_udp64", "pps": ipt.udp_pps, "repeat": 1}),
-        json!({"name": "e2e_xdp_tcp_cps", "cps": xdp.tcp_cps, "repeat": 1}),
-        json!({"name": "e2e_iptables_tcp_cps", "cps": ipt.tcp_cps, "repeat": 1}),
-    ];
-    if let Some(dir) = out.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&out)?;
-    for row in &rows {
-        writeln!(file, "{row}")?;
-    }
-    println!(
-        "datapath benchmark, end to end (appended to {})",
-        out.display()
-    );
-    println!(
-        "  {:<24} {:>14}",
-        "e2e_xdp_udp64 pps",
-        format!("{:.0}", xdp.udp_pps)
-    );
-    println!(
-        "  {:<24} {:>14}",
-        "e2e_iptables_udp64 pps",
-        format!("{:.0}", ipt.udp_pps)
-    );
-    println!(
-        "  {:<24} {:>14}",
-        "e2e_xdp_tcp_cps",
-        format!("{:.0}", xdp.tcp_cps)
-    );
-    println!(
-        "  {:<24} {:>14}",
-        "e2e_iptables_tcp_cps",
-        format!("{:.0}", ipt.tcp_cps)
-    );
-    println!(
-        "  xdp / iptables: udp {:.2}x, tcp {:.2}x",
-        xdp.udp_pps / ipt.udp_pps,
-        xdp.tcp_cps / ipt.tcp_cps
-    );
-    Ok(())
 }
