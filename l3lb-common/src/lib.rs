@@ -17,16 +17,35 @@ pub const MAP_FRONTENDS_V4: &str = "L3LB_FRONTENDS_V4";
 pub const MAP_FLOWS_V4: &str = "L3LB_FLOWS_V4";
 /// Per-CPU verdict counters, indexed by [`Counter`].
 pub const MAP_STATS: &str = "L3LB_STATS";
+/// The VIPs with at least one frontend: XDP drops what reaches them on no frontend.
+pub const MAP_VIPS_V4: &str = "L3LB_VIPS_V4";
 
 /// Capacity of the frontend map.
 pub const MAX_FRONTENDS: u32 = 16_384;
 /// Capacity of the flow (reverse NAT) LRU map.
 pub const MAX_FLOWS: u32 = 262_144;
+/// Capacity of the VIP set: every VIP has at least one frontend.
+pub const MAX_VIPS: u32 = MAX_FRONTENDS;
 /// Endpoints a single frontend can spread over.
 pub const MAX_BACKENDS: usize = 32;
 
 pub const PROTO_TCP: u8 = 6;
 pub const PROTO_UDP: u8 = 17;
+pub const PROTO_ICMP: u8 = 1;
+
+/// A VIP of the VIP set (key of [`MAP_VIPS_V4`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct VipKeyV4 {
+    pub vip_be: u32,
+}
+
+/// Value of the VIP set; no flags are defined yet (always 0).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct VipV4 {
+    pub flags: u32,
+}
 
 /// A service frontend: VIP, service port and IP protocol.
 #[repr(C)]
@@ -105,15 +124,26 @@ pub enum Counter {
     /// XDP: the flow table could not record the flow (it will retry on the next packet). An event
     /// counted in addition to the packet's verdict ([`Counter::XdpDnatPass`]).
     XdpFlowInsertFailed = 5,
-    /// XDP: an IPv4 fragment (no reliable L4 header): passed untouched.
+    /// XDP: an IPv4 fragment not addressed to a VIP: passed untouched.
     XdpPassFragment = 6,
     /// TC egress: rewriting a translated reply failed half-way; the packet was dropped.
     TcRevNatError = 7,
+    /// XDP: addressed to a VIP but on no frontend (a port/protocol no Service serves, another
+    /// IP protocol, an ICMP type not let through, a truncated header): dropped, so host sockets
+    /// listening on all addresses are not reachable through a VIP.
+    XdpDropVipNoFrontend = 8,
+    /// XDP: an IPv4 fragment addressed to a VIP: dropped.
+    XdpDropVipFragment = 9,
+    /// XDP: an IPv4 packet with options addressed to a VIP: dropped.
+    XdpDropVipIpOptions = 10,
+    /// XDP: ICMP echo request, destination unreachable or time exceeded to a VIP: passed to the
+    /// host untouched.
+    XdpPassVipIcmp = 11,
 }
 
 impl Counter {
     /// Every counter, in slot order.
-    pub const ALL: [Counter; 8] = [
+    pub const ALL: [Counter; 12] = [
         Counter::XdpPassNotOurs,
         Counter::XdpDnatPass,
         Counter::XdpNoBackend,
@@ -122,6 +152,10 @@ impl Counter {
         Counter::XdpFlowInsertFailed,
         Counter::XdpPassFragment,
         Counter::TcRevNatError,
+        Counter::XdpDropVipNoFrontend,
+        Counter::XdpDropVipFragment,
+        Counter::XdpDropVipIpOptions,
+        Counter::XdpPassVipIcmp,
     ];
 
     /// Stable snake_case name, for metrics and logs.
@@ -135,6 +169,10 @@ impl Counter {
             Counter::XdpFlowInsertFailed => "xdp_flow_insert_failed",
             Counter::XdpPassFragment => "xdp_pass_fragment",
             Counter::TcRevNatError => "tc_rev_nat_error",
+            Counter::XdpDropVipNoFrontend => "xdp_drop_vip_no_frontend",
+            Counter::XdpDropVipFragment => "xdp_drop_vip_fragment",
+            Counter::XdpDropVipIpOptions => "xdp_drop_vip_ip_options",
+            Counter::XdpPassVipIcmp => "xdp_pass_vip_icmp",
         }
     }
 }
@@ -157,6 +195,8 @@ const _: () = assert!(core::mem::size_of::<FrontendV4>() == 8 + 8 * MAX_BACKENDS
 const _: () = assert!(core::mem::size_of::<FlowKeyV4>() == 16);
 const _: () = assert!(core::mem::size_of::<FlowNatV4>() == 8);
 const _: () = assert!(core::mem::size_of::<Stat>() == 16);
+const _: () = assert!(core::mem::size_of::<VipKeyV4>() == 4);
+const _: () = assert!(core::mem::size_of::<VipV4>() == 4);
 
 /// Picks a backend slot for a flow; shared so host tests cover the same arithmetic as the kernel.
 #[inline(always)]
@@ -235,6 +275,8 @@ mod user {
     unsafe impl aya::Pod for FlowKeyV4 {}
     unsafe impl aya::Pod for FlowNatV4 {}
     unsafe impl aya::Pod for Stat {}
+    unsafe impl aya::Pod for VipKeyV4 {}
+    unsafe impl aya::Pod for VipV4 {}
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use aya_ebpf::{
 };
 use l3lb_common::{
     BackendV4, COUNTER_SLOTS, FlowKeyV4, FlowNatV4, FrontendKeyV4, FrontendV4, MAX_BACKENDS,
-    MAX_FLOWS, MAX_FRONTENDS, Stat, flow_slot,
+    MAX_FLOWS, MAX_FRONTENDS, MAX_VIPS, Stat, VipKeyV4, VipV4, flow_slot,
 };
 
 #[btf_map]
@@ -17,6 +17,9 @@ pub static L3LB_FRONTENDS_V4: HashMap<FrontendKeyV4, FrontendV4, { MAX_FRONTENDS
 #[btf_map]
 pub static L3LB_FLOWS_V4: LruHashMap<FlowKeyV4, FlowNatV4, { MAX_FLOWS as usize }> =
     LruHashMap::new();
+
+#[btf_map]
+pub static L3LB_VIPS_V4: HashMap<VipKeyV4, VipV4, { MAX_VIPS as usize }> = HashMap::new();
 
 #[btf_map]
 pub static L3LB_STATS: PerCpuArray<Stat, { COUNTER_SLOTS as usize }> = PerCpuArray::new();
@@ -31,6 +34,12 @@ pub enum Pick {
     NoBackend,
     /// The endpoint this flow goes to.
     Backend(BackendV4),
+}
+
+/// Whether `addr_be` is a VIP with at least one frontend.
+#[inline(always)]
+pub fn is_vip(addr_be: u32) -> bool {
+    L3LB_VIPS_V4.get_ptr(VipKeyV4 { vip_be: addr_be }).is_some()
 }
 
 /// Picks the endpoint for the flow from `saddr_be:sport_be` to the frontend `key`.

@@ -7,7 +7,8 @@
 //! Egress (TC): a reply matching a recorded flow gets its source restored to VIP:port. The skb
 //! checksum helpers handle CHECKSUM_PARTIAL packets from local pods correctly.
 use aya_ebpf::bindings::{
-    BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR, TC_ACT_OK, TC_ACT_SHOT, xdp_action::XDP_PASS,
+    BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR, TC_ACT_OK, TC_ACT_SHOT,
+    xdp_action::{XDP_DROP, XDP_PASS},
 };
 use aya_ebpf::programs::{TcContext, XdpContext};
 use l3lb_common::{
@@ -17,17 +18,45 @@ use l3lb_common::{
 
 use crate::{
     maps::{self, Pick},
-    parse::{self, ETH_LEN, Egress, IP_CHECK_OFF, IP_SRC_OFF, Ingress, L4, Parsed},
+    parse::{self, ETH_LEN, Egress, IP_CHECK_OFF, IP_SRC_OFF, Ingress, L4, Parsed, Payload},
     stats,
 };
 
+/// ICMP types let through to the host when addressed to a VIP: echo request (the host answers
+/// pings), destination unreachable (path MTU discovery) and time exceeded.
+const ICMP_ECHO_REQUEST: u8 = 8;
+const ICMP_DEST_UNREACH: u8 = 3;
+const ICMP_TIME_EXCEEDED: u8 = 11;
+
 /// XDP verdict and the counter it is accounted under.
+///
+/// Not for a VIP: passed untouched (fragments and options included). For a VIP: fragments and
+/// packets with IP options are dropped, a frontend's packets are DNATed, the ICMP types above
+/// pass to the host, and everything else is dropped, so host sockets listening on all addresses
+/// are not reachable through a VIP.
 #[inline(always)]
 pub fn xdp_ingress(ctx: &XdpContext) -> (u32, Counter) {
-    let pkt = match parse::xdp_ipv4(ctx) {
-        Parsed::Packet(pkt) => pkt,
-        Parsed::Fragment => return (XDP_PASS, Counter::XdpPassFragment),
-        Parsed::NotOurs => return (XDP_PASS, Counter::XdpPassNotOurs),
+    let Some(ip) = parse::xdp_ipv4(ctx) else {
+        return (XDP_PASS, Counter::XdpPassNotOurs);
+    };
+    if !maps::is_vip(ip.daddr_be) {
+        return match ip.fragment {
+            true => (XDP_PASS, Counter::XdpPassFragment),
+            false => (XDP_PASS, Counter::XdpPassNotOurs),
+        };
+    }
+    if ip.fragment {
+        return (XDP_DROP, Counter::XdpDropVipFragment);
+    }
+    if ip.options {
+        return (XDP_DROP, Counter::XdpDropVipIpOptions);
+    }
+    let pkt = match parse::xdp_payload(ctx, ip.ip) {
+        Payload::Packet(pkt) => pkt,
+        Payload::Icmp(ICMP_ECHO_REQUEST | ICMP_DEST_UNREACH | ICMP_TIME_EXCEEDED) => {
+            return (XDP_PASS, Counter::XdpPassVipIcmp);
+        }
+        Payload::Icmp(_) | Payload::Other => return (XDP_DROP, Counter::XdpDropVipNoFrontend),
     };
     let key = FrontendKeyV4 {
         vip_be: pkt.daddr_be,
@@ -38,7 +67,7 @@ pub fn xdp_ingress(ctx: &XdpContext) -> (u32, Counter) {
     let backend = match maps::pick_backend(&key, pkt.saddr_be, pkt.sport_be) {
         Pick::Backend(backend) => backend,
         Pick::NoBackend => return (XDP_PASS, Counter::XdpNoBackend),
-        Pick::NotFound => return (XDP_PASS, Counter::XdpPassNotOurs),
+        Pick::NotFound => return (XDP_DROP, Counter::XdpDropVipNoFrontend),
     };
     let flow = FlowKeyV4 {
         backend_addr_be: backend.addr_be,

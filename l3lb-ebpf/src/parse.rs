@@ -4,7 +4,7 @@
 //! access: every header is bounds-checked against `data_end` before a reference is made. TC reads
 //! through the skb helpers (`bpf_skb_load_bytes`), which bound-check in the kernel.
 use aya_ebpf::programs::{TcContext, XdpContext};
-use l3lb_common::{PROTO_TCP, PROTO_UDP};
+use l3lb_common::{PROTO_ICMP, PROTO_TCP, PROTO_UDP};
 use network_types::{ip::Ipv4Hdr, tcp::TcpHdr, udp::UdpHdr};
 
 /// Ethernet header length (no VLAN tag: tagged frames are not ours and pass untouched).
@@ -14,6 +14,8 @@ const ETH_P_IP: [u8; 2] = [0x08, 0x00];
 /// Offsets inside the IPv4 header.
 pub const IP_CHECK_OFF: usize = 10;
 pub const IP_SRC_OFF: usize = 12;
+/// Length of an IPv4 header without options.
+const IPV4_MIN_LEN: usize = 20;
 /// Offsets of the checksum inside the L4 header.
 pub const TCP_CHECK_OFF: usize = 16;
 pub const UDP_CHECK_OFF: usize = 6;
@@ -51,7 +53,7 @@ fn header_mut<T: Header>(ctx: &XdpContext, offset: usize) -> Option<&mut T> {
     Some(unsafe { &mut *((start + offset) as *mut T) })
 }
 
-/// The outcome of parsing.
+/// The outcome of parsing in TC.
 pub enum Parsed<T> {
     /// Not IPv4 TCP/UDP, or truncated: pass untouched.
     NotOurs,
@@ -92,42 +94,73 @@ fn is_fragment(frags: [u8; 2]) -> bool {
     u16::from_be_bytes(frags) & IP_FRAG_MASK != 0
 }
 
-/// Parses an XDP frame down to its TCP/UDP ports.
+/// The IPv4 header of an XDP frame, and what decides how the rest is read.
+pub struct Ipv4<'a> {
+    pub ip: &'a mut Ipv4Hdr,
+    pub daddr_be: u32,
+    /// A fragment (More-Fragments set or a non-zero offset): no reliable L4 header.
+    pub fragment: bool,
+    /// The header carries options (IHL > 5).
+    pub options: bool,
+}
+
+/// Parses an XDP frame down to its IPv4 header; None: not (valid) IPv4, or truncated.
 #[inline(always)]
-pub fn xdp_ipv4(ctx: &XdpContext) -> Parsed<Ingress<'_>> {
+pub fn xdp_ipv4(ctx: &XdpContext) -> Option<Ipv4<'_>> {
     match header_mut::<[u8; 2]>(ctx, ETHER_TYPE_OFF) {
         Some(ether_type) if *ether_type == ETH_P_IP => {}
-        _ => return Parsed::NotOurs,
+        _ => return None,
     }
-    let Some(ip) = header_mut::<Ipv4Hdr>(ctx, ETH_LEN) else {
-        return Parsed::NotOurs;
-    };
-    let Some(ip_len) = ipv4_header_len(ip.vihl) else {
-        return Parsed::NotOurs;
-    };
-    if is_fragment(ip.frags) {
-        return Parsed::Fragment;
-    }
-    let l4_off = ETH_LEN + ip_len;
+    let ip = header_mut::<Ipv4Hdr>(ctx, ETH_LEN)?;
+    let ip_len = ipv4_header_len(ip.vihl)?;
+    Some(Ipv4 {
+        daddr_be: u32::from_ne_bytes(ip.dst_addr),
+        fragment: is_fragment(ip.frags),
+        options: ip_len != IPV4_MIN_LEN,
+        ip,
+    })
+}
+
+/// What follows an IPv4 header without options or fragmentation, in XDP.
+pub enum Payload<'a> {
+    /// TCP or UDP, ports read.
+    Packet(Ingress<'a>),
+    /// ICMP: its type.
+    Icmp(u8),
+    /// Another protocol, or a truncated L4 header.
+    Other,
+}
+
+/// Reads the L4 header after `ip`, a 20-byte IPv4 header (the caller has ruled out options).
+#[inline(always)]
+pub fn xdp_payload<'a>(ctx: &'a XdpContext, ip: &'a mut Ipv4Hdr) -> Payload<'a> {
+    let l4_off = ETH_LEN + IPV4_MIN_LEN;
     let proto = ip.proto;
     let (l4, sport_be, dport_be) = match proto {
         PROTO_TCP => {
             let Some(tcp) = header_mut::<TcpHdr>(ctx, l4_off) else {
-                return Parsed::NotOurs;
+                return Payload::Other;
             };
             let ports = (u16::from_ne_bytes(tcp.source), u16::from_ne_bytes(tcp.dest));
             (L4::Tcp(tcp), ports.0, ports.1)
         }
         PROTO_UDP => {
             let Some(udp) = header_mut::<UdpHdr>(ctx, l4_off) else {
-                return Parsed::NotOurs;
+                return Payload::Other;
             };
             let ports = (u16::from_ne_bytes(udp.src), u16::from_ne_bytes(udp.dst));
             (L4::Udp(udp), ports.0, ports.1)
         }
-        _ => return Parsed::NotOurs,
+        PROTO_ICMP => {
+            // Type and code; every ICMP message is at least 8 bytes long.
+            return match header_mut::<[u8; 2]>(ctx, l4_off) {
+                Some(type_code) => Payload::Icmp(type_code[0]),
+                None => Payload::Other,
+            };
+        }
+        _ => return Payload::Other,
     };
-    Parsed::Packet(Ingress {
+    Payload::Packet(Ingress {
         proto,
         saddr_be: u32::from_ne_bytes(ip.src_addr),
         daddr_be: u32::from_ne_bytes(ip.dst_addr),

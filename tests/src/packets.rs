@@ -5,6 +5,7 @@ use l3lb_common::{
     BackendV4, FlowKeyV4, FlowNatV4, FrontendKeyV4, FrontendV4, PROTO_TCP, PROTO_UDP,
 };
 
+pub const XDP_DROP: u32 = 1;
 pub const XDP_PASS: u32 = 2;
 pub const TC_ACT_OK: u32 = 0;
 
@@ -113,6 +114,36 @@ pub fn udp_no_csum(src: ([u8; 4], u16), dst: ([u8; 4], u16)) -> Vec<u8> {
     let mut packet = udp(src, dst, false);
     packet[14 + 20 + 6..14 + 20 + 8].copy_from_slice(&[0, 0]);
     packet
+}
+
+/// ICMP message `src -> dst` of `icmp_type` (code 0), e.g. 8 = echo request.
+pub fn icmp(src: [u8; 4], dst: [u8; 4], icmp_type: u8, options: &[u8]) -> Vec<u8> {
+    let step = PacketBuilder::ethernet2(MAC_PEER, MAC_NODE)
+        .ip(ipv4(src, dst, 1, options, false))
+        .icmpv4_raw(icmp_type, 0, [0, 1, 0, 1]);
+    write(|out| step.write(out, b"l3lb-ping").expect("icmp packet"))
+}
+
+/// An IPv4 packet `src -> dst` of IP protocol `proto` carrying `payload`.
+pub fn ip_raw(src: [u8; 4], dst: [u8; 4], proto: u8, payload: &[u8]) -> Vec<u8> {
+    let step = PacketBuilder::ethernet2(MAC_PEER, MAC_NODE).ip(ipv4(src, dst, proto, &[], false));
+    write(|out| {
+        step.write(out, IpNumber(proto), payload)
+            .expect("ip packet")
+    })
+}
+
+/// A non-first IPv4 fragment (offset 8 bytes, no more fragments) `src -> dst` of UDP.
+pub fn udp_fragment_tail(src: [u8; 4], dst: [u8; 4]) -> Vec<u8> {
+    let mut ip = Ipv4Header::new(0, 64, IpNumber(PROTO_UDP), src, dst).expect("ipv4 header");
+    ip.identification = 0x1234;
+    ip.fragment_offset = 1u16.try_into().expect("fragment offset");
+    let step =
+        PacketBuilder::ethernet2(MAC_PEER, MAC_NODE).ip(IpHeaders::Ipv4(ip, Default::default()));
+    write(|out| {
+        step.write(out, IpNumber(PROTO_UDP), b"rest of the datagram")
+            .expect("fragment")
+    })
 }
 
 pub fn ipv6_udp() -> Vec<u8> {

@@ -14,10 +14,13 @@ use l3lb_userspace::datapath::{Datapath, DatapathError};
 mod attach;
 #[path = "datapath/pinning.rs"]
 mod pinning;
+#[path = "datapath/vip_filter.rs"]
+mod vip_filter;
 
 use l3lb_tests::packets::{
-    CLIENT, CLIENT_PORT, DNS, HTTP, HTTPS, OTHER, POD, POD_DNS, POD_HTTP, TC_ACT_OK, VIP, XDP_PASS,
-    arp_request, be, flow, frontend, frontend_key, ipv6_udp, tcp, truncated, udp, udp_no_csum,
+    CLIENT, CLIENT_PORT, DNS, HTTP, HTTPS, OTHER, POD, POD_DNS, POD_HTTP, TC_ACT_OK, VIP, XDP_DROP,
+    XDP_PASS, arp_request, be, flow, frontend, frontend_key, ipv6_udp, tcp, truncated, udp,
+    udp_no_csum,
 };
 
 #[derive(Clone, Copy, Debug)]
@@ -67,6 +70,14 @@ fn xdp_row(name: &'static str, input: Vec<u8>, output: Option<Vec<u8>>, counter:
         output,
         counter,
         flows_after: None,
+    }
+}
+
+/// A row whose packet XDP drops, untouched.
+fn xdp_drop(name: &'static str, input: Vec<u8>, counter: Counter) -> Row {
+    Row {
+        verdict: XDP_DROP,
+        ..xdp_row(name, input, None, counter)
     }
 }
 
@@ -125,15 +136,11 @@ fn xdp_rows() -> Vec<Row> {
                 Counter::XdpDnatPass,
             )
         },
-        Row {
-            flows_after: Some(vec![http_flow]),
-            ..xdp_row(
-                "ipv4 with options is dnatted with the l4 header found after the options",
-                tcp(client_http, (VIP, HTTP), &options, None),
-                Some(tcp(client_http, (POD, POD_HTTP), &options, None)),
-                Counter::XdpDnatPass,
-            )
-        },
+        xdp_drop(
+            "ipv4 with options to a frontend is dropped",
+            tcp(client_http, (VIP, HTTP), &options, None),
+            Counter::XdpDropVipIpOptions,
+        ),
         Row {
             flows: vec![http_flow],
             flows_after: Some(vec![http_flow]),
@@ -150,17 +157,15 @@ fn xdp_rows() -> Vec<Row> {
             None,
             Counter::XdpPassNotOurs,
         ),
-        xdp_row(
-            "vip on a port without frontend passes untouched",
+        xdp_drop(
+            "vip on a tcp port without frontend is dropped",
             tcp(client_http, (VIP, 8443), &[], None),
-            None,
-            Counter::XdpPassNotOurs,
+            Counter::XdpDropVipNoFrontend,
         ),
-        xdp_row(
-            "vip port with the other protocol passes untouched",
+        xdp_drop(
+            "vip port with the other protocol is dropped",
             udp(client_dns, (VIP, HTTP), false),
-            None,
-            Counter::XdpPassNotOurs,
+            Counter::XdpDropVipNoFrontend,
         ),
         xdp_row(
             "frontend without endpoints passes untouched",
@@ -168,23 +173,20 @@ fn xdp_rows() -> Vec<Row> {
             None,
             Counter::XdpNoBackend,
         ),
-        xdp_row(
-            "ipv4 fragment to the vip passes untouched",
+        xdp_drop(
+            "ipv4 first fragment to a frontend is dropped",
             udp(client_dns, (VIP, DNS), true),
-            None,
-            Counter::XdpPassFragment,
+            Counter::XdpDropVipFragment,
         ),
-        xdp_row(
-            "tcp header cut short passes untouched",
+        xdp_drop(
+            "tcp header to the vip cut short is dropped",
             truncated(tcp(client_http, (VIP, HTTP), &[], None), 14 + 20 + 10),
-            None,
-            Counter::XdpPassNotOurs,
+            Counter::XdpDropVipNoFrontend,
         ),
-        xdp_row(
-            "udp header cut short passes untouched",
+        xdp_drop(
+            "udp header to the vip cut short is dropped",
             truncated(udp(client_dns, (VIP, DNS), false), 14 + 20 + 6),
-            None,
-            Counter::XdpPassNotOurs,
+            Counter::XdpDropVipNoFrontend,
         ),
         xdp_row(
             "ipv4 header cut short passes untouched",

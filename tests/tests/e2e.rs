@@ -142,6 +142,46 @@ fn anycast_vip_end_to_end_with_frr() -> anyhow::Result<()> {
         );
     }
 
+    // A host daemon listening on all addresses (an "sshd" on port 22 in each node) answers on
+    // the node's own address but not through the VIP: XDP drops what no frontend serves.
+    for i in [1, 2] {
+        let ns = c.lab.node_ns(i).to_owned();
+        let mut sshd = std::process::Command::new(env!("CARGO_BIN_EXE_l3lb-echo"));
+        sshd.args([
+            "--name",
+            &format!("node{i}-sshd"),
+            "--port",
+            "22",
+            "--bind",
+            "0.0.0.0",
+        ]);
+        c.lab.spawn_in(&ns, &format!("node{i}-sshd"), sshd)?;
+        let node = c.lab.node_ip(i);
+        wait_for(
+            &format!("node{i}'s listener on {node}:22"),
+            CONVERGE,
+            || c.lab.tcp_request(node, 22).map(Some),
+        )?;
+    }
+    for attempt in 0..3 {
+        if let Ok(answer) = c.lab.tcp_request(VIP, 22) {
+            bail!("attempt {attempt}: a host listener answered through the VIP: {answer:?}");
+        }
+    }
+    let dropped: u64 = [1, 2]
+        .into_iter()
+        .map(|i| {
+            Ok(c.datapath_packets(i)?
+                .get("xdp_drop_vip_no_frontend")
+                .copied()
+                .unwrap_or(0))
+        })
+        .sum::<anyhow::Result<u64>>()?;
+    ensure!(
+        dropped > 0,
+        "no xdp_drop_vip_no_frontend counted on either node"
+    );
+
     // Each daemon's listener: alive, ready once synced, the VIP and its two frontends (TCP, UDP)
     // in the metrics, the DNATed packets counted.
     for i in [1, 2] {

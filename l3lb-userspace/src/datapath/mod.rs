@@ -4,6 +4,7 @@ mod error;
 mod links;
 mod pin;
 mod testrun;
+mod vips;
 
 use std::{collections::BTreeMap, path::Path};
 
@@ -33,6 +34,7 @@ pub struct Datapath {
     ebpf: Ebpf,
     uplinks: Vec<String>,
     pinned: Pinned,
+    vip_refs: vips::VipRefs,
 }
 
 /// What a pinned load found in its bpffs directory.
@@ -93,6 +95,9 @@ impl Datapath {
         }
         let mut datapath = Self::load_programs(loader.load(EBPF_OBJECT))?;
         datapath.pinned.maps_reused = maps_reused;
+        // Before any program is attached: reused frontends (maybe from a version without a VIP
+        // set) must find their VIPs there, or the new program would not translate for them.
+        datapath.sync_vips()?;
         Ok(datapath)
     }
 
@@ -126,6 +131,7 @@ impl Datapath {
             ebpf,
             uplinks: Vec::new(),
             pinned: Pinned::default(),
+            vip_refs: vips::VipRefs::default(),
         })
     }
 
@@ -172,7 +178,8 @@ impl Datapath {
             .map_err(map_err(MAP_FRONTENDS_V4, "iterate"))
     }
 
-    /// Adds or replaces a frontend's whole backend set in one map update.
+    /// Adds or replaces a frontend's whole backend set in one map update; its VIP joins the VIP
+    /// set first.
     pub fn upsert_frontend(
         &mut self,
         key: FrontendKeyV4,
@@ -184,15 +191,20 @@ impl Datapath {
                 max: MAX_BACKENDS,
             });
         }
+        self.vip_before_upsert(&key)?;
         self.hash_mut::<FrontendKeyV4, FrontendV4>(MAP_FRONTENDS_V4)?
             .insert(key, value, 0)
-            .map_err(map_err(MAP_FRONTENDS_V4, "insert"))
+            .map_err(map_err(MAP_FRONTENDS_V4, "insert"))?;
+        self.vip_refs.insert(key);
+        Ok(())
     }
 
-    /// Removes a frontend; removing an absent one succeeds.
+    /// Removes a frontend; removing an absent one succeeds. Its VIP leaves the VIP set after
+    /// its last frontend.
     pub fn remove_frontend(&mut self, key: &FrontendKeyV4) -> Result<(), DatapathError> {
         let mut map = self.hash_mut::<FrontendKeyV4, FrontendV4>(MAP_FRONTENDS_V4)?;
-        remove_absent_ok(&mut map, key).map_err(map_err(MAP_FRONTENDS_V4, "remove"))
+        remove_absent_ok(&mut map, key).map_err(map_err(MAP_FRONTENDS_V4, "remove"))?;
+        self.vip_after_remove(key)
     }
 
     /// Every translated flow (reply key -> VIP:port).

@@ -11,7 +11,7 @@ use std::{
 use aya::maps::{MapInfo, MapType};
 use l3lb_common::{
     COUNTER_SLOTS, FlowKeyV4, FlowNatV4, FrontendKeyV4, FrontendV4, MAP_FLOWS_V4, MAP_FRONTENDS_V4,
-    MAP_STATS, MAX_FLOWS, MAX_FRONTENDS, Stat,
+    MAP_STATS, MAP_VIPS_V4, MAX_FLOWS, MAX_FRONTENDS, MAX_VIPS, Stat, VipKeyV4, VipV4,
 };
 use tracing::{info, warn};
 
@@ -37,7 +37,7 @@ struct Shape {
     max_entries: u32,
 }
 
-const SHAPES: [Shape; 3] = [
+const SHAPES: [Shape; 4] = [
     Shape {
         name: MAP_FRONTENDS_V4,
         map_type: MapType::Hash,
@@ -58,6 +58,13 @@ const SHAPES: [Shape; 3] = [
         key_size: size_of::<u32>(),
         value_size: size_of::<Stat>(),
         max_entries: COUNTER_SLOTS,
+    },
+    Shape {
+        name: MAP_VIPS_V4,
+        map_type: MapType::Hash,
+        key_size: size_of::<VipKeyV4>(),
+        value_size: size_of::<VipV4>(),
+        max_entries: MAX_VIPS,
     },
 ];
 

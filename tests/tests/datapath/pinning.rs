@@ -3,7 +3,7 @@
 //! cleanup detaches and unpins everything.
 use std::path::{Path, PathBuf};
 
-use l3lb_common::{MAP_FLOWS_V4, MAP_FRONTENDS_V4, MAP_STATS, PROTO_TCP};
+use l3lb_common::{MAP_FLOWS_V4, MAP_FRONTENDS_V4, MAP_STATS, MAP_VIPS_V4, PROTO_TCP};
 use l3lb_tests::packets::{HTTP, POD, POD_HTTP, VIP, flow, frontend, frontend_key};
 use l3lb_userspace::datapath::{Attachment, Datapath, cleanup};
 
@@ -55,7 +55,7 @@ fn pinned_maps_keep_their_contents_across_reloads() {
     let second = Datapath::load_pinned(&dir.0).expect("second pinned load");
     assert_eq!(
         second.pinned().maps_reused,
-        vec![MAP_FRONTENDS_V4, MAP_FLOWS_V4, MAP_STATS]
+        vec![MAP_FRONTENDS_V4, MAP_FLOWS_V4, MAP_STATS, MAP_VIPS_V4]
     );
     assert_eq!(
         second.frontends().expect("frontends"),
@@ -65,14 +65,31 @@ fn pinned_maps_keep_their_contents_across_reloads() {
         second.flows().expect("flows"),
         [(flow_key, flow_nat)].into_iter().collect()
     );
+    assert_eq!(second.vips().expect("vips").len(), 1);
     drop(second);
+
+    // Upgrading from a version without a VIP set: the reused frontends' VIPs are put in the
+    // fresh set before any program could run on it.
+    std::fs::remove_file(dir.0.join(MAP_VIPS_V4)).expect("unpin the VIP set");
+    let upgraded = Datapath::load_pinned(&dir.0).expect("load without a VIP set");
+    assert!(!upgraded.pinned().maps_reused.contains(&MAP_VIPS_V4));
+    let vips: Vec<u32> = upgraded
+        .vips()
+        .expect("vips")
+        .keys()
+        .map(|k| k.vip_be)
+        .collect();
+    assert_eq!(vips, vec![key.vip_be]);
+    drop(upgraded);
 
     // A pinned "frontends" map of another layout (here: the flow map, renamed over it) is not
     // reused: the load succeeds with a fresh, empty frontend map.
     std::fs::rename(dir.0.join(MAP_FLOWS_V4), dir.0.join(MAP_FRONTENDS_V4)).expect("rename pin");
     let third = Datapath::load_pinned(&dir.0).expect("load over a stale map");
-    assert_eq!(third.pinned().maps_reused, vec![MAP_STATS]);
+    assert_eq!(third.pinned().maps_reused, vec![MAP_STATS, MAP_VIPS_V4]);
     assert!(third.frontends().expect("frontends").is_empty());
+    // The reused VIP set follows the (fresh, empty) frontend map: the VIP left it.
+    assert!(third.vips().expect("vips").is_empty());
     assert!(third.flows().expect("flows").is_empty());
 }
 
@@ -122,7 +139,11 @@ fn pinned_links_survive_the_process_and_are_replaced_in_place() {
     assert!(after_replace.0.contains("xdp"), "{}", after_replace.0);
     // Replaced, not added: still exactly one TC program.
     assert_eq!(after_replace.1, vec!["l3lb_tc_egress".to_owned()]);
-    assert_eq!(removed.removed.len(), 5, "{removed:?}");
+    assert_eq!(
+        removed.removed.len(),
+        2 + 4,
+        "two links, four maps: {removed:?}"
+    );
     assert!(!after_cleanup.0.contains("xdp"), "{}", after_cleanup.0);
     assert!(after_cleanup.1.is_empty(), "{:?}", after_cleanup.1);
     assert!(!after_cleanup.2, "pin directory left behind");
