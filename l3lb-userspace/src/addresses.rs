@@ -1,9 +1,17 @@
 //! VIP addresses on the advertising interface, through rtnetlink.
-use std::{collections::BTreeSet, net::IpAddr, time::Duration};
+use std::{
+    collections::BTreeSet,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    sync::{
+        Arc,
+        atomic::{AtomicU32, Ordering},
+    },
+    time::Duration,
+};
 
 use futures::TryStreamExt;
 use rtnetlink::{
-    Handle,
+    AddressMessageBuilder, Handle,
     packet_route::address::{AddressAttribute, AddressMessage, CacheInfo},
 };
 
@@ -31,6 +39,9 @@ pub struct Netlink {
     interface: String,
     /// Valid and preferred lifetime in seconds set by every add; `None`: forever.
     lifetime_secs: Option<u32>,
+    /// The interface's index once resolved (0: not yet). Forgotten when the kernel answers
+    /// ENODEV, so a re-created interface is found again.
+    index: Arc<AtomicU32>,
 }
 
 impl Netlink {
@@ -43,6 +54,7 @@ impl Netlink {
             handle,
             interface: interface.to_owned(),
             lifetime_secs: lifetime.map(lifetime_secs),
+            index: Arc::new(AtomicU32::new(0)),
         })
     }
 
@@ -55,8 +67,33 @@ impl Netlink {
         }
     }
 
-    /// Looked up on every call: the interface may be re-created while the daemon runs.
+    /// Cached after the first lookup; see [`Self::forget_index_on_enodev`].
     async fn index(&self) -> Result<u32, AddressError> {
+        match self.index.load(Ordering::Relaxed) {
+            0 => {
+                let index = self.lookup_index().await?;
+                self.index.store(index, Ordering::Relaxed);
+                Ok(index)
+            }
+            index => Ok(index),
+        }
+    }
+
+    /// The interface may be re-created while the daemon runs: a request that finds no device
+    /// drops the cached index, so the next one looks it up again.
+    fn forget_index_on_enodev<T>(
+        &self,
+        res: Result<T, rtnetlink::Error>,
+    ) -> Result<T, rtnetlink::Error> {
+        if let Err(rtnetlink::Error::NetlinkError(e)) = &res
+            && e.raw_code() == -libc::ENODEV
+        {
+            self.index.store(0, Ordering::Relaxed);
+        }
+        res
+    }
+
+    async fn lookup_index(&self) -> Result<u32, AddressError> {
         let mut links = self
             .handle
             .link()
@@ -79,13 +116,15 @@ impl Netlink {
 
     async fn messages(&self) -> Result<Vec<AddressMessage>, AddressError> {
         let index = self.index().await?;
-        self.handle
+        let res = self
+            .handle
             .address()
             .get()
             .set_link_index_filter(index)
             .execute()
             .try_collect()
-            .await
+            .await;
+        self.forget_index_on_enodev(res)
             .map_err(self.err("address dump"))
     }
 }
@@ -139,21 +178,30 @@ impl AddressTable for Netlink {
                 .push(AddressAttribute::CacheInfo(info));
         }
         let res = req.execute().await;
-        res.map_err(self.err(format!("add {ip}")))
+        self.forget_index_on_enodev(res)
+            .map_err(self.err(format!("add {ip}")))
     }
 
+    /// Deletes the host route `ip` directly (no dump first); absent is success.
     async fn remove(&self, ip: IpAddr) -> Result<(), AddressError> {
-        for msg in self.messages().await? {
-            if address_of(&msg) == Some(ip) {
-                let res = self.handle.address().del(msg).execute().await;
-                match res {
-                    Err(rtnetlink::Error::NetlinkError(e))
-                        if e.raw_code() == -libc::EADDRNOTAVAIL => {}
-                    other => other.map_err(self.err(format!("remove {ip}")))?,
-                }
+        let index = self.index().await?;
+        let msg = match ip {
+            IpAddr::V4(v4) => AddressMessageBuilder::<Ipv4Addr>::new()
+                .index(index)
+                .address(v4, host_prefix(ip))
+                .build(),
+            IpAddr::V6(v6) => AddressMessageBuilder::<Ipv6Addr>::new()
+                .index(index)
+                .address(v6, host_prefix(ip))
+                .build(),
+        };
+        let res = self.handle.address().del(msg).execute().await;
+        match self.forget_index_on_enodev(res) {
+            Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::EADDRNOTAVAIL => {
+                Ok(())
             }
+            other => other.map_err(self.err(format!("remove {ip}"))),
         }
-        Ok(())
     }
 }
 

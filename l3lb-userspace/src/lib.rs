@@ -5,6 +5,7 @@
 pub mod addresses;
 pub mod apply;
 pub mod config;
+pub mod daemon;
 pub mod datapath;
 pub mod desired;
 pub mod events;

@@ -3,9 +3,10 @@ use clap::Parser as _;
 use l3lb_userspace::{
     addresses::Netlink,
     config::{Cli, Command, Config},
+    daemon::run,
     datapath::{self, Datapath},
     metrics::{Metrics, http::serve as serve_metrics},
-    reconcile::{Reconciler, run},
+    reconcile::Reconciler,
     stats,
 };
 use prometheus_client::registry::Registry;

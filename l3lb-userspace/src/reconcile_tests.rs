@@ -147,3 +147,37 @@ fn renewals_are_due_at_start_then_every_half_resync_with_a_lifetime() {
         );
     }
 }
+
+#[tokio::test]
+async fn quick_passes_trust_the_record_and_a_full_pass_heals_drift() {
+    let (mut r, addrs, want) = restarted("forever");
+    let vip = *want.addresses.first().unwrap();
+    assert_eq!(r.pass(&want).await.failed, 0);
+    addrs.present.lock().unwrap().remove(&vip);
+    let adds = addrs.adds.lock().unwrap().len();
+    r.quick_pass(&want).await;
+    assert_eq!(
+        addrs.adds.lock().unwrap().len(),
+        adds,
+        "no observe, no step"
+    );
+    r.pass(&want).await;
+    assert!(
+        addrs.present.lock().unwrap().contains(&vip),
+        "resync re-adds it"
+    );
+}
+
+#[tokio::test]
+async fn quick_passes_apply_changes_from_the_record() {
+    let (mut r, addrs, want) = restarted("forever");
+    r.pass(&want).await;
+    let vip = *want.addresses.first().unwrap();
+    r.quick_pass(&Desired::default()).await;
+    assert!(!addrs.present.lock().unwrap().contains(&vip), "withdrawn");
+    r.quick_pass(&want).await;
+    assert!(
+        addrs.present.lock().unwrap().contains(&vip),
+        "advertised again"
+    );
+}

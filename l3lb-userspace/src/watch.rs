@@ -21,6 +21,8 @@ use tracing::warn;
 
 use crate::metrics::Metrics;
 
+mod trim;
+
 /// Read handles to the watched objects.
 #[derive(Clone)]
 pub struct Stores {
@@ -58,22 +60,25 @@ pub fn start(client: Client, node: &str, changed: Arc<Notify>, metrics: Metrics)
         services: spawn_watch::<Service>(
             Api::all(client.clone()),
             all(),
+            trim::service,
             changed.clone(),
             metrics.clone(),
         ),
         slices: spawn_watch::<EndpointSlice>(
             Api::all(client.clone()),
             all(),
+            trim::slice,
             changed.clone(),
             metrics.clone(),
         ),
-        node: spawn_watch::<Node>(Api::all(client), this_node, changed, metrics),
+        node: spawn_watch::<Node>(Api::all(client), this_node, trim::node, changed, metrics),
     }
 }
 
 fn spawn_watch<K>(
     api: Api<K>,
     config: watcher::Config,
+    trim: fn(&mut K),
     changed: Arc<Notify>,
     metrics: Metrics,
 ) -> Store<K>
@@ -85,12 +90,7 @@ where
     let kind = K::kind(&K::DynamicType::default()).into_owned();
     let stream = watcher(api, config)
         // Fields the reconciler never reads; dropping them keeps the stores small.
-        .modify(|obj: &mut K| {
-            obj.meta_mut().managed_fields = None;
-            if let Some(a) = obj.meta_mut().annotations.as_mut() {
-                a.remove("kubectl.kubernetes.io/last-applied-configuration");
-            }
-        })
+        .modify(trim)
         .default_backoff()
         .reflect(writer);
     tokio::spawn(async move {

@@ -10,6 +10,30 @@ use ipnet::IpNet;
 
 use crate::model::{Desired, Endpoint, FrontendId, Observed};
 
+impl Observed {
+    /// What the node looks like once `steps` all succeeded: the executor's record between
+    /// observations.
+    pub fn record(&mut self, steps: &[Step]) {
+        for step in steps {
+            match step {
+                Step::UpsertFrontend { id, endpoints } => {
+                    self.frontends.insert(*id, endpoints.clone());
+                }
+                Step::AddAddress(ip) => {
+                    self.addresses.insert(*ip);
+                }
+                Step::RemoveAddress(ip) => {
+                    self.addresses.remove(ip);
+                }
+                Step::RenewAddress(_) => {}
+                Step::RemoveFrontend(id) => {
+                    self.frontends.remove(id);
+                }
+            }
+        }
+    }
+}
+
 /// One change to the node. Steps are applied in the order the plan lists them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Step {

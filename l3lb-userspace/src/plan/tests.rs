@@ -219,6 +219,8 @@ fn plans_converge_and_keep_their_ordering_rules() {
 
         let now = Instant::now();
         let p = plan(&d, &o, &prefixes(), &BTreeMap::new(), now, Duration::ZERO);
+        let mut recorded = o.clone();
+        recorded.record(&p.steps);
         let mut programmed = BTreeSet::new();
         for step in &p.steps {
             match step {
@@ -269,6 +271,7 @@ fn plans_converge_and_keep_their_ordering_rules() {
             .filter(|a| prefixes()[0].contains(a))
             .collect();
         assert_eq!(renewed, managed);
+        assert_eq!(recorded, o, "the executor's record matches the node");
         let again = plan(&d, &o, &prefixes(), &p.draining, now, Duration::ZERO);
         assert!(again.steps.is_empty(), "not converged: {:?}", again.steps);
     }

@@ -1,0 +1,158 @@
+//! The daemon's loop: on watch changes (coalesced for a few milliseconds), on a periodic resync
+//! and when a drain ends, compute desired state and run a reconcile pass. Watch-driven passes
+//! trust the executor's record of the node; the periodic resync observes it again and heals
+//! drift.
+use std::{sync::Arc, time::Duration};
+
+use kube::Client;
+use tokio::{sync::Notify, time::Instant};
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::{
+    apply::{AddressTable, FrontendTable},
+    desired::{
+        desired,
+        node::{exclude, exclusion},
+    },
+    events::RefusalEvents,
+    reconcile::Reconciler,
+    watch,
+};
+
+/// A pass starts once the watches have been quiet this long after a change...
+const QUIET: Duration = Duration::from_millis(2);
+
+/// ...or this long after the first change of a burst, whichever comes first.
+const COALESCE_MAX: Duration = Duration::from_millis(20);
+
+/// Longest a pass waits for its Events to be published.
+const EVENTS_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How often the datapath counters are copied into the metrics between passes.
+const COUNTERS_REFRESH: Duration = Duration::from_secs(5);
+
+/// Runs until SIGTERM/SIGINT. Addresses and maps are left as they are on exit, so a restarted
+/// daemon finds them wanted and changes nothing.
+pub async fn run<F: FrontendTable, A: AddressTable>(
+    client: Client,
+    mut reconciler: Reconciler<F, A>,
+) -> anyhow::Result<()> {
+    let config = reconciler.config().clone();
+    let changed = Arc::new(Notify::new());
+    let metrics = reconciler.metrics().clone();
+    let stores = watch::start(
+        client.clone(),
+        &config.node_name,
+        changed.clone(),
+        metrics.clone(),
+    );
+    let mut events = RefusalEvents::new(client, &config.node_name);
+
+    info!(node = %config.node_name, "waiting for the first list of Services, EndpointSlices and the Node");
+    tokio::select! {
+        ready = stores.wait_until_ready() => ready?,
+        _ = shutdown() => return Ok(()),
+    }
+    info!(
+        services = stores.services.len(),
+        endpointslices = stores.slices.len(),
+        "watches synced"
+    );
+    metrics.health.set_synced();
+
+    let mut resync = tokio::time::interval(config.resync_interval);
+    let mut counters = tokio::time::interval(COUNTERS_REFRESH);
+    counters.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut pass_no: u64 = 0;
+    loop {
+        let drain_deadline = reconciler.next_drain_deadline().map(Instant::from_std);
+        let full = tokio::select! {
+            _ = changed.notified() => {
+                settle(&changed).await;
+                false
+            }
+            _ = resync.tick() => true,
+            _ = sleep_until_opt(drain_deadline) => false,
+            _ = counters.tick() => {
+                reconciler.refresh_counters();
+                continue;
+            }
+            _ = shutdown() => {
+                info!("shutting down; addresses and maps stay in place for the next start");
+                return Ok(());
+            }
+        };
+        pass_no += 1;
+        let span = info_span!("reconcile", pass = pass_no, full);
+        async {
+            let services = stores.services.state();
+            let slices = stores.slices.state();
+            let services: Vec<_> = services.iter().map(|s| s.as_ref()).collect();
+            let slices: Vec<_> = slices.iter().map(|s| s.as_ref()).collect();
+            let excluded = exclusion(stores.node(&config.node_name).as_deref());
+            events.exclusion(excluded);
+            metrics.node_excluded.set(i64::from(excluded.is_some()));
+            let want = exclude(
+                desired(&services, &slices, &config.node_name, &config.prefixes),
+                excluded,
+            );
+            let outcome = if full {
+                reconciler.pass(&want).await
+            } else {
+                reconciler.quick_pass(&want).await
+            };
+            metrics.health.pass_done(outcome.failed);
+            debug!(
+                applied = outcome.applied,
+                failed = outcome.failed,
+                "pass done"
+            );
+            // Bounded, so an unreachable API server cannot hold up the passes that renew the
+            // VIPs' lifetimes; unpublished Events are retried next pass.
+            if tokio::time::timeout(EVENTS_TIMEOUT, events.report(&want.refusals))
+                .await
+                .is_err()
+            {
+                debug!("publishing Events timed out; retrying next pass");
+            }
+        }
+        .instrument(span)
+        .await;
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn shutdown() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {},
+                _ = tokio::signal::ctrl_c() => {},
+            }
+        }
+        Err(error) => {
+            warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops the daemon");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// Returns once no change has arrived for [`QUIET`], or [`COALESCE_MAX`] after the call.
+async fn settle(changed: &Notify) {
+    let deadline = tokio::time::sleep(COALESCE_MAX);
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            _ = changed.notified() => {}
+            _ = tokio::time::sleep(QUIET) => return,
+            _ = &mut deadline => return,
+        }
+    }
+}
