@@ -115,7 +115,7 @@ pub enum Counter {
     XdpPassNotOurs = 0,
     /// XDP: DNATed to a local endpoint and handed to the kernel's forwarding path.
     XdpDnatPass = 1,
-    /// XDP: a frontend with no endpoint: passed untouched.
+    /// XDP: a frontend with no endpoint: dropped (the host's sockets must not answer for it).
     XdpNoBackend = 2,
     /// TC egress: reply of a translated flow, source restored to VIP:port.
     TcRevNat = 3,

@@ -32,8 +32,8 @@ const ICMP_TIME_EXCEEDED: u8 = 11;
 ///
 /// Not for a VIP: passed untouched (fragments and options included). For a VIP: fragments and
 /// packets with IP options are dropped, a frontend's packets are DNATed, the ICMP types above
-/// pass to the host, and everything else is dropped, so host sockets listening on all addresses
-/// are not reachable through a VIP.
+/// pass to the host, and everything else (a frontend without endpoints included) is dropped,
+/// so host sockets listening on all addresses are not reachable through a VIP.
 #[inline(always)]
 pub fn xdp_ingress(ctx: &XdpContext) -> (u32, Counter) {
     let Some(ip) = parse::xdp_ipv4(ctx) else {
@@ -66,7 +66,8 @@ pub fn xdp_ingress(ctx: &XdpContext) -> (u32, Counter) {
     };
     let backend = match maps::pick_backend(&key, pkt.saddr_be, pkt.sport_be) {
         Pick::Backend(backend) => backend,
-        Pick::NoBackend => return (XDP_PASS, Counter::XdpNoBackend),
+        // Not to the host either: its sockets on this port must not answer for the VIP.
+        Pick::NoBackend => return (XDP_DROP, Counter::XdpNoBackend),
         Pick::NotFound => return (XDP_DROP, Counter::XdpDropVipNoFrontend),
     };
     let flow = FlowKeyV4 {

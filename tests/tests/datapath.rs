@@ -167,10 +167,9 @@ fn xdp_rows() -> Vec<Row> {
             udp(client_dns, (VIP, HTTP), false),
             Counter::XdpDropVipNoFrontend,
         ),
-        xdp_row(
-            "frontend without endpoints passes untouched",
+        xdp_drop(
+            "frontend without endpoints is dropped",
             tcp(client_http, (VIP, HTTPS), &[], None),
-            None,
             Counter::XdpNoBackend,
         ),
         xdp_drop(

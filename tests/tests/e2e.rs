@@ -164,8 +164,15 @@ fn anycast_vip_end_to_end_with_frr() -> anyhow::Result<()> {
         )?;
     }
     for attempt in 0..3 {
-        if let Ok(answer) = c.lab.tcp_request(VIP, 22) {
-            bail!("attempt {attempt}: a host listener answered through the VIP: {answer:?}");
+        // Dropped in XDP, so the connect times out: no answer and no reset from the host stack.
+        match c.lab.tcp_request(VIP, 22) {
+            Ok(answer) => bail!("attempt {attempt}: a listener answered through the VIP: {answer}"),
+            Err(e) => ensure!(
+                e.chain().any(|e| e
+                    .downcast_ref::<std::io::Error>()
+                    .is_some_and(|e| e.kind() == std::io::ErrorKind::TimedOut)),
+                "attempt {attempt}: connect to {VIP}:22 did not time out: {e:#}"
+            ),
         }
     }
     let dropped: u64 = [1, 2]
