@@ -11,7 +11,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use crate::{
     apply::{AddressTable, FrontendTable},
     desired::{
-        desired,
+        cache::DesiredCache,
         node::{exclude, exclusion},
     },
     events::RefusalEvents,
@@ -64,6 +64,7 @@ pub async fn run<F: FrontendTable, A: AddressTable>(
     let mut counters = tokio::time::interval(COUNTERS_REFRESH);
     counters.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut pass_no: u64 = 0;
+    let mut cache = DesiredCache::new(&config.node_name, &config.prefixes);
     loop {
         let drain_deadline = reconciler.next_drain_deadline().map(Instant::from_std);
         let full = tokio::select! {
@@ -85,17 +86,17 @@ pub async fn run<F: FrontendTable, A: AddressTable>(
         pass_no += 1;
         let span = info_span!("reconcile", pass = pass_no, full);
         async {
-            let services = stores.services.state();
-            let slices = stores.slices.state();
-            let services: Vec<_> = services.iter().map(|s| s.as_ref()).collect();
-            let slices: Vec<_> = slices.iter().map(|s| s.as_ref()).collect();
+            if full {
+                // Recomputed from scratch on every resync, like the node is observed afresh.
+                cache = DesiredCache::new(&config.node_name, &config.prefixes);
+            }
+            let (want, recomputed) =
+                cache.desired(&stores.services.state(), &stores.slices.state());
+            debug!(recomputed, "desired state");
             let excluded = exclusion(stores.node(&config.node_name).as_deref());
             events.exclusion(excluded);
             metrics.node_excluded.set(i64::from(excluded.is_some()));
-            let want = exclude(
-                desired(&services, &slices, &config.node_name, &config.prefixes),
-                excluded,
-            );
+            let want = exclude(want, excluded);
             let outcome = if full {
                 reconciler.pass(&want).await
             } else {

@@ -10,6 +10,7 @@ use k8s_openapi::api::{core::v1::Service, discovery::v1::EndpointSlice};
 
 use crate::model::{Desired, Endpoint, FrontendId, Proto, Refusal, ServiceKey};
 
+pub mod cache;
 pub mod node;
 
 /// Label that ties an EndpointSlice to its Service.
@@ -27,88 +28,129 @@ pub fn desired(
     prefixes: &[IpNet],
 ) -> Desired {
     let slices_by_service = index_slices(slices);
-    let mut out = Desired::default();
-    let mut owner: BTreeMap<FrontendId, ServiceKey> = BTreeMap::new();
-
-    let mut services: Vec<(ServiceKey, &Service)> = services
+    let mut parts: Vec<(ServiceKey, ServiceDesired)> = services
         .iter()
         .filter(|s| is_load_balancer(s))
-        .filter_map(|s| Some((service_key(s)?, *s)))
+        .filter_map(|s| {
+            let key = service_key(s)?;
+            let own = slices_by_service
+                .get(&key)
+                .map(Vec::as_slice)
+                .unwrap_or(&[]);
+            let part = service_desired(s, own, node, prefixes);
+            Some((key, part))
+        })
         .collect();
-    services.sort_by(|a, b| a.0.cmp(&b.0));
+    parts.sort_by(|a, b| a.0.cmp(&b.0));
+    merge(parts.iter().map(|(k, p)| (k, p)))
+}
 
-    for (key, svc) in services {
-        let mut refuse = |reason: String| {
-            out.refusals.push(Refusal {
-                service: key.clone(),
-                reason,
-            });
-        };
-        let mut vips = BTreeSet::new();
-        for (ip, source) in candidate_vips(svc) {
-            match ip.parse::<IpAddr>() {
-                Err(_) => refuse(format!("{source} {ip:?} is not an IP address")),
-                Ok(ip) if !prefixes.iter().any(|p| p.contains(&ip)) => refuse(format!(
-                    "{source} {ip} is outside every prefix this node manages ({})",
-                    list(prefixes)
-                )),
-                Ok(IpAddr::V6(ip)) => refuse(format!(
-                    "{source} {ip} is IPv6, which l3lb does not serve yet"
-                )),
-                Ok(ip) => {
-                    vips.insert(ip);
-                }
+/// One Service's share of the desired state, before frontends that two Services claim are
+/// resolved by [`merge`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ServiceDesired {
+    /// Every frontend the Service names, in order, with its local backends (maybe none).
+    claims: Vec<(FrontendId, BTreeSet<Endpoint>)>,
+    refusals: Vec<String>,
+}
+
+/// What one LoadBalancer Service wants on `node`, given its own EndpointSlices.
+pub fn service_desired(
+    svc: &Service,
+    slices: &[&EndpointSlice],
+    node: &str,
+    prefixes: &[IpNet],
+) -> ServiceDesired {
+    let mut out = ServiceDesired::default();
+    let mut vips = BTreeSet::new();
+    for (ip, source) in candidate_vips(svc) {
+        match ip.parse::<IpAddr>() {
+            Err(_) => out
+                .refusals
+                .push(format!("{source} {ip:?} is not an IP address")),
+            Ok(ip) if !prefixes.iter().any(|p| p.contains(&ip)) => out.refusals.push(format!(
+                "{source} {ip} is outside every prefix this node manages ({})",
+                list(prefixes)
+            )),
+            Ok(IpAddr::V6(ip)) => out.refusals.push(format!(
+                "{source} {ip} is IPv6, which l3lb does not serve yet"
+            )),
+            Ok(ip) => {
+                vips.insert(ip);
             }
         }
-        if vips.is_empty() {
-            continue;
-        }
-        let endpoints = local_endpoints(slices_by_service.get(&key), node);
-        for port in svc
-            .spec
-            .as_ref()
-            .and_then(|s| s.ports.as_ref())
-            .into_iter()
-            .flatten()
-        {
-            let proto = match port.protocol.as_deref().unwrap_or("TCP") {
-                "TCP" => Proto::Tcp,
-                "UDP" => Proto::Udp,
-                other => {
-                    refuse(format!(
-                        "port {}: protocol {other} is not supported",
-                        port.port
-                    ));
-                    continue;
-                }
-            };
-            let Ok(svc_port) = u16::try_from(port.port) else {
-                refuse(format!("port {} is not a valid port number", port.port));
+    }
+    if vips.is_empty() {
+        return out;
+    }
+    let endpoints = local_endpoints(slices, node);
+    for port in svc
+        .spec
+        .as_ref()
+        .and_then(|s| s.ports.as_ref())
+        .into_iter()
+        .flatten()
+    {
+        let proto = match port.protocol.as_deref().unwrap_or("TCP") {
+            "TCP" => Proto::Tcp,
+            "UDP" => Proto::Udp,
+            other => {
+                out.refusals.push(format!(
+                    "port {}: protocol {other} is not supported",
+                    port.port
+                ));
                 continue;
+            }
+        };
+        let Ok(svc_port) = u16::try_from(port.port) else {
+            out.refusals
+                .push(format!("port {} is not a valid port number", port.port));
+            continue;
+        };
+        let name = port.name.clone().unwrap_or_default();
+        let backends: BTreeSet<Endpoint> = endpoints
+            .iter()
+            .filter(|(n, p, _)| *n == name && *p == proto)
+            .map(|(_, _, e)| *e)
+            .collect();
+        for &vip in &vips {
+            let id = FrontendId {
+                vip,
+                port: svc_port,
+                proto,
             };
-            let name = port.name.clone().unwrap_or_default();
-            let backends: BTreeSet<Endpoint> = endpoints
-                .iter()
-                .filter(|(n, p, _)| *n == name && *p == proto)
-                .map(|(_, _, e)| *e)
-                .collect();
-            for &vip in &vips {
-                let id = FrontendId {
-                    vip,
-                    port: svc_port,
-                    proto,
-                };
-                if let Some(other) = owner.get(&id) {
-                    if *other != key {
-                        refuse(format!("{id} is already served for Service {other}"));
-                    }
-                    continue;
+            out.claims.push((id, backends.clone()));
+        }
+    }
+    out
+}
+
+/// Combines per-Service results, given in Service order: the first Service to claim a frontend
+/// serves it, later ones are refused for it. A VIP is wanted when one of its frontends has
+/// backends.
+pub fn merge<'a>(parts: impl IntoIterator<Item = (&'a ServiceKey, &'a ServiceDesired)>) -> Desired {
+    let mut out = Desired::default();
+    let mut owner: BTreeMap<FrontendId, &ServiceKey> = BTreeMap::new();
+    for (key, part) in parts {
+        let refuse = |reason: String| Refusal {
+            service: key.clone(),
+            reason,
+        };
+        out.refusals
+            .extend(part.refusals.iter().cloned().map(refuse));
+        for (id, backends) in &part.claims {
+            if let Some(other) = owner.get(id) {
+                if *other != key {
+                    out.refusals.push(refuse(format!(
+                        "{id} is already served for Service {other}"
+                    )));
                 }
-                owner.insert(id, key.clone());
-                if !backends.is_empty() {
-                    out.frontends.insert(id, backends.clone());
-                    out.addresses.insert(vip);
-                }
+                continue;
+            }
+            owner.insert(*id, key);
+            if !backends.is_empty() {
+                out.frontends.insert(*id, backends.clone());
+                out.addresses.insert(id.vip);
             }
         }
     }
@@ -117,11 +159,11 @@ pub fn desired(
     out
 }
 
-fn is_load_balancer(svc: &Service) -> bool {
+pub(crate) fn is_load_balancer(svc: &Service) -> bool {
     svc.spec.as_ref().and_then(|s| s.type_.as_deref()) == Some("LoadBalancer")
 }
 
-fn service_key(svc: &Service) -> Option<ServiceKey> {
+pub(crate) fn service_key(svc: &Service) -> Option<ServiceKey> {
     Some(ServiceKey {
         namespace: svc.metadata.namespace.clone()?,
         name: svc.metadata.name.clone()?,
@@ -154,7 +196,9 @@ fn candidate_vips(svc: &Service) -> Vec<(String, &'static str)> {
     out
 }
 
-fn index_slices<'a>(slices: &[&'a EndpointSlice]) -> BTreeMap<ServiceKey, Vec<&'a EndpointSlice>> {
+pub(crate) fn index_slices<'a>(
+    slices: &[&'a EndpointSlice],
+) -> BTreeMap<ServiceKey, Vec<&'a EndpointSlice>> {
     let mut by_service: BTreeMap<ServiceKey, Vec<&EndpointSlice>> = BTreeMap::new();
     for slice in slices {
         let labels = slice.metadata.labels.as_ref();
@@ -176,12 +220,9 @@ fn index_slices<'a>(slices: &[&'a EndpointSlice]) -> BTreeMap<ServiceKey, Vec<&'
 }
 
 /// Ready endpoints on `node`, as (port name, protocol, endpoint) for every port of their slice.
-fn local_endpoints(
-    slices: Option<&Vec<&EndpointSlice>>,
-    node: &str,
-) -> Vec<(String, Proto, Endpoint)> {
+fn local_endpoints(slices: &[&EndpointSlice], node: &str) -> Vec<(String, Proto, Endpoint)> {
     let mut out = Vec::new();
-    for slice in slices.into_iter().flatten() {
+    for slice in slices {
         if slice.address_type != "IPv4" {
             continue;
         }
