@@ -67,7 +67,7 @@ pub fn start(client: Client, node: &str, changed: Arc<Notify>, metrics: Metrics)
         slices: spawn_watch::<EndpointSlice>(
             Api::all(client.clone()),
             all(),
-            trim::slice,
+            trim::slice(node.to_owned()),
             changed.clone(),
             metrics.clone(),
         ),
@@ -78,7 +78,7 @@ pub fn start(client: Client, node: &str, changed: Arc<Notify>, metrics: Metrics)
 fn spawn_watch<K>(
     api: Api<K>,
     config: watcher::Config,
-    trim: fn(&mut K),
+    trim: impl FnMut(&mut K) + Send + 'static,
     changed: Arc<Notify>,
     metrics: Metrics,
 ) -> Store<K>

@@ -1,5 +1,5 @@
 //! What the stores keep of each object: only the fields [`crate::desired`] and the Node exclusion
-//! read, plus the identity the reflector keys on. At 10,000 Services and 100,000 endpoints the
+//! read, plus the identity the reflector keys on; of the endpoints, only this node's. At 10,000 Services and 100,000 endpoints the
 //! rest (managed fields, annotations, hints, target refs, zones, conditions) is most of the
 //! memory.
 use k8s_openapi::{
@@ -65,8 +65,13 @@ pub fn service(svc: &mut Service) {
     };
 }
 
-/// The Service label, address type, ports, and per endpoint its addresses, readiness and node.
-pub fn slice(slice: &mut EndpointSlice) {
+/// The Service label, address type, ports, and of the endpoints on `node` (desired() reads no
+/// other) their addresses, readiness and node.
+pub fn slice(node: String) -> impl FnMut(&mut EndpointSlice) + Send + 'static {
+    move |slice| trim_slice(slice, &node)
+}
+
+fn trim_slice(slice: &mut EndpointSlice, node: &str) {
     let mut metadata = identity(&mut slice.metadata);
     metadata.labels = slice.metadata.labels.take().map(|mut labels| {
         labels.retain(|k, _| k == SERVICE_NAME_LABEL);
@@ -75,6 +80,7 @@ pub fn slice(slice: &mut EndpointSlice) {
     let endpoints = slice.endpoints.take().map(|endpoints| {
         endpoints
             .into_iter()
+            .filter(|e| e.node_name.as_deref() == Some(node))
             .map(|e| Endpoint {
                 addresses: e.addresses,
                 conditions: e.conditions.map(|c| EndpointConditions {
@@ -147,7 +153,9 @@ mod tests {
                  "conditions": {"ready": true, "serving": true},
                  "targetRef": {"kind": "Pod", "name": "p"}, "hints": {"forZones": [{"name": "z"}]}},
                 {"addresses": ["10.0.0.2"], "nodeName": "n1", "conditions": {"ready": false}},
-                {"addresses": ["10.0.0.3"], "nodeName": "n1"}
+                {"addresses": ["10.0.0.3"], "nodeName": "n1"},
+                {"addresses": ["10.0.0.4"], "nodeName": "n2"},
+                {"addresses": ["10.0.0.5"]}
             ]
         }));
         let prefixes = ["198.51.100.0/24".parse().unwrap()];
@@ -155,7 +163,7 @@ mod tests {
         assert_eq!(full.frontends.len(), 6);
         let (mut small_svc, mut small_slice) = (svc.clone(), slice.clone());
         super::service(&mut small_svc);
-        super::slice(&mut small_slice);
+        super::slice("n1".into())(&mut small_slice);
         assert_eq!(
             desired(&[&small_svc], &[&small_slice], "n1", &prefixes),
             full
