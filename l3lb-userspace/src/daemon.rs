@@ -2,7 +2,7 @@
 //! and when a drain ends, compute desired state and run a reconcile pass. Watch-driven passes
 //! trust the executor's record of the node; the periodic resync observes it again and heals
 //! drift.
-use std::{sync::Arc, time::Duration};
+use std::{borrow::Cow, sync::Arc, time::Duration};
 
 use kube::Client;
 use tokio::{sync::Notify, time::Instant};
@@ -96,7 +96,10 @@ pub async fn run<F: FrontendTable, A: AddressTable>(
             let excluded = exclusion(stores.node(&config.node_name).as_deref());
             events.exclusion(excluded);
             metrics.node_excluded.set(i64::from(excluded.is_some()));
-            let want = exclude(want, excluded);
+            let want = match excluded {
+                None => Cow::Borrowed(want),
+                Some(_) => Cow::Owned(exclude(want.clone(), excluded)),
+            };
             let outcome = if full {
                 reconciler.pass(&want).await
             } else {

@@ -13,7 +13,8 @@ use ipnet::IpNet;
 use k8s_openapi::api::{core::v1::Service, discovery::v1::EndpointSlice};
 
 use super::{
-    SERVICE_NAME_LABEL, ServiceDesired, is_load_balancer, merge, service_desired, service_key,
+    SERVICE_NAME_LABEL, ServiceDesired, is_load_balancer, merged::Merged, service_desired,
+    service_key,
 };
 use crate::model::{Desired, ServiceKey};
 
@@ -30,6 +31,7 @@ pub struct DesiredCache {
     by_key: BTreeMap<ServiceKey, Arc<Service>>,
     slices_of: HashMap<ServiceKey, Vec<Arc<EndpointSlice>>>,
     parts: BTreeMap<ServiceKey, ServiceDesired>,
+    merged: Merged,
 }
 
 fn slice_owner(slice: &EndpointSlice) -> Option<ServiceKey> {
@@ -76,6 +78,7 @@ impl DesiredCache {
             by_key: BTreeMap::new(),
             slices_of: HashMap::new(),
             parts: BTreeMap::new(),
+            merged: Merged::default(),
         }
     }
 
@@ -85,7 +88,7 @@ impl DesiredCache {
         &mut self,
         services: &[Arc<Service>],
         slices: &[Arc<EndpointSlice>],
-    ) -> (Desired, usize) {
+    ) -> (&Desired, usize) {
         let mut dirty: BTreeSet<ServiceKey> = BTreeSet::new();
         let (removed, added) = diff(&mut self.services, services);
         for svc in removed {
@@ -121,8 +124,9 @@ impl DesiredCache {
             }
         }
         let recomputed = dirty.len();
+        let mut changed = Vec::with_capacity(dirty.len());
         for key in dirty {
-            self.parts.remove(&key);
+            changed.push((key.clone(), self.parts.remove(&key)));
             let Some(svc) = self.by_key.get(&key).filter(|s| is_load_balancer(s)) else {
                 continue;
             };
@@ -136,7 +140,8 @@ impl DesiredCache {
             let part = service_desired(svc, &own, &self.node, &self.prefixes);
             self.parts.insert(key, part);
         }
-        (merge(&self.parts), recomputed)
+        self.merged.update(&self.parts, changed);
+        (self.merged.desired(), recomputed)
     }
 }
 
@@ -236,7 +241,7 @@ mod tests {
             let svc_refs: Vec<&Service> = svcs.iter().map(AsRef::as_ref).collect();
             let slice_refs: Vec<&EndpointSlice> = sls.iter().map(AsRef::as_ref).collect();
             let want = desired(&svc_refs, &slice_refs, "n1", &prefixes);
-            assert_eq!(got, want, "step {step}");
+            assert_eq!(*got, want, "step {step}");
             assert!(
                 step == 0 || step % 500 == 499 || recomputed <= 2,
                 "step {step}: {recomputed} Services recomputed"

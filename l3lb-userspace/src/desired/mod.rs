@@ -11,6 +11,7 @@ use k8s_openapi::api::{core::v1::Service, discovery::v1::EndpointSlice};
 use crate::model::{Desired, Endpoint, FrontendId, Proto, Refusal, ServiceKey};
 
 pub mod cache;
+mod merged;
 pub mod node;
 
 /// Label that ties an EndpointSlice to its Service.
