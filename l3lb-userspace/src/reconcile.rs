@@ -138,9 +138,11 @@ impl<F: FrontendTable, A: AddressTable> Reconciler<F, A> {
             self.known = Some(observed);
         }
         match &self.known {
-            Some(after) => self
-                .metrics
-                .record_state(desired, after, self.draining.len()),
+            // Every step succeeded, so every wanted frontend is programmed as wanted.
+            Some(after) => {
+                self.metrics
+                    .record_programmed(desired.frontends.len(), after, self.draining.len())
+            }
             None => match self.observe().await {
                 Ok(after) => self
                     .metrics

@@ -151,6 +151,12 @@ impl Metrics {
             .iter()
             .filter(|(id, eps)| after.frontends.get(id) == Some(eps))
             .count();
+        self.record_programmed(programmed, after, draining);
+    }
+
+    /// [`Self::record_state`] when `programmed` frontends are known to match (after a pass
+    /// whose every step succeeded, all wanted ones do), without comparing them again.
+    pub fn record_programmed(&self, programmed: usize, after: &Observed, draining: usize) {
         let backends: usize = after.frontends.values().map(BTreeSet::len).sum();
         self.frontends.set(gauge(programmed));
         self.frontends_draining.set(gauge(draining));
