@@ -3,10 +3,8 @@
 use std::path::Path;
 
 use aya::programs::{
-    SchedClassifier, TcAttachType, Xdp, XdpMode,
+    ProgramError, SchedClassifier, TcAttachType, Xdp, XdpMode,
     links::{FdLink, PinnedLink},
-    tc::SchedClassifierLink,
-    xdp::XdpLink,
 };
 use l3lb_common::{PROG_TC_EGRESS, PROG_XDP_INGRESS};
 use tracing::{info, warn};
@@ -40,19 +38,65 @@ fn pinned<L: TryFrom<FdLink>>(path: &Path, name: &'static str) -> Result<Option<
 
 /// Puts the XDP program on `uplink` (native mode) behind the link pinned at `dir`.
 pub(super) fn xdp(prog: &mut Xdp, uplink: &str, dir: &Path) -> Result<Attachment, DatapathError> {
-    let name = PROG_XDP_INGRESS;
-    let path = pin::xdp_link(dir, uplink);
+    let kind = Kind {
+        name: PROG_XDP_INGRESS,
+        attach: |p: &mut Xdp, uplink| p.attach(uplink, XdpMode::Driver),
+        attach_err: |uplink, source| DatapathError::XdpAttach { uplink, source },
+        replace: Xdp::attach_to_link,
+        take: Xdp::take_link,
+    };
+    attach_pinned(prog, kind, uplink, &pin::xdp_link(dir, uplink))
+}
+
+/// Puts the TC egress program on `uplink` (tcx) behind the link pinned at `dir`.
+pub(super) fn tc_egress(
+    prog: &mut SchedClassifier,
+    uplink: &str,
+    dir: &Path,
+) -> Result<Attachment, DatapathError> {
+    let kind = Kind {
+        name: PROG_TC_EGRESS,
+        attach: |p: &mut SchedClassifier, uplink| p.attach(uplink, TcAttachType::Egress),
+        attach_err: |uplink, source| DatapathError::TcAttach { uplink, source },
+        replace: SchedClassifier::attach_to_link,
+        take: SchedClassifier::take_link,
+    };
+    attach_pinned(prog, kind, uplink, &pin::tc_link(dir, uplink))
+}
+
+/// How one program type attaches. aya has no common trait for these methods, so each caller
+/// names its own.
+struct Kind<P, L, Id> {
+    name: &'static str,
+    attach: fn(&mut P, &str) -> Result<Id, ProgramError>,
+    attach_err: fn(String, ProgramError) -> DatapathError,
+    replace: fn(&mut P, L) -> Result<Id, ProgramError>,
+    take: fn(&mut P, Id) -> Result<L, ProgramError>,
+}
+
+/// Replaces the program inside the link pinned at `path`, or attaches anew and pins the link.
+fn attach_pinned<P, L, Id>(
+    prog: &mut P,
+    kind: Kind<P, L, Id>,
+    uplink: &str,
+    path: &Path,
+) -> Result<Attachment, DatapathError>
+where
+    L: TryFrom<FdLink>,
+    FdLink: TryFrom<L>,
+{
+    let name = kind.name;
     let link_err = |op, source| DatapathError::Link {
         name,
         uplink: uplink.to_owned(),
         op,
         source: Box::new(source),
     };
-    if let Some(link) = pinned::<XdpLink>(&path, name)? {
-        match prog.attach_to_link(link) {
+    if let Some(link) = pinned::<L>(path, name)? {
+        match (kind.replace)(prog, link) {
             Ok(id) => {
                 // The pin keeps the link; our fd is not needed.
-                drop(prog.take_link(id).map_err(|e| link_err("take", e))?);
+                drop((kind.take)(prog, id).map_err(|e| link_err("take", e))?);
                 info!(
                     program = name,
                     uplink, "replaced the program in the pinned link"
@@ -62,60 +106,14 @@ pub(super) fn xdp(prog: &mut Xdp, uplink: &str, dir: &Path) -> Result<Attachment
             // E.g. ENOLINK: the uplink it was attached to is gone.
             Err(error) => {
                 warn!(program = name, uplink, %error, "pinned link cannot be updated; attaching anew");
-                pin::unpin(&path)?;
+                pin::unpin(path)?;
             }
         }
     }
-    let id = prog
-        .attach(uplink, XdpMode::Driver)
-        .map_err(|source| DatapathError::XdpAttach {
-            uplink: uplink.to_owned(),
-            source,
-        })?;
-    let link = prog.take_link(id).map_err(|e| link_err("take", e))?;
-    pin_link(FdLink::try_from(link).ok(), &path, name, uplink)?;
-    info!(program = name, uplink, pin = %path.display(), "attached and pinned");
-    Ok(Attachment::Attached)
-}
-
-/// Puts the TC egress program on `uplink` (tcx) behind the link pinned at `dir`.
-pub(super) fn tc_egress(
-    prog: &mut SchedClassifier,
-    uplink: &str,
-    dir: &Path,
-) -> Result<Attachment, DatapathError> {
-    let name = PROG_TC_EGRESS;
-    let path = pin::tc_link(dir, uplink);
-    let link_err = |op, source| DatapathError::Link {
-        name,
-        uplink: uplink.to_owned(),
-        op,
-        source: Box::new(source),
-    };
-    if let Some(link) = pinned::<SchedClassifierLink>(&path, name)? {
-        match prog.attach_to_link(link) {
-            Ok(id) => {
-                drop(prog.take_link(id).map_err(|e| link_err("take", e))?);
-                info!(
-                    program = name,
-                    uplink, "replaced the program in the pinned link"
-                );
-                return Ok(Attachment::Replaced);
-            }
-            Err(error) => {
-                warn!(program = name, uplink, %error, "pinned link cannot be updated; attaching anew");
-                pin::unpin(&path)?;
-            }
-        }
-    }
-    let id = prog
-        .attach(uplink, TcAttachType::Egress)
-        .map_err(|source| DatapathError::TcAttach {
-            uplink: uplink.to_owned(),
-            source,
-        })?;
-    let link = prog.take_link(id).map_err(|e| link_err("take", e))?;
-    pin_link(FdLink::try_from(link).ok(), &path, name, uplink)?;
+    let id = (kind.attach)(prog, uplink)
+        .map_err(|source| (kind.attach_err)(uplink.to_owned(), source))?;
+    let link = (kind.take)(prog, id).map_err(|e| link_err("take", e))?;
+    pin_link(FdLink::try_from(link).ok(), path, name, uplink)?;
     info!(program = name, uplink, pin = %path.display(), "attached and pinned");
     Ok(Attachment::Attached)
 }
