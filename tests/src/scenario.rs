@@ -1,7 +1,7 @@
 //! The lab as a small cluster: the netns lab, a test API server reachable from every node
 //! namespace, and one real `l3lb run` per node. Shared by the end-to-end test and the demo.
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet},
     io::{Read as _, Write as _},
     net::{Ipv4Addr, SocketAddr, TcpStream},
     path::PathBuf,
@@ -9,12 +9,12 @@ use std::{
     time::Duration,
 };
 
-use anyhow::Context as _;
+use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 
 use crate::{
     apiserver::ApiServer,
-    lab::{Lab, LabConfig},
+    lab::{Lab, LabConfig, wait_for},
 };
 
 /// How often each daemon does a full pass; short so drift repair is quick to observe.
@@ -230,6 +230,24 @@ impl Cluster {
             .and_then(|code| code.parse().ok())
             .with_context(|| format!("no HTTP status in {head:?}"))?;
         Ok((status, body.to_owned()))
+    }
+
+    /// Waits (up to 30 s) until the router's next hops for `vip`/32 are exactly `want`.
+    pub fn wait_nexthops(&self, vip: Ipv4Addr, want: &[Ipv4Addr]) -> anyhow::Result<()> {
+        let want: BTreeSet<Ipv4Addr> = want.iter().copied().collect();
+        let what = format!("router next hops for {vip}/32 = {want:?}");
+        wait_for(&what, Duration::from_secs(30), || {
+            let seen: BTreeSet<_> = self
+                .lab
+                .router_nexthops(&format!("{vip}/32"))?
+                .into_iter()
+                .collect();
+            if seen == want {
+                Ok(Some(()))
+            } else {
+                bail!("next hops {seen:?}")
+            }
+        })
     }
 
     pub fn delete_service(&self, name: &str) -> anyhow::Result<()> {

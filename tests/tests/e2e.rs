@@ -1,7 +1,7 @@
 //! End to end, as root: a router with FRR peering over eBGP with two nodes, each running FRR and a
 //! real `l3lb run` against the test API server; a pod behind each node; a client behind the router.
 use std::{
-    collections::{BTreeMap, BTreeSet},
+    collections::BTreeMap,
     net::{IpAddr, Ipv4Addr},
     time::Duration,
 };
@@ -16,29 +16,6 @@ use serde_json::{Value, json};
 const VIP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 10);
 const PORT: u16 = 80;
 const CONVERGE: Duration = Duration::from_secs(30);
-
-fn nexthops(c: &Cluster) -> anyhow::Result<BTreeSet<Ipv4Addr>> {
-    Ok(c.lab
-        .router_nexthops(&format!("{VIP}/32"))?
-        .into_iter()
-        .collect())
-}
-
-fn wait_nexthops(c: &Cluster, want: &[Ipv4Addr]) -> anyhow::Result<()> {
-    let want: BTreeSet<Ipv4Addr> = want.iter().copied().collect();
-    wait_for(
-        &format!("router next hops for {VIP}/32 = {want:?}"),
-        CONVERGE,
-        || {
-            let seen = nexthops(c)?;
-            if seen == want {
-                Ok(Some(()))
-            } else {
-                bail!("next hops {seen:?}")
-            }
-        },
-    )
-}
 
 fn has_vip(c: &Cluster, node: usize, ip: Ipv4Addr) -> anyhow::Result<bool> {
     Ok(c.lab.lo_addresses(node)?.contains(&IpAddr::V4(ip)))
@@ -108,7 +85,7 @@ fn anycast_vip_end_to_end_with_frr() -> anyhow::Result<()> {
     // Both nodes assume the VIP and the router installs two equal-cost next hops.
     wait_vip(&c, 1, true)?;
     wait_vip(&c, 2, true)?;
-    wait_nexthops(&c, &[n1, n2])?;
+    c.wait_nexthops(VIP, &[n1, n2])?;
     for i in [1, 2] {
         ensure!(
             c.daemon_log(i).contains(&format!("assuming address {VIP}")),
@@ -285,7 +262,7 @@ fn anycast_vip_end_to_end_with_frr() -> anyhow::Result<()> {
     };
     exclude(json!({"node.kubernetes.io/exclude-from-external-load-balancers": "true"}))?;
     wait_vip(&c, 1, false)?;
-    wait_nexthops(&c, &[n2])?;
+    c.wait_nexthops(VIP, &[n2])?;
     let per_pod = spread(&c, 8)?;
     ensure!(
         per_pod.keys().all(|k| k.starts_with("pod2/")),
@@ -318,12 +295,12 @@ fn anycast_vip_end_to_end_with_frr() -> anyhow::Result<()> {
     })?;
     exclude(json!({}))?;
     wait_vip(&c, 1, true)?;
-    wait_nexthops(&c, &[n1, n2])?;
+    c.wait_nexthops(VIP, &[n1, n2])?;
 
     // The endpoint on node2 turns not-Ready: node2 forfeits, the router drops that path.
     c.apply_endpoints("web", |i| i == 1)?;
     wait_vip(&c, 2, false)?;
-    wait_nexthops(&c, &[n1])?;
+    c.wait_nexthops(VIP, &[n1])?;
     ensure!(
         c.daemon_log(2)
             .contains(&format!("forfeiting address {VIP}")),
@@ -368,6 +345,6 @@ fn anycast_vip_end_to_end_with_frr() -> anyhow::Result<()> {
     c.delete_service("web")?;
     wait_vip(&c, 1, false)?;
     wait_vip(&c, 2, false)?;
-    wait_nexthops(&c, &[])?;
+    c.wait_nexthops(VIP, &[])?;
     Ok(())
 }

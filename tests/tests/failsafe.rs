@@ -2,7 +2,6 @@
 //! SIGSTOP, as a hung process would be) lets its VIP expire, FRR withdraws it and the router keeps
 //! only the other node's path; once the daemon runs again it announces the VIP again.
 use std::{
-    collections::BTreeSet,
     net::{IpAddr, Ipv4Addr},
     time::Duration,
 };
@@ -39,26 +38,6 @@ impl Drop for Frozen {
     }
 }
 
-fn wait_nexthops(c: &Cluster, want: &[Ipv4Addr]) -> anyhow::Result<()> {
-    let want: BTreeSet<Ipv4Addr> = want.iter().copied().collect();
-    wait_for(
-        &format!("router next hops for {VIP}/32 = {want:?}"),
-        CONVERGE,
-        || {
-            let seen: BTreeSet<_> = c
-                .lab
-                .router_nexthops(&format!("{VIP}/32"))?
-                .into_iter()
-                .collect();
-            if seen == want {
-                Ok(Some(()))
-            } else {
-                bail!("next hops {seen:?}")
-            }
-        },
-    )
-}
-
 /// The VIP's valid lifetime on node `i`'s `lo`, in seconds, if it is there.
 fn vip_lifetime(c: &Cluster, i: usize) -> anyhow::Result<Option<u64>> {
     let out = c
@@ -79,7 +58,7 @@ fn a_hung_daemon_lets_its_vip_expire_and_the_router_withdraws_it() -> anyhow::Re
     let (n1, n2) = (c.lab.node_ip(1), c.lab.node_ip(2));
     c.apply_service("web", VIP, PORT)?;
     c.apply_endpoints("web", |_| true)?;
-    wait_nexthops(&c, &[n1, n2])?;
+    c.wait_nexthops(VIP, &[n1, n2])?;
 
     // node1's daemon again, with a short lifetime: the restart keeps the VIP, and the next pass
     // renews it with the new lifetime.
@@ -94,7 +73,7 @@ fn a_hung_daemon_lets_its_vip_expire_and_the_router_withdraws_it() -> anyhow::Re
             seen => bail!("valid lifetime {seen:?}"),
         },
     )?;
-    wait_nexthops(&c, &[n1, n2])?;
+    c.wait_nexthops(VIP, &[n1, n2])?;
 
     // Frozen, it renews nothing: the kernel removes the VIP and FRR withdraws node1's path.
     let frozen = Frozen::new(pid).context("freezing node1's daemon")?;
@@ -105,7 +84,7 @@ fn a_hung_daemon_lets_its_vip_expire_and_the_router_withdraws_it() -> anyhow::Re
         }
         Ok(Some(()))
     })?;
-    wait_nexthops(&c, &[n2])?;
+    c.wait_nexthops(VIP, &[n2])?;
     ensure!(
         c.lab.lo_addresses(2)?.contains(&IpAddr::V4(VIP)),
         "node2 lost the VIP too"
@@ -113,6 +92,6 @@ fn a_hung_daemon_lets_its_vip_expire_and_the_router_withdraws_it() -> anyhow::Re
 
     // Running again, the daemon's next pass announces the VIP again.
     drop(frozen);
-    wait_nexthops(&c, &[n1, n2])?;
+    c.wait_nexthops(VIP, &[n1, n2])?;
     Ok(())
 }
