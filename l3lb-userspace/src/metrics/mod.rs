@@ -54,6 +54,7 @@ pub struct Metrics {
     pub vips: Gauge,
     pub backends: Gauge,
     pub node_excluded: Gauge,
+    pub uplinks_not_forwarding: Gauge,
     pub map_entries: Family<MapLabels, Gauge>,
     pub datapath_packets: Family<VerdictLabels, Counter>,
     pub datapath_bytes: Family<VerdictLabels, Counter>,
@@ -72,6 +73,7 @@ impl Default for Metrics {
             vips: Gauge::default(),
             backends: Gauge::default(),
             node_excluded: Gauge::default(),
+            uplinks_not_forwarding: Gauge::default(),
             map_entries: Family::default(),
             datapath_packets: Family::default(),
             datapath_bytes: Family::default(),
@@ -116,6 +118,12 @@ impl Metrics {
             "1 while this node announces no VIP because it is cordoned or labelled \
              node.kubernetes.io/exclude-from-external-load-balancers",
             self.node_excluded.clone(),
+        );
+        r.register(
+            "uplinks_not_forwarding",
+            "Uplinks whose l3lb programs are gone or replaced and could not be re-attached; \
+             while above 0 the node announces no VIP",
+            self.uplinks_not_forwarding.clone(),
         );
         r.register(
             "map_entries",
