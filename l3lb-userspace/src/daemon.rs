@@ -16,6 +16,7 @@ use crate::{
     },
     events::RefusalEvents,
     reconcile::Reconciler,
+    vip_events::{Forfeit, Owners, VipEvents},
     watch,
 };
 
@@ -47,7 +48,9 @@ pub async fn run<F: FrontendTable, A: AddressTable>(
         changed.clone(),
         metrics.clone(),
     );
-    let mut events = RefusalEvents::new(client, &config.node_name);
+    let mut events = RefusalEvents::new(client.clone(), &config.node_name);
+    let vip_events = VipEvents::start(client, &config.node_name, metrics.clone());
+    let mut owners = Owners::default();
 
     info!(node = %config.node_name, "waiting for the first list of Services, EndpointSlices and the Node");
     tokio::select! {
@@ -123,6 +126,18 @@ pub async fn run<F: FrontendTable, A: AddressTable>(
             {
                 debug!("publishing Events timed out; retrying next pass");
             }
+            let why = match (excluded, reconciler.not_forwarding()) {
+                (Some(_), _) => Forfeit::NodeExcluded,
+                (None, true) => Forfeit::NotForwarding,
+                (None, false) => Forfeit::NoLocalEndpoint,
+            };
+            vip_events.send(owners.events(
+                &config.node_name,
+                &outcome.assumed,
+                &outcome.forfeited,
+                why,
+                |vip| cache.services_of(vip),
+            ));
         }
         .instrument(span)
         .await;

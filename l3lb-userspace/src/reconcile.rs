@@ -126,9 +126,9 @@ impl<F: FrontendTable, A: AddressTable> Reconciler<F, A> {
             Err(error) => {
                 warn!(%error, "cannot read the node's state; retrying next pass");
                 return Outcome {
-                    applied: 0,
                     failed: 1,
                     failed_steps: [("observe", 1)].into(),
+                    ..Outcome::default()
                 };
             }
         };
@@ -181,6 +181,11 @@ impl<F: FrontendTable, A: AddressTable> Reconciler<F, A> {
             },
         }
         outcome
+    }
+
+    /// Whether the last check found an uplink that does not forward.
+    pub fn not_forwarding(&self) -> bool {
+        !self.not_forwarding.is_empty()
     }
 
     pub fn config(&self) -> &Config {

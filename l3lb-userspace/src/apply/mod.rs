@@ -53,6 +53,10 @@ pub struct Outcome {
     pub failed: usize,
     /// Failed steps by [`Step::kind`].
     pub failed_steps: BTreeMap<&'static str, usize>,
+    /// VIPs put on the interface (announced), in order.
+    pub assumed: Vec<IpAddr>,
+    /// VIPs taken off the interface (withdrawn), in order.
+    pub forfeited: Vec<IpAddr>,
 }
 
 /// Applies `steps` in order. Nothing is advertised that does not forward: an address is only
@@ -91,8 +95,12 @@ pub async fn apply<F: FrontendTable, A: AddressTable>(
                     ),
                     Err(error) => {
                         unprogrammed.insert(id.vip);
-                        if *missing && !added.contains(&id.vip) && withdrawn.insert(id.vip) {
-                            withdraw_unprogrammed(addresses, *id, error).await;
+                        if *missing
+                            && !added.contains(&id.vip)
+                            && withdrawn.insert(id.vip)
+                            && withdraw_unprogrammed(addresses, *id, error).await
+                        {
+                            out.forfeited.push(id.vip);
                         }
                     }
                 }
@@ -106,6 +114,7 @@ pub async fn apply<F: FrontendTable, A: AddressTable>(
                 let r = addresses.add(*ip).await;
                 if r.is_ok() {
                     info!(address = %ip, "assuming address {ip}");
+                    out.assumed.push(*ip);
                 }
                 r.map_err(Into::into)
             }
@@ -123,6 +132,7 @@ pub async fn apply<F: FrontendTable, A: AddressTable>(
                 let r = addresses.remove(*ip).await;
                 if r.is_ok() {
                     info!(address = %ip, "forfeiting address {ip}");
+                    out.forfeited.push(*ip);
                 }
                 r.map_err(Into::into)
             }
@@ -147,17 +157,24 @@ pub async fn apply<F: FrontendTable, A: AddressTable>(
 }
 
 /// Takes the VIP of a frontend that failed to program off the interface (absent already: fine).
+/// Returns whether it is off.
 async fn withdraw_unprogrammed<A: AddressTable>(
     addresses: &A,
     id: FrontendId,
     error: &(dyn Error + Send + Sync),
-) {
+) -> bool {
     let ip = id.vip;
     match addresses.remove(ip).await {
-        Ok(()) => warn!(address = %ip, frontend = %id, %error,
-            "withdrawing address {ip}: frontend {id} could not be programmed"),
-        Err(remove) => warn!(address = %ip, frontend = %id, error = %remove,
-            "frontend {id} could not be programmed and its address could not be withdrawn"),
+        Ok(()) => {
+            warn!(address = %ip, frontend = %id, %error,
+                "withdrawing address {ip}: frontend {id} could not be programmed");
+            true
+        }
+        Err(remove) => {
+            warn!(address = %ip, frontend = %id, error = %remove,
+                "frontend {id} could not be programmed and its address could not be withdrawn");
+            false
+        }
     }
 }
 

@@ -60,6 +60,7 @@ pub struct Metrics {
     pub datapath_bytes: Family<VerdictLabels, Counter>,
     pub step_failures: Family<StepLabels, Counter>,
     pub watch_errors: Family<ResourceLabels, Counter>,
+    pub events_dropped: Counter,
     pub health: Health,
 }
 
@@ -79,6 +80,7 @@ impl Default for Metrics {
             datapath_bytes: Family::default(),
             step_failures: Family::default(),
             watch_errors: Family::default(),
+            events_dropped: Counter::default(),
             health: Health::default(),
         }
     }
@@ -149,6 +151,11 @@ impl Metrics {
             "watch_errors",
             "Kubernetes watch errors (retried with backoff), by resource",
             self.watch_errors.clone(),
+        );
+        r.register(
+            "events_dropped",
+            "Normal VIP Events not published because the queue to the API server was full",
+            self.events_dropped.clone(),
         );
     }
 
