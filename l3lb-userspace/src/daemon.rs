@@ -64,7 +64,7 @@ pub async fn run<F: FrontendTable, A: AddressTable>(
     let mut counters = tokio::time::interval(COUNTERS_REFRESH);
     counters.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut pass_no: u64 = 0;
-    let mut cache = DesiredCache::new(&config.node_name, &config.prefixes);
+    let mut cache = DesiredCache::new(&config.node_name, &config.prefixes, &config.class);
     loop {
         let drain_deadline = reconciler.next_drain_deadline().map(Instant::from_std);
         let full = tokio::select! {
@@ -88,7 +88,7 @@ pub async fn run<F: FrontendTable, A: AddressTable>(
         async {
             if full {
                 // Recomputed from scratch on every resync, like the node is observed afresh.
-                cache = DesiredCache::new(&config.node_name, &config.prefixes);
+                cache = DesiredCache::new(&config.node_name, &config.prefixes, &config.class);
             }
             let (want, recomputed) =
                 cache.desired(&stores.services.state(), &stores.slices.state());

@@ -3,7 +3,10 @@
 //! Data flows one way: [`watch`] (kube stores) → [`desired`] (pure) → [`plan`] (pure, against
 //! what [`reconcile`] observed) → [`apply`] (maps first, then addresses; on removal the reverse).
 pub mod addresses;
+pub mod allocate;
+pub mod annotations;
 pub mod apply;
+pub mod class;
 pub mod config;
 pub mod daemon;
 pub mod datapath;

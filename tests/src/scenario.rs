@@ -115,6 +115,8 @@ impl Cluster {
             self.lab.uplink(),
         ])
         .args(["--resync-interval", RESYNC])
+        // The lab's Services carry no loadBalancerClass.
+        .arg("--default-load-balancer")
         .arg("--bpffs-dir")
         .arg(self.lab.bpffs_dir(i))
         .args(["--metrics-addr", &metrics_addr().to_string()])

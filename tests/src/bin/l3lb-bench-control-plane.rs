@@ -199,6 +199,7 @@ fn main() -> anyhow::Result<()> {
         PREFIX,
         "--uplink",
         lab.uplink(),
+        "--default-load-balancer",
     ])
     .arg("--bpffs-dir")
     .arg(lab.bpffs_dir(1))
