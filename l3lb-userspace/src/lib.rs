@@ -12,6 +12,7 @@ pub mod daemon;
 pub mod datapath;
 pub mod desired;
 pub mod events;
+pub mod leader;
 pub mod maps;
 pub mod metrics;
 pub mod model;

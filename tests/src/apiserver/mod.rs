@@ -125,6 +125,12 @@ impl ApiServer {
         Ok(addr)
     }
 
+    /// A kube client for a server listening at `addr` (plain http, namespace `default`).
+    pub fn client(addr: SocketAddr) -> anyhow::Result<kube::Client> {
+        let url = format!("http://{addr}").parse()?;
+        Ok(kube::Client::try_from(kube::Config::new(url))?)
+    }
+
     /// Writes a kubeconfig (plain http, no credentials, namespace `default`) pointing at `addr`.
     pub fn write_kubeconfig(addr: SocketAddr, path: &Path) -> anyhow::Result<()> {
         let config = format!(
