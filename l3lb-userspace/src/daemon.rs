@@ -1,7 +1,7 @@
 //! The daemon's loop: on watch changes (coalesced for a few milliseconds), on a periodic resync
 //! and when a drain ends, compute desired state and run a reconcile pass. Watch-driven passes
 //! trust the executor's record of the node; the periodic resync observes it again and heals
-//! drift.
+//! drift. Beside it run the allocator election and, while elected, the [`Allocator`].
 use std::{borrow::Cow, sync::Arc, time::Duration};
 
 use kube::Client;
@@ -9,12 +9,14 @@ use tokio::{sync::Notify, time::Instant};
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::{
+    allocator::Allocator,
     apply::{AddressTable, FrontendTable},
     desired::{
         cache::DesiredCache,
         node::{exclude, exclusion},
     },
     events::RefusalEvents,
+    leader::elector::Elector,
     reconcile::Reconciler,
     watch,
 };
@@ -31,6 +33,9 @@ const EVENTS_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often the datapath counters are copied into the metrics between passes.
 const COUNTERS_REFRESH: Duration = Duration::from_secs(5);
 
+/// Longest a shutdown waits to release the allocator Lease.
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// Runs until SIGTERM/SIGINT. Addresses and maps are left as they are on exit, so a restarted
 /// daemon finds them wanted and changes nothing.
 pub async fn run<F: FrontendTable, A: AddressTable>(
@@ -39,19 +44,53 @@ pub async fn run<F: FrontendTable, A: AddressTable>(
 ) -> anyhow::Result<()> {
     let config = reconciler.config().clone();
     let changed = Arc::new(Notify::new());
+    let allocate = Arc::new(Notify::new());
     let metrics = reconciler.metrics().clone();
     let stores = watch::start(
         client.clone(),
         &config.node_name,
         changed.clone(),
+        allocate.clone(),
         metrics.clone(),
     );
-    let mut events = RefusalEvents::new(client, &config.node_name);
+    let mut events = RefusalEvents::new(client.clone(), &config.node_name);
+    let lease_ns = config
+        .lease
+        .namespace
+        .clone()
+        .unwrap_or_else(|| client.default_namespace().to_owned());
+    info!(lease = %config.lease.name, namespace = %lease_ns, identity = %config.node_name,
+        duration = ?config.lease.duration, "standing for the address allocator Lease");
+    let (elector, leadership) = Elector::new(
+        client.clone(),
+        &lease_ns,
+        &config.lease.name,
+        &config.node_name,
+        config.lease.duration,
+    );
+    let elector = elector.spawn();
+    tokio::spawn(
+        Allocator {
+            client,
+            identity: config.node_name.clone(),
+            prefixes: config.prefixes.clone(),
+            class: config.class.clone(),
+            services: stores.services.clone(),
+            pools: stores.pools.clone(),
+            trigger: allocate,
+            leadership,
+            resync: config.resync_interval,
+        }
+        .run(),
+    );
 
     info!(node = %config.node_name, "waiting for the first list of Services, EndpointSlices and the Node");
     tokio::select! {
         ready = stores.wait_until_ready() => ready?,
-        _ = shutdown() => return Ok(()),
+        _ = shutdown() => {
+            elector.stop(RELEASE_TIMEOUT).await;
+            return Ok(());
+        }
     }
     info!(
         services = stores.services.len(),
@@ -80,6 +119,7 @@ pub async fn run<F: FrontendTable, A: AddressTable>(
             }
             _ = shutdown() => {
                 info!("shutting down; addresses and maps stay in place for the next start");
+                elector.stop(RELEASE_TIMEOUT).await;
                 return Ok(());
             }
         };
@@ -149,7 +189,7 @@ async fn shutdown() {
 }
 
 /// Returns once no change has arrived for [`QUIET`], or [`COALESCE_MAX`] after the call.
-async fn settle(changed: &Notify) {
+pub(crate) async fn settle(changed: &Notify) {
     let deadline = tokio::time::sleep(COALESCE_MAX);
     tokio::pin!(deadline);
     loop {

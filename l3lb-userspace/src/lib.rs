@@ -4,6 +4,7 @@
 //! what [`reconcile`] observed) → [`apply`] (maps first, then addresses; on removal the reverse).
 pub mod addresses;
 pub mod allocate;
+pub mod allocator;
 pub mod annotations;
 pub mod apply;
 pub mod class;

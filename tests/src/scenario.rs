@@ -20,6 +20,12 @@ use crate::{
 /// How often each daemon does a full pass; short so drift repair is quick to observe.
 pub const RESYNC: &str = "2s";
 
+/// deploy/crd.yaml, the L3lbPool CustomResourceDefinition.
+pub const POOL_CRD: &str = include_str!("../../deploy/crd.yaml");
+
+/// The L3lbPool [`Cluster::start`] creates: the whole VIP prefix, auto-assigned.
+pub const LAB_POOL: &str = "lab";
+
 /// Each daemon's metrics and health listener, on loopback inside its node's namespace (every node
 /// is its own namespace, so they all use the same port).
 pub const METRICS_ADDR: ([u8; 4], u16) = ([127, 0, 0, 1], 9465);
@@ -77,6 +83,13 @@ impl Cluster {
             .build()?;
         let lab = Lab::start(cfg)?;
         let api = ApiServer::new();
+        // The CRD as deployed, and one pool covering the lab's VIP prefix.
+        api.apply_yaml(POOL_CRD)?;
+        api.apply(json!({
+            "apiVersion": "l3lb.io/v1alpha1", "kind": "L3lbPool",
+            "metadata": {"name": LAB_POOL},
+            "spec": {"addresses": [lab.config().vip_prefix.to_string()]},
+        }))?;
         let mut cluster = Cluster {
             lab,
             api,

@@ -216,15 +216,14 @@ fn candidate_vips(svc: &Service) -> Vec<(String, &'static str)> {
             out.push((ip.clone(), "status.loadBalancer.ingress ip"));
         }
     }
+    // spec.loadBalancerIP and the request annotations count only once the allocator granted
+    // them into the status.
     if let Some(spec) = &svc.spec {
-        if let Some(ip) = spec.load_balancer_ip.as_ref().filter(|ip| !ip.is_empty()) {
-            out.push((ip.clone(), "spec.loadBalancerIP"));
-        }
         for ip in spec.external_ips.iter().flatten() {
             out.push((ip.clone(), "spec.externalIPs"));
         }
     }
-    // The same address named twice (status mirrors spec) is one VIP.
+    // The same address named twice is one VIP.
     let mut seen = BTreeSet::new();
     out.retain(|(ip, _)| seen.insert(ip.clone()));
     out

@@ -162,11 +162,12 @@ fn vip_outside_prefix_is_refused_and_others_still_served() {
 }
 
 #[test]
-fn vips_come_from_the_status_and_external_ips_not_from_request_annotations() {
+fn vips_come_from_the_status_and_external_ips_not_from_requests() {
     let mut s = svc("web", "198.51.100.10", http());
     let spec = s.spec.as_mut().unwrap();
     spec.external_ips = Some(vec!["198.51.100.11".into(), "198.51.100.10".into()]);
     // Requested but not (yet) granted by the allocator: not served.
+    spec.load_balancer_ip = Some("198.51.100.13".into());
     s.metadata.annotations =
         Some([("l3lb.io/load-balancer-ips".into(), "198.51.100.14".into())].into());
     s.status = serde_json::from_value(

@@ -13,7 +13,7 @@ use k8s_openapi::{
     apimachinery::pkg::apis::meta::v1::ObjectMeta,
 };
 
-use crate::{annotations::read_by_l3lb, desired::SERVICE_NAME_LABEL};
+use crate::{allocate::pool::L3lbPool, annotations::read_by_l3lb, desired::SERVICE_NAME_LABEL};
 
 fn identity(meta: &mut ObjectMeta) -> ObjectMeta {
     ObjectMeta {
@@ -123,6 +123,12 @@ fn trim_slice(slice: &mut EndpointSlice, node: &str) {
     };
 }
 
+/// Pools are few: only the bulky metadata goes.
+pub fn pool(pool: &mut L3lbPool) {
+    pool.metadata.managed_fields = None;
+    pool.metadata.annotations = None;
+}
+
 /// One object: only the bulky fields go.
 pub fn node(node: &mut Node) {
     node.metadata.managed_fields = None;
@@ -175,7 +181,8 @@ mod tests {
         let prefixes = ["198.51.100.0/24".parse().unwrap()];
         let class = ClassFilter::default();
         let full = desired(&[&svc], &[&slice], "n1", &prefixes, &class);
-        assert_eq!(full.frontends.len(), 6);
+        // status and externalIPs; loadBalancerIP only once granted into the status.
+        assert_eq!(full.frontends.len(), 4);
         let (mut small_svc, mut small_slice) = (svc.clone(), slice.clone());
         super::service(&mut small_svc);
         super::slice("n1".into())(&mut small_slice);

@@ -169,6 +169,10 @@ impl ApiServer {
             return items.iter().try_for_each(|item| self.apply(item.clone()));
         }
         let (res, _) = resource(&api_version, &kind)?;
+        anyhow::ensure!(
+            self.shared.read(|s| s.serves(res)),
+            "no matches for kind {kind:?} in version {api_version:?} (apply its CustomResourceDefinition first)"
+        );
         let ns = match str_field("/metadata/namespace") {
             ns if ns.is_empty() => "default".to_string(),
             ns => ns,
