@@ -96,6 +96,10 @@ impl FrontendTable for Datapath {
     fn counters(&self) -> Result<BTreeMap<Counter, Stat>, MapError> {
         Ok(Datapath::counters(self)?)
     }
+
+    fn check_uplinks(&mut self) -> impl Future<Output = BTreeMap<String, String>> + Send {
+        Datapath::check_uplinks(self)
+    }
 }
 
 #[cfg(test)]

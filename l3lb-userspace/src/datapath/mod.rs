@@ -1,12 +1,16 @@
 //! The kernel datapath: the embedded eBPF object, its programs' attachment to the uplinks, and
 //! typed access to its maps (frontends, flows, counters).
 mod error;
+mod health;
 mod links;
 mod pin;
 mod testrun;
 mod vips;
 
-use std::{collections::BTreeMap, path::Path};
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+};
 
 use aya::{
     Ebpf, EbpfLoader,
@@ -19,6 +23,7 @@ use l3lb_common::{
 };
 
 pub use error::DatapathError;
+pub use health::{UplinkFault, attached_xdp_id};
 pub use links::Attachment;
 pub use pin::{Cleanup, DEFAULT_BPFFS_DIR, cleanup};
 pub use testrun::TestRunOutput;
@@ -35,6 +40,8 @@ pub struct Datapath {
     uplinks: Vec<String>,
     pinned: Pinned,
     vip_refs: vips::VipRefs,
+    /// The bpffs directory of a pinned datapath.
+    dir: Option<PathBuf>,
 }
 
 /// What a pinned load found in its bpffs directory.
@@ -95,6 +102,7 @@ impl Datapath {
         }
         let mut datapath = Self::load_programs(loader.load(EBPF_OBJECT))?;
         datapath.pinned.maps_reused = maps_reused;
+        datapath.dir = Some(dir.to_owned());
         // Before any program is attached: reused frontends (maybe from a version without a VIP
         // set) must find their VIPs there, or the new program would not translate for them.
         datapath.sync_vips()?;
@@ -132,6 +140,7 @@ impl Datapath {
             uplinks: Vec::new(),
             pinned: Pinned::default(),
             vip_refs: vips::VipRefs::default(),
+            dir: None,
         })
     }
 
