@@ -9,7 +9,7 @@ use std::{
 };
 
 use ipnet::IpNet;
-use k8s_openapi::api::core::v1::{ObjectReference, Service};
+use k8s_openapi::api::core::v1::Service;
 use kube::{
     Api, Client,
     api::{Patch, PatchParams},
@@ -28,7 +28,7 @@ use crate::{
         status::{self, StatusChange},
     },
     class::ClassFilter,
-    events::RefusalEvents,
+    events::{RefusalEvents, service_reference},
     leader::Leadership,
     model::ServiceKey,
 };
@@ -223,13 +223,7 @@ impl Allocator {
             controller: "l3lb".into(),
             instance: Some(self.identity.clone()),
         };
-        let reference = ObjectReference {
-            api_version: Some("v1".into()),
-            kind: Some("Service".into()),
-            namespace: Some(change.key.namespace.clone()),
-            name: Some(change.key.name.clone()),
-            ..Default::default()
-        };
+        let reference = service_reference(&change.key);
         let event = Event {
             type_: EventType::Normal,
             reason: "AddressAssigned".into(),

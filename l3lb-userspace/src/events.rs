@@ -11,7 +11,21 @@ use kube::{
 };
 use tracing::{info, warn};
 
-use crate::{desired::node::Exclusion, model::Refusal};
+use crate::{
+    desired::node::Exclusion,
+    model::{Refusal, ServiceKey},
+};
+
+/// What an Event about Service `key` regards.
+pub fn service_reference(key: &ServiceKey) -> ObjectReference {
+    ObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("Service".into()),
+        namespace: Some(key.namespace.clone()),
+        name: Some(key.name.clone()),
+        ..Default::default()
+    }
+}
 
 pub struct RefusalEvents {
     recorder: Recorder,
@@ -109,13 +123,7 @@ impl RefusalEvents {
         self.reported.retain(|r| current.contains(r));
         for refusal in current.difference(&self.reported.clone()) {
             warn!(service = %refusal.service, node = %self.node, reason = %refusal.reason, "{}", self.what);
-            let reference = ObjectReference {
-                api_version: Some("v1".into()),
-                kind: Some("Service".into()),
-                namespace: Some(refusal.service.namespace.clone()),
-                name: Some(refusal.service.name.clone()),
-                ..Default::default()
-            };
+            let reference = service_reference(&refusal.service);
             let event = Event {
                 type_: EventType::Warning,
                 reason: self.reason.into(),

@@ -201,27 +201,13 @@ impl Cluster {
 
     /// The addresses in Service `name`'s `status.loadBalancer.ingress`.
     pub fn ingress(&self, name: &str) -> Vec<IpAddr> {
-        let svc = self
-            .api
-            .get("v1", "Service", Some("default"), name)
-            .unwrap_or_default();
-        svc["status"]["loadBalancer"]["ingress"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|i| i["ip"].as_str()?.parse().ok())
-            .collect()
+        let ips = self.api.ingress_ips("default", name);
+        ips.iter().filter_map(|ip| ip.parse().ok()).collect()
     }
 
     /// The node index whose daemon holds the allocator Lease, if any.
     pub fn allocator(&self) -> Option<usize> {
-        let lease = self.api.get(
-            "coordination.k8s.io/v1",
-            "Lease",
-            Some("default"),
-            ALLOCATOR_LEASE,
-        )?;
-        let holder = lease["spec"]["holderIdentity"].as_str()?;
+        let holder = self.api.lease_holder("default", ALLOCATOR_LEASE)?;
         (1..=self.lab.config().nodes).find(|i| node_name(*i) == holder)
     }
 

@@ -81,15 +81,11 @@ fn service(name: &str, spec: Value) -> Value {
 }
 
 fn ingress(api: &ApiServer, name: &str) -> Vec<String> {
-    let svc = api
-        .get("v1", "Service", Some("default"), name)
-        .unwrap_or_default();
-    svc["status"]["loadBalancer"]["ingress"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|i| i["ip"].as_str().map(str::to_owned))
-        .collect()
+    api.ingress_ips("default", name)
+}
+
+fn holder(api: &ApiServer) -> Option<String> {
+    api.lease_holder("default", "l3lb-allocator")
 }
 
 fn resource_version(api: &ApiServer, name: &str) -> String {
@@ -129,6 +125,14 @@ fn events(api: &ApiServer, name: &str, reason: &str) -> Vec<Value> {
         .collect()
 }
 
+async fn wait_one_event(api: &ApiServer, name: &str, reason: &str) {
+    wait(&format!("one {reason} Event for {name}"), || {
+        let e = events(api, name, reason);
+        (e.len() == 1).then_some(()).ok_or(format!("{e:?}"))
+    })
+    .await
+}
+
 fn status_writes(api: &ApiServer) -> usize {
     api.requests()
         .iter()
@@ -161,11 +165,7 @@ async fn the_leader_allocates_once_and_a_successor_keeps_every_address() {
     let b = Daemon::start(&client, "node-b");
     wait_ingress(&api, "asks", &["198.51.100.1"]).await;
     wait_ingress(&api, "auto", &["198.51.100.2"]).await;
-    wait("one AllocationFailed Event for outside", || {
-        let e = events(&api, "outside", "AllocationFailed");
-        (e.len() == 1).then_some(()).ok_or(format!("{e:?}"))
-    })
-    .await;
+    wait_one_event(&api, "outside", "AllocationFailed").await;
     let note = events(&api, "outside", "AllocationFailed")[0]["note"].clone();
     assert!(
         note.as_str()
@@ -183,15 +183,7 @@ async fn the_leader_allocates_once_and_a_successor_keeps_every_address() {
 
     // The leader stops (as on SIGTERM): the other takes over, keeps every address and gives a new
     // Service the next free one, not one that is on record.
-    let lease = api
-        .get(
-            "coordination.k8s.io/v1",
-            "Lease",
-            Some("default"),
-            "l3lb-allocator",
-        )
-        .unwrap();
-    let leader = lease["spec"]["holderIdentity"].as_str().unwrap().to_owned();
+    let leader = holder(&api).expect("a leader");
     let (gone, survivor) = if leader == "node-a" { (a, b) } else { (b, a) };
     let versions = (
         resource_version(&api, "asks"),
@@ -208,18 +200,7 @@ async fn the_leader_allocates_once_and_a_successor_keeps_every_address() {
         versions,
         "the new leader rewrote a Service it had no reason to touch"
     );
-    let lease = api
-        .get(
-            "coordination.k8s.io/v1",
-            "Lease",
-            Some("default"),
-            "l3lb-allocator",
-        )
-        .unwrap();
-    assert_ne!(
-        lease["spec"]["holderIdentity"].as_str(),
-        Some(leader.as_str())
-    );
+    assert_ne!(holder(&api), Some(leader));
 
     // Fixing the refused Service clears the refusal: it gets the address it now asks for.
     api.apply(service(
@@ -232,11 +213,7 @@ async fn the_leader_allocates_once_and_a_successor_keeps_every_address() {
     // A request for an address on record is refused; the holder keeps it.
     api.apply(service("thief", json!({"loadBalancerIP": "198.51.100.2"})))
         .unwrap();
-    wait("AllocationFailed for thief", || {
-        let e = events(&api, "thief", "AllocationFailed");
-        (e.len() == 1).then_some(()).ok_or(format!("{e:?}"))
-    })
-    .await;
+    wait_one_event(&api, "thief", "AllocationFailed").await;
     assert!(ingress(&api, "thief").is_empty());
     assert_eq!(ingress(&api, "auto"), ["198.51.100.2"]);
 
@@ -245,17 +222,10 @@ async fn the_leader_allocates_once_and_a_successor_keeps_every_address() {
     survivor.stop().await;
     let again = Daemon::start(&client, "node-c");
     wait("node-c holds the Lease", || {
-        let lease = api
-            .get(
-                "coordination.k8s.io/v1",
-                "Lease",
-                Some("default"),
-                "l3lb-allocator",
-            )
-            .unwrap_or_default();
-        (lease["spec"]["holderIdentity"] == "node-c")
+        let h = holder(&api);
+        (h.as_deref() == Some("node-c"))
             .then_some(())
-            .ok_or(format!("{lease}"))
+            .ok_or(format!("{h:?}"))
     })
     .await;
     tokio::time::sleep(Duration::from_secs(3)).await;

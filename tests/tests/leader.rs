@@ -25,8 +25,7 @@ async fn wait_leader(rx: &mut watch::Receiver<Leadership>, within: Duration) -> 
 }
 
 fn holder(api: &ApiServer) -> Option<String> {
-    let lease = api.get("coordination.k8s.io/v1", "Lease", Some("default"), LEASE)?;
-    lease["spec"]["holderIdentity"].as_str().map(str::to_owned)
+    api.lease_holder("default", LEASE)
 }
 
 #[tokio::test]

@@ -215,6 +215,26 @@ impl ApiServer {
         })
     }
 
+    /// The IPs in Service `namespace/name`'s `status.loadBalancer.ingress` (none if it is absent).
+    pub fn ingress_ips(&self, namespace: &str, name: &str) -> Vec<String> {
+        let svc = self
+            .get("v1", "Service", Some(namespace), name)
+            .unwrap_or_default();
+        svc["status"]["loadBalancer"]["ingress"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|i| i["ip"].as_str().map(str::to_owned))
+            .collect()
+    }
+
+    /// `spec.holderIdentity` of Lease `namespace/name`, if it exists and is held.
+    pub fn lease_holder(&self, namespace: &str, name: &str) -> Option<String> {
+        let lease = self.get("coordination.k8s.io/v1", "Lease", Some(namespace), name)?;
+        let holder = lease["spec"]["holderIdentity"].as_str()?;
+        (!holder.is_empty()).then(|| holder.to_owned())
+    }
+
     /// Every Event created so far (core v1 and events.k8s.io/v1), oldest first, each in its
     /// latest version (a Recorder patching a series updates its entry).
     pub fn events(&self) -> Vec<Value> {
