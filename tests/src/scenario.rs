@@ -3,7 +3,7 @@
 use std::{
     collections::{BTreeMap, BTreeSet},
     io::{Read as _, Write as _},
-    net::{Ipv4Addr, SocketAddr, TcpStream},
+    net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream},
     path::PathBuf,
     process::Command,
     time::Duration,
@@ -19,6 +19,15 @@ use crate::{
 
 /// How often each daemon does a full pass; short so drift repair is quick to observe.
 pub const RESYNC: &str = "2s";
+
+/// deploy/crd.yaml, the L3lbPool CustomResourceDefinition.
+pub const POOL_CRD: &str = include_str!("../../deploy/crd.yaml");
+
+/// The L3lbPool [`Cluster::start`] creates: the whole VIP prefix, auto-assigned.
+pub const LAB_POOL: &str = "lab";
+
+/// The daemons' allocator Lease (their default name, in the kubeconfig's namespace).
+pub const ALLOCATOR_LEASE: &str = "l3lb-allocator";
 
 /// Each daemon's metrics and health listener, on loopback inside its node's namespace (every node
 /// is its own namespace, so they all use the same port).
@@ -77,6 +86,13 @@ impl Cluster {
             .build()?;
         let lab = Lab::start(cfg)?;
         let api = ApiServer::new();
+        // The CRD as deployed, and one pool covering the lab's VIP prefix.
+        api.apply_yaml(POOL_CRD)?;
+        api.apply(json!({
+            "apiVersion": "l3lb.io/v1alpha1", "kind": "L3lbPool",
+            "metadata": {"name": LAB_POOL},
+            "spec": {"addresses": [lab.config().vip_prefix.to_string()]},
+        }))?;
         let mut cluster = Cluster {
             lab,
             api,
@@ -115,6 +131,8 @@ impl Cluster {
             self.lab.uplink(),
         ])
         .args(["--resync-interval", RESYNC])
+        // The lab's Services carry no loadBalancerClass.
+        .arg("--default-load-balancer")
         .arg("--bpffs-dir")
         .arg(self.lab.bpffs_dir(i))
         .args(["--metrics-addr", &metrics_addr().to_string()])
@@ -151,19 +169,46 @@ impl Cluster {
     /// Creates or replaces a LoadBalancer Service `default/name` with `spec.loadBalancerIP`,
     /// serving TCP and UDP `port` -> the pods' echo port.
     pub fn apply_service(&self, name: &str, vip: Ipv4Addr, port: u16) -> anyhow::Result<()> {
+        self.apply_lb_service(name, Some(vip), port)
+    }
+
+    /// Like [`Cluster::apply_service`]; without an address (`None`) the allocator picks one from
+    /// the pool.
+    pub fn apply_lb_service(
+        &self,
+        name: &str,
+        vip: Option<Ipv4Addr>,
+        port: u16,
+    ) -> anyhow::Result<()> {
         let echo = self.lab.config().echo_port;
+        let mut spec = json!({
+            "type": "LoadBalancer",
+            "selector": {"app": name},
+            "ports": [
+                {"name": "tcp", "port": port, "protocol": "TCP", "targetPort": echo},
+                {"name": "udp", "port": port, "protocol": "UDP", "targetPort": echo},
+            ],
+        });
+        if let Some(vip) = vip {
+            spec["loadBalancerIP"] = json!(vip.to_string());
+        }
         self.api.apply(json!({
             "apiVersion": "v1", "kind": "Service",
             "metadata": {"namespace": "default", "name": name},
-            "spec": {
-                "type": "LoadBalancer", "loadBalancerIP": vip.to_string(),
-                "selector": {"app": name},
-                "ports": [
-                    {"name": "tcp", "port": port, "protocol": "TCP", "targetPort": echo},
-                    {"name": "udp", "port": port, "protocol": "UDP", "targetPort": echo},
-                ],
-            },
+            "spec": spec,
         }))
+    }
+
+    /// The addresses in Service `name`'s `status.loadBalancer.ingress`.
+    pub fn ingress(&self, name: &str) -> Vec<IpAddr> {
+        let ips = self.api.ingress_ips("default", name);
+        ips.iter().filter_map(|ip| ip.parse().ok()).collect()
+    }
+
+    /// The node index whose daemon holds the allocator Lease, if any.
+    pub fn allocator(&self) -> Option<usize> {
+        let holder = self.api.lease_holder("default", ALLOCATOR_LEASE)?;
+        (1..=self.lab.config().nodes).find(|i| node_name(*i) == holder)
     }
 
     /// Creates or replaces the EndpointSlice of Service `name`: every pod, Ready as given by
