@@ -277,7 +277,8 @@ impl Cluster {
         Ok((status, body.to_owned()))
     }
 
-    /// Waits (up to 30 s) until the router's next hops for `vip`/32 are exactly `want`.
+    /// Waits (up to 30 s) until the router's next hops for `vip`/32 are exactly `want`. On a
+    /// timeout the error carries the end of every daemon's log.
     pub fn wait_nexthops(&self, vip: Ipv4Addr, want: &[Ipv4Addr]) -> anyhow::Result<()> {
         let want: BTreeSet<Ipv4Addr> = want.iter().copied().collect();
         let what = format!("router next hops for {vip}/32 = {want:?}");
@@ -293,6 +294,23 @@ impl Cluster {
                 bail!("next hops {seen:?}")
             }
         })
+        .with_context(|| self.log_tails(20))
+    }
+
+    /// The last `n` lines of each daemon's current log.
+    pub fn log_tails(&self, n: usize) -> String {
+        let mut out = String::new();
+        for i in 1..=self.lab.config().nodes {
+            let log = self.daemon_log(i);
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(n)..];
+            out += &format!(
+                "--- {} (last {n} lines)\n{}\n",
+                node_name(i),
+                tail.join("\n")
+            );
+        }
+        out
     }
 
     pub fn delete_service(&self, name: &str) -> anyhow::Result<()> {
