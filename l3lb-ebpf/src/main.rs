@@ -2,6 +2,7 @@
 #![no_std]
 #![no_main]
 
+mod lb;
 mod maps;
 mod nat;
 mod parse;
@@ -16,7 +17,7 @@ use aya_ebpf::{
 #[xdp]
 pub fn l3lb_xdp_ingress(ctx: XdpContext) -> u32 {
     let bytes = ctx.data_end().saturating_sub(ctx.data()) as u64;
-    let (verdict, counter) = nat::xdp_ingress(&ctx);
+    let (verdict, counter) = nat::xdp_ingress(&ctx, bytes);
     stats::count(counter, bytes);
     verdict
 }

@@ -12,12 +12,12 @@ use aya_ebpf::bindings::{
 };
 use aya_ebpf::programs::{TcContext, XdpContext};
 use l3lb_common::{
-    Counter, FlowKeyV4, FlowNatV4, FrontendKeyV4, PROTO_UDP, csum_replace2, csum_replace4,
-    udp_csum_replace, udp_csum_replace4,
+    Counter, FlowKeyV4, FlowNatV4, PROTO_UDP, csum_apply, csum_diff2, csum_diff4, udp_csum_apply,
 };
 
 use crate::{
-    maps::{self, Pick},
+    lb::{self, Choice},
+    maps,
     parse::{self, ETH_LEN, Egress, IP_CHECK_OFF, IP_SRC_OFF, Ingress, L4, Parsed, Payload},
     stats,
 };
@@ -30,63 +30,49 @@ const ICMP_TIME_EXCEEDED: u8 = 11;
 
 /// XDP verdict and the counter it is accounted under.
 ///
-/// Not for a VIP: passed untouched (fragments and options included). For a VIP: fragments and
-/// packets with IP options are dropped, a frontend's packets are DNATed, the ICMP types above
-/// pass to the host, and everything else (a frontend without endpoints included) is dropped,
-/// so host sockets listening on all addresses are not reachable through a VIP.
+/// Not for a VIP: passed untouched (fragments and options included); outside the VIP prefixes
+/// that takes no map lookup. For a VIP: fragments and packets with IP options are dropped, a
+/// frontend's packets are DNATed, the ICMP types above pass to the host, and everything else (a
+/// frontend without endpoints included) is dropped, so host sockets listening on all addresses
+/// are not reachable through a VIP.
 #[inline(always)]
-pub fn xdp_ingress(ctx: &XdpContext) -> (u32, Counter) {
+pub fn xdp_ingress(ctx: &XdpContext, bytes: u64) -> (u32, Counter) {
     let Some(ip) = parse::xdp_ipv4(ctx) else {
         return (XDP_PASS, Counter::XdpPassNotOurs);
     };
-    if !maps::is_vip(ip.daddr_be) {
-        return match ip.fragment {
-            true => (XDP_PASS, Counter::XdpPassFragment),
-            false => (XDP_PASS, Counter::XdpPassNotOurs),
+    let not_ours = match ip.fragment {
+        true => (XDP_PASS, Counter::XdpPassFragment),
+        false => (XDP_PASS, Counter::XdpPassNotOurs),
+    };
+    if !maps::in_prefixes_v4(ip.daddr_be) {
+        return not_ours;
+    }
+    if ip.fragment || ip.options {
+        return match (maps::is_vip_v4(ip.daddr_be), ip.fragment) {
+            (false, _) => not_ours,
+            (true, true) => (XDP_DROP, Counter::XdpDropVipFragment),
+            (true, false) => (XDP_DROP, Counter::XdpDropVipIpOptions),
         };
     }
-    if ip.fragment {
-        return (XDP_DROP, Counter::XdpDropVipFragment);
-    }
-    if ip.options {
-        return (XDP_DROP, Counter::XdpDropVipIpOptions);
-    }
+    let daddr_be = ip.daddr_be;
     let pkt = match parse::xdp_payload(ctx, ip.ip) {
         Payload::Packet(pkt) => pkt,
+        Payload::Icmp(_) | Payload::Other if !maps::is_vip_v4(daddr_be) => return not_ours,
         Payload::Icmp(ICMP_ECHO_REQUEST | ICMP_DEST_UNREACH | ICMP_TIME_EXCEEDED) => {
             return (XDP_PASS, Counter::XdpPassVipIcmp);
         }
         Payload::Icmp(_) | Payload::Other => return (XDP_DROP, Counter::XdpDropVipNoFrontend),
     };
-    let key = FrontendKeyV4 {
-        vip_be: pkt.daddr_be,
-        port_be: pkt.dport_be,
-        proto: pkt.proto,
-        _pad: 0,
-    };
-    let backend = match maps::pick_backend(&key, pkt.saddr_be, pkt.sport_be) {
-        Pick::Backend(backend) => backend,
+    let (backend, id) = match lb::choose_v4(&pkt) {
+        Choice::Backend(backend, id) => (backend, id),
         // Not to the host either: its sockets on this port must not answer for the VIP.
-        Pick::NoBackend => return (XDP_DROP, Counter::XdpNoBackend),
-        Pick::NotFound => return (XDP_DROP, Counter::XdpDropVipNoFrontend),
+        Choice::NoBackend => return (XDP_DROP, Counter::XdpNoBackend),
+        Choice::NotFound if maps::is_vip_v4(daddr_be) => {
+            return (XDP_DROP, Counter::XdpDropVipNoFrontend);
+        }
+        Choice::NotFound => return not_ours,
     };
-    let flow = FlowKeyV4 {
-        backend_addr_be: backend.addr_be,
-        client_addr_be: pkt.saddr_be,
-        backend_port_be: backend.port_be,
-        client_port_be: pkt.sport_be,
-        proto: pkt.proto,
-        _pad: [0; 3],
-    };
-    let nat = FlowNatV4 {
-        vip_be: pkt.daddr_be,
-        port_be: pkt.dport_be,
-        _pad: 0,
-    };
-    if !maps::record_flow(&flow, &nat) {
-        // Still translate: the next packet of the flow retries the insert.
-        stats::count(Counter::XdpFlowInsertFailed, 0);
-    }
+    stats::count_backend_v4(backend.frontend, id, bytes);
     rewrite_destination(pkt, backend.addr_be, backend.port_be);
     (XDP_PASS, Counter::XdpDnatPass)
 }
@@ -101,20 +87,18 @@ fn rewrite_destination(pkt: Ingress<'_>, addr_be: u32, port_be: u16) {
         dport_be,
         ..
     } = pkt;
-    let check = u16::from_ne_bytes(ip.check);
-    ip.check = csum_replace4(check, daddr_be, addr_be).to_ne_bytes();
+    // The address is in the IP header's checksum and the L4 pseudo header: one difference.
+    let addr = csum_diff4(daddr_be, addr_be);
+    let l4_diff = addr + csum_diff2(dport_be, port_be);
+    ip.check = csum_apply(u16::from_ne_bytes(ip.check), addr).to_ne_bytes();
     ip.dst_addr = addr_be.to_ne_bytes();
     match l4 {
         L4::Tcp(tcp) => {
-            let check = u16::from_ne_bytes(tcp.check);
-            let check = csum_replace4(check, daddr_be, addr_be);
-            tcp.check = csum_replace2(check, dport_be, port_be).to_ne_bytes();
+            tcp.check = csum_apply(u16::from_ne_bytes(tcp.check), l4_diff).to_ne_bytes();
             tcp.dest = port_be.to_ne_bytes();
         }
         L4::Udp(udp) => {
-            let check = u16::from_ne_bytes(udp.check);
-            let check = udp_csum_replace4(check, daddr_be, addr_be);
-            udp.check = udp_csum_replace(check, dport_be, port_be).to_ne_bytes();
+            udp.check = udp_csum_apply(u16::from_ne_bytes(udp.check), l4_diff).to_ne_bytes();
             udp.dst = port_be.to_ne_bytes();
         }
     }
@@ -132,11 +116,14 @@ pub fn tc_egress(ctx: &TcContext) -> (i32, Counter) {
         backend_port_be: pkt.sport_be,
         client_port_be: pkt.dport_be,
         proto: pkt.proto,
-        _pad: [0; 3],
+        _pad: 0,
+        _pad2: 0,
     };
-    let Some(nat) = maps::flow(&key) else {
+    let Some(nat) = maps::L3LB_FLOWS_V4.get_ptr(key) else {
         return (TC_ACT_OK, Counter::TcPassNotOurs);
     };
+    // SAFETY: pointer from a successful lookup, read once.
+    let nat = unsafe { *nat };
     match rewrite_source(ctx, &pkt, &nat) {
         Ok(()) => (TC_ACT_OK, Counter::TcRevNat),
         // Checksums and fields may disagree now: a corrupted packet must not leave the node.

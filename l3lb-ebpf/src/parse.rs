@@ -19,6 +19,9 @@ const IPV4_MIN_LEN: usize = 20;
 /// Offsets of the checksum inside the L4 header.
 pub const TCP_CHECK_OFF: usize = 16;
 pub const UDP_CHECK_OFF: usize = 6;
+/// SYN and ACK in the TCP header's data-offset/flags bitfield.
+const TCP_SYN_BIT: usize = 9;
+const TCP_ACK_BIT: usize = 12;
 /// Fragment offset and More-Fragments bits of the IPv4 `frags` field.
 const IP_FRAG_MASK: u16 = 0x3fff;
 
@@ -77,6 +80,8 @@ pub struct Ingress<'a> {
     pub daddr_be: u32,
     pub sport_be: u16,
     pub dport_be: u16,
+    /// A TCP SYN without ACK: the start of a new connection.
+    pub syn: bool,
 }
 
 /// IPv4 header length in bytes, if the version is 4 and the length is valid.
@@ -136,20 +141,21 @@ pub enum Payload<'a> {
 pub fn xdp_payload<'a>(ctx: &'a XdpContext, ip: &'a mut Ipv4Hdr) -> Payload<'a> {
     let l4_off = ETH_LEN + IPV4_MIN_LEN;
     let proto = ip.proto;
-    let (l4, sport_be, dport_be) = match proto {
+    let (l4, sport_be, dport_be, syn) = match proto {
         PROTO_TCP => {
             let Some(tcp) = header_mut::<TcpHdr>(ctx, l4_off) else {
                 return Payload::Other;
             };
             let ports = (u16::from_ne_bytes(tcp.source), u16::from_ne_bytes(tcp.dest));
-            (L4::Tcp(tcp), ports.0, ports.1)
+            let syn = tcp._bitfield_1.get_bit(TCP_SYN_BIT) && !tcp._bitfield_1.get_bit(TCP_ACK_BIT);
+            (L4::Tcp(tcp), ports.0, ports.1, syn)
         }
         PROTO_UDP => {
             let Some(udp) = header_mut::<UdpHdr>(ctx, l4_off) else {
                 return Payload::Other;
             };
             let ports = (u16::from_ne_bytes(udp.src), u16::from_ne_bytes(udp.dst));
-            (L4::Udp(udp), ports.0, ports.1)
+            (L4::Udp(udp), ports.0, ports.1, false)
         }
         PROTO_ICMP => {
             // Type and code; every ICMP message is at least 8 bytes long.
@@ -168,6 +174,7 @@ pub fn xdp_payload<'a>(ctx: &'a XdpContext, ip: &'a mut Ipv4Hdr) -> Payload<'a> 
         l4,
         sport_be,
         dport_be,
+        syn,
     })
 }
 

@@ -8,7 +8,7 @@
 //! load: a removal costs no scan of the map.
 use std::collections::{BTreeMap, BTreeSet};
 
-use l3lb_common::{FrontendKeyV4, FrontendV4, MAP_FRONTENDS_V4, MAP_VIPS_V4, VipKeyV4, VipV4};
+use l3lb_common::{Frontend, FrontendKeyV4, MAP_FRONTENDS_V4, MAP_VIPS_V4, VipKeyV4, VipV4};
 use tracing::info;
 
 use super::{Datapath, DatapathError, map_err, remove_absent_ok};
@@ -67,7 +67,7 @@ impl Datapath {
     /// load, before any program is attached.
     pub(super) fn sync_vips(&mut self) -> Result<(), DatapathError> {
         let mut refs = VipRefs::default();
-        let frontends = self.hash::<FrontendKeyV4, FrontendV4>(MAP_FRONTENDS_V4)?;
+        let frontends = self.hash::<FrontendKeyV4, Frontend>(MAP_FRONTENDS_V4)?;
         for key in frontends.keys() {
             refs.insert(key.map_err(map_err(MAP_FRONTENDS_V4, "iterate"))?);
         }

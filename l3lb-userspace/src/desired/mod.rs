@@ -8,7 +8,7 @@ use std::{
 use ipnet::IpNet;
 use k8s_openapi::api::{core::v1::Service, discovery::v1::EndpointSlice};
 
-use crate::model::{Desired, Endpoint, FrontendId, Proto, Refusal, ServiceKey};
+use crate::model::{Backends, Desired, Endpoint, FrontendId, Proto, Refusal, ServiceKey};
 
 pub mod cache;
 mod merged;
@@ -51,7 +51,7 @@ pub fn desired(
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ServiceDesired {
     /// Every frontend the Service names, in order, with its local backends (maybe none).
-    claims: Vec<(FrontendId, BTreeSet<Endpoint>)>,
+    claims: Vec<(FrontendId, Backends)>,
     refusals: Vec<String>,
 }
 
@@ -120,7 +120,7 @@ pub fn service_desired(
                 port: svc_port,
                 proto,
             };
-            out.claims.push((id, backends.clone()));
+            out.claims.push((id, backends.clone().into()));
         }
     }
     out

@@ -5,7 +5,7 @@ use k8s_openapi::api::{core::v1::Service, discovery::v1::EndpointSlice};
 use serde_json::json;
 
 use super::desired;
-use crate::model::{Desired, Endpoint, FrontendId, Proto};
+use crate::model::{Backends, Desired, Endpoint, FrontendId, Proto};
 
 const NODE: &str = "node-a";
 
@@ -88,7 +88,7 @@ fn local_ready_endpoint_makes_vip_wanted_with_resolved_target_port() {
         d.addresses,
         BTreeSet::from(["198.51.100.10".parse().unwrap()])
     );
-    let want = BTreeSet::from([ep("10.244.1.2", 8080)]);
+    let want = Backends::from([ep("10.244.1.2", 8080)]);
     assert_eq!(
         d.frontends.get(&fe("198.51.100.10", 80, Proto::Tcp)),
         Some(&want)
@@ -227,11 +227,11 @@ fn tcp_and_udp_ports_match_slice_ports_by_name_and_protocol() {
     );
     assert_eq!(
         d.frontends[&fe("198.51.100.53", 53, Proto::Udp)],
-        BTreeSet::from([ep("10.244.1.9", 5353)])
+        Backends::from([ep("10.244.1.9", 5353)])
     );
     assert_eq!(
         d.frontends[&fe("198.51.100.53", 53, Proto::Tcp)],
-        BTreeSet::from([ep("10.244.1.9", 5354)])
+        Backends::from([ep("10.244.1.9", 5354)])
     );
 }
 
@@ -266,7 +266,7 @@ fn second_service_on_the_same_vip_port_is_refused() {
     );
     assert_eq!(
         d.frontends[&fe("198.51.100.10", 80, Proto::Tcp)],
-        BTreeSet::from([ep("10.244.1.2", 8080)])
+        Backends::from([ep("10.244.1.2", 8080)])
     );
     assert_eq!(d.refusals.len(), 1);
     assert_eq!(d.refusals[0].service.name, "b");

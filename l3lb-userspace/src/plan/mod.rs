@@ -1,14 +1,14 @@
 //! The plan: ordered steps that turn observed state into desired state. Pure: no I/O, no clock
 //! (the caller passes `now`), so every ordering rule is unit-tested.
 use std::{
-    collections::{BTreeMap, BTreeSet},
+    collections::BTreeMap,
     net::IpAddr,
     time::{Duration, Instant},
 };
 
 use ipnet::IpNet;
 
-use crate::model::{Desired, Endpoint, FrontendId, Observed};
+use crate::model::{Backends, Desired, FrontendId, Observed};
 
 impl Observed {
     /// What the node looks like once `steps` all succeeded: the executor's record between
@@ -38,10 +38,7 @@ impl Observed {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Step {
     /// Replace a frontend's whole backend set in one map update.
-    UpsertFrontend {
-        id: FrontendId,
-        endpoints: BTreeSet<Endpoint>,
-    },
+    UpsertFrontend { id: FrontendId, endpoints: Backends },
     /// Put a VIP on the interface (the routing daemon then advertises it).
     AddAddress(IpAddr),
     /// Take a VIP off the interface (route withdrawn).
