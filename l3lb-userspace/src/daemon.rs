@@ -16,6 +16,7 @@ use crate::{
     },
     events::RefusalEvents,
     reconcile::Reconciler,
+    vip_events::{Forfeit, Owners, VipEvents},
     watch,
 };
 
@@ -28,8 +29,9 @@ const COALESCE_MAX: Duration = Duration::from_millis(20);
 /// Longest a pass waits for its Events to be published.
 const EVENTS_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// How often the datapath counters are copied into the metrics between passes.
-const COUNTERS_REFRESH: Duration = Duration::from_secs(5);
+/// How often, between passes, the datapath counters are copied into the metrics and the uplinks
+/// are checked for their programs (a VIP must not stay announced where nothing forwards it).
+const HOUSEKEEPING: Duration = Duration::from_secs(5);
 
 /// Runs until SIGTERM/SIGINT. Addresses and maps are left as they are on exit, so a restarted
 /// daemon finds them wanted and changes nothing.
@@ -46,7 +48,9 @@ pub async fn run<F: FrontendTable, A: AddressTable>(
         changed.clone(),
         metrics.clone(),
     );
-    let mut events = RefusalEvents::new(client, &config.node_name);
+    let mut events = RefusalEvents::new(client.clone(), &config.node_name);
+    let vip_events = VipEvents::start(client, &config.node_name, metrics.clone());
+    let mut owners = Owners::default();
 
     info!(node = %config.node_name, "waiting for the first list of Services, EndpointSlices and the Node");
     tokio::select! {
@@ -61,8 +65,8 @@ pub async fn run<F: FrontendTable, A: AddressTable>(
     metrics.health.set_synced();
 
     let mut resync = tokio::time::interval(config.resync_interval);
-    let mut counters = tokio::time::interval(COUNTERS_REFRESH);
-    counters.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
+    housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut pass_no: u64 = 0;
     let mut cache = DesiredCache::new(&config.node_name, &config.prefixes);
     loop {
@@ -74,9 +78,12 @@ pub async fn run<F: FrontendTable, A: AddressTable>(
             }
             _ = resync.tick() => true,
             _ = sleep_until_opt(drain_deadline) => false,
-            _ = counters.tick() => {
+            _ = housekeeping.tick() => {
                 reconciler.refresh_counters();
-                continue;
+                if !reconciler.check_uplinks().await {
+                    continue;
+                }
+                false
             }
             _ = shutdown() => {
                 info!("shutting down; addresses and maps stay in place for the next start");
@@ -119,6 +126,18 @@ pub async fn run<F: FrontendTable, A: AddressTable>(
             {
                 debug!("publishing Events timed out; retrying next pass");
             }
+            let why = match (excluded, reconciler.not_forwarding()) {
+                (Some(_), _) => Forfeit::NodeExcluded,
+                (None, true) => Forfeit::NotForwarding,
+                (None, false) => Forfeit::NoLocalEndpoint,
+            };
+            vip_events.send(owners.events(
+                &config.node_name,
+                &outcome.assumed,
+                &outcome.forfeited,
+                why,
+                |vip| cache.services_of(vip),
+            ));
         }
         .instrument(span)
         .await;

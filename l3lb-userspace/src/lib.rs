@@ -15,4 +15,5 @@ pub mod model;
 pub mod plan;
 pub mod reconcile;
 pub mod stats;
+pub mod vip_events;
 pub mod watch;

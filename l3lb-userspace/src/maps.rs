@@ -59,6 +59,10 @@ impl FrontendTable for Datapath {
     fn counters(&self) -> Result<BTreeMap<Counter, Stat>, DatapathError> {
         Datapath::counters(self)
     }
+
+    fn check_uplinks(&mut self) -> impl Future<Output = BTreeMap<String, String>> + Send {
+        Datapath::check_uplinks(self)
+    }
 }
 
 #[cfg(test)]

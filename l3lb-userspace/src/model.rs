@@ -168,4 +168,6 @@ pub struct Desired {
 pub struct Observed {
     pub frontends: Frontends,
     pub addresses: BTreeSet<IpAddr>,
+    /// Uplinks whose programs are gone or replaced (and could not be re-attached), with why.
+    pub not_forwarding: BTreeMap<String, String>,
 }

@@ -28,6 +28,8 @@ pub struct Reconciler<F, A> {
     /// The node as last observed plus every step applied since; `None` after a failed step, so
     /// the next pass observes again.
     known: Option<Observed>,
+    /// Uplinks found not forwarding by the last check, with why.
+    not_forwarding: BTreeMap<String, String>,
 }
 
 impl<F: FrontendTable, A: AddressTable> Reconciler<F, A> {
@@ -40,7 +42,30 @@ impl<F: FrontendTable, A: AddressTable> Reconciler<F, A> {
             metrics,
             renewed: None,
             known: None,
+            not_forwarding: BTreeMap::new(),
         }
+    }
+
+    /// Checks (and repairs where it can) the programs on every uplink; logs each change once.
+    /// Returns whether the set of uplinks that do not forward changed, so the caller runs a pass.
+    pub async fn check_uplinks(&mut self) -> bool {
+        let now = self.frontends.check_uplinks().await;
+        if now == self.not_forwarding {
+            return false;
+        }
+        for (uplink, reason) in &now {
+            if self.not_forwarding.get(uplink) != Some(reason) {
+                warn!(uplink, %reason, "uplink does not forward; withdrawing every VIP of this node");
+            }
+        }
+        for uplink in self.not_forwarding.keys() {
+            if !now.contains_key(uplink) {
+                info!(uplink, "uplink forwards again; announcing VIPs");
+            }
+        }
+        self.metrics.uplinks_not_forwarding.set(now.len() as i64);
+        self.not_forwarding = now;
+        true
     }
 
     /// The node as it is now: frontends in the maps, addresses inside the managed prefixes.
@@ -56,6 +81,7 @@ impl<F: FrontendTable, A: AddressTable> Reconciler<F, A> {
         Ok(Observed {
             frontends: self.frontends.frontends()?,
             addresses,
+            not_forwarding: self.not_forwarding.clone(),
         })
     }
 
@@ -63,6 +89,7 @@ impl<F: FrontendTable, A: AddressTable> Reconciler<F, A> {
     /// retries. Heals drift (an address removed by hand).
     pub async fn pass(&mut self, desired: &Desired) -> Outcome {
         self.known = None;
+        self.check_uplinks().await;
         self.quick_pass(desired).await
     }
 
@@ -92,13 +119,16 @@ impl<F: FrontendTable, A: AddressTable> Reconciler<F, A> {
             None => self.observe().await,
         };
         let mut observed = match known {
-            Ok(o) => o,
+            Ok(o) => Observed {
+                not_forwarding: self.not_forwarding.clone(),
+                ..o
+            },
             Err(error) => {
                 warn!(%error, "cannot read the node's state; retrying next pass");
                 return Outcome {
-                    applied: 0,
                     failed: 1,
                     failed_steps: [("observe", 1)].into(),
+                    ..Outcome::default()
                 };
             }
         };
@@ -151,6 +181,11 @@ impl<F: FrontendTable, A: AddressTable> Reconciler<F, A> {
             },
         }
         outcome
+    }
+
+    /// Whether the last check found an uplink that does not forward.
+    pub fn not_forwarding(&self) -> bool {
+        !self.not_forwarding.is_empty()
     }
 
     pub fn config(&self) -> &Config {

@@ -6,24 +6,14 @@ use aya::{
     maps::{Map, MapData, MapError, MapInfo, PerCpuArray},
     programs::{ProgramError, loaded_programs},
 };
-use futures::TryStreamExt;
 use l3lb_common::{Counter, MAP_STATS, PROG_XDP_INGRESS, Stat};
-use rtnetlink::packet_route::link::{LinkAttribute, LinkXdp};
 
-use crate::datapath::{DatapathError, sum_counters};
+use crate::datapath::{DatapathError, UplinkFault, attached_xdp_id, sum_counters};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StatsError {
-    #[error("cannot query interface {uplink}: {source}")]
-    Netlink {
-        uplink: String,
-        #[source]
-        source: rtnetlink::Error,
-    },
-    #[error("cannot open a netlink socket: {0}")]
-    Connect(#[source] std::io::Error),
-    #[error("interface {0} not found")]
-    NoSuchUplink(String),
+    #[error(transparent)]
+    Query(#[from] UplinkFault),
     #[error("no XDP program is attached to {0}: is `l3lb run --uplink {0}` running?")]
     NotAttached(String),
     #[error("the XDP program on {uplink} is {name:?}, not l3lb's")]
@@ -48,7 +38,9 @@ pub enum StatsError {
 
 /// Counters of the l3lb XDP program attached to `uplink` in this network namespace.
 pub async fn attached_counters(uplink: &str) -> Result<BTreeMap<Counter, Stat>, StatsError> {
-    let prog_id = xdp_prog_id(uplink).await?;
+    let prog_id = attached_xdp_id(uplink)
+        .await?
+        .ok_or_else(|| StatsError::NotAttached(uplink.to_owned()))?;
     let info = loaded_programs()
         .filter_map(Result::ok)
         .find(|p| p.id() == prog_id)
@@ -80,44 +72,6 @@ pub async fn attached_counters(uplink: &str) -> Result<BTreeMap<Counter, Stat>, 
         return Ok(sum_counters(&stats)?);
     }
     Err(StatsError::NoStatsMap(uplink.to_owned()))
-}
-
-async fn xdp_prog_id(uplink: &str) -> Result<u32, StatsError> {
-    let (conn, handle, _) = rtnetlink::new_connection().map_err(StatsError::Connect)?;
-    let conn = tokio::spawn(conn);
-    let link = handle
-        .link()
-        .get()
-        .match_name(uplink.to_owned())
-        .execute()
-        .try_next()
-        .await;
-    conn.abort();
-    let link = match link {
-        Ok(Some(link)) => link,
-        Ok(None) => return Err(StatsError::NoSuchUplink(uplink.to_owned())),
-        Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => {
-            return Err(StatsError::NoSuchUplink(uplink.to_owned()));
-        }
-        Err(source) => {
-            return Err(StatsError::Netlink {
-                uplink: uplink.to_owned(),
-                source,
-            });
-        }
-    };
-    link.attributes
-        .iter()
-        .filter_map(|a| match a {
-            LinkAttribute::Xdp(xdp) => Some(xdp),
-            _ => None,
-        })
-        .flatten()
-        .find_map(|x| match x {
-            LinkXdp::ProgId(id) | LinkXdp::DrvProgId(id) if *id != 0 => Some(*id),
-            _ => None,
-        })
-        .ok_or_else(|| StatsError::NotAttached(uplink.to_owned()))
 }
 
 /// A table for people: one line per counter.

@@ -308,6 +308,37 @@ fn anycast_vip_end_to_end_with_frr() -> anyhow::Result<()> {
         c.daemon_log(2)
     );
     ensure!(has_vip(&c, 1, VIP)?, "node1 must keep the VIP");
+    // Each announcement and withdrawal is a Normal Event on the Service, saying which node and why.
+    wait_for("VIP Events on Service web", CONVERGE, || {
+        let notes: Vec<String> = c
+            .api
+            .events()
+            .iter()
+            .filter(|e| e["regarding"]["name"] == "web" && e["type"] == "Normal")
+            .map(|e| format!("{} {}", e["reason"], e["note"]))
+            .collect();
+        let has = |reason: &str, text: &str| {
+            notes
+                .iter()
+                .any(|n| n.starts_with(&format!("\"{reason}\"")) && n.contains(text))
+        };
+        let want = [
+            ("VIPAssumed", format!("node node1 announces {VIP}")),
+            ("VIPAssumed", format!("node node2 announces {VIP}")),
+            (
+                "VIPForfeited",
+                format!("node node1 withdrew {VIP}: the node is excluded"),
+            ),
+            (
+                "VIPForfeited",
+                format!("node node2 withdrew {VIP}: no Ready endpoint"),
+            ),
+        ];
+        match want.iter().find(|(r, t)| !has(r, t)) {
+            None => Ok(Some(())),
+            Some(missing) => bail!("no {missing:?} among {notes:#?}"),
+        }
+    })?;
     let per_pod = spread(&c, 16)?;
     ensure!(
         per_pod.keys().all(|k| k.starts_with("pod1/")),

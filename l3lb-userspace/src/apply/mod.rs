@@ -27,6 +27,11 @@ pub trait FrontendTable {
     fn counters(&self) -> Result<BTreeMap<Counter, Stat>, Self::Error> {
         Ok(BTreeMap::new())
     }
+    /// The uplinks where the datapath does not forward, with why, after trying to repair them.
+    /// Empty: it forwards everywhere (the default).
+    fn check_uplinks(&mut self) -> impl Future<Output = BTreeMap<String, String>> + Send {
+        std::future::ready(BTreeMap::new())
+    }
 }
 
 /// The VIP addresses on the interface, as the executor sees them.
@@ -47,10 +52,17 @@ pub struct Outcome {
     pub failed: usize,
     /// Failed steps by [`Step::kind`].
     pub failed_steps: BTreeMap<&'static str, usize>,
+    /// VIPs put on the interface (announced), in order.
+    pub assumed: Vec<IpAddr>,
+    /// VIPs taken off the interface (withdrawn), in order.
+    pub forfeited: Vec<IpAddr>,
 }
 
-/// Applies `steps` in order. An address is only added when every frontend of its VIP that this
-/// plan programs succeeded, so nothing is advertised that does not forward.
+/// Applies `steps` in order. Nothing is advertised that does not forward: an address is only
+/// added when every frontend of its VIP that this plan programs succeeded, and a VIP already on
+/// the interface is withdrawn when one of its frontends missing from the maps fails to program
+/// (nodes with replicas serve it meanwhile); the next pass retries both. A failed update of a
+/// frontend in the maps withdraws nothing: its previous backends still serve.
 pub async fn apply<F: FrontendTable, A: AddressTable>(
     steps: &[Step],
     frontends: &mut F,
@@ -58,9 +70,21 @@ pub async fn apply<F: FrontendTable, A: AddressTable>(
 ) -> Outcome {
     let mut out = Outcome::default();
     let mut unprogrammed: BTreeSet<IpAddr> = BTreeSet::new();
+    let mut withdrawn: BTreeSet<IpAddr> = BTreeSet::new();
+    let added: BTreeSet<IpAddr> = steps
+        .iter()
+        .filter_map(|s| match s {
+            Step::AddAddress(ip) => Some(*ip),
+            _ => None,
+        })
+        .collect();
     for step in steps {
         let result: Result<(), Box<dyn Error + Send + Sync>> = match step {
-            Step::UpsertFrontend { id, endpoints } => {
+            Step::UpsertFrontend {
+                id,
+                endpoints,
+                missing,
+            } => {
                 let r = frontends.upsert(*id, endpoints);
                 match &r {
                     Ok(()) => info!(
@@ -68,8 +92,15 @@ pub async fn apply<F: FrontendTable, A: AddressTable>(
                         endpoints = %endpoints,
                         "frontend programmed"
                     ),
-                    Err(_) => {
+                    Err(error) => {
                         unprogrammed.insert(id.vip);
+                        if *missing
+                            && !added.contains(&id.vip)
+                            && withdrawn.insert(id.vip)
+                            && withdraw_unprogrammed(addresses, *id, error).await
+                        {
+                            out.forfeited.push(id.vip);
+                        }
                     }
                 }
                 r.map_err(Into::into)
@@ -82,8 +113,12 @@ pub async fn apply<F: FrontendTable, A: AddressTable>(
                 let r = addresses.add(*ip).await;
                 if r.is_ok() {
                     info!(address = %ip, "assuming address {ip}");
+                    out.assumed.push(*ip);
                 }
                 r.map_err(Into::into)
+            }
+            Step::RenewAddress(ip) if withdrawn.contains(ip) => {
+                Err("withdrawn: a frontend is not programmed".into())
             }
             Step::RenewAddress(ip) => {
                 let r = addresses.add(*ip).await;
@@ -96,6 +131,7 @@ pub async fn apply<F: FrontendTable, A: AddressTable>(
                 let r = addresses.remove(*ip).await;
                 if r.is_ok() {
                     info!(address = %ip, "forfeiting address {ip}");
+                    out.forfeited.push(*ip);
                 }
                 r.map_err(Into::into)
             }
@@ -117,6 +153,28 @@ pub async fn apply<F: FrontendTable, A: AddressTable>(
         }
     }
     out
+}
+
+/// Takes the VIP of a frontend that failed to program off the interface (absent already: fine).
+/// Returns whether it is off.
+async fn withdraw_unprogrammed<A: AddressTable>(
+    addresses: &A,
+    id: FrontendId,
+    error: &(dyn Error + Send + Sync),
+) -> bool {
+    let ip = id.vip;
+    match addresses.remove(ip).await {
+        Ok(()) => {
+            warn!(address = %ip, frontend = %id, %error,
+                "withdrawing address {ip}: frontend {id} could not be programmed");
+            true
+        }
+        Err(remove) => {
+            warn!(address = %ip, frontend = %id, error = %remove,
+                "frontend {id} could not be programmed and its address could not be withdrawn");
+            false
+        }
+    }
 }
 
 #[cfg(test)]

@@ -86,6 +86,19 @@ fn upsert(id: FrontendId) -> Step {
             port: 8080,
         }]
         .into(),
+        missing: false,
+    }
+}
+
+/// An upsert of a frontend that is not in the maps at all.
+fn upsert_missing(id: FrontendId) -> Step {
+    match upsert(id) {
+        Step::UpsertFrontend { id, endpoints, .. } => Step::UpsertFrontend {
+            id,
+            endpoints,
+            missing: true,
+        },
+        other => other,
     }
 }
 
@@ -102,8 +115,8 @@ async fn failed_upsert_blocks_only_its_own_address_and_the_rest_goes_on() {
     };
     let addrs = FakeAddrs::default();
     let steps = [
-        upsert(a),
-        upsert(b),
+        upsert_missing(a),
+        upsert_missing(b),
         Step::AddAddress(a.vip),
         Step::AddAddress(b.vip),
     ];
@@ -200,5 +213,47 @@ async fn renewal_re_adds_a_present_address_even_when_its_frontend_failed() {
         *addrs.addrs.lock().unwrap(),
         BTreeSet::from([a.vip, ip("198.51.100.2")]),
         "a failed renewal removes nothing"
+    );
+}
+
+#[tokio::test]
+async fn a_missing_frontend_that_fails_to_program_withdraws_its_advertised_vip() {
+    // 198.51.100.1:443 is new on a VIP already announced for :80; .2 lost its only frontend from
+    // the maps (drift); .3 fails an update of a frontend still in the maps.
+    let (new, lost, updated) = (
+        fe("198.51.100.1", 443),
+        fe("198.51.100.2", 80),
+        fe("198.51.100.3", 80),
+    );
+    let mut maps = Fake {
+        fail_upsert: [new, lost, updated].into(),
+        ..Default::default()
+    };
+    let addrs = FakeAddrs {
+        addrs: Mutex::new([new.vip, lost.vip, updated.vip, ip("198.51.100.4")].into()),
+        ..Default::default()
+    };
+    let other = fe("198.51.100.4", 80);
+    let steps = [
+        upsert_missing(new),
+        upsert_missing(lost),
+        upsert(updated),
+        upsert_missing(other),
+        Step::RenewAddress(new.vip),
+    ];
+    let out = apply(&steps, &mut maps, &addrs).await;
+    assert_eq!(
+        out.failed_steps,
+        BTreeMap::from([("renew_address", 1), ("upsert_frontend", 3)])
+    );
+    assert_eq!(
+        *addrs.addrs.lock().unwrap(),
+        BTreeSet::from([updated.vip, other.vip]),
+        "VIPs whose frontend is not in the maps are withdrawn; the updated one still forwards"
+    );
+    assert_eq!(
+        *addrs.log.lock().unwrap(),
+        ["del 198.51.100.1", "del 198.51.100.2"],
+        "withdrawn at once, and not renewed back in the same pass"
     );
 }

@@ -25,8 +25,8 @@ pub enum DatapathError {
         source: ProgramError,
     },
     #[error(
-        "attaching XDP to uplink {uplink} in native (driver) mode failed; l3lb needs an uplink \
-         whose driver supports native XDP (generic/skb mode is not used)"
+        "attaching XDP to uplink {uplink} in native (driver) mode failed: its driver must \
+         support native XDP (generic/skb mode is not used) and no other XDP program may hold it"
     )]
     XdpAttach {
         uplink: String,
@@ -39,6 +39,13 @@ pub enum DatapathError {
         #[source]
         source: ProgramError,
     },
+    #[error("reading a loaded program's id failed")]
+    ProgramInfo {
+        #[source]
+        source: ProgramError,
+    },
+    #[error("the datapath is not pinned, so it cannot re-attach its programs")]
+    NotPinned,
     #[error("listing the TC egress programs of {uplink} failed")]
     TcQuery {
         uplink: String,

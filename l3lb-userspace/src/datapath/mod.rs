@@ -4,6 +4,7 @@ mod config;
 mod error;
 mod flows;
 mod frontends;
+mod health;
 mod ids;
 mod links;
 mod pin;
@@ -11,7 +12,10 @@ mod stats;
 mod testrun;
 mod vips;
 
-use std::{collections::BTreeMap, path::Path};
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+};
 
 use aya::{
     Ebpf, EbpfLoader,
@@ -21,6 +25,7 @@ use aya::{
 use l3lb_common::{COUNTER_SLOTS, Counter, MAP_STATS, PROG_TC_EGRESS, PROG_XDP_INGRESS, Stat};
 
 pub use error::DatapathError;
+pub use health::{UplinkFault, attached_xdp_id};
 pub use links::Attachment;
 pub use pin::{Cleanup, DEFAULT_BPFFS_DIR, cleanup, map_names as pinned_map_names};
 pub use testrun::TestRunOutput;
@@ -38,6 +43,8 @@ pub struct Datapath {
     pinned: Pinned,
     vip_refs: vips::VipRefs,
     slots: frontends::Slots,
+    /// The bpffs directory of a pinned datapath.
+    dir: Option<PathBuf>,
 }
 
 /// What a pinned load found in its bpffs directory.
@@ -98,6 +105,7 @@ impl Datapath {
         }
         let mut datapath = Self::load_programs(loader.load(EBPF_OBJECT))?;
         datapath.pinned.maps_reused = maps_reused;
+        datapath.dir = Some(dir.to_owned());
         // Before any program is attached: reused frontends (maybe from a version without a VIP
         // set) must find their VIPs there, or the new program would not translate for them.
         datapath.sync_vips()?;
@@ -137,6 +145,7 @@ impl Datapath {
             pinned: Pinned::default(),
             vip_refs: vips::VipRefs::default(),
             slots: frontends::Slots::default(),
+            dir: None,
         })
     }
 

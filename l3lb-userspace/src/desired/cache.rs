@@ -84,6 +84,11 @@ impl DesiredCache {
 
     /// The same as [`desired`] over these objects, recomputing only the Services whose inputs
     /// changed since the last call. Returns how many Services were recomputed.
+    /// The Services a wanted `vip` is announced for, as of the last [`DesiredCache::desired`].
+    pub fn services_of(&self, vip: std::net::IpAddr) -> BTreeSet<ServiceKey> {
+        self.merged.services_of(vip)
+    }
+
     pub fn desired(
         &mut self,
         services: &[Arc<Service>],

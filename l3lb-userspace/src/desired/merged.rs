@@ -25,6 +25,15 @@ impl Merged {
         &self.desired
     }
 
+    /// The Services serving a frontend of `vip` (those it is wanted for).
+    pub fn services_of(&self, vip: IpAddr) -> BTreeSet<ServiceKey> {
+        self.desired
+            .frontends
+            .range(vip_range(vip))
+            .filter_map(|(id, _)| self.claimants.get(id)?.first().cloned())
+            .collect()
+    }
+
     /// `parts` are all current shares; `changed` the Services whose share changed, with their
     /// previous share (if they had one).
     pub fn update(

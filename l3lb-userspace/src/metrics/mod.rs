@@ -54,11 +54,13 @@ pub struct Metrics {
     pub vips: Gauge,
     pub backends: Gauge,
     pub node_excluded: Gauge,
+    pub uplinks_not_forwarding: Gauge,
     pub map_entries: Family<MapLabels, Gauge>,
     pub datapath_packets: Family<VerdictLabels, Counter>,
     pub datapath_bytes: Family<VerdictLabels, Counter>,
     pub step_failures: Family<StepLabels, Counter>,
     pub watch_errors: Family<ResourceLabels, Counter>,
+    pub events_dropped: Counter,
     pub health: Health,
 }
 
@@ -72,11 +74,13 @@ impl Default for Metrics {
             vips: Gauge::default(),
             backends: Gauge::default(),
             node_excluded: Gauge::default(),
+            uplinks_not_forwarding: Gauge::default(),
             map_entries: Family::default(),
             datapath_packets: Family::default(),
             datapath_bytes: Family::default(),
             step_failures: Family::default(),
             watch_errors: Family::default(),
+            events_dropped: Counter::default(),
             health: Health::default(),
         }
     }
@@ -118,6 +122,12 @@ impl Metrics {
             self.node_excluded.clone(),
         );
         r.register(
+            "uplinks_not_forwarding",
+            "Uplinks whose l3lb programs are gone or replaced and could not be re-attached; \
+             while above 0 the node announces no VIP",
+            self.uplinks_not_forwarding.clone(),
+        );
+        r.register(
             "map_entries",
             "Entries in an eBPF map",
             self.map_entries.clone(),
@@ -141,6 +151,11 @@ impl Metrics {
             "watch_errors",
             "Kubernetes watch errors (retried with backoff), by resource",
             self.watch_errors.clone(),
+        );
+        r.register(
+            "events_dropped",
+            "Normal VIP Events not published because the queue to the API server was full",
+            self.events_dropped.clone(),
         );
     }
 

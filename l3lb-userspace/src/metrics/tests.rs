@@ -51,6 +51,7 @@ fn state_counts_only_frontends_programmed_as_wanted() {
     };
     // b's upsert failed (old backends still in the map); c is draining.
     let after = Observed {
+        not_forwarding: Default::default(),
         frontends: [
             (a, eps(&["10.0.0.1"])),
             (b, eps(&["10.0.0.9"])),

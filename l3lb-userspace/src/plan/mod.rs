@@ -16,7 +16,7 @@ impl Observed {
     pub fn record(&mut self, steps: &[Step]) {
         for step in steps {
             match step {
-                Step::UpsertFrontend { id, endpoints } => {
+                Step::UpsertFrontend { id, endpoints, .. } => {
                     self.frontends.insert(*id, endpoints.clone());
                 }
                 Step::AddAddress(ip) => {
@@ -38,7 +38,13 @@ impl Observed {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Step {
     /// Replace a frontend's whole backend set in one map update.
-    UpsertFrontend { id: FrontendId, endpoints: Backends },
+    UpsertFrontend {
+        id: FrontendId,
+        endpoints: Backends,
+        /// Not in the maps at all (new, or lost): while it fails to program, its VIP does not
+        /// forward and must not stay advertised. (A failed update leaves the old set serving.)
+        missing: bool,
+    },
     /// Put a VIP on the interface (the routing daemon then advertises it).
     AddAddress(IpAddr),
     /// Take a VIP off the interface (route withdrawn).
@@ -72,7 +78,9 @@ pub struct Plan {
 
 /// Orders changes so a VIP is only advertised once it forwards and withdrawn before it stops:
 /// frontends are programmed first, then addresses added; addresses are removed first, and
-/// frontends only after `drain` has passed. Only addresses inside `prefixes` are ever touched.
+/// frontends only after `drain` has passed. While an uplink does not forward
+/// (`observed.not_forwarding`), no address is wanted: every VIP is withdrawn, frontends stay.
+/// Only addresses inside `prefixes` are ever touched.
 pub fn plan(
     desired: &Desired,
     observed: &Observed,
@@ -84,21 +92,29 @@ pub fn plan(
     let managed = |ip: &IpAddr| prefixes.iter().any(|p| p.contains(ip));
     let mut out = Plan::default();
 
+    let forwarding = observed.not_forwarding.is_empty();
+    let wanted = |ip: &IpAddr| forwarding && desired.addresses.contains(ip);
     for (id, endpoints) in &desired.frontends {
-        if observed.frontends.get(id) != Some(endpoints) {
+        let current = observed.frontends.get(id);
+        if current != Some(endpoints) {
             out.steps.push(Step::UpsertFrontend {
                 id: *id,
                 endpoints: endpoints.clone(),
+                missing: current.is_none(),
             });
         }
     }
-    for ip in desired.addresses.iter().filter(|ip| managed(ip)) {
+    for ip in desired
+        .addresses
+        .iter()
+        .filter(|ip| managed(ip) && wanted(ip))
+    {
         if !observed.addresses.contains(ip) {
             out.steps.push(Step::AddAddress(*ip));
         }
     }
     for ip in observed.addresses.iter().filter(|ip| managed(ip)) {
-        if !desired.addresses.contains(ip) {
+        if !wanted(ip) {
             out.steps.push(Step::RemoveAddress(*ip));
         }
     }
@@ -117,8 +133,12 @@ pub fn plan(
 }
 
 /// Renewals of the lifetime of every wanted VIP that is already on the interface (the ones [`plan`]
-/// adds get a fresh lifetime anyway). Only addresses inside `prefixes` are touched.
+/// adds get a fresh lifetime anyway). Only addresses inside `prefixes` are touched; none while an
+/// uplink does not forward.
 pub fn renewals(desired: &Desired, observed: &Observed, prefixes: &[IpNet]) -> Vec<Step> {
+    if !observed.not_forwarding.is_empty() {
+        return Vec::new();
+    }
     desired
         .addresses
         .intersection(&observed.addresses)

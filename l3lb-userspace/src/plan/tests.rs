@@ -59,6 +59,7 @@ fn observed(frontends: &[(FrontendId, &[&str])], addresses: &[&str]) -> Observed
     Observed {
         frontends,
         addresses,
+        ..Default::default()
     }
 }
 
@@ -81,7 +82,8 @@ fn new_vip_programs_maps_before_adding_the_address() {
         [
             Step::UpsertFrontend {
                 id: fe("198.51.100.10", 80),
-                endpoints: eps(&["10.244.1.2"])
+                endpoints: eps(&["10.244.1.2"]),
+                missing: true,
             },
             Step::AddAddress(ip("198.51.100.10")),
         ]
@@ -117,7 +119,8 @@ fn backend_change_is_one_upsert_and_keeps_the_address() {
         p.steps,
         [Step::UpsertFrontend {
             id: fe("198.51.100.10", 80),
-            endpoints: eps(&["10.244.1.2", "10.244.1.3"])
+            endpoints: eps(&["10.244.1.2", "10.244.1.3"]),
+            missing: false,
         }]
     );
 }
@@ -225,7 +228,12 @@ fn plans_converge_and_keep_their_ordering_rules() {
         let mut programmed = BTreeSet::new();
         for step in &p.steps {
             match step {
-                Step::UpsertFrontend { id, endpoints } => {
+                Step::UpsertFrontend {
+                    id,
+                    endpoints,
+                    missing,
+                } => {
+                    assert_eq!(*missing, !o.frontends.contains_key(id));
                     programmed.insert(id.vip);
                     o.frontends.insert(*id, endpoints.clone());
                 }
@@ -303,4 +311,45 @@ fn renewals_are_wanted_present_addresses_inside_the_prefix() {
             Step::RenewAddress(ip("198.51.100.3"))
         ]
     );
+}
+
+#[test]
+fn an_uplink_that_does_not_forward_withdraws_every_vip_and_keeps_the_maps() {
+    let d = desired(
+        &[
+            (fe("198.51.100.10", 80), &["10.244.1.2", "10.244.1.3"]),
+            (fe("198.51.100.11", 80), &["10.244.1.2"]),
+        ],
+        &["198.51.100.10", "198.51.100.11"],
+    );
+    let mut o = observed(
+        &[(fe("198.51.100.10", 80), &["10.244.1.2"])],
+        &["198.51.100.10", "203.0.113.1"],
+    );
+    o.not_forwarding = [("eth0".to_owned(), "no XDP program".to_owned())].into();
+    let p = plan(&d, &o, &prefixes(), &BTreeMap::new(), Instant::now(), DRAIN);
+    assert_eq!(
+        p.steps,
+        [
+            Step::UpsertFrontend {
+                id: fe("198.51.100.10", 80),
+                endpoints: eps(&["10.244.1.2", "10.244.1.3"]),
+                missing: false,
+            },
+            Step::UpsertFrontend {
+                id: fe("198.51.100.11", 80),
+                endpoints: eps(&["10.244.1.2"]),
+                missing: true,
+            },
+            Step::RemoveAddress(ip("198.51.100.10")),
+        ],
+        "maps kept up to date, the VIP withdrawn, nothing added, nothing outside the prefix"
+    );
+    assert!(p.draining.is_empty());
+    assert!(renewals(&d, &o, &prefixes()).is_empty());
+
+    o.not_forwarding.clear();
+    let p = plan(&d, &o, &prefixes(), &BTreeMap::new(), Instant::now(), DRAIN);
+    assert!(p.steps.contains(&Step::AddAddress(ip("198.51.100.11"))));
+    assert!(!p.steps.contains(&Step::RemoveAddress(ip("198.51.100.10"))));
 }

@@ -11,6 +11,7 @@
 mod discovery;
 mod http;
 mod meta;
+mod outage;
 mod patch;
 mod resources;
 mod selector;
@@ -39,6 +40,7 @@ struct Shared {
     /// Carries the store's resourceVersion after every write; watches wait on it.
     changed: tokio::sync::watch::Sender<u64>,
     requests: Mutex<Vec<String>>,
+    served: Mutex<Vec<outage::Served>>,
 }
 
 impl Shared {
@@ -90,39 +92,26 @@ impl ApiServer {
                 store: Mutex::new(Store::default()),
                 changed: tokio::sync::watch::channel(0).0,
                 requests: Mutex::new(Vec::new()),
+                served: Mutex::new(Vec::new()),
             }),
         }
     }
 
     /// Serve on 127.0.0.1:0 in the current network namespace; returns the bound address.
-    /// Needs a tokio runtime; the server runs until that runtime shuts down.
+    /// Needs a tokio runtime; the server runs until that runtime shuts down (or [`Self::stop`]).
     pub async fn listen(&self) -> anyhow::Result<SocketAddr> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        self.serve(listener)
+        let listener = outage::bind(None, SocketAddr::from(([127, 0, 0, 1], 0)))?;
+        self.serve(tokio::net::TcpListener::from_std(listener)?, None)
     }
 
     /// Serve on 127.0.0.1:0 inside network namespace `ns` (the listening socket is created
     /// there; the server runs on the current runtime). Daemons running in `ns` can use it.
     pub async fn listen_in_netns(&self, ns: &str) -> anyhow::Result<SocketAddr> {
         let name = ns.to_string();
-        let std_listener = tokio::task::spawn_blocking(move || {
-            crate::netns::in_netns(&name, || std::net::TcpListener::bind("127.0.0.1:0"))
-        })
-        .await??
-        .with_context(|| format!("binding the API server inside network namespace {ns}"))?;
-        std_listener.set_nonblocking(true)?;
-        self.serve(tokio::net::TcpListener::from_std(std_listener)?)
-    }
-
-    fn serve(&self, listener: tokio::net::TcpListener) -> anyhow::Result<SocketAddr> {
-        let addr = listener.local_addr()?;
-        let app = http::router(self.shared.clone());
-        tokio::spawn(async move {
-            if let Err(error) = axum::serve(listener, app).await {
-                tracing::warn!(%error, %addr, "test API server stopped");
-            }
-        });
-        Ok(addr)
+        let any = SocketAddr::from(([127, 0, 0, 1], 0));
+        let listener =
+            tokio::task::spawn_blocking(move || outage::bind(Some(&name), any)).await??;
+        self.serve(tokio::net::TcpListener::from_std(listener)?, Some(ns))
     }
 
     /// Writes a kubeconfig (plain http, no credentials, namespace `default`) pointing at `addr`.
