@@ -88,7 +88,8 @@ pub struct RunArgs {
     )]
     pub uplinks: Vec<String>,
 
-    /// How long a frontend stays in the maps after its VIP is withdrawn, so in-flight flows drain.
+    /// How long a frontend stays in the maps after its VIP is withdrawn (its Service gone, or
+    /// all its local endpoints terminating), so in-flight flows drain.
     #[arg(long, env = "L3LB_DRAIN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
 

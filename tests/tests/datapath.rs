@@ -40,6 +40,8 @@ pub struct Row {
     pub flows: Vec<(FlowKeyV4, FlowNatV4)>,
     /// Packets XDP sees before the input (their counters are not part of the expectation).
     pub before: Vec<Vec<u8>>,
+    /// Frontends programmed after `before` ran (a backend set changing under pinned flows).
+    pub then: Vec<(FrontendId, Backends)>,
     pub input: Vec<u8>,
     pub verdict: u32,
     /// None: the packet must come out byte for byte as it went in.
@@ -76,6 +78,7 @@ pub fn xdp_row(
         frontends: frontends(),
         flows: vec![],
         before: vec![],
+        then: vec![],
         input,
         verdict: XDP_PASS,
         output,
@@ -158,6 +161,10 @@ fn run_row(row: &Row) -> Result<(), String> {
     for packet in &row.before {
         dp.test_run_xdp(packet, 1)
             .map_err(|e| format!("run before: {e:?}"))?;
+    }
+    for (id, backends) in &row.then {
+        dp.set_frontend(*id, backends)
+            .map_err(|e| format!("{e:?}"))?;
     }
     let flows_before = dp.flows().map_err(|e| format!("{e:?}"))?;
     let counters_before = dp.counters().map_err(|e| format!("{e:?}"))?;

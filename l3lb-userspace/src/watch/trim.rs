@@ -31,6 +31,8 @@ pub fn service(svc: &mut Service) {
         type_: s.type_,
         load_balancer_ip: s.load_balancer_ip,
         external_ips: s.external_ips,
+        session_affinity: s.session_affinity,
+        session_affinity_config: s.session_affinity_config,
         ports: s.ports.map(|ports| {
             ports
                 .into_iter()
@@ -85,7 +87,8 @@ fn trim_slice(slice: &mut EndpointSlice, node: &str) {
                 addresses: e.addresses,
                 conditions: e.conditions.map(|c| EndpointConditions {
                     ready: c.ready,
-                    ..EndpointConditions::default()
+                    serving: c.serving,
+                    terminating: c.terminating,
                 }),
                 node_name: e.node_name,
                 ..Endpoint::default()

@@ -216,3 +216,56 @@ fn terminating_backend_keeps_its_flows_and_gets_no_new_ones() {
     let out = dp.test_run_xdp(&syn(43_000), 1).expect("xdp run");
     assert_eq!(out.verdict, l3lb_tests::packets::XDP_DROP);
 }
+
+/// `sessionAffinity: ClientIP`: every new flow of a client goes to the backend its first one
+/// got, also after the set changes, until the timeout passes since its last new flow; other
+/// clients still spread.
+#[test]
+fn client_ip_affinity_keeps_a_client_on_its_backend_until_the_timeout() {
+    require_root();
+    let mut dp = Datapath::load_detached().expect("load");
+    let id = fe(VIP, HTTP, PROTO_TCP);
+    let affine = |ready: &[([u8; 4], u16)], timeout: u32| Backends {
+        affinity_timeout_s: Some(timeout),
+        ..backends(ready)
+    };
+    dp.set_frontend(id, &affine(&[pod(1), pod(2), pod(3)], 1))
+        .expect("upsert");
+    let from = |client: [u8; 4], port: u16| tcp((client, port), (VIP, HTTP), &[], None);
+    let first = dest(&dp, &from(CLIENT, 40_000));
+    for port in 40_001..40_050 {
+        assert_eq!(dest(&dp, &from(CLIENT, port)), first, "port {port}");
+    }
+    let c = dp.counters().expect("counters");
+    assert_eq!(c[&Counter::XdpAffinityHit].packets, 49);
+    let others: BTreeSet<Endpoint> = (1..=60u8)
+        .map(|i| dest(&dp, &from([198, 51, 100, 100 + i], 40_000)))
+        .collect();
+    assert_eq!(
+        others.len(),
+        3,
+        "clients spread over every backend: {others:?}"
+    );
+
+    // A client whose hash now names the newcomer stays on its backend while the timeout runs.
+    dp.set_frontend(id, &affine(&[pod(1), pod(2), pod(3), pod(4)], 1))
+        .expect("add a backend");
+    let newcomer = ep(pod(4).0, pod(4).1);
+    let before: Vec<([u8; 4], Endpoint)> = (1..=60u8)
+        .map(|i| [198, 51, 100, 100 + i])
+        .map(|c| (c, dest(&dp, &from(c, 41_000))))
+        .collect();
+    assert!(
+        before.iter().all(|(_, b)| *b != newcomer),
+        "an affine client moved to the newcomer within its timeout"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(1_100));
+    let after: Vec<Endpoint> = before
+        .iter()
+        .map(|(c, _)| dest(&dp, &from(*c, 42_000)))
+        .collect();
+    assert!(
+        after.contains(&newcomer),
+        "after the timeout, clients are balanced anew (some to the newcomer)"
+    );
+}

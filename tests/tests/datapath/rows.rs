@@ -9,6 +9,13 @@ use crate::{Row, tc_row, xdp_drop, xdp_row};
 
 const NEW: &[Counter] = &[Counter::XdpFlowNew];
 
+fn terminating(eps: &[([u8; 4], u16)]) -> l3lb_userspace::model::Backends {
+    l3lb_userspace::model::Backends {
+        terminating: eps.iter().map(|(a, p)| ep(*a, *p)).collect(),
+        ..Default::default()
+    }
+}
+
 pub fn xdp() -> Vec<Row> {
     let client = (CLIENT, CLIENT_PORT);
     let http_flow = flow((POD, POD_HTTP), PROTO_TCP, (VIP, HTTP));
@@ -87,6 +94,44 @@ pub fn xdp() -> Vec<Row> {
                 "an ack without a pin (table lost it) is balanced and pinned like a new flow",
                 tcp_ack(client, (VIP, HTTP)),
                 Some(tcp_ack(client, (POD, POD_HTTP))),
+                Counter::XdpDnatPass,
+            )
+        },
+        Row {
+            before: vec![tcp(client, (VIP, HTTP), &[], None)],
+            then: vec![(fe(VIP, HTTP, PROTO_TCP), terminating(&[(POD, POD_HTTP)]))],
+            pins_after: Some(vec![http_pin]),
+            ..xdp_row(
+                "a pinned flow of a terminating backend still goes to it",
+                tcp_ack(client, (VIP, HTTP)),
+                Some(tcp_ack(client, (POD, POD_HTTP))),
+                Counter::XdpDnatPass,
+            )
+        },
+        Row {
+            then: vec![(fe(VIP, HTTP, PROTO_TCP), terminating(&[(POD, POD_HTTP)]))],
+            ..xdp_drop(
+                "a new flow to a frontend with only terminating backends is dropped",
+                tcp(client, (VIP, HTTP), &[], None),
+                Counter::XdpNoBackend,
+            )
+        },
+        Row {
+            before: vec![tcp(client, (VIP, HTTP), &[], None)],
+            then: vec![(fe(VIP, HTTP, PROTO_TCP), backends(&[(OTHER, POD_HTTP)]))],
+            events: vec![Counter::XdpFlowStale, Counter::XdpFlowNew],
+            flows_after: Some(vec![
+                http_flow,
+                flow((OTHER, POD_HTTP), PROTO_TCP, (VIP, HTTP)),
+            ]),
+            pins_after: Some(vec![(
+                conn(client, (VIP, HTTP), PROTO_TCP),
+                ep(OTHER, POD_HTTP),
+            )]),
+            ..xdp_row(
+                "a pinned flow whose backend left is given a live one",
+                tcp_ack(client, (VIP, HTTP)),
+                Some(tcp_ack(client, (OTHER, POD_HTTP))),
                 Counter::XdpDnatPass,
             )
         },
