@@ -46,3 +46,39 @@ pub(crate) fn udp_request(ns: &str, addr: Ipv4Addr, port: u16) -> anyhow::Result
     .with_context(|| format!("UDP request from {ns} to {to}"))?;
     Ok(answer.trim_end().to_string())
 }
+
+/// One long-lived connection to an echo server's streaming mode (`STREAM` first line).
+pub struct Stream {
+    reader: BufReader<TcpStream>,
+    /// The pod that answered the first line.
+    pub pod: String,
+}
+
+impl Stream {
+    /// Connects from namespace `ns` to `to` and exchanges a first line.
+    pub fn open(ns: &str, to: SocketAddr) -> anyhow::Result<Stream> {
+        let stream = in_netns(ns, move || TcpStream::connect_timeout(&to, REQUEST_TIMEOUT))??;
+        stream.set_read_timeout(Some(REQUEST_TIMEOUT))?;
+        (&stream).write_all(b"STREAM\n")?;
+        let mut s = Stream {
+            reader: BufReader::new(stream),
+            pod: String::new(),
+        };
+        s.pod = s.exchange("hello")?;
+        Ok(s)
+    }
+
+    /// Sends one line, returns the answering pod; the answer must echo the line.
+    pub fn exchange(&mut self, line: &str) -> anyhow::Result<String> {
+        self.reader
+            .get_ref()
+            .write_all(format!("{line}\n").as_bytes())?;
+        let mut answer = String::new();
+        self.reader.read_line(&mut answer)?;
+        let words: Vec<&str> = answer.split_whitespace().collect();
+        match words.as_slice() {
+            [pod, _peer, echoed] if *echoed == line => Ok(pod.to_string()),
+            _ => bail!("answer {answer:?} to {line:?}"),
+        }
+    }
+}

@@ -17,7 +17,7 @@ mod wait;
 
 use std::{net::Ipv4Addr, path::PathBuf};
 
-pub use client::REQUEST_TIMEOUT;
+pub use client::{REQUEST_TIMEOUT, Stream};
 pub use instance::Lab;
 pub use wait::wait_for;
 

@@ -85,6 +85,29 @@ impl Lab {
         frr::installed_nexthops(&json, prefix)
     }
 
+    /// Next hops of the router's BGP paths for exactly `prefix` (selected or not), from FRR's
+    /// BGP table: what the nodes advertise, whatever the router's RIB selected.
+    pub fn router_bgp_nexthops(&self, prefix: &str) -> anyhow::Result<Vec<Ipv4Addr>> {
+        let dir = self.frr_dir(&self.names.router);
+        let json = frr::vtysh_json(&dir, &format!("show bgp ipv4 unicast {prefix} json"))?;
+        let mut hops: Vec<Ipv4Addr> = json
+            .get("paths")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .flat_map(|p| {
+                p.get("nexthops")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+            })
+            .filter_map(|nh| nh.get("ip").and_then(Value::as_str)?.parse().ok())
+            .collect();
+        hops.sort();
+        hops.dedup();
+        Ok(hops)
+    }
+
     /// One TCP request from the client namespace; returns the echo line ("pod1 10.100.0.2:40000").
     pub fn tcp_request(&self, addr: Ipv4Addr, port: u16) -> anyhow::Result<String> {
         client::tcp_request(&self.names.client, addr, port)
