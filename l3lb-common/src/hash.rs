@@ -74,23 +74,24 @@ pub fn client_hash_v4(saddr: u32) -> u32 {
     mix32(fold(0x6c33_6c62, saddr))
 }
 
-/// Folds an IPv6 address (as bytes) into a running hash.
+/// Folds an IPv6 address into a running hash.
 #[inline(always)]
-pub fn fold_v6(mut h: u32, addr: &[u8; 16]) -> u32 {
-    let mut i = 0;
-    while i < 16 {
-        h = fold(
-            h,
-            u32::from_ne_bytes([addr[i], addr[i + 1], addr[i + 2], addr[i + 3]]),
-        );
-        i += 4;
-    }
-    h
+pub fn fold_v6(h: u32, addr: &crate::Ip6) -> u32 {
+    let h = fold(h, addr[0] as u32);
+    let h = fold(h, (addr[0] >> 32) as u32);
+    let h = fold(h, addr[1] as u32);
+    fold(h, (addr[1] >> 32) as u32)
 }
 
 /// Hash of an IPv6 5-tuple.
 #[inline(always)]
-pub fn flow_hash_v6(saddr: &[u8; 16], daddr: &[u8; 16], sport: u16, dport: u16, proto: u8) -> u32 {
+pub fn flow_hash_v6(
+    saddr: &crate::Ip6,
+    daddr: &crate::Ip6,
+    sport: u16,
+    dport: u16,
+    proto: u8,
+) -> u32 {
     let h = fold_v6(0x6c33_6c62, saddr);
     let h = fold_v6(h, daddr);
     let h = fold(h, (sport as u32) << 16 | dport as u32);
@@ -99,8 +100,25 @@ pub fn flow_hash_v6(saddr: &[u8; 16], daddr: &[u8; 16], sport: u16, dport: u16, 
 
 /// Hash of an IPv6 client address alone.
 #[inline(always)]
-pub fn client_hash_v6(saddr: &[u8; 16]) -> u32 {
+pub fn client_hash_v6(saddr: &crate::Ip6) -> u32 {
     mix32(fold_v6(0x6c33_6c62, saddr))
+}
+
+/// [`cache_hash_v4`] for IPv6: the address words folded by xor. Clients of one network differ
+/// in their last bytes, the top of the second word on a little-endian CPU, apart from the ports
+/// in the bottom.
+#[inline(always)]
+pub fn cache_hash_v6(
+    saddr: &crate::Ip6,
+    daddr: &crate::Ip6,
+    sport: u16,
+    dport: u16,
+    proto: u8,
+) -> u32 {
+    let ports = (sport as u64) << 16 | dport as u64;
+    let x = saddr[1] ^ saddr[0].rotate_left(17) ^ ports ^ (daddr[0] ^ daddr[1]).rotate_left(7);
+    let x = x ^ proto as u64;
+    (x.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) as u32
 }
 
 /// A backend's identity for the table: 64 bits from its address bytes and port (FNV-1a, then

@@ -10,11 +10,42 @@ pub struct VipKeyV4 {
     pub vip_be: u32,
 }
 
+/// An IPv6 address as the 16 bytes on the wire, in two words (8-byte aligned, so the program
+/// moves it in two loads).
+pub type Ip6 = [u64; 2];
+
+/// The [`Ip6`] of an address's 16 bytes.
+pub const fn ip6(octets: [u8; 16]) -> Ip6 {
+    let mut hi = [0u8; 8];
+    let mut lo = [0u8; 8];
+    let mut i = 0;
+    while i < 8 {
+        hi[i] = octets[i];
+        lo[i] = octets[i + 8];
+        i += 1;
+    }
+    [u64::from_ne_bytes(hi), u64::from_ne_bytes(lo)]
+}
+
+/// The 16 bytes of an [`Ip6`].
+pub const fn ip6_octets(addr: Ip6) -> [u8; 16] {
+    let hi = addr[0].to_ne_bytes();
+    let lo = addr[1].to_ne_bytes();
+    let mut out = [0u8; 16];
+    let mut i = 0;
+    while i < 8 {
+        out[i] = hi[i];
+        out[i + 8] = lo[i];
+        i += 1;
+    }
+    out
+}
+
 /// A VIP of the IPv6 VIP set (key of `L3LB_VIPS_V6`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct VipKeyV6 {
-    pub vip: [u8; 16],
+    pub vip: Ip6,
 }
 
 /// Value of the VIP sets; no flags are defined yet (always 0).
@@ -38,10 +69,11 @@ pub struct FrontendKeyV4 {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct FrontendKeyV6 {
-    pub vip: [u8; 16],
+    pub vip: Ip6,
     pub port_be: u16,
     pub proto: u8,
     pub _pad: u8,
+    pub _pad2: u32,
 }
 
 /// [`Frontend::flags`]: `sessionAffinity: ClientIP`; new flows of a client go to the backend its
@@ -111,7 +143,7 @@ pub struct BackendV4 {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct BackendV6 {
-    pub addr: [u8; 16],
+    pub addr: Ip6,
     pub port_be: u16,
     pub state: u8,
     pub _pad: u8,
@@ -137,8 +169,8 @@ pub struct ConnKeyV4 {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ConnKeyV6 {
-    pub client: [u8; 16],
-    pub vip: [u8; 16],
+    pub client: Ip6,
+    pub vip: Ip6,
     pub client_port_be: u16,
     pub vip_port_be: u16,
     pub proto: u8,
@@ -168,6 +200,16 @@ pub struct CachedPinV4 {
     pub _pad: u32,
 }
 
+/// [`CachedPinV4`] for IPv6 (`L3LB_FLOW_CACHE_V6`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CachedPinV6 {
+    pub key: ConnKeyV6,
+    pub pin: Pin,
+    pub check: u32,
+    pub _pad: u32,
+}
+
 /// A client of a frontend with `sessionAffinity: ClientIP` (key of `L3LB_AFFINITY_V4`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -181,7 +223,8 @@ pub struct AffinityKeyV4 {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct AffinityKeyV6 {
     pub frontend: u32,
-    pub client: [u8; 16],
+    pub _pad: u32,
+    pub client: Ip6,
 }
 
 /// Where a client's flows of an affine frontend go, and since when (`bpf_ktime_get_ns`).
@@ -209,8 +252,8 @@ pub struct FlowKeyV4 {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct FlowKeyV6 {
-    pub backend_addr: [u8; 16],
-    pub client_addr: [u8; 16],
+    pub backend_addr: Ip6,
+    pub client_addr: Ip6,
     pub backend_port_be: u16,
     pub client_port_be: u16,
     pub proto: u8,
@@ -231,9 +274,10 @@ pub struct FlowNatV4 {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FlowNatV6 {
-    pub vip: [u8; 16],
+    pub vip: Ip6,
     pub port_be: u16,
     pub _pad: u16,
+    pub _pad2: u32,
 }
 
 /// Prefixes VIPs may come from (value of `L3LB_CONFIG`, one entry): XDP passes anything outside
@@ -245,8 +289,8 @@ pub struct Config {
     pub v6_count: u32,
     /// (network, mask), network order.
     pub v4: [[u32; 2]; MAX_PREFIXES],
-    /// (network, mask) as bytes.
-    pub v6: [[[u8; 16]; 2]; MAX_PREFIXES],
+    /// (network, mask).
+    pub v6: [[Ip6; 2]; MAX_PREFIXES],
     /// `CONFIG_*` flags.
     pub flags: u32,
     pub _pad: u32,
@@ -265,16 +309,16 @@ pub struct Stat {
 
 const _: () = assert!(size_of::<VipKeyV4>() == 4 && size_of::<VipKeyV6>() == 16);
 const _: () = assert!(size_of::<VipV4>() == 4);
-const _: () = assert!(size_of::<FrontendKeyV4>() == 8 && size_of::<FrontendKeyV6>() == 20);
+const _: () = assert!(size_of::<FrontendKeyV4>() == 8 && size_of::<FrontendKeyV6>() == 24);
 const _: () = assert!(size_of::<Frontend>() == 24 + 4 * MAX_BACKENDS + MAGLEV_SIZE + 3);
 const _: () = assert!(size_of::<Frontend>().is_multiple_of(8));
 const _: () = assert!(size_of::<BackendV4>() == 16 && size_of::<BackendV6>() == 32);
 const _: () = assert!(size_of::<ConnKeyV4>() == 16 && size_of::<ConnKeyV6>() == 40);
 const _: () = assert!(size_of::<Pin>() == 8 && size_of::<Affinity>() == 16);
-const _: () = assert!(size_of::<CachedPinV4>() == 32);
-const _: () = assert!(size_of::<AffinityKeyV4>() == 8 && size_of::<AffinityKeyV6>() == 20);
+const _: () = assert!(size_of::<CachedPinV4>() == 32 && size_of::<CachedPinV6>() == 56);
+const _: () = assert!(size_of::<AffinityKeyV4>() == 8 && size_of::<AffinityKeyV6>() == 24);
 const _: () = assert!(size_of::<FlowKeyV4>() == 16 && size_of::<FlowKeyV6>() == 40);
-const _: () = assert!(size_of::<FlowNatV4>() == 8 && size_of::<FlowNatV6>() == 20);
+const _: () = assert!(size_of::<FlowNatV4>() == 8 && size_of::<FlowNatV6>() == 24);
 const _: () = assert!(size_of::<Config>() == 8 + 8 * MAX_PREFIXES + 32 * MAX_PREFIXES + 8);
 const _: () = assert!(size_of::<Stat>() == 16);
 
@@ -294,6 +338,7 @@ mod user {
     unsafe impl aya::Pod for ConnKeyV6 {}
     unsafe impl aya::Pod for Pin {}
     unsafe impl aya::Pod for CachedPinV4 {}
+    unsafe impl aya::Pod for CachedPinV6 {}
     unsafe impl aya::Pod for AffinityKeyV4 {}
     unsafe impl aya::Pod for AffinityKeyV6 {}
     unsafe impl aya::Pod for Affinity {}

@@ -35,6 +35,15 @@ pub const MAP_AFFINITY_V4: &str = "L3LB_AFFINITY_V4";
 pub const MAP_FLOWS_V4: &str = "L3LB_FLOWS_V4";
 /// The VIPs with at least one frontend: XDP drops what reaches them on no frontend.
 pub const MAP_VIPS_V4: &str = "L3LB_VIPS_V4";
+/// The IPv6 counterparts of the maps above.
+pub const MAP_FRONTENDS_V6: &str = "L3LB_FRONTENDS_V6";
+pub const MAP_BACKENDS_V6: &str = "L3LB_BACKENDS_V6";
+pub const MAP_CONNS_V6: &str = "L3LB_CONNS_V6";
+pub const MAP_FLOW_CACHE_V6: &str = "L3LB_FLOW_CACHE_V6";
+pub const MAP_AFFINITY_V6: &str = "L3LB_AFFINITY_V6";
+pub const MAP_FLOWS_V6: &str = "L3LB_FLOWS_V6";
+pub const MAP_VIPS_V6: &str = "L3LB_VIPS_V6";
+pub const MAP_BACKEND_STATS_V6: &str = "L3LB_BACKEND_STATS_V6";
 /// Per-CPU verdict counters, indexed by [`Counter`].
 pub const MAP_STATS: &str = "L3LB_STATS";
 /// Per-CPU packets/bytes per frontend, indexed by [`Frontend::id`].

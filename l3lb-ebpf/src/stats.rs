@@ -2,10 +2,10 @@
 use aya_ebpf::btf_maps::PerCpuArray;
 use l3lb_common::{Counter, Stat};
 
-use crate::maps::{L3LB_BACKEND_STATS_V4, L3LB_FRONTEND_STATS, L3LB_STATS};
+use crate::maps::{L3LB_FRONTEND_STATS, L3LB_STATS};
 
 #[inline(always)]
-fn add<const N: usize>(map: &PerCpuArray<Stat, N>, slot: u32, bytes: u64) {
+pub fn add<const N: usize>(map: &PerCpuArray<Stat, N>, slot: u32, bytes: u64) {
     if let Some(stat) = map.get_ptr_mut(slot) {
         // SAFETY: a per-CPU array slot: valid for the whole program run, and only programs on this
         // CPU write it (they do not preempt each other mid-update).
@@ -22,9 +22,8 @@ pub fn count(counter: Counter, bytes: u64) {
     add(&L3LB_STATS, counter as u32, bytes);
 }
 
-/// Adds one packet of `bytes` to a frontend and one of its IPv4 backends.
+/// Adds one packet of `bytes` to a frontend.
 #[inline(always)]
-pub fn count_backend_v4(frontend: u32, backend: u32, bytes: u64) {
+pub fn count_frontend(frontend: u32, bytes: u64) {
     add(&L3LB_FRONTEND_STATS, frontend, bytes);
-    add(&L3LB_BACKEND_STATS_V4, backend, bytes);
 }

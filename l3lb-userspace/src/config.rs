@@ -125,8 +125,6 @@ pub struct Config {
 pub enum ConfigError {
     #[error("--node-name (NODE_NAME) must not be empty")]
     EmptyNodeName,
-    #[error("--prefix {0} is IPv6; this version of l3lb serves IPv4 VIPs only")]
-    Ipv6Prefix(IpNet),
     #[error("--prefix {given} has host bits set; did you mean {network}?")]
     HostBits { given: IpNet, network: IpNet },
     #[error(
@@ -153,9 +151,6 @@ impl TryFrom<RunArgs> for Config {
             return Err(ConfigError::EmptyNodeName);
         }
         for p in &a.prefixes {
-            if let IpNet::V6(_) = p {
-                return Err(ConfigError::Ipv6Prefix(*p));
-            }
             if p.trunc() != *p {
                 return Err(ConfigError::HostBits {
                     given: *p,

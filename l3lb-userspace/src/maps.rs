@@ -5,7 +5,9 @@ use std::{
     net::{IpAddr, Ipv4Addr},
 };
 
-use l3lb_common::{BackendV4, Counter, FrontendKeyV4, Stat};
+use l3lb_common::{
+    BackendV4, BackendV6, Counter, FrontendKeyV4, FrontendKeyV6, Stat, ip6, ip6_octets,
+};
 
 use crate::{
     apply::FrontendTable,
@@ -32,6 +34,33 @@ pub fn id_of(key: &FrontendKeyV4) -> Option<FrontendId> {
         port: u16::from_be(key.port_be),
         proto: Proto::from_number(key.proto)?,
     })
+}
+
+/// The frontend map key of an IPv6 frontend.
+pub fn key_of_v6(id: &FrontendId) -> Option<FrontendKeyV6> {
+    let IpAddr::V6(vip) = id.vip else { return None };
+    Some(FrontendKeyV6 {
+        vip: ip6(vip.octets()),
+        port_be: id.port.to_be(),
+        proto: id.proto.number(),
+        _pad: 0,
+        _pad2: 0,
+    })
+}
+
+pub fn id_of_v6(key: &FrontendKeyV6) -> Option<FrontendId> {
+    Some(FrontendId {
+        vip: IpAddr::from(ip6_octets(key.vip)),
+        port: u16::from_be(key.port_be),
+        proto: Proto::from_number(key.proto)?,
+    })
+}
+
+pub fn endpoint_of_v6(b: &BackendV6) -> Endpoint {
+    Endpoint {
+        addr: IpAddr::from(ip6_octets(b.addr)),
+        port: u16::from_be(b.port_be),
+    }
 }
 
 pub fn endpoint_of_v4(b: &BackendV4) -> Endpoint {
@@ -93,6 +122,20 @@ mod tests {
                 port: 8080
             }
         );
+    }
+
+    #[test]
+    fn ipv6_key_round_trips_with_the_address_bytes_in_order() {
+        let id = FrontendId {
+            vip: "2001:db8::1".parse().unwrap(),
+            port: 443,
+            proto: Proto::Tcp,
+        };
+        let key = key_of_v6(&id).unwrap();
+        assert_eq!(ip6_octets(key.vip)[..2], [0x20, 0x01]);
+        assert_eq!(ip6_octets(key.vip)[15], 1);
+        assert_eq!(id_of_v6(&key), Some(id));
+        assert_eq!(key_of(&id), None);
     }
 
     #[test]

@@ -186,6 +186,91 @@ pub fn ipv6_udp() -> Vec<u8> {
     write(|out| step.write(out, b"v6").expect("ipv6 packet"))
 }
 
+pub const CLIENT6: [u8; 16] = [0x20, 1, 0xd, 0xb8, 0, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0x12, 0x34];
+pub const VIP6: [u8; 16] = [0x20, 1, 0xd, 0xb8, 0, 0xa, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10];
+pub const OTHER6: [u8; 16] = [0x20, 1, 0xd, 0xb8, 0, 0xa, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x99];
+pub const POD6: [u8; 16] = [0xfd, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 5];
+
+pub fn ip6(addr: [u8; 16]) -> IpAddr {
+    IpAddr::from(addr)
+}
+
+/// The IPv6 frontend `vip:port` of IP protocol `proto`.
+pub fn fe6(vip: [u8; 16], port: u16, proto: u8) -> FrontendId {
+    FrontendId {
+        vip: ip6(vip),
+        port,
+        proto: Proto::from_number(proto).expect("tcp or udp"),
+    }
+}
+
+pub fn ep6(addr: [u8; 16], port: u16) -> Endpoint {
+    Endpoint {
+        addr: ip6(addr),
+        port,
+    }
+}
+
+pub fn backends6(ready: &[([u8; 16], u16)]) -> Backends {
+    ready
+        .iter()
+        .map(|(a, p)| ep6(*a, *p))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into()
+}
+
+/// An IPv6 TCP segment `src -> dst`: a SYN (`ack` None) or an ACK with a little payload.
+pub fn tcp6(src: ([u8; 16], u16), dst: ([u8; 16], u16), ack: Option<u32>) -> Vec<u8> {
+    let step = PacketBuilder::ethernet2(MAC_PEER, MAC_NODE)
+        .ipv6(src.0, dst.0, 64)
+        .tcp(src.1, dst.1, 1_000, 64_240);
+    match ack {
+        None => write(|out| step.syn().write(out, &[]).expect("tcp6 packet")),
+        Some(n) => write(|out| step.ack(n).write(out, b"GET /").expect("tcp6 packet")),
+    }
+}
+
+pub fn udp6(src: ([u8; 16], u16), dst: ([u8; 16], u16)) -> Vec<u8> {
+    let step = PacketBuilder::ethernet2(MAC_PEER, MAC_NODE)
+        .ipv6(src.0, dst.0, 64)
+        .udp(src.1, dst.1);
+    write(|out| step.write(out, b"l3lb-query6").expect("udp6 packet"))
+}
+
+/// An ICMPv6 message `src -> dst` of `icmp_type` (code 0).
+pub fn icmp6(src: [u8; 16], dst: [u8; 16], icmp_type: u8) -> Vec<u8> {
+    let step = PacketBuilder::ethernet2(MAC_PEER, MAC_NODE)
+        .ipv6(src, dst, 64)
+        .icmpv6_raw(icmp_type, 0, [0, 1, 0, 1]);
+    write(|out| step.write(out, b"l3lb-ping6").expect("icmpv6 packet"))
+}
+
+/// An IPv6 packet `src -> dst` whose first next header is `next` (e.g. 0 hop-by-hop, 44
+/// fragment), carrying an 8-byte extension header then a UDP-looking payload.
+pub fn ipv6_ext(src: [u8; 16], dst: [u8; 16], next: u8) -> Vec<u8> {
+    let mut ip = etherparse::Ipv6Header {
+        source: src,
+        destination: dst,
+        hop_limit: 64,
+        next_header: IpNumber(next),
+        ..Default::default()
+    };
+    let mut payload = vec![PROTO_UDP, 0, 0, 0, 0, 0, 0, 0];
+    payload.extend_from_slice(&[0x9c, 0x40, 0, 53, 0, 12, 0, 0, b'h', b'i', b'!', b'!']);
+    ip.payload_length = payload.len() as u16;
+    let mut p = Vec::new();
+    etherparse::Ethernet2Header {
+        source: MAC_PEER,
+        destination: MAC_NODE,
+        ether_type: etherparse::EtherType::IPV6,
+    }
+    .write(&mut p)
+    .expect("ethernet");
+    ip.write(&mut p).expect("ipv6");
+    p.extend_from_slice(&payload);
+    p
+}
+
 pub fn arp_request() -> Vec<u8> {
     let mut p = Vec::new();
     p.extend_from_slice(&[0xff; 6]);

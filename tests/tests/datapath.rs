@@ -18,6 +18,8 @@ mod balance;
 mod pinning;
 #[path = "datapath/rows.rs"]
 mod rows;
+#[path = "datapath/rows6.rs"]
+mod rows6;
 #[path = "datapath/vip_filter.rs"]
 mod vip_filter;
 

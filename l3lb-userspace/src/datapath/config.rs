@@ -1,7 +1,7 @@
 //! The datapath's configuration map: the VIP prefixes. XDP passes packets to addresses outside
 //! them without a map lookup.
 use ipnet::IpNet;
-use l3lb_common::{Config, MAP_CONFIG, MAX_PREFIXES};
+use l3lb_common::{Config, MAP_CONFIG, MAX_PREFIXES, ip6};
 
 use super::{Datapath, DatapathError, map_err};
 
@@ -26,7 +26,7 @@ pub fn config_of(prefixes: &[IpNet]) -> Result<Config, DatapathError> {
                 if i == MAX_PREFIXES {
                     return Err(DatapathError::TooManyPrefixes { max: MAX_PREFIXES });
                 }
-                config.v6[i] = [p.network().octets(), p.netmask().octets()];
+                config.v6[i] = [ip6(p.network().octets()), ip6(p.netmask().octets())];
                 config.v6_count += 1;
             }
         }
@@ -65,8 +65,8 @@ mod tests {
         assert_eq!(c.v4[0][0].to_ne_bytes(), [198, 51, 100, 0]);
         assert_eq!(c.v4[0][1].to_ne_bytes(), [255, 255, 255, 0]);
         assert_eq!(c.v6_count, 1);
-        assert_eq!(c.v6[0][1][7], 0xff);
-        assert_eq!(c.v6[0][1][8], 0);
+        assert_eq!(l3lb_common::ip6_octets(c.v6[0][1])[7], 0xff);
+        assert_eq!(l3lb_common::ip6_octets(c.v6[0][1])[8], 0);
         let many: Vec<IpNet> = (0..9u8)
             .map(|i| format!("10.{i}.0.0/16").parse().unwrap())
             .collect();

@@ -61,8 +61,8 @@ pub enum DatapathError {
         #[source]
         source: MapError,
     },
-    #[error("IPv6 frontends are not served by this datapath")]
-    Ipv6Unsupported,
+    #[error("endpoint {endpoint} is not of its backend slot's address family")]
+    WrongFamily { endpoint: crate::model::Endpoint },
     #[error("no free {what} left")]
     Full { what: &'static str },
     #[error("more than {max} VIP prefixes of one family")]

@@ -2,10 +2,13 @@
 //! translations. XDP fills both; reading them is for tests and diagnostics.
 use std::collections::BTreeMap;
 
-use l3lb_common::{ConnKeyV4, FlowKeyV4, FlowNatV4, MAP_CONNS_V4, MAP_FLOWS_V4, Pin};
+use l3lb_common::{
+    ConnKeyV4, ConnKeyV6, FlowKeyV4, FlowKeyV6, FlowNatV4, FlowNatV6, MAP_CONNS_V4, MAP_CONNS_V6,
+    MAP_FLOWS_V4, MAP_FLOWS_V6, Pin,
+};
 
-use super::{Datapath, DatapathError, map_err, remove_absent_ok};
-use crate::{maps::endpoint_of_v4, model::Endpoint};
+use super::{Datapath, DatapathError, family::Fam, map_err, remove_absent_ok};
+use crate::model::Endpoint;
 
 impl Datapath {
     /// Every translated flow (reply key -> VIP:port).
@@ -37,15 +40,37 @@ impl Datapath {
             .map_err(map_err(MAP_CONNS_V4, "iterate"))
     }
 
-    /// Every pin whose backend is still there, as the endpoint it goes to.
+    /// Every IPv4 pin whose backend is still there, as the endpoint it goes to.
     pub fn pinned_flows(&self) -> Result<BTreeMap<ConnKeyV4, Endpoint>, DatapathError> {
         let mut out = BTreeMap::new();
         for (key, pin) in self.pins()? {
-            let b = self.backend_v4(pin.backend)?;
-            if b.state != l3lb_common::BACKEND_FREE && b.gen_ == pin.gen_ {
-                out.insert(key, endpoint_of_v4(&b));
+            let b = self.read_slot(Fam::V4, pin.backend)?;
+            if b.in_use() && b.gen_ == pin.gen_ {
+                out.insert(key, b.endpoint);
             }
         }
         Ok(out)
+    }
+
+    /// Every IPv6 pin whose backend is still there, as the endpoint it goes to.
+    pub fn pinned_flows_v6(&self) -> Result<BTreeMap<ConnKeyV6, Endpoint>, DatapathError> {
+        let map = self.hash::<ConnKeyV6, Pin>(MAP_CONNS_V6)?;
+        let mut out = BTreeMap::new();
+        for entry in map.iter() {
+            let (key, pin) = entry.map_err(map_err(MAP_CONNS_V6, "iterate"))?;
+            let b = self.read_slot(Fam::V6, pin.backend)?;
+            if b.in_use() && b.gen_ == pin.gen_ {
+                out.insert(key, b.endpoint);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every IPv6 translated flow (reply key -> VIP:port).
+    pub fn flows_v6(&self) -> Result<BTreeMap<FlowKeyV6, FlowNatV6>, DatapathError> {
+        let map = self.hash::<FlowKeyV6, FlowNatV6>(MAP_FLOWS_V6)?;
+        map.iter()
+            .collect::<Result<_, _>>()
+            .map_err(map_err(MAP_FLOWS_V6, "iterate"))
     }
 }

@@ -2,6 +2,7 @@
 //! typed access to its maps (frontends, flows, counters).
 mod config;
 mod error;
+mod family;
 mod flows;
 mod frontends;
 mod health;

@@ -10,11 +10,14 @@ use std::{
 
 use aya::maps::{MapInfo, MapType};
 use l3lb_common::{
-    Affinity, AffinityKeyV4, BackendV4, COUNTER_SLOTS, CachedPinV4, Config, ConnKeyV4,
-    FLOW_CACHE_SLOTS, FlowKeyV4, FlowNatV4, Frontend, FrontendKeyV4, MAP_AFFINITY_V4,
-    MAP_BACKEND_STATS_V4, MAP_BACKENDS_V4, MAP_CONFIG, MAP_CONNS_V4, MAP_FLOW_CACHE_V4,
-    MAP_FLOWS_V4, MAP_FRONTEND_STATS, MAP_FRONTENDS_V4, MAP_STATS, MAP_VIPS_V4, MAX_AFFINITY,
-    MAX_BACKEND_SLOTS, MAX_FLOWS, MAX_FRONTENDS, MAX_VIPS, Pin, Stat, VipKeyV4, VipV4,
+    Affinity, AffinityKeyV4, AffinityKeyV6, BackendV4, BackendV6, COUNTER_SLOTS, CachedPinV4,
+    CachedPinV6, Config, ConnKeyV4, ConnKeyV6, FLOW_CACHE_SLOTS, FlowKeyV4, FlowKeyV6, FlowNatV4,
+    FlowNatV6, Frontend, FrontendKeyV4, FrontendKeyV6, MAP_AFFINITY_V4, MAP_AFFINITY_V6,
+    MAP_BACKEND_STATS_V4, MAP_BACKEND_STATS_V6, MAP_BACKENDS_V4, MAP_BACKENDS_V6, MAP_CONFIG,
+    MAP_CONNS_V4, MAP_CONNS_V6, MAP_FLOW_CACHE_V4, MAP_FLOW_CACHE_V6, MAP_FLOWS_V4, MAP_FLOWS_V6,
+    MAP_FRONTEND_STATS, MAP_FRONTENDS_V4, MAP_FRONTENDS_V6, MAP_STATS, MAP_VIPS_V4, MAP_VIPS_V6,
+    MAX_AFFINITY, MAX_BACKEND_SLOTS, MAX_FLOWS, MAX_FRONTENDS, MAX_VIPS, Pin, Stat, VipKeyV4,
+    VipKeyV6, VipV4,
 };
 use tracing::{info, warn};
 
@@ -50,7 +53,7 @@ const fn shape<K, V>(name: &'static str, map_type: MapType, max_entries: u32) ->
     }
 }
 
-const SHAPES: [Shape; 11] = [
+const SHAPES: [Shape; 19] = [
     shape::<FrontendKeyV4, Frontend>(MAP_FRONTENDS_V4, MapType::Hash, MAX_FRONTENDS),
     shape::<u32, BackendV4>(MAP_BACKENDS_V4, MapType::Array, MAX_BACKEND_SLOTS),
     shape::<ConnKeyV4, Pin>(MAP_CONNS_V4, MapType::LruHash, MAX_FLOWS),
@@ -66,6 +69,18 @@ const SHAPES: [Shape; 11] = [
         MAX_BACKEND_SLOTS,
     ),
     shape::<u32, Config>(MAP_CONFIG, MapType::Array, 1),
+    shape::<FrontendKeyV6, Frontend>(MAP_FRONTENDS_V6, MapType::Hash, MAX_FRONTENDS),
+    shape::<u32, BackendV6>(MAP_BACKENDS_V6, MapType::Array, MAX_BACKEND_SLOTS),
+    shape::<ConnKeyV6, Pin>(MAP_CONNS_V6, MapType::LruHash, MAX_FLOWS),
+    shape::<u32, CachedPinV6>(MAP_FLOW_CACHE_V6, MapType::Array, FLOW_CACHE_SLOTS),
+    shape::<AffinityKeyV6, Affinity>(MAP_AFFINITY_V6, MapType::LruHash, MAX_AFFINITY),
+    shape::<FlowKeyV6, FlowNatV6>(MAP_FLOWS_V6, MapType::LruHash, MAX_FLOWS),
+    shape::<VipKeyV6, VipV4>(MAP_VIPS_V6, MapType::Hash, MAX_VIPS),
+    shape::<u32, Stat>(
+        MAP_BACKEND_STATS_V6,
+        MapType::PerCpuArray,
+        MAX_BACKEND_SLOTS,
+    ),
 ];
 
 /// Names of the maps l3lb pins.

@@ -4,13 +4,10 @@
 use std::collections::BTreeMap;
 
 use aya::maps::{MapData, PerCpuArray};
-use l3lb_common::{MAP_BACKEND_STATS_V4, MAP_FRONTEND_STATS, Stat};
+use l3lb_common::{MAP_FRONTEND_STATS, Stat};
 
-use super::{Datapath, DatapathError, map_err};
-use crate::{
-    maps::id_of,
-    model::{Endpoint, FrontendId},
-};
+use super::{Datapath, DatapathError, family::Fam, frontends::backend_stats_map, map_err};
+use crate::model::{Endpoint, FrontendId};
 
 impl Datapath {
     fn stat(&self, name: &'static str, slot: u32) -> Result<Stat, DatapathError> {
@@ -30,10 +27,8 @@ impl Datapath {
     /// Packets and bytes DNATed for each programmed frontend since it was programmed.
     pub fn frontend_stats(&self) -> Result<BTreeMap<FrontendId, Stat>, DatapathError> {
         let mut out = BTreeMap::new();
-        for (key, p) in &self.slots.programmed {
-            if let Some(id) = id_of(key) {
-                out.insert(id, self.stat(MAP_FRONTEND_STATS, p.slot)?);
-            }
+        for (id, p) in &self.slots.programmed {
+            out.insert(*id, self.stat(MAP_FRONTEND_STATS, p.slot)?);
         }
         Ok(out)
     }
@@ -41,10 +36,10 @@ impl Datapath {
     /// Packets and bytes DNATed to each endpoint of each programmed frontend since it joined.
     pub fn backend_stats(&self) -> Result<BTreeMap<(FrontendId, Endpoint), Stat>, DatapathError> {
         let mut out = BTreeMap::new();
-        for (key, p) in &self.slots.programmed {
-            let Some(id) = id_of(key) else { continue };
+        for (id, p) in &self.slots.programmed {
+            let map = backend_stats_map(Fam::of(id.vip));
             for (endpoint, slot) in &p.backends {
-                out.insert((id, *endpoint), self.stat(MAP_BACKEND_STATS_V4, *slot)?);
+                out.insert((*id, *endpoint), self.stat(map, *slot)?);
             }
         }
         Ok(out)

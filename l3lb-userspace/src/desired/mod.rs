@@ -74,9 +74,6 @@ pub fn service_desired(
                 "{source} {ip} is outside every prefix this node manages ({})",
                 list(prefixes)
             )),
-            Ok(IpAddr::V6(ip)) => out.refusals.push(format!(
-                "{source} {ip} is IPv6, which l3lb does not serve yet"
-            )),
             Ok(ip) => {
                 vips.insert(ip);
             }

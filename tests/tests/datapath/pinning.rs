@@ -88,13 +88,8 @@ fn pinned_maps_keep_their_contents_across_reloads() {
     std::fs::remove_file(dir.0.join(MAP_VIPS_V4)).expect("unpin the VIP set");
     let upgraded = Datapath::load_pinned(&dir.0).expect("load without a VIP set");
     assert!(!upgraded.pinned().maps_reused.contains(&MAP_VIPS_V4));
-    let vips: Vec<u32> = upgraded
-        .vips()
-        .expect("vips")
-        .keys()
-        .map(|k| k.vip_be)
-        .collect();
-    assert_eq!(vips, vec![u32::from_ne_bytes(VIP)]);
+    let vips: Vec<std::net::IpAddr> = upgraded.vips().expect("vips").into_iter().collect();
+    assert_eq!(vips, vec![l3lb_tests::packets::ip4(VIP)]);
     drop(upgraded);
 
     // A pinned "frontends" map of another layout (here: the flow map, renamed over it) is not

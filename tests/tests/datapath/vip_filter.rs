@@ -147,8 +147,8 @@ fn vip_set_follows_the_frontends() {
     dp.set_frontend(http, &backends(&[(POD, POD_HTTP)]))
         .expect("upsert http");
     dp.set_frontend(dns, &backends(&[])).expect("upsert dns");
-    let vips: Vec<u32> = dp.vips().expect("vips").keys().map(|k| k.vip_be).collect();
-    assert_eq!(vips, vec![u32::from_ne_bytes(VIP)]);
+    let vips: Vec<std::net::IpAddr> = dp.vips().expect("vips").into_iter().collect();
+    assert_eq!(vips, vec![l3lb_tests::packets::ip4(VIP)]);
     assert_eq!(verdict(&dp, &ssh), XDP_DROP);
 
     // One frontend left: still a VIP; the removed port is dropped like any unserved one.

@@ -8,7 +8,8 @@
 use anyhow::{Context as _, ensure};
 use l3lb_common::{Counter, PROTO_TCP, PROTO_UDP};
 use l3lb_tests::packets::{
-    CLIENT, CLIENT_PORT, DNS, HTTP, VIP, XDP_PASS, backends, fe, tcp, tcp_ack, udp,
+    CLIENT, CLIENT_PORT, CLIENT6, DNS, HTTP, VIP, VIP6, XDP_PASS, backends, backends6, fe, fe6,
+    tcp, tcp_ack, tcp6, udp,
 };
 use l3lb_userspace::datapath::Datapath;
 use serde_json::{Value, json};
@@ -26,15 +27,17 @@ pub fn rows() -> anyhow::Result<Vec<Value>> {
     );
     let mut dp =
         Datapath::load_detached().context("loading the embedded eBPF object (root needed)")?;
-    dp.set_prefixes(&["203.0.113.0/24".parse()?])?;
+    dp.set_prefixes(&["203.0.113.0/24".parse()?, "2001:db8:a::/64".parse()?])?;
     // Backends equal to the frontends: the DNAT is idempotent across repeats.
     dp.set_frontend(fe(VIP, HTTP, PROTO_TCP), &backends(&[(VIP, HTTP)]))?;
     dp.set_frontend(fe(VIP, DNS, PROTO_UDP), &backends(&[(VIP, DNS)]))?;
+    dp.set_frontend(fe6(VIP6, HTTP, PROTO_TCP), &backends6(&[(VIP6, HTTP)]))?;
 
     let syn4 = tcp((CLIENT, CLIENT_PORT), (VIP, HTTP), &[], None);
     let ack4 = tcp_ack((CLIENT, CLIENT_PORT + 1), (VIP, HTTP));
     let udp4 = udp((CLIENT, CLIENT_PORT), (VIP, DNS), false);
     let other = tcp_ack((CLIENT, CLIENT_PORT), (NODE, HTTP));
+    let ack6 = tcp6((CLIENT6, CLIENT_PORT), (VIP6, HTTP), Some(1));
 
     let noop = dp.test_run_xdp_noop(&ack4, REPEAT)?;
     ensure!(noop.verdict == XDP_PASS, "noop returned {}", noop.verdict);
@@ -43,10 +46,12 @@ pub fn rows() -> anyhow::Result<Vec<Value>> {
     // flow is counted during the run).
     dp.test_run_xdp(&ack4, 1)?;
     dp.test_run_xdp(&udp4, 1)?;
+    dp.test_run_xdp(&ack6, 1)?;
     for (name, packet, counter, new_flows) in [
         ("pass_non_vip", &other, Counter::XdpPassNotOurs, 0),
         ("hit_tcp4_new", &syn4, Counter::XdpDnatPass, REPEAT),
         ("hit_tcp4_established", &ack4, Counter::XdpDnatPass, 0),
+        ("hit_tcp6_established", &ack6, Counter::XdpDnatPass, 0),
         ("hit_udp4", &udp4, Counter::XdpDnatPass, 0),
     ] {
         let before = (packets(&dp, counter)?, packets(&dp, Counter::XdpFlowNew)?);
