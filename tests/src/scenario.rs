@@ -114,6 +114,7 @@ impl Cluster {
     /// `daemon_log(i)`.
     pub fn start_daemon(&mut self, i: usize) -> anyhow::Result<u32> {
         let prefix = self.lab.config().vip_prefix.to_string();
+        let prefix6 = self.lab.config().vip_prefix6.to_string();
         let mut cmd = Command::new(l3lb_bin()?);
         cmd.args([
             "run",
@@ -121,6 +122,8 @@ impl Cluster {
             &node_name(i),
             "--prefix",
             &prefix,
+            "--prefix",
+            &prefix6,
             "--uplink",
             self.lab.uplink(),
         ])
