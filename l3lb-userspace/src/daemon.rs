@@ -69,7 +69,7 @@ pub async fn run<F: FrontendTable, A: AddressTable>(
     }
     info!(
         services = stores.services.len(),
-        endpointslices = stores.slices.len(),
+        local_endpointslices = stores.slices.lock().len(),
         "watches synced"
     );
     metrics.health.set_synced();
@@ -78,7 +78,7 @@ pub async fn run<F: FrontendTable, A: AddressTable>(
     let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
     housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut pass_no: u64 = 0;
-    let mut cache = DesiredCache::new(&config.node_name, &config.prefixes, &config.class);
+    let mut cache = DesiredCache::new(&config.prefixes, &config.class);
     loop {
         let drain_deadline = reconciler.next_drain_deadline().map(Instant::from_std);
         let full = tokio::select! {
@@ -106,10 +106,10 @@ pub async fn run<F: FrontendTable, A: AddressTable>(
         async {
             if full {
                 // Recomputed from scratch on every resync, like the node is observed afresh.
-                cache = DesiredCache::new(&config.node_name, &config.prefixes, &config.class);
+                cache = DesiredCache::new(&config.prefixes, &config.class);
             }
             let (want, recomputed) =
-                cache.desired(&stores.services.state(), &stores.slices.state());
+                cache.desired(&stores.services.state(), &mut stores.slices.lock());
             debug!(recomputed, "desired state");
             let excluded = exclusion(stores.node(&config.node_name).as_deref());
             events.exclusion(excluded);

@@ -1,13 +1,10 @@
-//! Watches: kube reflector stores of Services, EndpointSlices, this node's own Node and the
-//! L3lbPools, and triggers that fire on changes: the reconciler's on every change, the
-//! allocator's on Services and pools.
+//! Watches: kube reflector stores of Services, this node's own Node and the L3lbPools, the
+//! index of this node's EndpointSlice endpoints ([`slices`]), and triggers that fire on changes:
+//! the reconciler's on every change, the allocator's on Services and pools.
 use std::sync::Arc;
 
 use futures::StreamExt;
-use k8s_openapi::api::{
-    core::v1::{Node, Service},
-    discovery::v1::EndpointSlice,
-};
+use k8s_openapi::api::core::v1::{Node, Service};
 use kube::{
     Api, Client, Resource,
     runtime::{
@@ -22,13 +19,15 @@ use tracing::warn;
 
 use crate::{allocate::pool::L3lbPool, metrics::Metrics};
 
+pub mod slices;
 mod trim;
 
 /// Read handles to the watched objects.
 #[derive(Clone)]
 pub struct Stores {
     pub services: Store<Service>,
-    pub slices: Store<EndpointSlice>,
+    /// This node's endpoints, by Service.
+    pub slices: slices::LocalSlices,
     /// Only this node's Node (field selector on its name): at most one object.
     pub node: Store<Node>,
     /// Read by the allocator only; not part of [`Stores::wait_until_ready`], so a cluster
@@ -75,11 +74,10 @@ pub fn start(
             both,
             metrics.clone(),
         ),
-        slices: spawn_watch::<EndpointSlice>(
+        slices: slices::spawn(
             Api::all(client.clone()),
-            all(),
-            trim::slice(node.to_owned()),
-            vec![changed.clone()],
+            node,
+            changed.clone(),
             metrics.clone(),
         ),
         node: spawn_watch::<Node>(

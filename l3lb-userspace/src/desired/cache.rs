@@ -1,8 +1,9 @@
-//! Incremental desired state: only Services whose Service object or EndpointSlices changed since
-//! the last call are recomputed. The stores hand out a new `Arc` for every changed object and the
-//! cache holds the `Arc`s it last saw, so a pointer it does not know is a changed or new object,
-//! and a known pointer missing from the input is a changed or deleted one (a held allocation
-//! cannot be reused for another object). Only pointers are hashed per call; the result equals
+//! Incremental desired state: only Services whose Service object or local endpoints changed since
+//! the last call are recomputed. The Service store hands out a new `Arc` for every changed object
+//! and the cache holds the `Arc`s it last saw, so a pointer it does not know is a changed or new
+//! object, and a known pointer missing from the input is a changed or deleted one (a held
+//! allocation cannot be reused for another object); only pointers are hashed per call. The
+//! [`SliceIndex`] says itself which Services' local endpoints changed. The result equals
 //! [`desired`].
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap, HashSet, hash_map::Entry},
@@ -10,9 +11,11 @@ use std::{
 };
 
 use ipnet::IpNet;
-use k8s_openapi::api::{core::v1::Service, discovery::v1::EndpointSlice};
+use k8s_openapi::api::core::v1::Service;
 
-use super::{SERVICE_NAME_LABEL, ServiceDesired, merged::Merged, service_desired, service_key};
+use super::{
+    Local, ServiceDesired, merged::Merged, service_desired, service_key, slices::SliceIndex,
+};
 use crate::{
     class::ClassFilter,
     model::{Desired, ServiceKey},
@@ -24,27 +27,12 @@ use super::desired;
 /// What the last call saw (by address), and each LoadBalancer Service's share, for one node,
 /// prefixes and class.
 pub struct DesiredCache {
-    node: String,
     prefixes: Vec<IpNet>,
     class: ClassFilter,
     services: HashMap<usize, Arc<Service>>,
-    slices: HashMap<usize, Arc<EndpointSlice>>,
     by_key: BTreeMap<ServiceKey, Arc<Service>>,
-    slices_of: HashMap<ServiceKey, Vec<Arc<EndpointSlice>>>,
     parts: BTreeMap<ServiceKey, ServiceDesired>,
     merged: Merged,
-}
-
-fn slice_owner(slice: &EndpointSlice) -> Option<ServiceKey> {
-    Some(ServiceKey {
-        namespace: slice.metadata.namespace.clone()?,
-        name: slice
-            .metadata
-            .labels
-            .as_ref()?
-            .get(SERVICE_NAME_LABEL)?
-            .clone(),
-    })
 }
 
 /// Entries of `known` whose pointer is not in `input` (removed from `known`), and the `input`
@@ -70,33 +58,30 @@ fn diff<T>(known: &mut HashMap<usize, Arc<T>>, input: &[Arc<T>]) -> (Vec<Arc<T>>
 }
 
 impl DesiredCache {
-    pub fn new(node: &str, prefixes: &[IpNet], class: &ClassFilter) -> Self {
+    pub fn new(prefixes: &[IpNet], class: &ClassFilter) -> Self {
         Self {
-            node: node.to_owned(),
             prefixes: prefixes.to_vec(),
             class: class.clone(),
             services: HashMap::new(),
-            slices: HashMap::new(),
             by_key: BTreeMap::new(),
-            slices_of: HashMap::new(),
             parts: BTreeMap::new(),
             merged: Merged::default(),
         }
     }
 
-    /// The same as [`desired`] over these objects, recomputing only the Services whose inputs
-    /// changed since the last call. Returns how many Services were recomputed.
     /// The Services a wanted `vip` is announced for, as of the last [`DesiredCache::desired`].
     pub fn services_of(&self, vip: std::net::IpAddr) -> BTreeSet<ServiceKey> {
         self.merged.services_of(vip)
     }
 
+    /// The same as [`desired`] over these Services and slices, recomputing only the Services
+    /// whose inputs changed since the last call. Returns how many Services were recomputed.
     pub fn desired(
         &mut self,
         services: &[Arc<Service>],
-        slices: &[Arc<EndpointSlice>],
+        slices: &mut SliceIndex,
     ) -> (&Desired, usize) {
-        let mut dirty: BTreeSet<ServiceKey> = BTreeSet::new();
+        let mut dirty: BTreeSet<ServiceKey> = slices.take_dirty();
         let (removed, added) = diff(&mut self.services, services);
         for svc in removed {
             if let Some(key) = service_key(&svc) {
@@ -112,24 +97,6 @@ impl DesiredCache {
                 dirty.insert(key);
             }
         }
-        let (removed, added) = diff(&mut self.slices, slices);
-        for slice in removed {
-            if let Some(key) = slice_owner(&slice) {
-                if let Some(own) = self.slices_of.get_mut(&key) {
-                    own.retain(|s| !Arc::ptr_eq(s, &slice));
-                    if own.is_empty() {
-                        self.slices_of.remove(&key);
-                    }
-                }
-                dirty.insert(key);
-            }
-        }
-        for slice in added {
-            if let Some(key) = slice_owner(&slice) {
-                self.slices_of.entry(key.clone()).or_default().push(slice);
-                dirty.insert(key);
-            }
-        }
         let recomputed = dirty.len();
         let mut changed = Vec::with_capacity(dirty.len());
         for key in dirty {
@@ -137,14 +104,8 @@ impl DesiredCache {
             let Some(svc) = self.by_key.get(&key).filter(|s| self.class.owns(s)) else {
                 continue;
             };
-            let own: Vec<&EndpointSlice> = self
-                .slices_of
-                .get(&key)
-                .into_iter()
-                .flatten()
-                .map(AsRef::as_ref)
-                .collect();
-            let part = service_desired(svc, &own, &self.node, &self.prefixes);
+            let own: Vec<&[Local]> = slices.endpoints_of(&key).collect();
+            let part = service_desired(svc, &own, &self.prefixes);
             self.parts.insert(key, part);
         }
         self.merged.update(&self.parts, changed);
@@ -160,7 +121,10 @@ mod tests {
     use serde_json::json;
 
     use super::DesiredCache;
-    use crate::{class::ClassFilter, desired::desired};
+    use crate::{
+        class::ClassFilter,
+        desired::{desired, slices::SliceIndex},
+    };
 
     struct Rng(u64);
     impl Rng {
@@ -232,31 +196,40 @@ mod tests {
         let mut r = Rng(0x2545_f491_4f6c_dd1d);
         let mut services: Vec<Option<Arc<Service>>> =
             (0..5).map(|i| Some(Arc::new(service(&mut r, i)))).collect();
-        let mut slices: Vec<Option<Arc<EndpointSlice>>> =
-            (0..8).map(|i| Some(Arc::new(slice(&mut r, i)))).collect();
+        let mut slices: Vec<Option<EndpointSlice>> =
+            (0..8).map(|i| Some(slice(&mut r, i))).collect();
+        let mut index = SliceIndex::new("n1");
+        for s in slices.iter().flatten() {
+            index.apply(s);
+        }
         let class = ClassFilter::default();
-        let mut cache = DesiredCache::new("n1", &prefixes, &class);
+        let mut cache = DesiredCache::new(&prefixes, &class);
         for step in 0..3_000 {
             if step % 500 == 499 {
                 // A relist: every object arrives again, as a new `Arc` with the same content.
                 for s in services.iter_mut().flatten() {
                     *s = Arc::new(Service::clone(s));
                 }
-                for s in slices.iter_mut().flatten() {
-                    *s = Arc::new(EndpointSlice::clone(s));
+                for s in slices.iter().flatten() {
+                    assert!(!index.apply(s), "a relisted slice changed nothing");
                 }
             } else if r.next(2) == 0 {
                 let i = r.next(5) as usize;
                 services[i] = (r.next(5) != 0).then(|| Arc::new(service(&mut r, i)));
             } else {
                 let i = r.next(8) as usize;
-                slices[i] = (r.next(5) != 0).then(|| Arc::new(slice(&mut r, i)));
+                let new = (r.next(5) != 0).then(|| slice(&mut r, i));
+                match (&slices[i], &new) {
+                    (_, Some(s)) => index.apply(s),
+                    (Some(old), None) => index.delete(old),
+                    (None, None) => false,
+                };
+                slices[i] = new;
             }
             let svcs: Vec<Arc<Service>> = services.iter().flatten().cloned().collect();
-            let sls: Vec<Arc<EndpointSlice>> = slices.iter().flatten().cloned().collect();
-            let (got, recomputed) = cache.desired(&svcs, &sls);
+            let (got, recomputed) = cache.desired(&svcs, &mut index);
             let svc_refs: Vec<&Service> = svcs.iter().map(AsRef::as_ref).collect();
-            let slice_refs: Vec<&EndpointSlice> = sls.iter().map(AsRef::as_ref).collect();
+            let slice_refs: Vec<&EndpointSlice> = slices.iter().flatten().collect();
             let want = desired(&svc_refs, &slice_refs, "n1", &prefixes, &class);
             assert_eq!(*got, want, "step {step}");
             assert!(

@@ -15,25 +15,56 @@ use super::merge;
 #[derive(Default)]
 pub struct Merged {
     /// Services naming each frontend, in Service order.
-    claimants: BTreeMap<FrontendId, BTreeSet<ServiceKey>>,
+    claimants: BTreeMap<FrontendId, Claimants>,
     /// Services naming each VIP; the first has it, the others share it or are refused.
-    vip_claimants: BTreeMap<IpAddr, BTreeSet<ServiceKey>>,
+    vip_claimants: BTreeMap<IpAddr, Claimants>,
     refusals_of: BTreeMap<ServiceKey, Vec<Refusal>>,
     desired: Desired,
 }
 
+/// Services in Service order. Nearly always one, so a sorted Vec sized to fit: a BTreeSet
+/// allocates a node of about half a kilobyte even for one key (5 MB at 10,000 frontends).
+#[derive(Default)]
+struct Claimants(Vec<ServiceKey>);
+
+impl Claimants {
+    fn insert(&mut self, key: &ServiceKey) {
+        if let Err(at) = self.0.binary_search(key) {
+            self.0.reserve_exact(1);
+            self.0.insert(at, key.clone());
+        }
+    }
+
+    fn remove(&mut self, key: &ServiceKey) {
+        if let Ok(at) = self.0.binary_search(key) {
+            self.0.remove(at);
+        }
+    }
+
+    fn first(&self) -> Option<&ServiceKey> {
+        self.0.first()
+    }
+
+    fn iter(&self) -> std::slice::Iter<'_, ServiceKey> {
+        self.0.iter()
+    }
+}
+
+impl<'a> IntoIterator for &'a Claimants {
+    type Item = &'a ServiceKey;
+    type IntoIter = std::slice::Iter<'a, ServiceKey>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
 /// Adds or removes `key` as a claimant of `at`.
-fn claim<K: Ord + Copy>(
-    map: &mut BTreeMap<K, BTreeSet<ServiceKey>>,
-    at: K,
-    key: &ServiceKey,
-    on: bool,
-) {
+fn claim<K: Ord + Copy>(map: &mut BTreeMap<K, Claimants>, at: K, key: &ServiceKey, on: bool) {
     if on {
-        map.entry(at).or_default().insert(key.clone());
+        map.entry(at).or_default().insert(key);
     } else if let Some(c) = map.get_mut(&at) {
         c.remove(key);
-        if c.is_empty() {
+        if c.0.is_empty() {
             map.remove(&at);
         }
     }

@@ -16,6 +16,9 @@ use crate::{
 
 pub mod cache;
 mod merged;
+pub mod slices;
+
+use slices::SliceIndex;
 pub mod node;
 
 /// Label that ties an EndpointSlice to its Service.
@@ -35,17 +38,17 @@ pub fn desired(
     prefixes: &[IpNet],
     class: &ClassFilter,
 ) -> Desired {
-    let slices_by_service = index_slices(slices);
+    let mut index = SliceIndex::new(node);
+    for slice in slices {
+        index.apply(slice);
+    }
     let mut parts: Vec<(ServiceKey, ServiceDesired)> = services
         .iter()
         .filter(|s| class.owns(s))
         .filter_map(|s| {
             let key = service_key(s)?;
-            let own = slices_by_service
-                .get(&key)
-                .map(Vec::as_slice)
-                .unwrap_or(&[]);
-            let part = service_desired(s, own, node, prefixes);
+            let own: Vec<&[Local]> = index.endpoints_of(&key).collect();
+            let part = service_desired(s, &own, prefixes);
             Some((key, part))
         })
         .collect();
@@ -64,13 +67,8 @@ pub struct ServiceDesired {
     sharing: Option<String>,
 }
 
-/// What one LoadBalancer Service wants on `node`, given its own EndpointSlices.
-pub fn service_desired(
-    svc: &Service,
-    slices: &[&EndpointSlice],
-    node: &str,
-    prefixes: &[IpNet],
-) -> ServiceDesired {
+/// What one LoadBalancer Service wants, given its own EndpointSlices' local endpoints.
+pub fn service_desired(svc: &Service, slices: &[&[Local]], prefixes: &[IpNet]) -> ServiceDesired {
     let mut out = ServiceDesired {
         sharing: sharing_key(svc).map(str::to_owned),
         ..ServiceDesired::default()
@@ -93,7 +91,7 @@ pub fn service_desired(
     if vips.is_empty() {
         return out;
     }
-    let endpoints = local_endpoints(slices, node);
+    let endpoints = slices.iter().copied().flatten();
     let affinity_timeout_s = client_ip_affinity(svc);
     for port in svc
         .spec
@@ -124,7 +122,7 @@ pub fn service_desired(
             ..Backends::default()
         };
         for local in endpoints
-            .iter()
+            .clone()
             .filter(|l| l.port_name == name && l.proto == proto)
         {
             match local.ready {
@@ -255,29 +253,6 @@ fn candidate_vips(svc: &Service) -> Vec<(String, &'static str)> {
     out
 }
 
-pub(crate) fn index_slices<'a>(
-    slices: &[&'a EndpointSlice],
-) -> BTreeMap<ServiceKey, Vec<&'a EndpointSlice>> {
-    let mut by_service: BTreeMap<ServiceKey, Vec<&EndpointSlice>> = BTreeMap::new();
-    for slice in slices {
-        let labels = slice.metadata.labels.as_ref();
-        let (Some(ns), Some(svc)) = (
-            slice.metadata.namespace.clone(),
-            labels.and_then(|l| l.get(SERVICE_NAME_LABEL)),
-        ) else {
-            continue;
-        };
-        by_service
-            .entry(ServiceKey {
-                namespace: ns,
-                name: svc.clone(),
-            })
-            .or_default()
-            .push(slice);
-    }
-    by_service
-}
-
 /// Default `sessionAffinityConfig.clientIP.timeoutSeconds` (3 hours), as in Kubernetes.
 const DEFAULT_AFFINITY_TIMEOUT_S: u32 = 10_800;
 
@@ -299,7 +274,8 @@ fn client_ip_affinity(svc: &Service) -> Option<u32> {
 }
 
 /// One port of one endpoint on this node.
-struct Local {
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Local {
     port_name: String,
     proto: Proto,
     endpoint: Endpoint,
@@ -307,50 +283,48 @@ struct Local {
     ready: bool,
 }
 
-/// Endpoints on `node` that are Ready, or terminating but still serving, for every port of their
-/// slice, in the slice's address family (a Service's IPv4 and IPv6 slices both count).
-fn local_endpoints(slices: &[&EndpointSlice], node: &str) -> Vec<Local> {
+/// The endpoints of `slice` on `node` that are Ready, or terminating but still serving, for
+/// every port of the slice, in the slice's address family (a Service's IPv4 and IPv6 slices both
+/// count).
+fn local_endpoints(slice: &EndpointSlice, node: &str) -> Vec<Local> {
     let mut out = Vec::new();
-    for slice in slices {
-        let v6 = match slice.address_type.as_str() {
-            "IPv4" => false,
-            "IPv6" => true,
-            _ => continue,
-        };
-        for ep in slice.endpoints.iter().flatten() {
-            if ep.node_name.as_deref() != Some(node) {
+    let v6 = match slice.address_type.as_str() {
+        "IPv4" => false,
+        "IPv6" => true,
+        _ => return out,
+    };
+    for ep in slice.endpoints.iter().flatten() {
+        if ep.node_name.as_deref() != Some(node) {
+            continue;
+        }
+        let conditions = ep.conditions.as_ref();
+        // Per the EndpointSlice API, an unset `ready` means ready, an unset `serving` means
+        // as ready.
+        let ready = conditions.and_then(|c| c.ready).unwrap_or(true);
+        let serving = conditions.and_then(|c| c.serving).unwrap_or(ready);
+        if !ready && !serving {
+            continue;
+        }
+        for port in slice.ports.iter().flatten() {
+            let (Some(p), proto) = (port.port, port.protocol.as_deref().unwrap_or("TCP")) else {
                 continue;
-            }
-            let conditions = ep.conditions.as_ref();
-            // Per the EndpointSlice API, an unset `ready` means ready, an unset `serving` means
-            // as ready.
-            let ready = conditions.and_then(|c| c.ready).unwrap_or(true);
-            let serving = conditions.and_then(|c| c.serving).unwrap_or(ready);
-            if !ready && !serving {
+            };
+            let (Ok(p), Some(proto)) = (u16::try_from(p), parse_proto(proto)) else {
                 continue;
-            }
-            for port in slice.ports.iter().flatten() {
-                let (Some(p), proto) = (port.port, port.protocol.as_deref().unwrap_or("TCP"))
-                else {
+            };
+            for addr in &ep.addresses {
+                let Ok(addr) = addr.parse::<IpAddr>() else {
                     continue;
                 };
-                let (Ok(p), Some(proto)) = (u16::try_from(p), parse_proto(proto)) else {
+                if addr.is_ipv6() != v6 {
                     continue;
-                };
-                for addr in &ep.addresses {
-                    let Ok(addr) = addr.parse::<IpAddr>() else {
-                        continue;
-                    };
-                    if addr.is_ipv6() != v6 {
-                        continue;
-                    }
-                    out.push(Local {
-                        port_name: port.name.clone().unwrap_or_default(),
-                        proto,
-                        endpoint: Endpoint { addr, port: p },
-                        ready,
-                    });
                 }
+                out.push(Local {
+                    port_name: port.name.clone().unwrap_or_default(),
+                    proto,
+                    endpoint: Endpoint { addr, port: p },
+                    ready,
+                });
             }
         }
     }

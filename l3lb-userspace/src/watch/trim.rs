@@ -3,17 +3,14 @@
 //! rest (managed fields, annotations, hints, target refs, zones, conditions) is most of the
 //! memory.
 use k8s_openapi::{
-    api::{
-        core::v1::{
-            LoadBalancerIngress, LoadBalancerStatus, Node, Service, ServicePort, ServiceSpec,
-            ServiceStatus,
-        },
-        discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice},
+    api::core::v1::{
+        LoadBalancerIngress, LoadBalancerStatus, Node, Service, ServicePort, ServiceSpec,
+        ServiceStatus,
     },
     apimachinery::pkg::apis::meta::v1::ObjectMeta,
 };
 
-use crate::{allocate::pool::L3lbPool, annotations::read_by_l3lb, desired::SERVICE_NAME_LABEL};
+use crate::{allocate::pool::L3lbPool, annotations::read_by_l3lb};
 
 fn identity(meta: &mut ObjectMeta) -> ObjectMeta {
     ObjectMeta {
@@ -79,53 +76,6 @@ pub fn service(svc: &mut Service) {
     };
 }
 
-/// The Service label, address type, ports, and of the endpoints on `node` (desired() reads no
-/// other) their addresses, readiness and node.
-pub fn slice(node: String) -> impl FnMut(&mut EndpointSlice) + Send + 'static {
-    move |slice| trim_slice(slice, &node)
-}
-
-fn trim_slice(slice: &mut EndpointSlice, node: &str) {
-    let mut metadata = identity(&mut slice.metadata);
-    metadata.labels = slice.metadata.labels.take().map(|mut labels| {
-        labels.retain(|k, _| k == SERVICE_NAME_LABEL);
-        labels
-    });
-    let endpoints = slice.endpoints.take().map(|endpoints| {
-        endpoints
-            .into_iter()
-            .filter(|e| e.node_name.as_deref() == Some(node))
-            .map(|e| Endpoint {
-                addresses: e.addresses,
-                conditions: e.conditions.map(|c| EndpointConditions {
-                    ready: c.ready,
-                    serving: c.serving,
-                    terminating: c.terminating,
-                }),
-                node_name: e.node_name,
-                ..Endpoint::default()
-            })
-            .collect()
-    });
-    let ports = slice.ports.take().map(|ports| {
-        ports
-            .into_iter()
-            .map(|p| EndpointPort {
-                name: p.name,
-                port: p.port,
-                protocol: p.protocol,
-                ..EndpointPort::default()
-            })
-            .collect()
-    });
-    *slice = EndpointSlice {
-        metadata,
-        address_type: std::mem::take(&mut slice.address_type),
-        endpoints,
-        ports,
-    };
-}
-
 /// Pools are few: only the bulky metadata goes.
 pub fn pool(pool: &mut L3lbPool) {
     pool.metadata.managed_fields = None;
@@ -151,7 +101,7 @@ mod tests {
     }
 
     #[test]
-    fn trimmed_objects_give_the_same_desired_state() {
+    fn trimmed_services_give_the_same_desired_state() {
         let svc: Service = from(json!({
             "metadata": {"namespace": "a", "name": "s",
                          "annotations": {"x": "y", "l3lb.io/allow-shared-ip": "k"},
@@ -186,26 +136,16 @@ mod tests {
         let full = desired(&[&svc], &[&slice], "n1", &prefixes, &class);
         // status and externalIPs; loadBalancerIP only once granted into the status.
         assert_eq!(full.frontends.len(), 4);
-        let (mut small_svc, mut small_slice) = (svc.clone(), slice.clone());
+        let mut small_svc = svc.clone();
         super::service(&mut small_svc);
-        super::slice("n1".into())(&mut small_slice);
         assert_eq!(
-            desired(&[&small_svc], &[&small_slice], "n1", &prefixes, &class),
+            desired(&[&small_svc], &[&slice], "n1", &prefixes, &class),
             full
         );
         let annotations = small_svc.metadata.annotations.as_ref().unwrap();
         assert_eq!(
             annotations.keys().collect::<Vec<_>>(),
             ["l3lb.io/allow-shared-ip"]
-        );
-        assert!(
-            small_slice.endpoints.as_ref().unwrap()[0]
-                .target_ref
-                .is_none()
-        );
-        assert_eq!(
-            small_slice.metadata.labels.as_ref().map(|l| l.len()),
-            Some(1)
         );
     }
 }
