@@ -165,6 +165,7 @@ impl Allocator {
         problems: &mut BTreeSet<PoolProblem>,
         outdated: &mut Outdated,
     ) -> bool {
+        let started = std::time::Instant::now();
         let pool_objects = self.stores.pools.state();
         let pool_refs: Vec<&L3lbPool> = pool_objects.iter().map(AsRef::as_ref).collect();
         let (pools, now_problems) = validate(&pool_refs);
@@ -180,6 +181,7 @@ impl Allocator {
         debug!(
             services = allocation.assigned.len(),
             changes = changes.len(),
+            elapsed = ?started.elapsed(),
             "allocation"
         );
         let changed: HashMap<&ServiceKey, &Option<String>> = changes
