@@ -1,7 +1,11 @@
-//! l3lb's datapath: entry points only. See `nat.rs` for what each program does.
+//! l3lb's datapath: entry points only. See `nat.rs` (XDP) and `egress.rs` (TC) for what each
+//! program does.
 #![no_std]
 #![no_main]
 
+mod egress;
+mod family;
+mod lb;
 mod maps;
 mod nat;
 mod parse;
@@ -16,7 +20,7 @@ use aya_ebpf::{
 #[xdp]
 pub fn l3lb_xdp_ingress(ctx: XdpContext) -> u32 {
     let bytes = ctx.data_end().saturating_sub(ctx.data()) as u64;
-    let (verdict, counter) = nat::xdp_ingress(&ctx);
+    let (verdict, counter) = nat::xdp_ingress(&ctx, bytes);
     stats::count(counter, bytes);
     verdict
 }
@@ -30,7 +34,7 @@ pub fn l3lb_xdp_noop(_ctx: XdpContext) -> u32 {
 /// Uplink egress: restore VIP:port as the source of endpoint replies, pass everything else.
 #[classifier]
 pub fn l3lb_tc_egress(ctx: TcContext) -> i32 {
-    let (verdict, counter) = nat::tc_egress(&ctx);
+    let (verdict, counter) = egress::tc_egress(&ctx);
     stats::count(counter, u64::from(ctx.len()));
     verdict
 }

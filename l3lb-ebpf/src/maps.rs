@@ -1,85 +1,132 @@
-//! The maps shared with the daemon (names, key and value types from `l3lb-common`), and the
-//! lookups the programs make. Map values are copied out right away: userspace may replace a
-//! frontend while a packet is being handled.
+//! The maps shared with the daemon (names, key and value types from `l3lb-common`), one set per
+//! address family. Values read by pointer are copied out right away where the daemon may replace
+//! them mid-packet; the big frontend value is only ever read through its pointer (one map update
+//! replaces it whole, and a reader keeps the version it looked up).
 use aya_ebpf::{
-    btf_maps::{HashMap, LruHashMap, PerCpuArray},
+    bindings::BPF_F_NO_PREALLOC,
+    btf_maps::{Array, HashMap, LruHashMap, PerCpuArray},
     macros::btf_map,
 };
 use l3lb_common::{
-    BackendV4, COUNTER_SLOTS, FlowKeyV4, FlowNatV4, FrontendKeyV4, FrontendV4, MAX_BACKENDS,
-    MAX_FLOWS, MAX_FRONTENDS, MAX_VIPS, Stat, VipKeyV4, VipV4, flow_slot,
+    Affinity, AffinityKeyV4, AffinityKeyV6, BackendV4, BackendV6, COUNTER_SLOTS, CachedPinV4,
+    CachedPinV6, Config, ConnKeyV4, ConnKeyV6, FLOW_CACHE_SLOTS, FlowKeyV4, FlowKeyV6, FlowNatV4,
+    FlowNatV6, Frontend, FrontendKeyV4, FrontendKeyV6, Ip6, MAX_AFFINITY, MAX_BACKEND_SLOTS,
+    MAX_FLOWS, MAX_FRONTENDS, MAX_VIPS, Pin, Stat, VipKeyV4, VipKeyV6, VipV4,
 };
 
+pub const NO_PREALLOC: usize = BPF_F_NO_PREALLOC as usize;
+pub const FLOWS: usize = MAX_FLOWS as usize;
+pub const SLOTS: usize = MAX_BACKEND_SLOTS as usize;
+pub const CACHE: usize = FLOW_CACHE_SLOTS as usize;
+pub const AFFINITY: usize = MAX_AFFINITY as usize;
+pub const FRONTENDS: usize = MAX_FRONTENDS as usize;
+
+/// Frontends are large (the Maglev table): allocated on insert, not for the whole capacity.
 #[btf_map]
-pub static L3LB_FRONTENDS_V4: HashMap<FrontendKeyV4, FrontendV4, { MAX_FRONTENDS as usize }> =
+pub static L3LB_FRONTENDS_V4: HashMap<FrontendKeyV4, Frontend, FRONTENDS, NO_PREALLOC> =
+    HashMap::new();
+#[btf_map]
+pub static L3LB_FRONTENDS_V6: HashMap<FrontendKeyV6, Frontend, FRONTENDS, NO_PREALLOC> =
     HashMap::new();
 
 #[btf_map]
-pub static L3LB_FLOWS_V4: LruHashMap<FlowKeyV4, FlowNatV4, { MAX_FLOWS as usize }> =
-    LruHashMap::new();
+pub static L3LB_BACKENDS_V4: Array<BackendV4, SLOTS> = Array::new();
+#[btf_map]
+pub static L3LB_BACKENDS_V6: Array<BackendV6, SLOTS> = Array::new();
+
+#[btf_map]
+pub static L3LB_CONNS_V4: LruHashMap<ConnKeyV4, Pin, FLOWS> = LruHashMap::new();
+#[btf_map]
+pub static L3LB_CONNS_V6: LruHashMap<ConnKeyV6, Pin, FLOWS> = LruHashMap::new();
+
+#[btf_map]
+pub static L3LB_FLOW_CACHE_V4: Array<CachedPinV4, CACHE> = Array::new();
+#[btf_map]
+pub static L3LB_FLOW_CACHE_V6: Array<CachedPinV6, CACHE> = Array::new();
+
+#[btf_map]
+pub static L3LB_AFFINITY_V4: LruHashMap<AffinityKeyV4, Affinity, AFFINITY> = LruHashMap::new();
+#[btf_map]
+pub static L3LB_AFFINITY_V6: LruHashMap<AffinityKeyV6, Affinity, AFFINITY> = LruHashMap::new();
+
+#[btf_map]
+pub static L3LB_FLOWS_V4: LruHashMap<FlowKeyV4, FlowNatV4, FLOWS> = LruHashMap::new();
+#[btf_map]
+pub static L3LB_FLOWS_V6: LruHashMap<FlowKeyV6, FlowNatV6, FLOWS> = LruHashMap::new();
 
 #[btf_map]
 pub static L3LB_VIPS_V4: HashMap<VipKeyV4, VipV4, { MAX_VIPS as usize }> = HashMap::new();
+#[btf_map]
+pub static L3LB_VIPS_V6: HashMap<VipKeyV6, VipV4, { MAX_VIPS as usize }> = HashMap::new();
 
 #[btf_map]
 pub static L3LB_STATS: PerCpuArray<Stat, { COUNTER_SLOTS as usize }> = PerCpuArray::new();
+#[btf_map]
+pub static L3LB_FRONTEND_STATS: PerCpuArray<Stat, FRONTENDS> = PerCpuArray::new();
+#[btf_map]
+pub static L3LB_BACKEND_STATS_V4: PerCpuArray<Stat, SLOTS> = PerCpuArray::new();
+#[btf_map]
+pub static L3LB_BACKEND_STATS_V6: PerCpuArray<Stat, SLOTS> = PerCpuArray::new();
 
-const _: () = assert!(MAX_BACKENDS.is_power_of_two());
+#[btf_map]
+pub static L3LB_CONFIG: Array<Config, 1> = Array::new();
 
-/// What the frontend map says about a VIP:port/proto.
-pub enum Pick {
-    /// Not a frontend.
-    NotFound,
-    /// A frontend without a local endpoint.
-    NoBackend,
-    /// The endpoint this flow goes to.
-    Backend(BackendV4),
-}
-
-/// Whether `addr_be` is a VIP with at least one frontend.
+/// Whether `addr_be` is an IPv4 VIP with at least one frontend.
 #[inline(always)]
-pub fn is_vip(addr_be: u32) -> bool {
+pub fn is_vip_v4(addr_be: u32) -> bool {
     L3LB_VIPS_V4.get_ptr(VipKeyV4 { vip_be: addr_be }).is_some()
 }
 
-/// Picks the endpoint for the flow from `saddr_be:sport_be` to the frontend `key`.
+/// Whether `addr` is an IPv6 VIP with at least one frontend.
 #[inline(always)]
-pub fn pick_backend(key: &FrontendKeyV4, saddr_be: u32, sport_be: u16) -> Pick {
-    let Some(frontend) = L3LB_FRONTENDS_V4.get_ptr(key) else {
-        return Pick::NotFound;
-    };
-    // SAFETY: the pointer comes from a successful lookup and stays valid for this program run.
-    let count = unsafe { (*frontend).count };
-    let count = count.min(MAX_BACKENDS as u32);
-    if count == 0 {
-        return Pick::NoBackend;
-    }
-    let slot = flow_slot(saddr_be, sport_be, count) as usize & (MAX_BACKENDS - 1);
-    // SAFETY: as above; `slot < MAX_BACKENDS` by the mask.
-    let backend = unsafe { (*frontend).backends.get(slot).copied() };
-    match backend {
-        Some(backend) => Pick::Backend(backend),
-        None => Pick::NoBackend,
-    }
+pub fn is_vip_v6(addr: Ip6) -> bool {
+    L3LB_VIPS_V6.get_ptr(VipKeyV6 { vip: addr }).is_some()
 }
 
-/// Records a translated flow for the reverse path. Returns false if the map refused it.
+fn config() -> Option<&'static Config> {
+    let config = L3LB_CONFIG.get_ptr(0)?;
+    // SAFETY: an array slot: valid for the program run; the daemon writes it once at start.
+    Some(unsafe { &*config })
+}
+
+/// Whether `addr_be` lies in one of the VIP prefixes (or no IPv4 prefix is configured).
 #[inline(always)]
-pub fn record_flow(key: &FlowKeyV4, nat: &FlowNatV4) -> bool {
-    if let Some(current) = L3LB_FLOWS_V4.get_ptr(key) {
-        // SAFETY: pointer from a successful lookup, read once.
-        let current = unsafe { *current };
-        if current == *nat {
+pub fn in_prefixes_v4(addr_be: u32) -> bool {
+    let Some(config) = config() else {
+        return true;
+    };
+    let count = config.v4_count as usize;
+    if count == 0 {
+        return true;
+    }
+    let mut i = 0;
+    while i < config.v4.len() && i < count {
+        let [net, mask] = config.v4[i];
+        if addr_be & mask == net {
             return true;
         }
+        i += 1;
     }
-    L3LB_FLOWS_V4.insert(key, nat, 0).is_ok()
+    false
 }
 
-/// The VIP:port a reply matching `key` must carry as its source.
+/// Whether `addr` lies in one of the IPv6 VIP prefixes (or none is configured).
 #[inline(always)]
-pub fn flow(key: &FlowKeyV4) -> Option<FlowNatV4> {
-    let nat = L3LB_FLOWS_V4.get_ptr(key)?;
-    // SAFETY: pointer from a successful lookup, read once.
-    Some(unsafe { *nat })
+pub fn in_prefixes_v6(addr: Ip6) -> bool {
+    let Some(config) = config() else {
+        return true;
+    };
+    let count = config.v6_count as usize;
+    if count == 0 {
+        return true;
+    }
+    let mut i = 0;
+    while i < config.v6.len() && i < count {
+        let [net, mask] = config.v6[i];
+        if addr[0] & mask[0] == net[0] && addr[1] & mask[1] == net[1] {
+            return true;
+        }
+        i += 1;
+    }
+    false
 }

@@ -1,178 +1,184 @@
-//! Address translation.
-//!
 //! Ingress (XDP): a packet for a frontend gets its destination rewritten to a local endpoint
 //! (pod address and target port), keeping the client's source, and goes to the kernel's
-//! forwarding path (XDP_PASS). The flow is recorded keyed as the endpoint's reply will look.
+//! forwarding path (XDP_PASS).
 //!
-//! Egress (TC): a reply matching a recorded flow gets its source restored to VIP:port. The skb
-//! checksum helpers handle CHECKSUM_PARTIAL packets from local pods correctly.
-use aya_ebpf::bindings::{
-    BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR, TC_ACT_OK, TC_ACT_SHOT,
-    xdp_action::{XDP_DROP, XDP_PASS},
+//! Not for a VIP: passed untouched (fragments, options and extension headers included); outside
+//! the VIP prefixes that takes no map lookup. For a VIP: fragments and packets with IPv4 options
+//! or IPv6 extension headers are dropped, a frontend's packets are DNATed, ICMP echo requests and
+//! errors (and neighbour discovery) pass to the host, and everything else (a frontend without
+//! endpoints included) is dropped, so host sockets listening on all addresses are not reachable
+//! through a VIP.
+use aya_ebpf::{
+    bindings::xdp_action::{XDP_DROP, XDP_PASS},
+    programs::XdpContext,
 };
-use aya_ebpf::programs::{TcContext, XdpContext};
 use l3lb_common::{
-    Counter, FlowKeyV4, FlowNatV4, FrontendKeyV4, PROTO_UDP, csum_replace2, csum_replace4,
-    udp_csum_replace, udp_csum_replace4,
+    BackendV4, BackendV6, Counter, Ip6, PROTO_ICMP, PROTO_ICMPV6, csum_apply, csum_diff2,
+    csum_diff4, udp_csum_apply,
 };
+use network_types::ip::{Ipv4Hdr, Ipv6Hdr};
 
 use crate::{
-    maps::{self, Pick},
-    parse::{self, ETH_LEN, Egress, IP_CHECK_OFF, IP_SRC_OFF, Ingress, L4, Parsed, Payload},
-    stats,
+    family::{Family, V4, V6},
+    lb::{self, Choice},
+    maps,
+    parse::{
+        self, ETH_LEN, IPV4_MIN_LEN, IPV6_LEN, Ingress, Ingress4, Ingress6, L3, L4, Payload, Shape,
+        Tuple,
+    },
 };
 
 /// ICMP types let through to the host when addressed to a VIP: echo request (the host answers
 /// pings), destination unreachable (path MTU discovery) and time exceeded.
-const ICMP_ECHO_REQUEST: u8 = 8;
-const ICMP_DEST_UNREACH: u8 = 3;
-const ICMP_TIME_EXCEEDED: u8 = 11;
+const ICMP_PASS: [u8; 3] = [8, 3, 11];
+/// ICMPv6: destination unreachable, packet too big, time exceeded, parameter problem, echo
+/// request, and neighbour discovery (router/neighbour solicitation and advertisement, redirect).
+const ICMPV6_PASS: [u8; 10] = [1, 2, 3, 4, 128, 133, 134, 135, 136, 137];
 
 /// XDP verdict and the counter it is accounted under.
-///
-/// Not for a VIP: passed untouched (fragments and options included). For a VIP: fragments and
-/// packets with IP options are dropped, a frontend's packets are DNATed, the ICMP types above
-/// pass to the host, and everything else (a frontend without endpoints included) is dropped,
-/// so host sockets listening on all addresses are not reachable through a VIP.
 #[inline(always)]
-pub fn xdp_ingress(ctx: &XdpContext) -> (u32, Counter) {
-    let Some(ip) = parse::xdp_ipv4(ctx) else {
-        return (XDP_PASS, Counter::XdpPassNotOurs);
-    };
-    if !maps::is_vip(ip.daddr_be) {
-        return match ip.fragment {
-            true => (XDP_PASS, Counter::XdpPassFragment),
-            false => (XDP_PASS, Counter::XdpPassNotOurs),
+pub fn xdp_ingress(ctx: &XdpContext, bytes: u64) -> (u32, Counter) {
+    match parse::xdp_l3(ctx) {
+        Some(L3::V4(ip)) => ingress_v4(ctx, ip, bytes),
+        Some(L3::V6(ip)) => ingress_v6(ctx, ip, bytes),
+        None => (XDP_PASS, Counter::XdpPassNotOurs),
+    }
+}
+
+/// The verdict of a packet to a possible VIP that is not (or not only) TCP/UDP to a frontend.
+#[inline(always)]
+fn filter(vip: bool, shape: Shape, icmp: Option<(u8, &[u8])>) -> (u32, Counter) {
+    match (vip, shape) {
+        (false, Shape::Fragment) => (XDP_PASS, Counter::XdpPassFragment),
+        (false, _) => (XDP_PASS, Counter::XdpPassNotOurs),
+        (true, Shape::Fragment) => (XDP_DROP, Counter::XdpDropVipFragment),
+        (true, Shape::Options) => (XDP_DROP, Counter::XdpDropVipIpOptions),
+        (true, Shape::Plain) => match icmp {
+            Some((t, pass)) if pass.contains(&t) => (XDP_PASS, Counter::XdpPassVipIcmp),
+            _ => (XDP_DROP, Counter::XdpDropVipNoFrontend),
+        },
+    }
+}
+
+#[inline(always)]
+fn ingress_v4(ctx: &XdpContext, ip: &mut Ipv4Hdr, bytes: u64) -> (u32, Counter) {
+    let daddr = u32::from_ne_bytes(ip.dst_addr);
+    let shape = parse::shape_v4(ip);
+    if !maps::in_prefixes_v4(daddr) {
+        return filter(false, shape, None);
+    }
+    if shape != Shape::Plain {
+        return filter(V4::is_vip(daddr), shape, None);
+    }
+    let saddr = u32::from_ne_bytes(ip.src_addr);
+    let (l4, sport_be, dport_be, syn) =
+        match parse::xdp_payload(ctx, ETH_LEN + IPV4_MIN_LEN, ip.proto, PROTO_ICMP) {
+            Payload::Packet(l4, s, d, syn) => (l4, s, d, syn),
+            Payload::Icmp(t) => return filter(V4::is_vip(daddr), shape, Some((t, &ICMP_PASS))),
+            Payload::Other => return filter(V4::is_vip(daddr), shape, None),
         };
-    }
-    if ip.fragment {
-        return (XDP_DROP, Counter::XdpDropVipFragment);
-    }
-    if ip.options {
-        return (XDP_DROP, Counter::XdpDropVipIpOptions);
-    }
-    let pkt = match parse::xdp_payload(ctx, ip.ip) {
-        Payload::Packet(pkt) => pkt,
-        Payload::Icmp(ICMP_ECHO_REQUEST | ICMP_DEST_UNREACH | ICMP_TIME_EXCEEDED) => {
-            return (XDP_PASS, Counter::XdpPassVipIcmp);
-        }
-        Payload::Icmp(_) | Payload::Other => return (XDP_DROP, Counter::XdpDropVipNoFrontend),
+    let t = Tuple {
+        saddr,
+        daddr,
+        sport_be,
+        dport_be,
+        proto: ip.proto,
+        syn,
     };
-    let key = FrontendKeyV4 {
-        vip_be: pkt.daddr_be,
-        port_be: pkt.dport_be,
-        proto: pkt.proto,
-        _pad: 0,
-    };
-    let backend = match maps::pick_backend(&key, pkt.saddr_be, pkt.sport_be) {
-        Pick::Backend(backend) => backend,
+    let (backend, slot) = match lb::choose::<V4>(&t) {
+        Choice::Backend(backend, slot) => (backend, slot),
         // Not to the host either: its sockets on this port must not answer for the VIP.
-        Pick::NoBackend => return (XDP_DROP, Counter::XdpNoBackend),
-        Pick::NotFound => return (XDP_DROP, Counter::XdpDropVipNoFrontend),
+        Choice::NoBackend => return (XDP_DROP, Counter::XdpNoBackend),
+        Choice::NotFound => return filter(V4::is_vip(daddr), shape, None),
     };
-    let flow = FlowKeyV4 {
-        backend_addr_be: backend.addr_be,
-        client_addr_be: pkt.saddr_be,
-        backend_port_be: backend.port_be,
-        client_port_be: pkt.sport_be,
-        proto: pkt.proto,
-        _pad: [0; 3],
-    };
-    let nat = FlowNatV4 {
-        vip_be: pkt.daddr_be,
-        port_be: pkt.dport_be,
-        _pad: 0,
-    };
-    if !maps::record_flow(&flow, &nat) {
-        // Still translate: the next packet of the flow retries the insert.
-        stats::count(Counter::XdpFlowInsertFailed, 0);
-    }
-    rewrite_destination(pkt, backend.addr_be, backend.port_be);
+    lb::count::<V4>(&backend, slot, bytes);
+    rewrite_v4(Ingress { ip, l4, t }, &backend);
     (XDP_PASS, Counter::XdpDnatPass)
 }
 
-/// Rewrites destination address and port, updating the checksums incrementally (RFC 1624).
 #[inline(always)]
-fn rewrite_destination(pkt: Ingress<'_>, addr_be: u32, port_be: u16) {
-    let Ingress {
-        ip,
-        l4,
-        daddr_be,
+fn ingress_v6(ctx: &XdpContext, ip: &mut Ipv6Hdr, bytes: u64) -> (u32, Counter) {
+    let daddr = parse::addr6(&ip.dst_addr);
+    let shape = parse::shape_v6(ip);
+    if !maps::in_prefixes_v6(daddr) {
+        return filter(false, shape, None);
+    }
+    if shape != Shape::Plain {
+        return filter(V6::is_vip(daddr), shape, None);
+    }
+    let saddr = parse::addr6(&ip.src_addr);
+    let proto = ip.next_hdr;
+    let (l4, sport_be, dport_be, syn) =
+        match parse::xdp_payload(ctx, ETH_LEN + IPV6_LEN, proto, PROTO_ICMPV6) {
+            Payload::Packet(l4, s, d, syn) => (l4, s, d, syn),
+            Payload::Icmp(t) => return filter(V6::is_vip(daddr), shape, Some((t, &ICMPV6_PASS))),
+            Payload::Other => return filter(V6::is_vip(daddr), shape, None),
+        };
+    let t = Tuple {
+        saddr,
+        daddr,
+        sport_be,
         dport_be,
-        ..
-    } = pkt;
-    let check = u16::from_ne_bytes(ip.check);
-    ip.check = csum_replace4(check, daddr_be, addr_be).to_ne_bytes();
-    ip.dst_addr = addr_be.to_ne_bytes();
+        proto,
+        syn,
+    };
+    let (backend, slot) = match lb::choose::<V6>(&t) {
+        Choice::Backend(backend, slot) => (backend, slot),
+        Choice::NoBackend => return (XDP_DROP, Counter::XdpNoBackend),
+        Choice::NotFound => return filter(V6::is_vip(daddr), shape, None),
+    };
+    lb::count::<V6>(&backend, slot, bytes);
+    rewrite_v6(Ingress { ip, l4, t }, &backend);
+    (XDP_PASS, Counter::XdpDnatPass)
+}
+
+/// Rewrites the L4 destination port and checksum; `addr` is the addresses' checksum difference.
+#[inline(always)]
+fn rewrite_l4(l4: L4<'_>, addr: u32, dport_be: u16, port_be: u16) {
+    let diff = addr + csum_diff2(dport_be, port_be);
     match l4 {
         L4::Tcp(tcp) => {
-            let check = u16::from_ne_bytes(tcp.check);
-            let check = csum_replace4(check, daddr_be, addr_be);
-            tcp.check = csum_replace2(check, dport_be, port_be).to_ne_bytes();
+            tcp.check = csum_apply(u16::from_ne_bytes(tcp.check), diff).to_ne_bytes();
             tcp.dest = port_be.to_ne_bytes();
         }
         L4::Udp(udp) => {
-            let check = u16::from_ne_bytes(udp.check);
-            let check = udp_csum_replace4(check, daddr_be, addr_be);
-            udp.check = udp_csum_replace(check, dport_be, port_be).to_ne_bytes();
+            udp.check = udp_csum_apply(u16::from_ne_bytes(udp.check), diff).to_ne_bytes();
             udp.dst = port_be.to_ne_bytes();
         }
     }
 }
 
-/// TC verdict and the counter it is accounted under.
+/// Rewrites destination address and port, updating the checksums incrementally (RFC 1624).
 #[inline(always)]
-pub fn tc_egress(ctx: &TcContext) -> (i32, Counter) {
-    let Parsed::Packet(pkt) = parse::tc_ipv4(ctx) else {
-        return (TC_ACT_OK, Counter::TcPassNotOurs);
-    };
-    let key = FlowKeyV4 {
-        backend_addr_be: pkt.saddr_be,
-        client_addr_be: pkt.daddr_be,
-        backend_port_be: pkt.sport_be,
-        client_port_be: pkt.dport_be,
-        proto: pkt.proto,
-        _pad: [0; 3],
-    };
-    let Some(nat) = maps::flow(&key) else {
-        return (TC_ACT_OK, Counter::TcPassNotOurs);
-    };
-    match rewrite_source(ctx, &pkt, &nat) {
-        Ok(()) => (TC_ACT_OK, Counter::TcRevNat),
-        // Checksums and fields may disagree now: a corrupted packet must not leave the node.
-        Err(_) => (TC_ACT_SHOT, Counter::TcRevNatError),
-    }
+fn rewrite_v4(pkt: Ingress4<'_>, backend: &BackendV4) {
+    let Ingress { ip, l4, t } = pkt;
+    // The address is in the IP header's checksum and the L4 pseudo header: one difference.
+    let addr = csum_diff4(t.daddr, backend.addr_be);
+    ip.check = csum_apply(u16::from_ne_bytes(ip.check), addr).to_ne_bytes();
+    ip.dst_addr = backend.addr_be.to_ne_bytes();
+    rewrite_l4(l4, addr, t.dport_be, backend.port_be);
 }
 
-/// Rewrites source address and port to the VIP's, through the skb checksum helpers.
+/// The checksum difference of replacing IPv6 address `old` by `new`.
 #[inline(always)]
-fn rewrite_source(ctx: &TcContext, pkt: &Egress, nat: &FlowNatV4) -> Result<(), i64> {
-    // A UDP checksum of 0 means "none": BPF_F_MARK_MANGLED_0 keeps it 0 and never produces 0.
-    let udp = if pkt.proto == PROTO_UDP {
-        u64::from(BPF_F_MARK_MANGLED_0)
-    } else {
-        0
-    };
-    let pseudo = u64::from(BPF_F_PSEUDO_HDR);
-    ctx.l4_csum_replace(
-        pkt.l4_check_off,
-        u64::from(pkt.saddr_be),
-        u64::from(nat.vip_be),
-        udp | pseudo | 4,
-    )?;
-    ctx.l4_csum_replace(
-        pkt.l4_check_off,
-        u64::from(pkt.sport_be),
-        u64::from(nat.port_be),
-        udp | 2,
-    )?;
-    ctx.l3_csum_replace(
-        ETH_LEN + IP_CHECK_OFF,
-        u64::from(pkt.saddr_be),
-        u64::from(nat.vip_be),
-        4,
-    )?;
-    ctx.store(ETH_LEN + IP_SRC_OFF, &nat.vip_be, 0)?;
-    ctx.store(pkt.l4_off, &nat.port_be, 0)?;
-    Ok(())
+pub fn diff_v6(old: &Ip6, new: &Ip6) -> u32 {
+    let mut diff = 0;
+    for i in 0..2 {
+        diff += csum_diff4(old[i] as u32, new[i] as u32);
+        diff += csum_diff4((old[i] >> 32) as u32, (new[i] >> 32) as u32);
+    }
+    diff
+}
+
+/// IPv6 has no header checksum: only the L4 pseudo header changes.
+#[inline(always)]
+fn rewrite_v6(pkt: Ingress6<'_>, backend: &BackendV6) {
+    let Ingress { ip, l4, t } = pkt;
+    parse::set_addr6(&mut ip.dst_addr, &backend.addr);
+    rewrite_l4(
+        l4,
+        diff_v6(&t.daddr, &backend.addr),
+        t.dport_be,
+        backend.port_be,
+    );
 }

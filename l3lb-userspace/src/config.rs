@@ -92,7 +92,8 @@ pub struct RunArgs {
     )]
     pub uplinks: Vec<String>,
 
-    /// How long a frontend stays in the maps after its VIP is withdrawn, so in-flight flows drain.
+    /// How long a frontend stays in the maps after its VIP is withdrawn (its Service gone, or
+    /// all its local endpoints terminating), so in-flight flows drain.
     #[arg(long, env = "L3LB_DRAIN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
 
@@ -167,8 +168,6 @@ pub struct LeaseConfig {
 pub enum ConfigError {
     #[error("--node-name (NODE_NAME) must not be empty")]
     EmptyNodeName,
-    #[error("--prefix {0} is IPv6; this version of l3lb serves IPv4 VIPs only")]
-    Ipv6Prefix(IpNet),
     #[error("--prefix {given} has host bits set; did you mean {network}?")]
     HostBits { given: IpNet, network: IpNet },
     #[error(
@@ -199,9 +198,6 @@ impl TryFrom<RunArgs> for Config {
             return Err(ConfigError::EmptyNodeName);
         }
         for p in &a.prefixes {
-            if let IpNet::V6(_) = p {
-                return Err(ConfigError::Ipv6Prefix(*p));
-            }
             if p.trunc() != *p {
                 return Err(ConfigError::HostBits {
                     given: *p,

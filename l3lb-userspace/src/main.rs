@@ -31,8 +31,11 @@ async fn main() -> anyhow::Result<()> {
             let client = kube::Client::try_default().await.context(
                 "no Kubernetes client configuration (in-cluster service account or KUBECONFIG)",
             )?;
-            let datapath = Datapath::attach_pinned(&config.uplinks, &config.bpffs_dir)
+            let mut datapath = Datapath::attach_pinned(&config.uplinks, &config.bpffs_dir)
                 .context("cannot set up the datapath")?;
+            datapath
+                .set_prefixes(&config.prefixes)
+                .context("cannot configure the datapath's VIP prefixes")?;
             let addresses = Netlink::new(&config.interface, config.address_lifetime)?;
             let metrics = Metrics::default();
             if let Some(addr) = config.metrics_addr {

@@ -1,27 +1,23 @@
 //! The frontend maps seen as model types: conversion between [`FrontendId`]/[`Endpoint`] and the
-//! `#[repr(C)]` map entries, and the [`FrontendTable`] the executor drives.
+//! `#[repr(C)]` map keys, and the [`FrontendTable`] the executor drives.
 use std::{
-    collections::{BTreeMap, BTreeSet},
+    collections::BTreeMap,
     net::{IpAddr, Ipv4Addr},
 };
 
-use l3lb_common::{BackendV4, Counter, FrontendKeyV4, FrontendV4, MAX_BACKENDS, Stat};
-use tracing::warn;
+use l3lb_common::{
+    BackendV4, BackendV6, Counter, FrontendKeyV4, FrontendKeyV6, Stat, ip6, ip6_octets,
+};
 
 use crate::{
     apply::FrontendTable,
     datapath::{Datapath, DatapathError},
-    model::{Endpoint, FrontendId, Frontends, Proto},
+    model::{Backends, Endpoint, FrontendId, Frontends, Proto},
 };
 
-#[derive(Debug, thiserror::Error)]
-pub enum MapError {
-    #[error(transparent)]
-    Datapath(#[from] DatapathError),
-    #[error("frontend {0} is IPv6; the datapath serves IPv4 only")]
-    Ipv6(FrontendId),
-}
+pub use crate::datapath::DatapathError as MapError;
 
+/// The frontend map key of an IPv4 frontend.
 pub fn key_of(id: &FrontendId) -> Option<FrontendKeyV4> {
     let IpAddr::V4(vip) = id.vip else { return None };
     Some(FrontendKeyV4 {
@@ -40,61 +36,57 @@ pub fn id_of(key: &FrontendKeyV4) -> Option<FrontendId> {
     })
 }
 
-/// The map value for a backend set; beyond [`MAX_BACKENDS`] the lowest endpoints are kept.
-pub fn value_of(endpoints: &BTreeSet<Endpoint>) -> FrontendV4 {
-    let mut value = FrontendV4::default();
-    let v4 = endpoints.iter().filter_map(|e| match e.addr {
-        IpAddr::V4(a) => Some(BackendV4 {
-            addr_be: u32::from(a).to_be(),
-            port_be: e.port.to_be(),
-            _pad: 0,
-        }),
-        IpAddr::V6(_) => None,
-    });
-    for (slot, backend) in value.backends.iter_mut().zip(v4) {
-        *slot = backend;
-        value.count += 1;
-    }
-    value
+/// The frontend map key of an IPv6 frontend.
+pub fn key_of_v6(id: &FrontendId) -> Option<FrontendKeyV6> {
+    let IpAddr::V6(vip) = id.vip else { return None };
+    Some(FrontendKeyV6 {
+        vip: ip6(vip.octets()),
+        port_be: id.port.to_be(),
+        proto: id.proto.number(),
+        _pad: 0,
+        _pad2: 0,
+    })
 }
 
-pub fn endpoints_of(value: &FrontendV4) -> BTreeSet<Endpoint> {
-    let n = (value.count as usize).min(MAX_BACKENDS);
-    value.backends[..n]
-        .iter()
-        .map(|b| Endpoint {
-            addr: IpAddr::V4(Ipv4Addr::from(u32::from_be(b.addr_be))),
-            port: u16::from_be(b.port_be),
-        })
-        .collect()
+pub fn id_of_v6(key: &FrontendKeyV6) -> Option<FrontendId> {
+    Some(FrontendId {
+        vip: IpAddr::from(ip6_octets(key.vip)),
+        port: u16::from_be(key.port_be),
+        proto: Proto::from_number(key.proto)?,
+    })
+}
+
+pub fn endpoint_of_v6(b: &BackendV6) -> Endpoint {
+    Endpoint {
+        addr: IpAddr::from(ip6_octets(b.addr)),
+        port: u16::from_be(b.port_be),
+    }
+}
+
+pub fn endpoint_of_v4(b: &BackendV4) -> Endpoint {
+    Endpoint {
+        addr: IpAddr::V4(Ipv4Addr::from(u32::from_be(b.addr_be))),
+        port: u16::from_be(b.port_be),
+    }
 }
 
 impl FrontendTable for Datapath {
-    type Error = MapError;
+    type Error = DatapathError;
 
-    fn frontends(&self) -> Result<Frontends, MapError> {
-        Ok(self
-            .frontends()?
-            .iter()
-            .filter_map(|(k, v)| Some((id_of(k)?, endpoints_of(v))))
-            .collect())
+    fn frontends(&self) -> Result<Frontends, DatapathError> {
+        Datapath::frontends(self)
     }
 
-    fn upsert(&mut self, id: FrontendId, endpoints: &BTreeSet<Endpoint>) -> Result<(), MapError> {
-        let key = key_of(&id).ok_or(MapError::Ipv6(id))?;
-        if endpoints.len() > MAX_BACKENDS {
-            warn!(frontend = %id, endpoints = endpoints.len(), max = MAX_BACKENDS, "too many local endpoints; using the first");
-        }
-        Ok(self.upsert_frontend(key, &value_of(endpoints))?)
+    fn upsert(&mut self, id: FrontendId, endpoints: &Backends) -> Result<(), DatapathError> {
+        self.set_frontend(id, endpoints)
     }
 
-    fn remove(&mut self, id: FrontendId) -> Result<(), MapError> {
-        let key = key_of(&id).ok_or(MapError::Ipv6(id))?;
-        Ok(self.remove_frontend(&key)?)
+    fn remove(&mut self, id: FrontendId) -> Result<(), DatapathError> {
+        self.remove_frontend(id)
     }
 
-    fn counters(&self) -> Result<BTreeMap<Counter, Stat>, MapError> {
-        Ok(Datapath::counters(self)?)
+    fn counters(&self) -> Result<BTreeMap<Counter, Stat>, DatapathError> {
+        Datapath::counters(self)
     }
 
     fn check_uplinks(&mut self) -> impl Future<Output = BTreeMap<String, String>> + Send {
@@ -107,7 +99,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn key_and_value_round_trip_in_network_order() {
+    fn key_round_trips_in_network_order() {
         let id = FrontendId {
             vip: "198.51.100.10".parse().unwrap(),
             port: 80,
@@ -118,37 +110,32 @@ mod tests {
         assert_eq!(key.port_be.to_ne_bytes(), [0, 80]);
         assert_eq!(key.proto, 17);
         assert_eq!(id_of(&key), Some(id));
-
-        let eps: BTreeSet<Endpoint> = (1..=3)
-            .map(|i| Endpoint {
-                addr: IpAddr::V4(Ipv4Addr::new(10, 244, 1, i)),
-                port: 8080,
-            })
-            .collect();
-        let value = value_of(&eps);
-        assert_eq!(value.count, 3);
-        assert_eq!(value.backends[0].addr_be.to_ne_bytes(), [10, 244, 1, 1]);
+        let b = BackendV4 {
+            addr_be: u32::from_ne_bytes([10, 244, 1, 1]),
+            port_be: 8080u16.to_be(),
+            ..BackendV4::default()
+        };
         assert_eq!(
-            value.backends[0].port_be.to_ne_bytes(),
-            8080u16.to_be_bytes()
+            endpoint_of_v4(&b),
+            Endpoint {
+                addr: "10.244.1.1".parse().unwrap(),
+                port: 8080
+            }
         );
-        assert_eq!(endpoints_of(&value), eps);
     }
 
     #[test]
-    fn backend_sets_beyond_capacity_are_capped() {
-        let eps: BTreeSet<Endpoint> = (0..40u8)
-            .map(|i| Endpoint {
-                addr: IpAddr::V4(Ipv4Addr::new(10, 0, 0, i)),
-                port: 1,
-            })
-            .collect();
-        let value = value_of(&eps);
-        assert_eq!(value.count as usize, MAX_BACKENDS);
-        assert_eq!(
-            endpoints_of(&value),
-            eps.iter().take(MAX_BACKENDS).copied().collect()
-        );
+    fn ipv6_key_round_trips_with_the_address_bytes_in_order() {
+        let id = FrontendId {
+            vip: "2001:db8::1".parse().unwrap(),
+            port: 443,
+            proto: Proto::Tcp,
+        };
+        let key = key_of_v6(&id).unwrap();
+        assert_eq!(ip6_octets(key.vip)[..2], [0x20, 0x01]);
+        assert_eq!(ip6_octets(key.vip)[15], 1);
+        assert_eq!(id_of_v6(&key), Some(id));
+        assert_eq!(key_of(&id), None);
     }
 
     #[test]

@@ -71,8 +71,69 @@ impl fmt::Display for Endpoint {
     }
 }
 
+/// A frontend's local endpoints as the datapath serves them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Backends {
+    /// Ready: new flows go to these.
+    pub ready: BTreeSet<Endpoint>,
+    /// Terminating but still serving: their pinned flows go on, they get no new ones.
+    pub terminating: BTreeSet<Endpoint>,
+    /// `sessionAffinity: ClientIP` with this timeout (seconds); `None`: no affinity.
+    pub affinity_timeout_s: Option<u32>,
+}
+
+impl Backends {
+    /// No endpoint at all, ready or terminating.
+    pub fn is_empty(&self) -> bool {
+        self.ready.is_empty() && self.terminating.is_empty()
+    }
+
+    /// Endpoints, ready and terminating.
+    pub fn len(&self) -> usize {
+        self.ready.len() + self.terminating.len()
+    }
+}
+
+/// Every endpoint ready, no affinity.
+impl From<BTreeSet<Endpoint>> for Backends {
+    fn from(ready: BTreeSet<Endpoint>) -> Self {
+        Backends {
+            ready,
+            ..Backends::default()
+        }
+    }
+}
+
+impl<const N: usize> From<[Endpoint; N]> for Backends {
+    fn from(ready: [Endpoint; N]) -> Self {
+        BTreeSet::from(ready).into()
+    }
+}
+
+impl fmt::Display for Backends {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut first = true;
+        for (e, note) in self
+            .ready
+            .iter()
+            .map(|e| (e, ""))
+            .chain(self.terminating.iter().map(|e| (e, " (terminating)")))
+        {
+            if !first {
+                f.write_str(",")?;
+            }
+            first = false;
+            write!(f, "{e}{note}")?;
+        }
+        if let Some(t) = self.affinity_timeout_s {
+            write!(f, " affinity ClientIP {t}s")?;
+        }
+        Ok(())
+    }
+}
+
 /// Backend sets per frontend; the same shape is desired and observed.
-pub type Frontends = BTreeMap<FrontendId, BTreeSet<Endpoint>>;
+pub type Frontends = BTreeMap<FrontendId, Backends>;
 
 /// Namespace/name of a Service, ordered so passes are deterministic.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -198,10 +198,13 @@ impl<F: FrontendTable, A: AddressTable> Reconciler<F, A> {
 
     /// When the earliest drain ends, if any frontend is draining.
     pub fn next_drain_deadline(&self) -> Option<std::time::Instant> {
+        let now = std::time::Instant::now();
         self.draining
             .values()
-            .min()
             .map(|since| *since + self.config.drain_timeout)
+            // Past: already drained (a frontend whose endpoints all stay terminating).
+            .filter(|deadline| *deadline > now)
+            .min()
     }
 }
 

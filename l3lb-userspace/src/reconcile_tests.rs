@@ -13,7 +13,7 @@ use crate::{
     apply::{AddressTable, FrontendTable},
     config::{Cli, Command, Config},
     metrics::Metrics,
-    model::{Desired, Endpoint, FrontendId, Frontends, Proto},
+    model::{Backends, Desired, Endpoint, FrontendId, Frontends, Proto},
 };
 
 #[derive(Default)]
@@ -24,7 +24,7 @@ impl FrontendTable for Maps {
     fn frontends(&self) -> Result<Frontends, Infallible> {
         Ok(self.0.clone())
     }
-    fn upsert(&mut self, id: FrontendId, eps: &BTreeSet<Endpoint>) -> Result<(), Infallible> {
+    fn upsert(&mut self, id: FrontendId, eps: &Backends) -> Result<(), Infallible> {
         self.0.insert(id, eps.clone());
         Ok(())
     }
@@ -84,7 +84,7 @@ fn restarted(lifetime: &str) -> (Reconciler<Maps, Addrs>, Addrs, Desired) {
         port: 80,
         proto: Proto::Tcp,
     };
-    let eps: BTreeSet<Endpoint> = [Endpoint {
+    let eps: Backends = [Endpoint {
         addr: "10.0.0.1".parse().unwrap(),
         port: 8080,
     }]

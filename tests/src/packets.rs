@@ -1,9 +1,10 @@
 //! Packets for the datapath fixtures, built with etherparse (which computes every checksum from
 //! scratch, independently of the programs under test).
+use std::net::{IpAddr, Ipv4Addr};
+
 use etherparse::{IpHeaders, IpNumber, Ipv4Header, PacketBuilder};
-use l3lb_common::{
-    BackendV4, FlowKeyV4, FlowNatV4, FrontendKeyV4, FrontendV4, PROTO_TCP, PROTO_UDP,
-};
+use l3lb_common::{ConnKeyV4, FlowKeyV4, FlowNatV4, PROTO_TCP, PROTO_UDP};
+use l3lb_userspace::model::{Backends, Endpoint, FrontendId, Proto};
 
 pub const XDP_DROP: u32 = 1;
 pub const XDP_PASS: u32 = 2;
@@ -26,28 +27,46 @@ pub fn be(addr: [u8; 4]) -> u32 {
     u32::from_ne_bytes(addr)
 }
 
-pub fn frontend_key(vip: [u8; 4], port: u16, proto: u8) -> FrontendKeyV4 {
-    FrontendKeyV4 {
-        vip_be: be(vip),
-        port_be: port.to_be(),
-        proto,
-        _pad: 0,
+pub fn ip4(addr: [u8; 4]) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::from(addr))
+}
+
+/// The frontend `vip:port` of IP protocol `proto`.
+pub fn fe(vip: [u8; 4], port: u16, proto: u8) -> FrontendId {
+    FrontendId {
+        vip: ip4(vip),
+        port,
+        proto: Proto::from_number(proto).expect("tcp or udp"),
     }
 }
 
-pub fn frontend(backends: &[([u8; 4], u16)]) -> FrontendV4 {
-    let mut value = FrontendV4 {
-        count: backends.len() as u32,
-        ..FrontendV4::default()
-    };
-    for (slot, (addr, port)) in value.backends.iter_mut().zip(backends) {
-        *slot = BackendV4 {
-            addr_be: be(*addr),
-            port_be: port.to_be(),
-            _pad: 0,
-        };
+pub fn ep(addr: [u8; 4], port: u16) -> Endpoint {
+    Endpoint {
+        addr: ip4(addr),
+        port,
     }
-    value
+}
+
+/// Ready endpoints, no affinity.
+pub fn backends(ready: &[([u8; 4], u16)]) -> Backends {
+    ready
+        .iter()
+        .map(|(a, p)| ep(*a, *p))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into()
+}
+
+/// The pin key of the flow `client -> vip` of `proto`.
+pub fn conn(client: ([u8; 4], u16), vip: ([u8; 4], u16), proto: u8) -> ConnKeyV4 {
+    ConnKeyV4 {
+        client_be: be(client.0),
+        vip_be: be(vip.0),
+        client_port_be: client.1.to_be(),
+        vip_port_be: vip.1.to_be(),
+        proto,
+        _pad: 0,
+        _pad2: 0,
+    }
 }
 
 /// The flow entry XDP records for client -> VIP:port translated to backend.
@@ -59,7 +78,8 @@ pub fn flow(backend: ([u8; 4], u16), proto: u8, vip: ([u8; 4], u16)) -> (FlowKey
             backend_port_be: backend.1.to_be(),
             client_port_be: CLIENT_PORT.to_be(),
             proto,
-            _pad: [0; 3],
+            _pad: 0,
+            _pad2: 0,
         },
         FlowNatV4 {
             vip_be: be(vip.0),
@@ -100,6 +120,15 @@ pub fn tcp(src: ([u8; 4], u16), dst: ([u8; 4], u16), options: &[u8], ack: Option
         None => step,
     };
     write(|out| step.write(out, &[]).expect("tcp packet"))
+}
+
+/// A TCP segment `src -> dst` with only ACK set (and a little payload): mid-connection.
+pub fn tcp_ack(src: ([u8; 4], u16), dst: ([u8; 4], u16)) -> Vec<u8> {
+    let step = PacketBuilder::ethernet2(MAC_PEER, MAC_NODE)
+        .ip(ipv4(src.0, dst.0, PROTO_TCP, &[], false))
+        .tcp(src.1, dst.1, 1_001, 64_240)
+        .ack(5_000);
+    write(|out| step.write(out, b"GET / HTTP/1.1\r\n").expect("tcp packet"))
 }
 
 pub fn udp(src: ([u8; 4], u16), dst: ([u8; 4], u16), more_fragments: bool) -> Vec<u8> {
@@ -155,6 +184,91 @@ pub fn ipv6_udp() -> Vec<u8> {
         )
         .udp(CLIENT_PORT, DNS);
     write(|out| step.write(out, b"v6").expect("ipv6 packet"))
+}
+
+pub const CLIENT6: [u8; 16] = [0x20, 1, 0xd, 0xb8, 0, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0x12, 0x34];
+pub const VIP6: [u8; 16] = [0x20, 1, 0xd, 0xb8, 0, 0xa, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10];
+pub const OTHER6: [u8; 16] = [0x20, 1, 0xd, 0xb8, 0, 0xa, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x99];
+pub const POD6: [u8; 16] = [0xfd, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 5];
+
+pub fn ip6(addr: [u8; 16]) -> IpAddr {
+    IpAddr::from(addr)
+}
+
+/// The IPv6 frontend `vip:port` of IP protocol `proto`.
+pub fn fe6(vip: [u8; 16], port: u16, proto: u8) -> FrontendId {
+    FrontendId {
+        vip: ip6(vip),
+        port,
+        proto: Proto::from_number(proto).expect("tcp or udp"),
+    }
+}
+
+pub fn ep6(addr: [u8; 16], port: u16) -> Endpoint {
+    Endpoint {
+        addr: ip6(addr),
+        port,
+    }
+}
+
+pub fn backends6(ready: &[([u8; 16], u16)]) -> Backends {
+    ready
+        .iter()
+        .map(|(a, p)| ep6(*a, *p))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into()
+}
+
+/// An IPv6 TCP segment `src -> dst`: a SYN (`ack` None) or an ACK with a little payload.
+pub fn tcp6(src: ([u8; 16], u16), dst: ([u8; 16], u16), ack: Option<u32>) -> Vec<u8> {
+    let step = PacketBuilder::ethernet2(MAC_PEER, MAC_NODE)
+        .ipv6(src.0, dst.0, 64)
+        .tcp(src.1, dst.1, 1_000, 64_240);
+    match ack {
+        None => write(|out| step.syn().write(out, &[]).expect("tcp6 packet")),
+        Some(n) => write(|out| step.ack(n).write(out, b"GET /").expect("tcp6 packet")),
+    }
+}
+
+pub fn udp6(src: ([u8; 16], u16), dst: ([u8; 16], u16)) -> Vec<u8> {
+    let step = PacketBuilder::ethernet2(MAC_PEER, MAC_NODE)
+        .ipv6(src.0, dst.0, 64)
+        .udp(src.1, dst.1);
+    write(|out| step.write(out, b"l3lb-query6").expect("udp6 packet"))
+}
+
+/// An ICMPv6 message `src -> dst` of `icmp_type` (code 0).
+pub fn icmp6(src: [u8; 16], dst: [u8; 16], icmp_type: u8) -> Vec<u8> {
+    let step = PacketBuilder::ethernet2(MAC_PEER, MAC_NODE)
+        .ipv6(src, dst, 64)
+        .icmpv6_raw(icmp_type, 0, [0, 1, 0, 1]);
+    write(|out| step.write(out, b"l3lb-ping6").expect("icmpv6 packet"))
+}
+
+/// An IPv6 packet `src -> dst` whose first next header is `next` (e.g. 0 hop-by-hop, 44
+/// fragment), carrying an 8-byte extension header then a UDP-looking payload.
+pub fn ipv6_ext(src: [u8; 16], dst: [u8; 16], next: u8) -> Vec<u8> {
+    let mut ip = etherparse::Ipv6Header {
+        source: src,
+        destination: dst,
+        hop_limit: 64,
+        next_header: IpNumber(next),
+        ..Default::default()
+    };
+    let mut payload = vec![PROTO_UDP, 0, 0, 0, 0, 0, 0, 0];
+    payload.extend_from_slice(&[0x9c, 0x40, 0, 53, 0, 12, 0, 0, b'h', b'i', b'!', b'!']);
+    ip.payload_length = payload.len() as u16;
+    let mut p = Vec::new();
+    etherparse::Ethernet2Header {
+        source: MAC_PEER,
+        destination: MAC_NODE,
+        ether_type: etherparse::EtherType::IPV6,
+    }
+    .write(&mut p)
+    .expect("ethernet");
+    ip.write(&mut p).expect("ipv6");
+    p.extend_from_slice(&payload);
+    p
 }
 
 pub fn arp_request() -> Vec<u8> {

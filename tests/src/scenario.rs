@@ -33,6 +33,16 @@ pub const ALLOCATOR_LEASE: &str = "l3lb-allocator";
 /// is its own namespace, so they all use the same port).
 pub const METRICS_ADDR: ([u8; 4], u16) = ([127, 0, 0, 1], 9465);
 
+/// An EndpointSlice endpoint's conditions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EndpointState {
+    Ready,
+    /// Not ready, not serving (a failing readiness probe).
+    NotReady,
+    /// Shutting down but still serving: not ready, serving, terminating.
+    Terminating,
+}
+
 pub struct Cluster {
     // Dropped first: daemons and namespaces go before the API server's runtime.
     pub lab: Lab,
@@ -120,6 +130,7 @@ impl Cluster {
     /// `daemon_log(i)`.
     pub fn start_daemon(&mut self, i: usize) -> anyhow::Result<u32> {
         let prefix = self.lab.config().vip_prefix.to_string();
+        let prefix6 = self.lab.config().vip_prefix6.to_string();
         let mut cmd = Command::new(l3lb_bin()?);
         cmd.args([
             "run",
@@ -127,6 +138,8 @@ impl Cluster {
             &node_name(i),
             "--prefix",
             &prefix,
+            "--prefix",
+            &prefix6,
             "--uplink",
             self.lab.uplink(),
         ])
@@ -214,14 +227,34 @@ impl Cluster {
     /// Creates or replaces the EndpointSlice of Service `name`: every pod, Ready as given by
     /// `ready(node index)`.
     pub fn apply_endpoints(&self, name: &str, ready: impl Fn(usize) -> bool) -> anyhow::Result<()> {
+        self.apply_endpoint_states(name, |i| {
+            Some(match ready(i) {
+                true => EndpointState::Ready,
+                false => EndpointState::NotReady,
+            })
+        })
+    }
+
+    /// Creates or replaces the EndpointSlice of Service `name` with the pod of every node `i` for
+    /// which `state(i)` is not None, in that state.
+    pub fn apply_endpoint_states(
+        &self,
+        name: &str,
+        state: impl Fn(usize) -> Option<EndpointState>,
+    ) -> anyhow::Result<()> {
         let echo = self.lab.config().echo_port;
         let endpoints: Vec<Value> = (1..=self.lab.config().nodes)
-            .map(|i| {
-                json!({
+            .filter_map(|i| {
+                let (ready, serving, terminating) = match state(i)? {
+                    EndpointState::Ready => (true, true, false),
+                    EndpointState::NotReady => (false, false, false),
+                    EndpointState::Terminating => (false, true, true),
+                };
+                Some(json!({
                     "addresses": [self.lab.pod_ip(i).to_string()],
                     "nodeName": node_name(i),
-                    "conditions": {"ready": ready(i), "serving": ready(i), "terminating": false},
-                })
+                    "conditions": {"ready": ready, "serving": serving, "terminating": terminating},
+                }))
             })
             .collect();
         self.api.apply(json!({
@@ -277,7 +310,8 @@ impl Cluster {
         Ok((status, body.to_owned()))
     }
 
-    /// Waits (up to 30 s) until the router's next hops for `vip`/32 are exactly `want`.
+    /// Waits (up to 30 s) until the router's next hops for `vip`/32 are exactly `want`. On a
+    /// timeout the error carries the end of every daemon's log.
     pub fn wait_nexthops(&self, vip: Ipv4Addr, want: &[Ipv4Addr]) -> anyhow::Result<()> {
         let want: BTreeSet<Ipv4Addr> = want.iter().copied().collect();
         let what = format!("router next hops for {vip}/32 = {want:?}");
@@ -293,6 +327,23 @@ impl Cluster {
                 bail!("next hops {seen:?}")
             }
         })
+        .with_context(|| self.log_tails(20))
+    }
+
+    /// The last `n` lines of each daemon's current log.
+    pub fn log_tails(&self, n: usize) -> String {
+        let mut out = String::new();
+        for i in 1..=self.lab.config().nodes {
+            let log = self.daemon_log(i);
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(n)..];
+            out += &format!(
+                "--- {} (last {n} lines)\n{}\n",
+                node_name(i),
+                tail.join("\n")
+            );
+        }
+        out
     }
 
     pub fn delete_service(&self, name: &str) -> anyhow::Result<()> {

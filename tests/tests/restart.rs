@@ -16,7 +16,7 @@ use std::{
 
 use anyhow::{Context as _, bail, ensure};
 use l3lb_tests::{
-    lab::{LabConfig, REQUEST_TIMEOUT, wait_for},
+    lab::{LabConfig, REQUEST_TIMEOUT, Stream, wait_for},
     netns::in_netns,
     scenario::{Cluster, l3lb_bin},
 };
@@ -28,43 +28,6 @@ const CONVERGE: Duration = Duration::from_secs(30);
 const LONG_LIVED: usize = 8;
 /// Short requests that must succeed while the daemon is down, and again after it is back.
 const REQUESTS_PER_PHASE: usize = 20;
-
-/// One long-lived connection to the echo server's streaming mode.
-struct Stream {
-    reader: BufReader<TcpStream>,
-    pod: String,
-}
-
-impl Stream {
-    fn open(client_ns: &str) -> anyhow::Result<Stream> {
-        let to = SocketAddr::from((VIP, PORT));
-        let stream = in_netns(client_ns, move || {
-            TcpStream::connect_timeout(&to, REQUEST_TIMEOUT)
-        })??;
-        stream.set_read_timeout(Some(REQUEST_TIMEOUT))?;
-        (&stream).write_all(b"STREAM\n")?;
-        let mut s = Stream {
-            reader: BufReader::new(stream),
-            pod: String::new(),
-        };
-        s.pod = s.exchange("hello")?;
-        Ok(s)
-    }
-
-    /// Sends one line, returns the answering pod; the answer must echo the line.
-    fn exchange(&mut self, line: &str) -> anyhow::Result<String> {
-        self.reader
-            .get_ref()
-            .write_all(format!("{line}\n").as_bytes())?;
-        let mut answer = String::new();
-        self.reader.read_line(&mut answer)?;
-        let words: Vec<&str> = answer.split_whitespace().collect();
-        match words.as_slice() {
-            [pod, _peer, echoed] if *echoed == line => Ok(pod.to_string()),
-            _ => bail!("answer {answer:?} to {line:?}"),
-        }
-    }
-}
 
 /// One short TCP request (connect, line, answer, close) from inside the client's namespace.
 fn tcp_request() -> anyhow::Result<()> {
@@ -151,7 +114,10 @@ fn daemon_restart_keeps_forwarding_and_long_lived_connections() -> anyhow::Resul
 
     let client_ns = c.lab.client_ns().to_owned();
     let mut streams = (0..LONG_LIVED)
-        .map(|i| Stream::open(&client_ns).with_context(|| format!("long-lived connection {i}")))
+        .map(|i| {
+            Stream::open(&client_ns, SocketAddr::from((VIP, PORT)))
+                .with_context(|| format!("long-lived connection {i}"))
+        })
         .collect::<anyhow::Result<Vec<_>>>()?;
     for (i, s) in streams.iter_mut().enumerate() {
         ensure!(s.pod == "pod1", "connection {i} reached {}", s.pod);

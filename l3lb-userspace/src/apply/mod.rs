@@ -12,7 +12,7 @@ use l3lb_common::{Counter, Stat};
 use tracing::{debug, info, warn};
 
 use crate::{
-    model::{Endpoint, FrontendId, Frontends},
+    model::{Backends, FrontendId, Frontends},
     plan::Step,
 };
 
@@ -20,8 +20,7 @@ use crate::{
 pub trait FrontendTable {
     type Error: Error + Send + Sync + 'static;
     fn frontends(&self) -> Result<Frontends, Self::Error>;
-    fn upsert(&mut self, id: FrontendId, endpoints: &BTreeSet<Endpoint>)
-    -> Result<(), Self::Error>;
+    fn upsert(&mut self, id: FrontendId, endpoints: &Backends) -> Result<(), Self::Error>;
     /// Removing an absent frontend succeeds.
     fn remove(&mut self, id: FrontendId) -> Result<(), Self::Error>;
     /// The datapath's verdict counters, summed over CPUs; none by default.
@@ -90,7 +89,7 @@ pub async fn apply<F: FrontendTable, A: AddressTable>(
                 match &r {
                     Ok(()) => info!(
                         frontend = %id,
-                        endpoints = %list(endpoints),
+                        endpoints = %endpoints,
                         "frontend programmed"
                     ),
                     Err(error) => {
@@ -176,14 +175,6 @@ async fn withdraw_unprogrammed<A: AddressTable>(
             false
         }
     }
-}
-
-fn list(endpoints: &BTreeSet<Endpoint>) -> String {
-    endpoints
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(",")
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use std::{
 
 use super::{AddressTable, FrontendTable, apply};
 use crate::{
-    model::{Endpoint, FrontendId, Frontends, Proto},
+    model::{Backends, Endpoint, FrontendId, Frontends, Proto},
     plan::Step,
 };
 
@@ -35,7 +35,7 @@ impl FrontendTable for Fake {
     fn frontends(&self) -> Result<Frontends, Injected> {
         Ok(self.frontends.clone())
     }
-    fn upsert(&mut self, id: FrontendId, endpoints: &BTreeSet<Endpoint>) -> Result<(), Injected> {
+    fn upsert(&mut self, id: FrontendId, endpoints: &Backends) -> Result<(), Injected> {
         self.log.borrow_mut().push(format!("upsert {id}"));
         if self.fail_upsert.contains(&id) {
             return Err(Injected);
@@ -138,7 +138,7 @@ async fn failed_upsert_blocks_only_its_own_address_and_the_rest_goes_on() {
 #[tokio::test]
 async fn failed_address_step_does_not_abort_later_steps() {
     let mut maps = Fake {
-        frontends: [(fe("198.51.100.3", 80), BTreeSet::new())].into(),
+        frontends: [(fe("198.51.100.3", 80), Backends::default())].into(),
         ..Default::default()
     };
     let addrs = FakeAddrs {

@@ -61,8 +61,17 @@ pub enum DatapathError {
         #[source]
         source: MapError,
     },
-    #[error("frontend has {count} backends; at most {max} fit in one map value")]
-    TooManyBackends { count: u32, max: usize },
+    #[error("endpoint {endpoint} is not of its backend slot's address family")]
+    WrongFamily { endpoint: crate::model::Endpoint },
+    #[error("no free {what} left")]
+    Full { what: &'static str },
+    #[error("more than {max} VIP prefixes of one family")]
+    TooManyPrefixes { max: usize },
+    #[error("cannot read the number of possible CPUs")]
+    Cpus {
+        #[source]
+        source: std::io::Error,
+    },
     #[error("BPF_PROG_TEST_RUN of {name} failed")]
     TestRun {
         name: &'static str,

@@ -1,9 +1,15 @@
 //! The kernel datapath: the embedded eBPF object, its programs' attachment to the uplinks, and
 //! typed access to its maps (frontends, flows, counters).
+mod config;
 mod error;
+mod family;
+mod flows;
+mod frontends;
 mod health;
+mod ids;
 mod links;
 mod pin;
+mod stats;
 mod testrun;
 mod vips;
 
@@ -17,15 +23,12 @@ use aya::{
     maps::{HashMap, MapData, MapError, PerCpuArray},
     programs::{SchedClassifier, TcAttachType, Xdp, XdpMode},
 };
-use l3lb_common::{
-    COUNTER_SLOTS, Counter, FlowKeyV4, FlowNatV4, FrontendKeyV4, FrontendV4, MAP_FLOWS_V4,
-    MAP_FRONTENDS_V4, MAP_STATS, MAX_BACKENDS, PROG_TC_EGRESS, PROG_XDP_INGRESS, Stat,
-};
+use l3lb_common::{COUNTER_SLOTS, Counter, MAP_STATS, PROG_TC_EGRESS, PROG_XDP_INGRESS, Stat};
 
 pub use error::DatapathError;
 pub use health::{UplinkFault, attached_xdp_id};
 pub use links::Attachment;
-pub use pin::{Cleanup, DEFAULT_BPFFS_DIR, cleanup};
+pub use pin::{Cleanup, DEFAULT_BPFFS_DIR, cleanup, map_names as pinned_map_names};
 pub use testrun::TestRunOutput;
 use tracing::info;
 
@@ -40,6 +43,7 @@ pub struct Datapath {
     uplinks: Vec<String>,
     pinned: Pinned,
     vip_refs: vips::VipRefs,
+    slots: frontends::Slots,
     /// The bpffs directory of a pinned datapath.
     dir: Option<PathBuf>,
 }
@@ -106,6 +110,7 @@ impl Datapath {
         // Before any program is attached: reused frontends (maybe from a version without a VIP
         // set) must find their VIPs there, or the new program would not translate for them.
         datapath.sync_vips()?;
+        datapath.sync_slots()?;
         Ok(datapath)
     }
 
@@ -140,6 +145,7 @@ impl Datapath {
             uplinks: Vec::new(),
             pinned: Pinned::default(),
             vip_refs: vips::VipRefs::default(),
+            slots: frontends::Slots::default(),
             dir: None,
         })
     }
@@ -177,64 +183,6 @@ impl Datapath {
     /// The uplinks the programs are attached to.
     pub fn uplinks(&self) -> &[String] {
         &self.uplinks
-    }
-
-    /// Every frontend in the map.
-    pub fn frontends(&self) -> Result<BTreeMap<FrontendKeyV4, FrontendV4>, DatapathError> {
-        let map = self.hash::<FrontendKeyV4, FrontendV4>(MAP_FRONTENDS_V4)?;
-        map.iter()
-            .collect::<Result<_, _>>()
-            .map_err(map_err(MAP_FRONTENDS_V4, "iterate"))
-    }
-
-    /// Adds or replaces a frontend's whole backend set in one map update; its VIP joins the VIP
-    /// set first.
-    pub fn upsert_frontend(
-        &mut self,
-        key: FrontendKeyV4,
-        value: &FrontendV4,
-    ) -> Result<(), DatapathError> {
-        if value.count as usize > MAX_BACKENDS {
-            return Err(DatapathError::TooManyBackends {
-                count: value.count,
-                max: MAX_BACKENDS,
-            });
-        }
-        self.vip_before_upsert(&key)?;
-        self.hash_mut::<FrontendKeyV4, FrontendV4>(MAP_FRONTENDS_V4)?
-            .insert(key, value, 0)
-            .map_err(map_err(MAP_FRONTENDS_V4, "insert"))?;
-        self.vip_refs.insert(key);
-        Ok(())
-    }
-
-    /// Removes a frontend; removing an absent one succeeds. Its VIP leaves the VIP set after
-    /// its last frontend.
-    pub fn remove_frontend(&mut self, key: &FrontendKeyV4) -> Result<(), DatapathError> {
-        let mut map = self.hash_mut::<FrontendKeyV4, FrontendV4>(MAP_FRONTENDS_V4)?;
-        remove_absent_ok(&mut map, key).map_err(map_err(MAP_FRONTENDS_V4, "remove"))?;
-        self.vip_after_remove(key)
-    }
-
-    /// Every translated flow (reply key -> VIP:port).
-    pub fn flows(&self) -> Result<BTreeMap<FlowKeyV4, FlowNatV4>, DatapathError> {
-        let map = self.hash::<FlowKeyV4, FlowNatV4>(MAP_FLOWS_V4)?;
-        map.iter()
-            .collect::<Result<_, _>>()
-            .map_err(map_err(MAP_FLOWS_V4, "iterate"))
-    }
-
-    /// Records a translated flow by hand (tests, and restoring state).
-    pub fn insert_flow(&mut self, key: FlowKeyV4, nat: &FlowNatV4) -> Result<(), DatapathError> {
-        self.hash_mut::<FlowKeyV4, FlowNatV4>(MAP_FLOWS_V4)?
-            .insert(key, nat, 0)
-            .map_err(map_err(MAP_FLOWS_V4, "insert"))
-    }
-
-    /// Forgets a translated flow; an absent one is fine.
-    pub fn remove_flow(&mut self, key: &FlowKeyV4) -> Result<(), DatapathError> {
-        let mut map = self.hash_mut::<FlowKeyV4, FlowNatV4>(MAP_FLOWS_V4)?;
-        remove_absent_ok(&mut map, key).map_err(map_err(MAP_FLOWS_V4, "remove"))
     }
 
     /// Every counter, summed over CPUs.

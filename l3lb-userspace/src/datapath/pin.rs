@@ -10,8 +10,14 @@ use std::{
 
 use aya::maps::{MapInfo, MapType};
 use l3lb_common::{
-    COUNTER_SLOTS, FlowKeyV4, FlowNatV4, FrontendKeyV4, FrontendV4, MAP_FLOWS_V4, MAP_FRONTENDS_V4,
-    MAP_STATS, MAP_VIPS_V4, MAX_FLOWS, MAX_FRONTENDS, MAX_VIPS, Stat, VipKeyV4, VipV4,
+    Affinity, AffinityKeyV4, AffinityKeyV6, BackendV4, BackendV6, COUNTER_SLOTS, CachedPinV4,
+    CachedPinV6, Config, ConnKeyV4, ConnKeyV6, FLOW_CACHE_SLOTS, FlowKeyV4, FlowKeyV6, FlowNatV4,
+    FlowNatV6, Frontend, FrontendKeyV4, FrontendKeyV6, MAP_AFFINITY_V4, MAP_AFFINITY_V6,
+    MAP_BACKEND_STATS_V4, MAP_BACKEND_STATS_V6, MAP_BACKENDS_V4, MAP_BACKENDS_V6, MAP_CONFIG,
+    MAP_CONNS_V4, MAP_CONNS_V6, MAP_FLOW_CACHE_V4, MAP_FLOW_CACHE_V6, MAP_FLOWS_V4, MAP_FLOWS_V6,
+    MAP_FRONTEND_STATS, MAP_FRONTENDS_V4, MAP_FRONTENDS_V6, MAP_STATS, MAP_VIPS_V4, MAP_VIPS_V6,
+    MAX_AFFINITY, MAX_BACKEND_SLOTS, MAX_FLOWS, MAX_FRONTENDS, MAX_VIPS, Pin, Stat, VipKeyV4,
+    VipKeyV6, VipV4,
 };
 use tracing::{info, warn};
 
@@ -37,39 +43,48 @@ struct Shape {
     max_entries: u32,
 }
 
-const SHAPES: [Shape; 4] = [
+const fn shape<K, V>(name: &'static str, map_type: MapType, max_entries: u32) -> Shape {
     Shape {
-        name: MAP_FRONTENDS_V4,
-        map_type: MapType::Hash,
-        key_size: size_of::<FrontendKeyV4>(),
-        value_size: size_of::<FrontendV4>(),
-        max_entries: MAX_FRONTENDS,
-    },
-    Shape {
-        name: MAP_FLOWS_V4,
-        map_type: MapType::LruHash,
-        key_size: size_of::<FlowKeyV4>(),
-        value_size: size_of::<FlowNatV4>(),
-        max_entries: MAX_FLOWS,
-    },
-    Shape {
-        name: MAP_STATS,
-        map_type: MapType::PerCpuArray,
-        key_size: size_of::<u32>(),
-        value_size: size_of::<Stat>(),
-        max_entries: COUNTER_SLOTS,
-    },
-    Shape {
-        name: MAP_VIPS_V4,
-        map_type: MapType::Hash,
-        key_size: size_of::<VipKeyV4>(),
-        value_size: size_of::<VipV4>(),
-        max_entries: MAX_VIPS,
-    },
+        name,
+        map_type,
+        key_size: size_of::<K>(),
+        value_size: size_of::<V>(),
+        max_entries,
+    }
+}
+
+const SHAPES: [Shape; 19] = [
+    shape::<FrontendKeyV4, Frontend>(MAP_FRONTENDS_V4, MapType::Hash, MAX_FRONTENDS),
+    shape::<u32, BackendV4>(MAP_BACKENDS_V4, MapType::Array, MAX_BACKEND_SLOTS),
+    shape::<ConnKeyV4, Pin>(MAP_CONNS_V4, MapType::LruHash, MAX_FLOWS),
+    shape::<u32, CachedPinV4>(MAP_FLOW_CACHE_V4, MapType::Array, FLOW_CACHE_SLOTS),
+    shape::<AffinityKeyV4, Affinity>(MAP_AFFINITY_V4, MapType::LruHash, MAX_AFFINITY),
+    shape::<FlowKeyV4, FlowNatV4>(MAP_FLOWS_V4, MapType::LruHash, MAX_FLOWS),
+    shape::<u32, Stat>(MAP_STATS, MapType::PerCpuArray, COUNTER_SLOTS),
+    shape::<VipKeyV4, VipV4>(MAP_VIPS_V4, MapType::Hash, MAX_VIPS),
+    shape::<u32, Stat>(MAP_FRONTEND_STATS, MapType::PerCpuArray, MAX_FRONTENDS),
+    shape::<u32, Stat>(
+        MAP_BACKEND_STATS_V4,
+        MapType::PerCpuArray,
+        MAX_BACKEND_SLOTS,
+    ),
+    shape::<u32, Config>(MAP_CONFIG, MapType::Array, 1),
+    shape::<FrontendKeyV6, Frontend>(MAP_FRONTENDS_V6, MapType::Hash, MAX_FRONTENDS),
+    shape::<u32, BackendV6>(MAP_BACKENDS_V6, MapType::Array, MAX_BACKEND_SLOTS),
+    shape::<ConnKeyV6, Pin>(MAP_CONNS_V6, MapType::LruHash, MAX_FLOWS),
+    shape::<u32, CachedPinV6>(MAP_FLOW_CACHE_V6, MapType::Array, FLOW_CACHE_SLOTS),
+    shape::<AffinityKeyV6, Affinity>(MAP_AFFINITY_V6, MapType::LruHash, MAX_AFFINITY),
+    shape::<FlowKeyV6, FlowNatV6>(MAP_FLOWS_V6, MapType::LruHash, MAX_FLOWS),
+    shape::<VipKeyV6, VipV4>(MAP_VIPS_V6, MapType::Hash, MAX_VIPS),
+    shape::<u32, Stat>(
+        MAP_BACKEND_STATS_V6,
+        MapType::PerCpuArray,
+        MAX_BACKEND_SLOTS,
+    ),
 ];
 
 /// Names of the maps l3lb pins.
-pub(super) fn map_names() -> impl Iterator<Item = &'static str> {
+pub fn map_names() -> impl Iterator<Item = &'static str> {
     SHAPES.iter().map(|s| s.name)
 }
 

@@ -1,85 +1,93 @@
-//! The VIP set: every VIP with at least one frontend. XDP drops what reaches a VIP on no
-//! frontend, so host sockets listening on all addresses are not reachable through a VIP.
+//! The VIP sets (one per family): every VIP with at least one frontend. XDP drops what reaches a
+//! VIP on no frontend, so host sockets listening on all addresses are not reachable through a
+//! VIP.
 //!
-//! Kept in step with the frontend map here, below the executor, so its ordering holds: a VIP
+//! Kept in step with the frontend maps here, below the executor, so its ordering holds: a VIP
 //! joins the set before its first frontend is inserted and leaves it after its last one is
-//! removed (so never before its /32 is withdrawn). Which frontends each VIP has is remembered
-//! in memory (the daemon is the maps' only writer), rebuilt from the frontend map on a pinned
-//! load: a removal costs no scan of the map.
-use std::collections::{BTreeMap, BTreeSet};
+//! removed (so never before its address is withdrawn). Which frontends each VIP has is
+//! remembered in memory (the daemon is the maps' only writer), rebuilt from the frontend maps
+//! on a pinned load: a removal costs no scan of the maps.
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::IpAddr,
+};
 
-use l3lb_common::{FrontendKeyV4, FrontendV4, MAP_FRONTENDS_V4, MAP_VIPS_V4, VipKeyV4, VipV4};
+use l3lb_common::{MAP_VIPS_V4, MAP_VIPS_V6, VipKeyV4, VipKeyV6, VipV4, ip6, ip6_octets};
 use tracing::info;
 
 use super::{Datapath, DatapathError, map_err, remove_absent_ok};
+use crate::model::FrontendId;
 
-/// The frontends in the frontend map, by VIP.
+/// The frontends in the frontend maps, by VIP.
 #[derive(Debug, Default)]
-pub(super) struct VipRefs(BTreeMap<u32, BTreeSet<FrontendKeyV4>>);
+pub(super) struct VipRefs(BTreeMap<IpAddr, BTreeSet<FrontendId>>);
 
 impl VipRefs {
-    /// Records that `key` is in the frontend map.
-    pub(super) fn insert(&mut self, key: FrontendKeyV4) {
-        self.0.entry(key.vip_be).or_default().insert(key);
+    /// Records that `id` is in its frontend map.
+    pub(super) fn insert(&mut self, id: FrontendId) {
+        self.0.entry(id.vip).or_default().insert(id);
     }
 
-    /// Forgets `key`; true if its VIP has no frontend left.
-    fn remove(&mut self, key: &FrontendKeyV4) -> bool {
-        let Some(keys) = self.0.get_mut(&key.vip_be) else {
+    /// Forgets `id`; true if its VIP has no frontend left.
+    fn remove(&mut self, id: &FrontendId) -> bool {
+        let Some(ids) = self.0.get_mut(&id.vip) else {
             return true;
         };
-        keys.remove(key);
-        if !keys.is_empty() {
+        ids.remove(id);
+        if !ids.is_empty() {
             return false;
         }
-        self.0.remove(&key.vip_be);
+        self.0.remove(&id.vip);
         true
     }
 }
 
 impl Datapath {
-    /// Every VIP in the VIP set.
-    pub fn vips(&self) -> Result<BTreeMap<VipKeyV4, VipV4>, DatapathError> {
-        let map = self.hash::<VipKeyV4, VipV4>(MAP_VIPS_V4)?;
-        map.iter()
-            .collect::<Result<_, _>>()
-            .map_err(map_err(MAP_VIPS_V4, "iterate"))
+    /// Every VIP in the VIP sets.
+    pub fn vips(&self) -> Result<BTreeSet<IpAddr>, DatapathError> {
+        let v4 = self.hash::<VipKeyV4, VipV4>(MAP_VIPS_V4)?;
+        let v6 = self.hash::<VipKeyV6, VipV4>(MAP_VIPS_V6)?;
+        let mut out = BTreeSet::new();
+        for key in v4.keys() {
+            let key = key.map_err(map_err(MAP_VIPS_V4, "iterate"))?;
+            out.insert(IpAddr::from(u32::from_be(key.vip_be).to_be_bytes()));
+        }
+        for key in v6.keys() {
+            let key = key.map_err(map_err(MAP_VIPS_V6, "iterate"))?;
+            out.insert(IpAddr::from(ip6_octets(key.vip)));
+        }
+        Ok(out)
     }
 
-    /// Before `key` is inserted: its VIP joins the set. Written every time (idempotent), so an
+    /// Before `id` is inserted: its VIP joins the set. Written every time (idempotent), so an
     /// entry lost some other way comes back with the next update of any of its frontends.
-    pub(super) fn vip_before_upsert(&mut self, key: &FrontendKeyV4) -> Result<(), DatapathError> {
-        self.add_vip(key.vip_be)
+    pub(super) fn vip_before_upsert(&mut self, id: &FrontendId) -> Result<(), DatapathError> {
+        self.add_vip(id.vip)
     }
 
-    /// After `key` was removed: its VIP leaves the set if it has no frontend left.
-    pub(super) fn vip_after_remove(&mut self, key: &FrontendKeyV4) -> Result<(), DatapathError> {
-        if !self.vip_refs.remove(key) {
+    /// After `id` was removed: its VIP leaves the set if it has no frontend left.
+    pub(super) fn vip_after_remove(&mut self, id: &FrontendId) -> Result<(), DatapathError> {
+        if !self.vip_refs.remove(id) {
             return Ok(());
         }
-        let mut map = self.hash_mut::<VipKeyV4, VipV4>(MAP_VIPS_V4)?;
-        remove_absent_ok(&mut map, &VipKeyV4 { vip_be: key.vip_be })
-            .map_err(map_err(MAP_VIPS_V4, "remove"))
+        self.remove_vip(id.vip)
     }
 
-    /// Makes the VIP set exactly the VIPs of the frontend map (adding missing ones first, then
+    /// Makes the VIP sets exactly the VIPs of the frontend maps (adding missing ones first, then
     /// removing those without a frontend) and rebuilds the in-memory record. Run on a pinned
     /// load, before any program is attached.
     pub(super) fn sync_vips(&mut self) -> Result<(), DatapathError> {
         let mut refs = VipRefs::default();
-        let frontends = self.hash::<FrontendKeyV4, FrontendV4>(MAP_FRONTENDS_V4)?;
-        for key in frontends.keys() {
-            refs.insert(key.map_err(map_err(MAP_FRONTENDS_V4, "iterate"))?);
+        for id in self.frontend_ids()? {
+            refs.insert(id);
         }
-        let want: BTreeSet<u32> = refs.0.keys().copied().collect();
-        let have: BTreeSet<u32> = self.vips()?.keys().map(|k| k.vip_be).collect();
-        for vip_be in want.difference(&have) {
-            self.add_vip(*vip_be)?;
+        let want: BTreeSet<IpAddr> = refs.0.keys().copied().collect();
+        let have = self.vips()?;
+        for vip in want.difference(&have) {
+            self.add_vip(*vip)?;
         }
-        let mut map = self.hash_mut::<VipKeyV4, VipV4>(MAP_VIPS_V4)?;
-        for vip_be in have.difference(&want) {
-            remove_absent_ok(&mut map, &VipKeyV4 { vip_be: *vip_be })
-                .map_err(map_err(MAP_VIPS_V4, "remove"))?;
+        for vip in have.difference(&want) {
+            self.remove_vip(*vip)?;
         }
         let (added, removed) = (
             want.difference(&have).count(),
@@ -95,9 +103,47 @@ impl Datapath {
         Ok(())
     }
 
-    fn add_vip(&mut self, vip_be: u32) -> Result<(), DatapathError> {
-        self.hash_mut::<VipKeyV4, VipV4>(MAP_VIPS_V4)?
-            .insert(VipKeyV4 { vip_be }, VipV4::default(), 0)
-            .map_err(map_err(MAP_VIPS_V4, "insert"))
+    fn add_vip(&mut self, vip: IpAddr) -> Result<(), DatapathError> {
+        match vip {
+            IpAddr::V4(v4) => self
+                .hash_mut::<VipKeyV4, VipV4>(MAP_VIPS_V4)?
+                .insert(
+                    VipKeyV4 {
+                        vip_be: u32::from(v4).to_be(),
+                    },
+                    VipV4::default(),
+                    0,
+                )
+                .map_err(map_err(MAP_VIPS_V4, "insert")),
+            IpAddr::V6(v6) => self
+                .hash_mut::<VipKeyV6, VipV4>(MAP_VIPS_V6)?
+                .insert(
+                    VipKeyV6 {
+                        vip: ip6(v6.octets()),
+                    },
+                    VipV4::default(),
+                    0,
+                )
+                .map_err(map_err(MAP_VIPS_V6, "insert")),
+        }
+    }
+
+    fn remove_vip(&mut self, vip: IpAddr) -> Result<(), DatapathError> {
+        match vip {
+            IpAddr::V4(v4) => {
+                let mut map = self.hash_mut::<VipKeyV4, VipV4>(MAP_VIPS_V4)?;
+                let key = VipKeyV4 {
+                    vip_be: u32::from(v4).to_be(),
+                };
+                remove_absent_ok(&mut map, &key).map_err(map_err(MAP_VIPS_V4, "remove"))
+            }
+            IpAddr::V6(v6) => {
+                let mut map = self.hash_mut::<VipKeyV6, VipV4>(MAP_VIPS_V6)?;
+                let key = VipKeyV6 {
+                    vip: ip6(v6.octets()),
+                };
+                remove_absent_ok(&mut map, &key).map_err(map_err(MAP_VIPS_V6, "remove"))
+            }
+        }
     }
 }

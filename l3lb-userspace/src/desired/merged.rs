@@ -104,8 +104,7 @@ impl Merged {
                 .desired
                 .frontends
                 .range(vip_range(vip))
-                .next()
-                .is_some()
+                .any(|(_, b)| !b.ready.is_empty())
             {
                 self.desired.addresses.insert(vip);
             } else {

@@ -11,7 +11,7 @@ use k8s_openapi::api::{core::v1::Service, discovery::v1::EndpointSlice};
 use crate::{
     annotations::{ALLOW_SHARED_IP, sharing_key},
     class::ClassFilter,
-    model::{Desired, Endpoint, FrontendId, Proto, Refusal, ServiceKey},
+    model::{Backends, Desired, Endpoint, FrontendId, Proto, Refusal, ServiceKey},
 };
 
 pub mod cache;
@@ -26,7 +26,8 @@ pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 /// The Services are the LoadBalancer Services `class` owns. A Service's VIPs are
 /// `status.loadBalancer.ingress[].ip` (what the allocator granted; a requested address counts
 /// once it is there) and `spec.externalIPs`, kept when inside a prefix. A VIP is wanted when at
-/// least one of its frontends has a Ready endpoint on `node`.
+/// least one of its frontends has a Ready endpoint on `node`; a frontend whose endpoints there
+/// are all terminating (not Ready, still serving) is kept for its pinned flows, without its VIP.
 pub fn desired(
     services: &[&Service],
     slices: &[&EndpointSlice],
@@ -57,7 +58,7 @@ pub fn desired(
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ServiceDesired {
     /// Every frontend the Service names, in order, with its local backends (maybe none).
-    claims: Vec<(FrontendId, BTreeSet<Endpoint>)>,
+    claims: Vec<(FrontendId, Backends)>,
     refusals: Vec<String>,
     /// The key under which it shares its VIPs, if it opts in.
     sharing: Option<String>,
@@ -84,9 +85,6 @@ pub fn service_desired(
                 "{source} {ip} is outside every prefix this node manages ({})",
                 list(prefixes)
             )),
-            Ok(IpAddr::V6(ip)) => out.refusals.push(format!(
-                "{source} {ip} is IPv6, which l3lb does not serve yet"
-            )),
             Ok(ip) => {
                 vips.insert(ip);
             }
@@ -96,6 +94,7 @@ pub fn service_desired(
         return out;
     }
     let endpoints = local_endpoints(slices, node);
+    let affinity_timeout_s = client_ip_affinity(svc);
     for port in svc
         .spec
         .as_ref()
@@ -120,18 +119,41 @@ pub fn service_desired(
             continue;
         };
         let name = port.name.clone().unwrap_or_default();
-        let backends: BTreeSet<Endpoint> = endpoints
+        let mut backends = Backends {
+            affinity_timeout_s,
+            ..Backends::default()
+        };
+        for local in endpoints
             .iter()
-            .filter(|(n, p, _)| *n == name && *p == proto)
-            .map(|(_, _, e)| *e)
-            .collect();
+            .filter(|l| l.port_name == name && l.proto == proto)
+        {
+            match local.ready {
+                true => backends.ready.insert(local.endpoint),
+                false => backends.terminating.insert(local.endpoint),
+            };
+        }
+        // Named both ways (two slices disagreeing while they update): ready wins.
+        let ready = backends.ready.clone();
+        backends.terminating.retain(|e| !ready.contains(e));
         for &vip in &vips {
             let id = FrontendId {
                 vip,
                 port: svc_port,
                 proto,
             };
-            out.claims.push((id, backends.clone()));
+            // A VIP is served by the endpoints of its own family (no NAT46/64).
+            let family = |e: &Endpoint| e.addr.is_ipv4() == vip.is_ipv4();
+            let own = Backends {
+                ready: backends.ready.iter().copied().filter(family).collect(),
+                terminating: backends
+                    .terminating
+                    .iter()
+                    .copied()
+                    .filter(family)
+                    .collect(),
+                affinity_timeout_s,
+            };
+            out.claims.push((id, own));
         }
     }
     out
@@ -140,7 +162,8 @@ pub fn service_desired(
 /// Combines per-Service results, given in Service order. The first Service to name a VIP has
 /// it; a later one shares it only when both carry the same sharing key, and is refused for that
 /// VIP otherwise. Of the Services on a VIP, the first to claim a frontend serves it, later ones
-/// are refused for it. A VIP is wanted when one of its frontends has backends.
+/// are refused for it. A frontend is wanted while it has endpoints, ready or terminating; its
+/// VIP only while one of its frontends has a ready one.
 pub fn merge<'a>(parts: impl IntoIterator<Item = (&'a ServiceKey, &'a ServiceDesired)>) -> Desired {
     let mut out = Desired::default();
     let mut owner: BTreeMap<FrontendId, &ServiceKey> = BTreeMap::new();
@@ -171,6 +194,9 @@ pub fn merge<'a>(parts: impl IntoIterator<Item = (&'a ServiceKey, &'a ServiceDes
             owner.insert(*id, key);
             if !backends.is_empty() {
                 out.frontends.insert(*id, backends.clone());
+            }
+            // Advertised only while a frontend has a Ready endpoint: terminating ones drain.
+            if !backends.ready.is_empty() {
                 out.addresses.insert(id.vip);
             }
         }
@@ -252,17 +278,55 @@ pub(crate) fn index_slices<'a>(
     by_service
 }
 
-/// Ready endpoints on `node`, as (port name, protocol, endpoint) for every port of their slice.
-fn local_endpoints(slices: &[&EndpointSlice], node: &str) -> Vec<(String, Proto, Endpoint)> {
+/// Default `sessionAffinityConfig.clientIP.timeoutSeconds` (3 hours), as in Kubernetes.
+const DEFAULT_AFFINITY_TIMEOUT_S: u32 = 10_800;
+
+/// The affinity timeout of a Service with `sessionAffinity: ClientIP`.
+fn client_ip_affinity(svc: &Service) -> Option<u32> {
+    let spec = svc.spec.as_ref()?;
+    if spec.session_affinity.as_deref() != Some("ClientIP") {
+        return None;
+    }
+    let timeout = spec
+        .session_affinity_config
+        .as_ref()
+        .and_then(|c| c.client_ip.as_ref())
+        .and_then(|c| c.timeout_seconds)
+        .and_then(|t| u32::try_from(t).ok())
+        .filter(|t| *t > 0)
+        .unwrap_or(DEFAULT_AFFINITY_TIMEOUT_S);
+    Some(timeout)
+}
+
+/// One port of one endpoint on this node.
+struct Local {
+    port_name: String,
+    proto: Proto,
+    endpoint: Endpoint,
+    /// Ready (new flows) or terminating but still serving (pinned flows only).
+    ready: bool,
+}
+
+/// Endpoints on `node` that are Ready, or terminating but still serving, for every port of their
+/// slice, in the slice's address family (a Service's IPv4 and IPv6 slices both count).
+fn local_endpoints(slices: &[&EndpointSlice], node: &str) -> Vec<Local> {
     let mut out = Vec::new();
     for slice in slices {
-        if slice.address_type != "IPv4" {
-            continue;
-        }
+        let v6 = match slice.address_type.as_str() {
+            "IPv4" => false,
+            "IPv6" => true,
+            _ => continue,
+        };
         for ep in slice.endpoints.iter().flatten() {
-            // Per the EndpointSlice API, an unset `ready` means ready.
-            let ready = ep.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true);
-            if !ready || ep.node_name.as_deref() != Some(node) {
+            if ep.node_name.as_deref() != Some(node) {
+                continue;
+            }
+            let conditions = ep.conditions.as_ref();
+            // Per the EndpointSlice API, an unset `ready` means ready, an unset `serving` means
+            // as ready.
+            let ready = conditions.and_then(|c| c.ready).unwrap_or(true);
+            let serving = conditions.and_then(|c| c.serving).unwrap_or(ready);
+            if !ready && !serving {
                 continue;
             }
             for port in slice.ports.iter().flatten() {
@@ -274,10 +338,18 @@ fn local_endpoints(slices: &[&EndpointSlice], node: &str) -> Vec<(String, Proto,
                     continue;
                 };
                 for addr in &ep.addresses {
-                    if let Ok(addr @ IpAddr::V4(_)) = addr.parse::<IpAddr>() {
-                        let name = port.name.clone().unwrap_or_default();
-                        out.push((name, proto, Endpoint { addr, port: p }));
+                    let Ok(addr) = addr.parse::<IpAddr>() else {
+                        continue;
+                    };
+                    if addr.is_ipv6() != v6 {
+                        continue;
                     }
+                    out.push(Local {
+                        port_name: port.name.clone().unwrap_or_default(),
+                        proto,
+                        endpoint: Endpoint { addr, port: p },
+                        ready,
+                    });
                 }
             }
         }
@@ -303,3 +375,6 @@ fn list(prefixes: &[IpNet]) -> String {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod endpoint_tests;

@@ -7,7 +7,7 @@ use serde_json::json;
 use super::desired;
 use crate::{
     class::ClassFilter,
-    model::{Desired, Endpoint, FrontendId, Proto},
+    model::{Backends, Desired, Endpoint, FrontendId, Proto},
 };
 
 const NODE: &str = "node-a";
@@ -93,7 +93,7 @@ fn local_ready_endpoint_makes_vip_wanted_with_resolved_target_port() {
         d.addresses,
         BTreeSet::from(["198.51.100.10".parse().unwrap()])
     );
-    let want = BTreeSet::from([ep("10.244.1.2", 8080)]);
+    let want = Backends::from([ep("10.244.1.2", 8080)]);
     assert_eq!(
         d.frontends.get(&fe("198.51.100.10", 80, Proto::Tcp)),
         Some(&want)
@@ -359,11 +359,11 @@ fn tcp_and_udp_ports_match_slice_ports_by_name_and_protocol() {
     );
     assert_eq!(
         d.frontends[&fe("198.51.100.53", 53, Proto::Udp)],
-        BTreeSet::from([ep("10.244.1.9", 5353)])
+        Backends::from([ep("10.244.1.9", 5353)])
     );
     assert_eq!(
         d.frontends[&fe("198.51.100.53", 53, Proto::Tcp)],
-        BTreeSet::from([ep("10.244.1.9", 5354)])
+        Backends::from([ep("10.244.1.9", 5354)])
     );
 }
 
@@ -398,7 +398,7 @@ fn second_service_on_the_same_vip_without_sharing_is_refused() {
     );
     assert_eq!(
         d.frontends[&fe("198.51.100.10", 80, Proto::Tcp)],
-        BTreeSet::from([ep("10.244.1.2", 8080)])
+        Backends::from([ep("10.244.1.2", 8080)])
     );
     assert_eq!(d.refusals.len(), 1);
     assert_eq!(d.refusals[0].service.name, "b");

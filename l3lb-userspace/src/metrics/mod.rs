@@ -1,7 +1,7 @@
 //! Metrics and health: handles the reconciler and the watches update, registered into a
 //! [`Registry`] the caller owns (never a global), and served over HTTP by [`http`].
 use std::{
-    collections::{BTreeMap, BTreeSet},
+    collections::BTreeMap,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -21,7 +21,7 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use crate::model::{Desired, Observed};
+use crate::model::{Backends, Desired, Observed};
 
 pub mod http;
 
@@ -172,7 +172,7 @@ impl Metrics {
     /// [`Self::record_state`] when `programmed` frontends are known to match (after a pass
     /// whose every step succeeded, all wanted ones do), without comparing them again.
     pub fn record_programmed(&self, programmed: usize, after: &Observed, draining: usize) {
-        let backends: usize = after.frontends.values().map(BTreeSet::len).sum();
+        let backends: usize = after.frontends.values().map(Backends::len).sum();
         self.frontends.set(gauge(programmed));
         self.frontends_draining.set(gauge(draining));
         self.vips.set(gauge(after.addresses.len()));

@@ -8,7 +8,7 @@ use prometheus_client::{encoding::text::encode, registry::Registry};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::{Health, Metrics, http::router};
-use crate::model::{Desired, Endpoint, FrontendId, Observed, Proto};
+use crate::model::{Backends, Desired, Endpoint, FrontendId, Observed, Proto};
 
 fn fe(vip: &str, port: u16) -> FrontendId {
     FrontendId {
@@ -18,14 +18,15 @@ fn fe(vip: &str, port: u16) -> FrontendId {
     }
 }
 
-fn eps(addrs: &[&str]) -> BTreeSet<Endpoint> {
+fn eps(addrs: &[&str]) -> Backends {
     addrs
         .iter()
         .map(|a| Endpoint {
             addr: a.parse().unwrap(),
             port: 8080,
         })
-        .collect()
+        .collect::<BTreeSet<_>>()
+        .into()
 }
 
 fn text(metrics: &Metrics) -> String {

@@ -8,7 +8,7 @@ use std::{
 
 use ipnet::IpNet;
 
-use crate::model::{Desired, Endpoint, FrontendId, Observed};
+use crate::model::{Backends, Desired, FrontendId, Observed};
 
 impl Observed {
     /// What the node looks like once `steps` all succeeded: the executor's record between
@@ -40,7 +40,7 @@ pub enum Step {
     /// Replace a frontend's whole backend set in one map update.
     UpsertFrontend {
         id: FrontendId,
-        endpoints: BTreeSet<Endpoint>,
+        endpoints: Backends,
         /// Not in the maps at all (new, or lost): while it fails to program, its VIP does not
         /// forward and must not stay advertised. (A failed update leaves the old set serving.)
         missing: bool,
@@ -78,7 +78,8 @@ pub struct Plan {
 
 /// Orders changes so a VIP is only advertised once it forwards and withdrawn before it stops:
 /// frontends are programmed first, then addresses added; addresses are removed first, and
-/// frontends only after `drain` has passed. While an uplink does not forward
+/// frontends only after `drain` has passed (since they left the desired state, or since all
+/// their endpoints were terminating). While an uplink does not forward
 /// (`observed.not_forwarding`), no address is wanted: every VIP is withdrawn, frontends stay.
 /// Only addresses inside `prefixes` are ever touched.
 pub fn plan(
@@ -94,7 +95,25 @@ pub fn plan(
 
     let forwarding = observed.not_forwarding.is_empty();
     let wanted = |ip: &IpAddr| forwarding && desired.addresses.contains(ip);
+    // A frontend whose endpoints are all terminating serves its pinned flows (its VIP is not
+    // wanted, so the route goes first) until `drain` has passed, then it goes like any other.
+    let mut drained = BTreeSet::new();
     for (id, endpoints) in &desired.frontends {
+        if !endpoints.ready.is_empty() {
+            continue;
+        }
+        let since = draining.get(id).copied().unwrap_or(now);
+        if now.saturating_duration_since(since) >= drain {
+            drained.insert(*id);
+        }
+        // Kept (past its deadline once drained), so the frontend is not programmed again while
+        // its endpoints stay terminating.
+        out.draining.insert(*id, since);
+    }
+    for (id, endpoints) in &desired.frontends {
+        if drained.contains(id) {
+            continue;
+        }
         let current = observed.frontends.get(id);
         if current != Some(endpoints) {
             out.steps.push(Step::UpsertFrontend {
@@ -119,6 +138,10 @@ pub fn plan(
         }
     }
     for id in observed.frontends.keys() {
+        if drained.contains(id) {
+            out.steps.push(Step::RemoveFrontend(*id));
+            continue;
+        }
         if desired.frontends.contains_key(id) {
             continue;
         }
@@ -149,3 +172,6 @@ pub fn renewals(desired: &Desired, observed: &Observed, prefixes: &[IpNet]) -> V
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod drain_tests;

@@ -7,7 +7,7 @@ use std::{
 use ipnet::IpNet;
 
 use super::{Step, plan, renewals};
-use crate::model::{Desired, Endpoint, FrontendId, Frontends, Observed, Proto};
+use crate::model::{Backends, Desired, Endpoint, FrontendId, Frontends, Observed, Proto};
 
 const DRAIN: Duration = Duration::from_secs(10);
 
@@ -27,14 +27,15 @@ fn fe(vip: &str, port: u16) -> FrontendId {
     }
 }
 
-fn eps(addrs: &[&str]) -> BTreeSet<Endpoint> {
+fn eps(addrs: &[&str]) -> Backends {
     addrs
         .iter()
         .map(|a| Endpoint {
             addr: ip(a),
             port: 8080,
         })
-        .collect()
+        .collect::<BTreeSet<_>>()
+        .into()
 }
 
 fn state(frontends: &[(FrontendId, &[&str])], addresses: &[&str]) -> (Frontends, BTreeSet<IpAddr>) {

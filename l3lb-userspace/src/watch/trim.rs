@@ -43,6 +43,8 @@ pub fn service(svc: &mut Service) {
         external_ips: s.external_ips,
         ip_families: s.ip_families,
         ip_family_policy: s.ip_family_policy,
+        session_affinity: s.session_affinity,
+        session_affinity_config: s.session_affinity_config,
         ports: s.ports.map(|ports| {
             ports
                 .into_iter()
@@ -97,7 +99,8 @@ fn trim_slice(slice: &mut EndpointSlice, node: &str) {
                 addresses: e.addresses,
                 conditions: e.conditions.map(|c| EndpointConditions {
                     ready: c.ready,
-                    ..EndpointConditions::default()
+                    serving: c.serving,
+                    terminating: c.terminating,
                 }),
                 node_name: e.node_name,
                 ..Endpoint::default()

@@ -9,14 +9,14 @@
 //! (`-P 0`); `vtysh --vty_socket <dir>` (as root) talks to the daemons.
 use std::{
     fs,
-    net::Ipv4Addr,
+    net::{IpAddr, Ipv4Addr},
     os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
     process::Command,
 };
 
 use anyhow::{Context, anyhow, bail};
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use serde_json::Value;
 
 use super::{prereq::FRR_DIR, process::run, topology};
@@ -50,7 +50,7 @@ pub(crate) fn zebra_config(hostname: &str) -> String {
 }
 
 /// Shared neighbor tuning: fast timers and immediate updates so labs converge in seconds.
-fn neighbor_lines(peer: Ipv4Addr, remote_as: u32) -> String {
+fn neighbor_lines(peer: IpAddr, remote_as: u32) -> String {
     format!(
         " neighbor {peer} remote-as {remote_as}\n \
          neighbor {peer} timers 1 3\n \
@@ -59,7 +59,8 @@ fn neighbor_lines(peer: Ipv4Addr, remote_as: u32) -> String {
     )
 }
 
-/// The router: eBGP to every node, ECMP across them, sends the nodes nothing.
+/// The router: eBGP to every node over IPv4 (IPv4 routes) and IPv6 (IPv6 routes), ECMP across
+/// them, sends the nodes nothing.
 pub(crate) fn router_bgpd_config(hostname: &str, nodes: usize) -> String {
     let mut s = common_header(hostname);
     s += "route-map ACCEPT-ALL permit 10\nexit\n!\nroute-map SEND-NOTHING deny 10\nexit\n!\n";
@@ -69,7 +70,8 @@ pub(crate) fn router_bgpd_config(hostname: &str, nodes: usize) -> String {
         topology::ROUTER_CLIENT_IP
     );
     for i in 1..=nodes {
-        s += &neighbor_lines(topology::node_ip(i), ROUTER_AS + i as u32);
+        s += &neighbor_lines(topology::node_ip(i).into(), ROUTER_AS + i as u32);
+        s += &neighbor_lines(topology::ip6(i, false, 2).into(), ROUTER_AS + i as u32);
     }
     s += " !\n address-family ipv4 unicast\n  maximum-paths 16\n";
     for i in 1..=nodes {
@@ -77,27 +79,48 @@ pub(crate) fn router_bgpd_config(hostname: &str, nodes: usize) -> String {
         s += &format!(
             "  neighbor {peer} route-map ACCEPT-ALL in\n  neighbor {peer} route-map SEND-NOTHING out\n"
         );
+        s += &format!("  no neighbor {} activate\n", topology::ip6(i, false, 2));
+    }
+    s += " exit-address-family\n !\n address-family ipv6 unicast\n  maximum-paths 16\n";
+    for i in 1..=nodes {
+        let peer = topology::ip6(i, false, 2);
+        s += &format!(
+            "  neighbor {peer} activate\n  neighbor {peer} route-map ACCEPT-ALL in\n  \
+             neighbor {peer} route-map SEND-NOTHING out\n"
+        );
     }
     s += " exit-address-family\nexit\n!\n";
     s
 }
 
-/// Node `i`: advertises connected routes inside the VIP prefix (the /32s on `lo`), nothing else.
-pub(crate) fn node_bgpd_config(hostname: &str, i: usize, vip_prefix: Ipv4Net) -> String {
+/// Node `i`: advertises connected routes inside the VIP prefixes (the /32s and /128s on `lo`),
+/// IPv4 over its IPv4 session and IPv6 over its IPv6 one, nothing else.
+pub(crate) fn node_bgpd_config(
+    hostname: &str,
+    i: usize,
+    vip_prefix: Ipv4Net,
+    vip_prefix6: Ipv6Net,
+) -> String {
     let mut s = common_header(hostname);
     s += &format!(
         "ip prefix-list {VIP_POLICY} seq 10 permit {vip_prefix} le 32\n!\n\
-         route-map {VIP_POLICY} permit 10\n match ip address prefix-list {VIP_POLICY}\nexit\n!\n"
+         ipv6 prefix-list {VIP_POLICY}6 seq 10 permit {vip_prefix6} le 128\n!\n\
+         route-map {VIP_POLICY} permit 10\n match ip address prefix-list {VIP_POLICY}\nexit\n!\n\
+         route-map {VIP_POLICY}6 permit 10\n match ipv6 address prefix-list {VIP_POLICY}6\nexit\n!\n"
     );
     s += &format!(
         "router bgp {}\n bgp router-id {}\n no bgp ebgp-requires-policy\n bgp log-neighbor-changes\n",
         ROUTER_AS + i as u32,
         topology::node_ip(i)
     );
-    s += &neighbor_lines(topology::router_ip(i), ROUTER_AS);
+    s += &neighbor_lines(topology::router_ip(i).into(), ROUTER_AS);
+    let peer6 = topology::ip6(i, false, 1);
+    s += &neighbor_lines(peer6.into(), ROUTER_AS);
     s += &format!(
-        " !\n address-family ipv4 unicast\n  redistribute connected route-map {VIP_POLICY}\n \
-         exit-address-family\nexit\n!\n"
+        " !\n address-family ipv4 unicast\n  redistribute connected route-map {VIP_POLICY}\n  \
+         no neighbor {peer6} activate\n exit-address-family\n !\n \
+         address-family ipv6 unicast\n  neighbor {peer6} activate\n  \
+         redistribute connected route-map {VIP_POLICY}6\n exit-address-family\nexit\n!\n"
     );
     s
 }
@@ -195,7 +218,12 @@ mod tests {
 
     #[test]
     fn node_config_redistributes_only_the_vip_prefix() {
-        let cfg = node_bgpd_config("n1", 1, "198.51.100.0/24".parse().unwrap());
+        let cfg = node_bgpd_config(
+            "n1",
+            1,
+            "198.51.100.0/24".parse().unwrap(),
+            "2001:db8:100::/64".parse().unwrap(),
+        );
         assert!(cfg.contains("ip prefix-list L3LB-VIPS seq 10 permit 198.51.100.0/24 le 32\n"));
         assert!(
             cfg.contains(

@@ -142,7 +142,7 @@ impl Lab {
             frr::prepare_dir(&dir)?;
             let bgpd = match idx {
                 0 => frr::router_bgpd_config(ns, self.cfg.nodes),
-                i => frr::node_bgpd_config(ns, i, self.cfg.vip_prefix),
+                i => frr::node_bgpd_config(ns, i, self.cfg.vip_prefix, self.cfg.vip_prefix6),
             };
             fs::write(dir.join("zebra.conf"), frr::zebra_config(ns))?;
             fs::write(dir.join("bgpd.conf"), bgpd)?;
@@ -186,11 +186,14 @@ impl Lab {
     fn start_echo(&mut self, bin: &Path) -> anyhow::Result<()> {
         for i in 1..=self.cfg.nodes {
             let mut cmd = Command::new(bin);
+            // Dual-stack: one socket each for TCP and UDP answers IPv4 and IPv6.
             cmd.args([
                 "--name",
                 &format!("pod{i}"),
                 "--port",
                 &self.cfg.echo_port.to_string(),
+                "--bind",
+                "::",
             ]);
             let ns = self.names.pods[i - 1].clone();
             let pid = self.spawn_in(&ns, &format!("pod{i}-echo"), cmd)?;

@@ -17,7 +17,7 @@ mod wait;
 
 use std::{net::Ipv4Addr, path::PathBuf};
 
-pub use client::REQUEST_TIMEOUT;
+pub use client::{REQUEST_TIMEOUT, Stream};
 pub use instance::Lab;
 pub use wait::wait_for;
 
@@ -28,6 +28,8 @@ pub struct LabConfig {
     pub nodes: usize,
     /// Prefix the nodes advertise from `lo` (route-map `L3LB-VIPS`, `le 32`).
     pub vip_prefix: ipnet::Ipv4Net,
+    /// IPv6 prefix the nodes advertise from `lo` over their IPv6 BGP sessions (`le 128`).
+    pub vip_prefix6: ipnet::Ipv6Net,
     /// Port of the echo servers (TCP and UDP) in the pods.
     pub echo_port: u16,
     /// The `l3lb-echo` binary. `None`: `$L3LB_ECHO_BIN`, else next to the running executable or
@@ -41,6 +43,10 @@ impl Default for LabConfig {
         LabConfig {
             nodes: 2,
             vip_prefix: ipnet::Ipv4Net::new_assert(Ipv4Addr::new(198, 51, 100, 0), 24),
+            vip_prefix6: ipnet::Ipv6Net::new_assert(
+                std::net::Ipv6Addr::new(0x2001, 0xdb8, 0x100, 0, 0, 0, 0, 0),
+                64,
+            ),
             echo_port: 8080,
             echo_bin: None,
         }

@@ -85,13 +85,84 @@ impl Lab {
         frr::installed_nexthops(&json, prefix)
     }
 
+    /// Next hops of the router's BGP paths for exactly `prefix` (selected or not), from FRR's
+    /// BGP table: what the nodes advertise, whatever the router's RIB selected.
+    pub fn router_bgp_nexthops(&self, prefix: &str) -> anyhow::Result<Vec<Ipv4Addr>> {
+        let dir = self.frr_dir(&self.names.router);
+        let json = frr::vtysh_json(&dir, &format!("show bgp ipv4 unicast {prefix} json"))?;
+        let mut hops: Vec<Ipv4Addr> = json
+            .get("paths")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .flat_map(|p| {
+                p.get("nexthops")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+            })
+            .filter_map(|nh| nh.get("ip").and_then(Value::as_str)?.parse().ok())
+            .collect();
+        hops.sort();
+        hops.dedup();
+        Ok(hops)
+    }
+
+    /// Interfaces the router's selected, installed IPv6 route for exactly `prefix` leaves by
+    /// (IPv6 BGP next hops are link-local: the interface says which node), from FRR's JSON.
+    pub fn router_nexthops6(&self, prefix: &str) -> anyhow::Result<Vec<String>> {
+        let dir = self.frr_dir(&self.names.router);
+        let json = frr::vtysh_json(&dir, &format!("show ipv6 route {prefix} json"))?;
+        let mut out = Vec::new();
+        for e in json
+            .get(prefix)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let flag = |k: &str| e.get(k).and_then(Value::as_bool).unwrap_or(false);
+            if !(flag("selected") && flag("installed")) {
+                continue;
+            }
+            for nh in e
+                .get("nexthops")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let fib = nh.get("fib").and_then(Value::as_bool).unwrap_or(false);
+                if let (true, Some(dev)) = (fib, nh.get("interfaceName").and_then(Value::as_str)) {
+                    out.push(dev.to_owned());
+                }
+            }
+        }
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
+    /// The router's interface towards node `i` (`n<i>`).
+    pub fn router_link(&self, i: usize) -> String {
+        topology::router_link(i)
+    }
+
+    /// fd00:244:<i>::2, the pod on node `i` (IPv6).
+    pub fn pod_ip6(&self, i: usize) -> std::net::Ipv6Addr {
+        topology::ip6(i, true, 2)
+    }
+
+    /// fd00:100::2, the client's IPv6 address.
+    pub fn client_ip6(&self) -> std::net::Ipv6Addr {
+        topology::CLIENT_IP6
+    }
+
     /// One TCP request from the client namespace; returns the echo line ("pod1 10.100.0.2:40000").
-    pub fn tcp_request(&self, addr: Ipv4Addr, port: u16) -> anyhow::Result<String> {
+    pub fn tcp_request(&self, addr: impl Into<IpAddr>, port: u16) -> anyhow::Result<String> {
         client::tcp_request(&self.names.client, addr, port)
     }
 
     /// One UDP request from the client namespace; returns the echo line.
-    pub fn udp_request(&self, addr: Ipv4Addr, port: u16) -> anyhow::Result<String> {
+    pub fn udp_request(&self, addr: impl Into<IpAddr>, port: u16) -> anyhow::Result<String> {
         client::udp_request(&self.names.client, addr, port)
     }
 

@@ -6,9 +6,11 @@
 //!                       n<i> 10.100.<i>.1 ------- up0 10.100.<i>.2
 //!                                                 pod0 10.244.<i>.1 -------- eth0 10.244.<i>.2
 //! ```
+//! Every link also carries IPv6: fd00:100::/64 (client), fd00:100:<i>::/64 (node uplinks),
+//! fd00:244:<i>::/64 (pods), with `::1` on the router's or node's side and `::2` on the other.
 //! Veths are created directly inside their namespaces, so names inside are short and fixed; only
 //! namespace names carry the lab's unique id.
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use anyhow::Context;
 
@@ -47,6 +49,15 @@ pub(crate) fn pod_gw(i: usize) -> Ipv4Addr {
 pub(crate) fn pod_ip(i: usize) -> Ipv4Addr {
     Ipv4Addr::new(10, 244, i as u8, 2)
 }
+
+/// The IPv6 address `::<host>` of lab network `net` (0: the client's, i: node i's uplink), or of
+/// node i's pod network (`pod`).
+pub(crate) fn ip6(net: usize, pod: bool, host: u16) -> Ipv6Addr {
+    let site = if pod { 0x244 } else { 0x100 };
+    Ipv6Addr::new(0xfd00, site, net as u16, 0, 0, 0, 0, host)
+}
+
+pub(crate) const CLIENT_IP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x100, 0, 0, 0, 0, 0, 2);
 
 /// Namespace names of one lab instance: `l3lb-<id>-<role>`.
 #[derive(Debug, Clone)]
@@ -91,9 +102,22 @@ fn ip(ns: &str, args: &[&str]) -> anyhow::Result<()> {
     run(&full).map(drop)
 }
 
-/// `a/24` on `dev` in `ns`, and the link up.
-fn addr_up(ns: &str, dev: &str, a: Ipv4Addr) -> anyhow::Result<()> {
+/// `a/24` and `a6/64` on `dev` in `ns`, and the link up. No duplicate address detection: the
+/// lab's addresses are unique, and a tentative address could not be used for seconds.
+fn addr_up(ns: &str, dev: &str, a: Ipv4Addr, a6: Ipv6Addr) -> anyhow::Result<()> {
     ip(ns, &["addr", "add", &format!("{a}/24"), "dev", dev])?;
+    ip(
+        ns,
+        &[
+            "-6",
+            "addr",
+            "add",
+            &format!("{a6}/64"),
+            "dev",
+            dev,
+            "nodad",
+        ],
+    )?;
     ip(ns, &["link", "set", dev, "up"])
 }
 
@@ -131,8 +155,8 @@ pub(crate) fn build(names: &Names, created: &mut Vec<String>) -> anyhow::Result<
     let (client, router) = (names.client.as_str(), names.router.as_str());
 
     veth(client, "eth0", router, "cl0")?;
-    addr_up(client, "eth0", CLIENT_IP)?;
-    addr_up(router, "cl0", ROUTER_CLIENT_IP)?;
+    addr_up(client, "eth0", CLIENT_IP, CLIENT_IP6)?;
+    addr_up(router, "cl0", ROUTER_CLIENT_IP, ip6(0, false, 1))?;
     ip(
         client,
         &[
@@ -143,12 +167,25 @@ pub(crate) fn build(names: &Names, created: &mut Vec<String>) -> anyhow::Result<
             &ROUTER_CLIENT_IP.to_string(),
         ],
     )?;
+    ip(
+        client,
+        &[
+            "-6",
+            "route",
+            "add",
+            "default",
+            "via",
+            &ip6(0, false, 1).to_string(),
+        ],
+    )?;
 
     sysctl(
         router,
         &[
             "net.ipv4.ip_forward=1",
             "net.ipv4.fib_multipath_hash_policy=1",
+            "net.ipv6.conf.all.forwarding=1",
+            "net.ipv6.fib_multipath_hash_policy=1",
         ],
     )?;
 
@@ -156,8 +193,8 @@ pub(crate) fn build(names: &Names, created: &mut Vec<String>) -> anyhow::Result<
         let i = idx + 1;
         let rlink = router_link(i);
         veth(node, UPLINK, router, &rlink)?;
-        addr_up(router, &rlink, router_ip(i))?;
-        addr_up(node, UPLINK, node_ip(i))?;
+        addr_up(router, &rlink, router_ip(i), ip6(i, false, 1))?;
+        addr_up(node, UPLINK, node_ip(i), ip6(i, false, 2))?;
         // Forwarded packets must reach the node with full checksums, as from a real wire: XDP
         // on the node's uplink cannot handle CHECKSUM_PARTIAL skbs.
         run_in(router, &["ethtool", "-K", &rlink, "tx", "off"])
@@ -166,14 +203,39 @@ pub(crate) fn build(names: &Names, created: &mut Vec<String>) -> anyhow::Result<
             node,
             &["route", "add", "default", "via", &router_ip(i).to_string()],
         )?;
-        sysctl(node, &["net.ipv4.ip_forward=1"])?;
+        ip(
+            node,
+            &[
+                "-6",
+                "route",
+                "add",
+                "default",
+                "via",
+                &ip6(i, false, 1).to_string(),
+            ],
+        )?;
+        sysctl(
+            node,
+            &["net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"],
+        )?;
 
         veth(pod, "eth0", node, POD_LINK)?;
-        addr_up(node, POD_LINK, pod_gw(i))?;
-        addr_up(pod, "eth0", pod_ip(i))?;
+        addr_up(node, POD_LINK, pod_gw(i), ip6(i, true, 1))?;
+        addr_up(pod, "eth0", pod_ip(i), ip6(i, true, 2))?;
         ip(
             pod,
             &["route", "add", "default", "via", &pod_gw(i).to_string()],
+        )?;
+        ip(
+            pod,
+            &[
+                "-6",
+                "route",
+                "add",
+                "default",
+                "via",
+                &ip6(i, true, 1).to_string(),
+            ],
         )?;
     }
     Ok(())

@@ -3,9 +3,11 @@
 //! cleanup detaches and unpins everything.
 use std::path::{Path, PathBuf};
 
-use l3lb_common::{MAP_FLOWS_V4, MAP_FRONTENDS_V4, MAP_STATS, MAP_VIPS_V4, PROTO_TCP};
-use l3lb_tests::packets::{HTTP, POD, POD_HTTP, VIP, flow, frontend, frontend_key};
-use l3lb_userspace::datapath::{Attachment, Datapath, cleanup};
+use l3lb_common::{MAP_FLOWS_V4, MAP_FRONTENDS_V4, MAP_VIPS_V4, PROTO_TCP};
+use l3lb_tests::packets::{
+    CLIENT, CLIENT_PORT, HTTP, POD, POD_HTTP, VIP, backends, conn, ep, fe, flow, tcp,
+};
+use l3lb_userspace::datapath::{Attachment, Datapath, cleanup, pinned_map_names};
 
 use crate::{
     attach::{ScratchNetns, ip},
@@ -38,9 +40,11 @@ impl Drop for PinDir {
 fn pinned_maps_keep_their_contents_across_reloads() {
     require_root();
     let dir = PinDir::new("maps");
-    let key = frontend_key(VIP, HTTP, PROTO_TCP);
-    let value = frontend(&[(POD, POD_HTTP)]);
+    let id = fe(VIP, HTTP, PROTO_TCP);
+    let value = backends(&[(POD, POD_HTTP)]);
     let (flow_key, flow_nat) = flow((POD, POD_HTTP), PROTO_TCP, (VIP, HTTP));
+    let client = (CLIENT, CLIENT_PORT);
+    let all: Vec<&str> = pinned_map_names().collect();
 
     let mut first = Datapath::load_pinned(&dir.0).expect("first pinned load");
     assert!(
@@ -48,19 +52,30 @@ fn pinned_maps_keep_their_contents_across_reloads() {
         "{:?}",
         first.pinned()
     );
-    first.upsert_frontend(key, &value).expect("upsert");
+    first.set_frontend(id, &value).expect("upsert");
     first.insert_flow(flow_key, &flow_nat).expect("insert flow");
+    first
+        .test_run_xdp(&tcp(client, (VIP, HTTP), &[], None), 1)
+        .expect("a flow through the program");
     drop(first);
 
-    let second = Datapath::load_pinned(&dir.0).expect("second pinned load");
-    assert_eq!(
-        second.pinned().maps_reused,
-        vec![MAP_FRONTENDS_V4, MAP_FLOWS_V4, MAP_STATS, MAP_VIPS_V4]
-    );
+    let mut second = Datapath::load_pinned(&dir.0).expect("second pinned load");
+    assert_eq!(second.pinned().maps_reused, all);
     assert_eq!(
         second.frontends().expect("frontends"),
-        [(key, value)].into_iter().collect()
+        [(id, value.clone())].into_iter().collect()
     );
+    // The slots in use were rebuilt: the pinned flow still resolves to its endpoint, and a new
+    // endpoint gets a slot of its own.
+    let pin = conn(client, (VIP, HTTP), PROTO_TCP);
+    assert_eq!(
+        second.pinned_flows().expect("pins"),
+        [(pin, ep(POD, POD_HTTP))].into()
+    );
+    let two = backends(&[(POD, POD_HTTP), ([10, 244, 1, 6], POD_HTTP)]);
+    second.set_frontend(id, &two).expect("upsert after reload");
+    assert_eq!(second.frontends().expect("frontends")[&id], two);
+    second.set_frontend(id, &value).expect("back to one");
     assert_eq!(
         second.flows().expect("flows"),
         [(flow_key, flow_nat)].into_iter().collect()
@@ -73,20 +88,20 @@ fn pinned_maps_keep_their_contents_across_reloads() {
     std::fs::remove_file(dir.0.join(MAP_VIPS_V4)).expect("unpin the VIP set");
     let upgraded = Datapath::load_pinned(&dir.0).expect("load without a VIP set");
     assert!(!upgraded.pinned().maps_reused.contains(&MAP_VIPS_V4));
-    let vips: Vec<u32> = upgraded
-        .vips()
-        .expect("vips")
-        .keys()
-        .map(|k| k.vip_be)
-        .collect();
-    assert_eq!(vips, vec![key.vip_be]);
+    let vips: Vec<std::net::IpAddr> = upgraded.vips().expect("vips").into_iter().collect();
+    assert_eq!(vips, vec![l3lb_tests::packets::ip4(VIP)]);
     drop(upgraded);
 
     // A pinned "frontends" map of another layout (here: the flow map, renamed over it) is not
     // reused: the load succeeds with a fresh, empty frontend map.
     std::fs::rename(dir.0.join(MAP_FLOWS_V4), dir.0.join(MAP_FRONTENDS_V4)).expect("rename pin");
     let third = Datapath::load_pinned(&dir.0).expect("load over a stale map");
-    assert_eq!(third.pinned().maps_reused, vec![MAP_STATS, MAP_VIPS_V4]);
+    let rest: Vec<&str> = all
+        .iter()
+        .copied()
+        .filter(|m| ![MAP_FRONTENDS_V4, MAP_FLOWS_V4].contains(m))
+        .collect();
+    assert_eq!(third.pinned().maps_reused, rest);
     assert!(third.frontends().expect("frontends").is_empty());
     // The reused VIP set follows the (fresh, empty) frontend map: the VIP left it.
     assert!(third.vips().expect("vips").is_empty());
@@ -141,8 +156,8 @@ fn pinned_links_survive_the_process_and_are_replaced_in_place() {
     assert_eq!(after_replace.1, vec!["l3lb_tc_egress".to_owned()]);
     assert_eq!(
         removed.removed.len(),
-        2 + 4,
-        "two links, four maps: {removed:?}"
+        2 + pinned_map_names().count(),
+        "two links and every map: {removed:?}"
     );
     assert!(!after_cleanup.0.contains("xdp"), "{}", after_cleanup.0);
     assert!(after_cleanup.1.is_empty(), "{:?}", after_cleanup.1);

@@ -3,8 +3,8 @@
 //! to any other address pass untouched. The VIP set follows the frontend map.
 use l3lb_common::{Counter, PROTO_TCP, PROTO_UDP};
 use l3lb_tests::packets::{
-    CLIENT, CLIENT_PORT, DNS, HTTP, OTHER, POD, POD_HTTP, VIP, XDP_DROP, XDP_PASS, frontend,
-    frontend_key, icmp, ip_raw, tcp, udp, udp_fragment_tail,
+    CLIENT, CLIENT_PORT, DNS, HTTP, OTHER, POD, POD_HTTP, VIP, XDP_DROP, XDP_PASS, backends, fe,
+    icmp, ip_raw, tcp, udp, udp_fragment_tail,
 };
 use l3lb_userspace::datapath::Datapath;
 
@@ -137,29 +137,28 @@ fn verdict(dp: &Datapath, packet: &[u8]) -> u32 {
 fn vip_set_follows_the_frontends() {
     require_root();
     let mut dp = Datapath::load_detached().expect("load");
-    let http = frontend_key(VIP, HTTP, PROTO_TCP);
-    let dns = frontend_key(VIP, DNS, PROTO_UDP);
+    let http = fe(VIP, HTTP, PROTO_TCP);
+    let dns = fe(VIP, DNS, PROTO_UDP);
     let ssh = tcp((CLIENT, CLIENT_PORT), (VIP, SSH), &[], None);
     let http_syn = tcp((CLIENT, CLIENT_PORT), (VIP, HTTP), &[], None);
     assert!(dp.vips().expect("vips").is_empty());
     assert_eq!(verdict(&dp, &ssh), XDP_PASS, "no frontend yet: not a VIP");
 
-    dp.upsert_frontend(http, &frontend(&[(POD, POD_HTTP)]))
+    dp.set_frontend(http, &backends(&[(POD, POD_HTTP)]))
         .expect("upsert http");
-    dp.upsert_frontend(dns, &frontend(&[])).expect("upsert dns");
-    let vips: Vec<u32> = dp.vips().expect("vips").keys().map(|k| k.vip_be).collect();
-    assert_eq!(vips, vec![http.vip_be]);
+    dp.set_frontend(dns, &backends(&[])).expect("upsert dns");
+    let vips: Vec<std::net::IpAddr> = dp.vips().expect("vips").into_iter().collect();
+    assert_eq!(vips, vec![l3lb_tests::packets::ip4(VIP)]);
     assert_eq!(verdict(&dp, &ssh), XDP_DROP);
 
     // One frontend left: still a VIP; the removed port is dropped like any unserved one.
-    dp.remove_frontend(&http).expect("remove http");
+    dp.remove_frontend(http).expect("remove http");
     assert_eq!(dp.vips().expect("vips").len(), 1);
     assert_eq!(verdict(&dp, &http_syn), XDP_DROP);
 
     // The last one gone: no longer a VIP, its packets pass untouched.
-    dp.remove_frontend(&dns).expect("remove dns");
-    dp.remove_frontend(&dns)
-        .expect("removing it again succeeds");
+    dp.remove_frontend(dns).expect("remove dns");
+    dp.remove_frontend(dns).expect("removing it again succeeds");
     assert!(dp.vips().expect("vips").is_empty());
     assert_eq!(verdict(&dp, &http_syn), XDP_PASS);
     assert_eq!(verdict(&dp, &ssh), XDP_PASS);

@@ -10,21 +10,34 @@ mod e2e;
 mod testrun;
 
 fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let out: PathBuf = match args.as_slice() {
-        [] => "target/bench/datapath.json".into(),
-        [flag, path] if flag == "--out" => path.into(),
-        _ => bail!("usage: l3lb-bench-datapath [--out FILE]"),
-    };
+    let mut out: PathBuf = "target/bench/datapath.json".into();
+    let mut e2e = true;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--out" => match args.next() {
+                Some(path) => out = path.into(),
+                None => bail!("--out needs a file"),
+            },
+            // While iterating on the programs: the BPF_PROG_TEST_RUN rows alone.
+            "--no-e2e" => e2e = false,
+            _ => bail!("usage: l3lb-bench-datapath [--out FILE] [--no-e2e]"),
+        }
+    }
     let mut rows = testrun::rows()?;
-    let xdp = e2e::through_l3lb()?;
-    let ipt = e2e::through_iptables()?;
-    rows.extend([
-        json!({"name": "e2e_xdp_udp64", "pps": xdp.udp_pps, "repeat": 1}),
-        json!({"name": "e2e_iptables_udp64", "pps": ipt.udp_pps, "repeat": 1}),
-        json!({"name": "e2e_xdp_tcp_cps", "cps": xdp.tcp_cps, "repeat": 1}),
-        json!({"name": "e2e_iptables_tcp_cps", "cps": ipt.tcp_cps, "repeat": 1}),
-    ]);
+    let rates = if e2e {
+        let xdp = e2e::through_l3lb()?;
+        let ipt = e2e::through_iptables()?;
+        rows.extend([
+            json!({"name": "e2e_xdp_udp64", "pps": xdp.udp_pps, "repeat": 1}),
+            json!({"name": "e2e_iptables_udp64", "pps": ipt.udp_pps, "repeat": 1}),
+            json!({"name": "e2e_xdp_tcp_cps", "cps": xdp.tcp_cps, "repeat": 1}),
+            json!({"name": "e2e_iptables_tcp_cps", "cps": ipt.tcp_cps, "repeat": 1}),
+        ]);
+        Some((xdp, ipt))
+    } else {
+        None
+    };
     if let Some(dir) = out.parent() {
         std::fs::create_dir_all(dir)?;
     }
@@ -65,10 +78,12 @@ fn main() -> anyhow::Result<()> {
             ratio(&est["ns_per_packet"], &noop)
         );
     }
-    println!(
-        "  e2e xdp / iptables: udp {:.2}x, tcp {:.2}x",
-        xdp.udp_pps / ipt.udp_pps,
-        xdp.tcp_cps / ipt.tcp_cps
-    );
+    if let Some((xdp, ipt)) = rates {
+        println!(
+            "  e2e xdp / iptables: udp {:.2}x, tcp {:.2}x",
+            xdp.udp_pps / ipt.udp_pps,
+            xdp.tcp_cps / ipt.tcp_cps
+        );
+    }
     Ok(())
 }

@@ -3,16 +3,21 @@
 //!
 //! The kernel reuses the (rewritten) frame across repeats, so each hit row uses a backend equal
 //! to the VIP:port: the rewrite is idempotent and every repeat takes the named path. The
-//! matching counter must have grown by exactly `repeat`, which proves it.
+//! matching counter must have grown by exactly `repeat`, and the new-flow counter by `repeat`
+//! for the new-flow row and by 0 for the others, which proves it.
 use anyhow::{Context as _, ensure};
 use l3lb_common::{Counter, PROTO_TCP, PROTO_UDP};
 use l3lb_tests::packets::{
-    CLIENT, CLIENT_PORT, DNS, HTTP, OTHER, VIP, XDP_PASS, frontend, frontend_key, tcp, udp,
+    CLIENT, CLIENT_PORT, CLIENT6, DNS, HTTP, VIP, VIP6, XDP_PASS, backends, backends6, fe, fe6,
+    tcp, tcp_ack, tcp6, udp,
 };
 use l3lb_userspace::datapath::Datapath;
 use serde_json::{Value, json};
 
 pub const REPEAT: u32 = 1_000_000;
+
+/// An address outside the VIP prefix, as the node's own traffic is.
+const NODE: [u8; 4] = [192, 0, 2, 1];
 
 pub fn rows() -> anyhow::Result<Vec<Value>> {
     let enabled = std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled").unwrap_or_default();
@@ -22,40 +27,51 @@ pub fn rows() -> anyhow::Result<Vec<Value>> {
     );
     let mut dp =
         Datapath::load_detached().context("loading the embedded eBPF object (root needed)")?;
+    dp.set_prefixes(&["203.0.113.0/24".parse()?, "2001:db8:a::/64".parse()?])?;
     // Backends equal to the frontends: the DNAT is idempotent across repeats.
-    dp.upsert_frontend(
-        frontend_key(VIP, HTTP, PROTO_TCP),
-        &frontend(&[(VIP, HTTP)]),
-    )?;
-    dp.upsert_frontend(frontend_key(VIP, DNS, PROTO_UDP), &frontend(&[(VIP, DNS)]))?;
+    dp.set_frontend(fe(VIP, HTTP, PROTO_TCP), &backends(&[(VIP, HTTP)]))?;
+    dp.set_frontend(fe(VIP, DNS, PROTO_UDP), &backends(&[(VIP, DNS)]))?;
+    dp.set_frontend(fe6(VIP6, HTTP, PROTO_TCP), &backends6(&[(VIP6, HTTP)]))?;
 
-    let tcp4 = tcp((CLIENT, CLIENT_PORT), (VIP, HTTP), &[], Some(1));
+    let syn4 = tcp((CLIENT, CLIENT_PORT), (VIP, HTTP), &[], None);
+    let ack4 = tcp_ack((CLIENT, CLIENT_PORT + 1), (VIP, HTTP));
     let udp4 = udp((CLIENT, CLIENT_PORT), (VIP, DNS), false);
-    let other = tcp((CLIENT, CLIENT_PORT), (OTHER, HTTP), &[], Some(1));
+    let other = tcp_ack((CLIENT, CLIENT_PORT), (NODE, HTTP));
+    let ack6 = tcp6((CLIENT6, CLIENT_PORT), (VIP6, HTTP), Some(1));
 
-    let noop = dp.test_run_xdp_noop(&tcp4, REPEAT)?;
+    let noop = dp.test_run_xdp_noop(&ack4, REPEAT)?;
     ensure!(noop.verdict == XDP_PASS, "noop returned {}", noop.verdict);
     let mut out = vec![row("noop", noop.duration.as_nanos() as f64)];
-    // Established: the first run records the flow, every later one finds it.
-    for (name, packet, counter) in [
-        ("pass_non_vip", &other, Counter::XdpPassNotOurs),
-        ("hit_tcp4_established", &tcp4, Counter::XdpDnatPass),
-        ("hit_udp4", &udp4, Counter::XdpDnatPass),
+    // Established rows: one packet first pins the flow, so every repeat finds the pin (no new
+    // flow is counted during the run).
+    dp.test_run_xdp(&ack4, 1)?;
+    dp.test_run_xdp(&udp4, 1)?;
+    dp.test_run_xdp(&ack6, 1)?;
+    for (name, packet, counter, new_flows) in [
+        ("pass_non_vip", &other, Counter::XdpPassNotOurs, 0),
+        ("hit_tcp4_new", &syn4, Counter::XdpDnatPass, REPEAT),
+        ("hit_tcp4_established", &ack4, Counter::XdpDnatPass, 0),
+        ("hit_tcp6_established", &ack6, Counter::XdpDnatPass, 0),
+        ("hit_udp4", &udp4, Counter::XdpDnatPass, 0),
     ] {
-        let before = packets(&dp, counter)?;
+        let before = (packets(&dp, counter)?, packets(&dp, Counter::XdpFlowNew)?);
         let run = dp.test_run_xdp(packet, REPEAT)?;
-        let hits = packets(&dp, counter)? - before;
+        let hits = packets(&dp, counter)? - before.0;
+        let new = packets(&dp, Counter::XdpFlowNew)? - before.1;
         ensure!(run.verdict == XDP_PASS, "{name}: verdict {}", run.verdict);
         ensure!(
             hits == u64::from(REPEAT),
             "{name}: {} counted {hits} times, not {REPEAT}",
             counter.name()
         );
+        ensure!(
+            new == u64::from(new_flows),
+            "{name}: {new} new flows, want {new_flows}"
+        );
         out.push(row(name, run.duration.as_nanos() as f64));
     }
     Ok(out)
 }
-
 fn packets(dp: &Datapath, counter: Counter) -> anyhow::Result<u64> {
     Ok(dp.counters()?.get(&counter).map_or(0, |s| s.packets))
 }

@@ -1,0 +1,152 @@
+//! Backend choice, for either family: a pinned flow keeps its backend; a new one gets the
+//! backend its client is affine to (`sessionAffinity: ClientIP`), else the one the frontend's
+//! Maglev table names for the flow's hash. New flows are pinned (and recorded for the reply
+//! path) here.
+use aya_ebpf::helpers::bpf_ktime_get_ns;
+use l3lb_common::{
+    Affinity, BACKEND_ACTIVE, Counter, FRONTEND_AFFINITY, Frontend, MAX_BACKENDS, Pin,
+    hash::{cache_slot, maglev_slot, pin_check},
+};
+
+use crate::{
+    family::{Cached, Family, Slot},
+    parse::Tuple,
+    stats,
+};
+
+const _: () = assert!(MAX_BACKENDS.is_power_of_two());
+
+/// What the maps say about a TCP/UDP packet to a possible VIP.
+pub enum Choice<B> {
+    /// The backend this packet goes to, and its slot.
+    Backend(B, u32),
+    /// A frontend without a backend for new flows.
+    NoBackend,
+    /// Not a frontend.
+    NotFound,
+}
+
+/// The backend of the flow `t` belongs to: its pin, or a new pick. A TCP SYN (without ACK)
+/// always starts a new flow, so a client reusing a port after the old flow's end is balanced
+/// like any new connection.
+#[inline(always)]
+pub fn choose<F: Family>(t: &Tuple<F::Addr>) -> Choice<F::Backend> {
+    let conn = F::conn(t);
+    let hash = F::cache_hash(t);
+    let cache = F::cache().get_ptr_mut(cache_slot(hash));
+    if !t.syn {
+        if let Some(cached) = cache {
+            // SAFETY: an array slot, valid for the program run; copied out at once (another CPU
+            // may be rewriting it: the check word catches a torn copy).
+            let cached = unsafe { *cached };
+            let (key, pin, check) = cached.parts();
+            if *key == conn
+                && check == pin_check(hash, pin)
+                && let Some(backend) = F::pinned(pin)
+            {
+                return Choice::Backend(backend, pin.backend);
+            }
+        }
+        if let Some(pin) = F::conns().get_ptr(conn) {
+            // SAFETY: pointer from a successful lookup, read once.
+            let pin = unsafe { *pin };
+            if let Some(backend) = F::pinned(&pin) {
+                remember::<F>(cache, conn, pin, hash);
+                return Choice::Backend(backend, pin.backend);
+            }
+            stats::count(Counter::XdpFlowStale, 0);
+        }
+    }
+    let Some(frontend) = F::frontends().get_ptr(F::frontend_key(t)) else {
+        return Choice::NotFound;
+    };
+    // SAFETY: pointer from a successful lookup; the value stays valid for this program run
+    // (a replacement frees the old one only after an RCU grace period).
+    let frontend = unsafe { &*frontend };
+    if frontend.active == 0 {
+        return Choice::NoBackend;
+    }
+    let Some((backend, pin)) = pick::<F>(frontend, t) else {
+        return Choice::NoBackend;
+    };
+    stats::count(Counter::XdpFlowNew, 0);
+    let (reply, nat) = F::reply(t, &backend);
+    // Reply path first: once the pin exists, later packets skip straight to the backend.
+    let recorded =
+        F::replies().insert(reply, nat, 0).is_ok() && F::conns().insert(conn, pin, 0).is_ok();
+    if recorded {
+        remember::<F>(cache, conn, pin, hash);
+    } else {
+        // Still translated: the next packet finds no pin and retries.
+        stats::count(Counter::XdpFlowInsertFailed, 0);
+    }
+    Choice::Backend(backend, pin.backend)
+}
+
+/// Copies a pin into its flow-cache slot.
+#[inline(always)]
+fn remember<F: Family>(slot: Option<*mut F::Cache>, conn: F::Conn, pin: Pin, hash: u32) {
+    if let Some(slot) = slot {
+        // SAFETY: an array slot, valid for the program run; readers validate what they copy.
+        unsafe { *slot = F::Cache::new(conn, pin, pin_check(hash, &pin)) };
+    }
+}
+
+/// A backend for a new flow of `frontend` (which has active backends).
+#[inline(always)]
+fn pick<F: Family>(frontend: &Frontend, t: &Tuple<F::Addr>) -> Option<(F::Backend, Pin)> {
+    let affine = frontend.flags & FRONTEND_AFFINITY != 0;
+    // SAFETY: a helper without arguments.
+    let now = if affine {
+        unsafe { bpf_ktime_get_ns() }
+    } else {
+        0
+    };
+    let client = F::affinity_key(frontend.id, t);
+    if affine && let Some(seen) = F::affinity().get_ptr(&client) {
+        // SAFETY: pointer from a successful lookup, read once.
+        let seen = unsafe { *seen };
+        let timeout = u64::from(frontend.affinity_timeout_s) * 1_000_000_000;
+        if now.wrapping_sub(seen.since_ns) < timeout
+            && let Some(backend) = F::pinned(&seen.pin)
+            && backend.state() == BACKEND_ACTIVE
+        {
+            stats::count(Counter::XdpAffinityHit, 0);
+            // Renewed by every new flow, as kube-proxy's `recent` match does.
+            let renewed = Affinity {
+                pin: seen.pin,
+                since_ns: now,
+            };
+            let _ = F::affinity().insert(&client, renewed, 0);
+            return Some((backend, seen.pin));
+        }
+    }
+    let hash = if affine {
+        F::client_hash(t)
+    } else {
+        F::flow_hash(t)
+    };
+    let local = *frontend.table.get(maglev_slot(hash))? as usize;
+    let id = *frontend.backends.get(local & (MAX_BACKENDS - 1))?;
+    let backend = F::backends().get_ptr(id)?;
+    // SAFETY: an array slot, valid for the program run; copied out at once.
+    let backend = unsafe { *backend };
+    if backend.state() != BACKEND_ACTIVE {
+        return None;
+    }
+    let pin = Pin {
+        backend: id,
+        gen_: backend.generation(),
+    };
+    if affine {
+        let _ = F::affinity().insert(&client, Affinity { pin, since_ns: now }, 0);
+    }
+    Some((backend, pin))
+}
+
+/// Counts a DNATed packet for its frontend and backend.
+#[inline(always)]
+pub fn count<F: Family>(backend: &F::Backend, slot: u32, bytes: u64) {
+    stats::count_frontend(backend.frontend(), bytes);
+    stats::add(F::backend_stats(), slot, bytes);
+}

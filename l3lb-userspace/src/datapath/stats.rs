@@ -1,0 +1,47 @@
+//! Per-frontend and per-backend packet and byte counters, summed over CPUs: a plain read for
+//! the daemon (metrics) and tools. `bpftool map dump name L3LB_FRONTEND_STATS` shows the same per
+//! CPU, by slot.
+use std::collections::BTreeMap;
+
+use aya::maps::{MapData, PerCpuArray};
+use l3lb_common::{MAP_FRONTEND_STATS, Stat};
+
+use super::{Datapath, DatapathError, family::Fam, frontends::backend_stats_map, map_err};
+use crate::model::{Endpoint, FrontendId};
+
+impl Datapath {
+    fn stat(&self, name: &'static str, slot: u32) -> Result<Stat, DatapathError> {
+        let map = self
+            .ebpf
+            .map(name)
+            .ok_or(DatapathError::MissingMap { name })?;
+        let stats: PerCpuArray<&MapData, Stat> =
+            PerCpuArray::try_from(map).map_err(map_err(name, "open"))?;
+        let per_cpu = stats.get(&slot, 0).map_err(map_err(name, "lookup"))?;
+        Ok(per_cpu.iter().fold(Stat::default(), |a, s| Stat {
+            packets: a.packets + s.packets,
+            bytes: a.bytes + s.bytes,
+        }))
+    }
+
+    /// Packets and bytes DNATed for each programmed frontend since it was programmed.
+    pub fn frontend_stats(&self) -> Result<BTreeMap<FrontendId, Stat>, DatapathError> {
+        let mut out = BTreeMap::new();
+        for (id, p) in &self.slots.programmed {
+            out.insert(*id, self.stat(MAP_FRONTEND_STATS, p.slot)?);
+        }
+        Ok(out)
+    }
+
+    /// Packets and bytes DNATed to each endpoint of each programmed frontend since it joined.
+    pub fn backend_stats(&self) -> Result<BTreeMap<(FrontendId, Endpoint), Stat>, DatapathError> {
+        let mut out = BTreeMap::new();
+        for (id, p) in &self.slots.programmed {
+            let map = backend_stats_map(Fam::of(id.vip));
+            for (endpoint, slot) in &p.backends {
+                out.insert((*id, *endpoint), self.stat(map, *slot)?);
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,284 @@
+//! The basic XDP and TC rows: DNAT of new and pinned flows, the reply path, and what passes.
+use l3lb_common::{Counter, PROTO_TCP, PROTO_UDP};
+use l3lb_tests::packets::{
+    CLIENT, CLIENT_PORT, DNS, HTTP, HTTPS, OTHER, POD, POD_DNS, POD_HTTP, VIP, arp_request,
+    backends, conn, ep, fe, flow, ipv6_udp, tcp, tcp_ack, truncated, udp, udp_no_csum,
+};
+
+use crate::{Row, tc_row, xdp_drop, xdp_row};
+
+const NEW: &[Counter] = &[Counter::XdpFlowNew];
+
+fn terminating(eps: &[([u8; 4], u16)]) -> l3lb_userspace::model::Backends {
+    l3lb_userspace::model::Backends {
+        terminating: eps.iter().map(|(a, p)| ep(*a, *p)).collect(),
+        ..Default::default()
+    }
+}
+
+pub fn xdp() -> Vec<Row> {
+    let client = (CLIENT, CLIENT_PORT);
+    let http_flow = flow((POD, POD_HTTP), PROTO_TCP, (VIP, HTTP));
+    let dns_flow = flow((POD, POD_DNS), PROTO_UDP, (VIP, DNS));
+    let http_pin = (conn(client, (VIP, HTTP), PROTO_TCP), ep(POD, POD_HTTP));
+    let dns_pin = (conn(client, (VIP, DNS), PROTO_UDP), ep(POD, POD_DNS));
+    // NOP, NOP, NOP, End-of-options: 4 bytes of IPv4 options (IHL 6).
+    let options = [1u8, 1, 1, 0];
+    vec![
+        Row {
+            events: NEW.to_vec(),
+            flows_after: Some(vec![http_flow]),
+            pins_after: Some(vec![http_pin]),
+            ..xdp_row(
+                "tcp syn to vip is dnatted to the pod, pinned and recorded for the reply",
+                tcp(client, (VIP, HTTP), &[], None),
+                Some(tcp(client, (POD, POD_HTTP), &[], None)),
+                Counter::XdpDnatPass,
+            )
+        },
+        Row {
+            events: NEW.to_vec(),
+            flows_after: Some(vec![dns_flow]),
+            pins_after: Some(vec![dns_pin]),
+            ..xdp_row(
+                "udp to vip is dnatted to the pod",
+                udp(client, (VIP, DNS), false),
+                Some(udp(client, (POD, POD_DNS), false)),
+                Counter::XdpDnatPass,
+            )
+        },
+        Row {
+            events: NEW.to_vec(),
+            flows_after: Some(vec![dns_flow]),
+            ..xdp_row(
+                "udp checksum 0 stays 0",
+                udp_no_csum(client, (VIP, DNS)),
+                Some(udp_no_csum(client, (POD, POD_DNS))),
+                Counter::XdpDnatPass,
+            )
+        },
+        Row {
+            before: vec![tcp(client, (VIP, HTTP), &[], None)],
+            pins_after: Some(vec![http_pin]),
+            ..xdp_row(
+                "an ack of a pinned flow goes to its backend without a new pick",
+                tcp_ack(client, (VIP, HTTP)),
+                Some(tcp_ack(client, (POD, POD_HTTP))),
+                Counter::XdpDnatPass,
+            )
+        },
+        Row {
+            before: vec![udp(client, (VIP, DNS), false)],
+            ..xdp_row(
+                "the second datagram of a pinned udp flow goes to its backend",
+                udp(client, (VIP, DNS), false),
+                Some(udp(client, (POD, POD_DNS), false)),
+                Counter::XdpDnatPass,
+            )
+        },
+        Row {
+            before: vec![tcp(client, (VIP, HTTP), &[], None)],
+            events: NEW.to_vec(),
+            ..xdp_row(
+                "a syn on a pinned flow's tuple is a new flow",
+                tcp(client, (VIP, HTTP), &[], None),
+                Some(tcp(client, (POD, POD_HTTP), &[], None)),
+                Counter::XdpDnatPass,
+            )
+        },
+        Row {
+            events: NEW.to_vec(),
+            flows_after: Some(vec![http_flow]),
+            pins_after: Some(vec![http_pin]),
+            ..xdp_row(
+                "an ack without a pin (table lost it) is balanced and pinned like a new flow",
+                tcp_ack(client, (VIP, HTTP)),
+                Some(tcp_ack(client, (POD, POD_HTTP))),
+                Counter::XdpDnatPass,
+            )
+        },
+        Row {
+            before: vec![tcp(client, (VIP, HTTP), &[], None)],
+            then: vec![(fe(VIP, HTTP, PROTO_TCP), terminating(&[(POD, POD_HTTP)]))],
+            pins_after: Some(vec![http_pin]),
+            ..xdp_row(
+                "a pinned flow of a terminating backend still goes to it",
+                tcp_ack(client, (VIP, HTTP)),
+                Some(tcp_ack(client, (POD, POD_HTTP))),
+                Counter::XdpDnatPass,
+            )
+        },
+        Row {
+            then: vec![(fe(VIP, HTTP, PROTO_TCP), terminating(&[(POD, POD_HTTP)]))],
+            ..xdp_drop(
+                "a new flow to a frontend with only terminating backends is dropped",
+                tcp(client, (VIP, HTTP), &[], None),
+                Counter::XdpNoBackend,
+            )
+        },
+        Row {
+            before: vec![tcp(client, (VIP, HTTP), &[], None)],
+            then: vec![(fe(VIP, HTTP, PROTO_TCP), backends(&[(OTHER, POD_HTTP)]))],
+            events: vec![Counter::XdpFlowStale, Counter::XdpFlowNew],
+            flows_after: Some(vec![
+                http_flow,
+                flow((OTHER, POD_HTTP), PROTO_TCP, (VIP, HTTP)),
+            ]),
+            pins_after: Some(vec![(
+                conn(client, (VIP, HTTP), PROTO_TCP),
+                ep(OTHER, POD_HTTP),
+            )]),
+            ..xdp_row(
+                "a pinned flow whose backend left is given a live one",
+                tcp_ack(client, (VIP, HTTP)),
+                Some(tcp_ack(client, (OTHER, POD_HTTP))),
+                Counter::XdpDnatPass,
+            )
+        },
+        xdp_drop(
+            "ipv4 with options to a frontend is dropped",
+            tcp(client, (VIP, HTTP), &options, None),
+            Counter::XdpDropVipIpOptions,
+        ),
+        xdp_row(
+            "packet to another address passes untouched",
+            tcp(client, (OTHER, HTTP), &[], None),
+            None,
+            Counter::XdpPassNotOurs,
+        ),
+        xdp_drop(
+            "vip on a tcp port without frontend is dropped",
+            tcp(client, (VIP, 8443), &[], None),
+            Counter::XdpDropVipNoFrontend,
+        ),
+        xdp_drop(
+            "vip port with the other protocol is dropped",
+            udp(client, (VIP, HTTP), false),
+            Counter::XdpDropVipNoFrontend,
+        ),
+        xdp_drop(
+            "frontend without endpoints is dropped",
+            tcp(client, (VIP, HTTPS), &[], None),
+            Counter::XdpNoBackend,
+        ),
+        xdp_drop(
+            "ipv4 first fragment to a frontend is dropped",
+            udp(client, (VIP, DNS), true),
+            Counter::XdpDropVipFragment,
+        ),
+        xdp_drop(
+            "tcp header to the vip cut short is dropped",
+            truncated(tcp(client, (VIP, HTTP), &[], None), 14 + 20 + 10),
+            Counter::XdpDropVipNoFrontend,
+        ),
+        xdp_drop(
+            "udp header to the vip cut short is dropped",
+            truncated(udp(client, (VIP, DNS), false), 14 + 20 + 6),
+            Counter::XdpDropVipNoFrontend,
+        ),
+        xdp_row(
+            "ipv4 header cut short passes untouched",
+            truncated(tcp(client, (VIP, HTTP), &[], None), 14 + 10),
+            None,
+            Counter::XdpPassNotOurs,
+        ),
+        xdp_row(
+            "bare ethernet header passes untouched",
+            truncated(tcp(client, (VIP, HTTP), &[], None), 14),
+            None,
+            Counter::XdpPassNotOurs,
+        ),
+        xdp_row(
+            "ipv6 passes untouched",
+            ipv6_udp(),
+            None,
+            Counter::XdpPassNotOurs,
+        ),
+        xdp_row(
+            "arp passes untouched",
+            arp_request(),
+            None,
+            Counter::XdpPassNotOurs,
+        ),
+        Row {
+            frontends: vec![(fe(VIP, HTTP, PROTO_TCP), backends(&[(POD, POD_HTTP)]))],
+            ..xdp_row(
+                "tcp to a vip whose frontends are all on other ports is not a frontend packet",
+                tcp(client, (OTHER, HTTPS), &[], None),
+                None,
+                Counter::XdpPassNotOurs,
+            )
+        },
+    ]
+}
+
+pub fn tc() -> Vec<Row> {
+    let client = (CLIENT, CLIENT_PORT);
+    let http_flow = flow((POD, POD_HTTP), PROTO_TCP, (VIP, HTTP));
+    let dns_flow = flow((POD, POD_DNS), PROTO_UDP, (VIP, DNS));
+    vec![
+        tc_row(
+            "tcp reply of a translated flow leaves from vip:port",
+            vec![http_flow],
+            tcp((POD, POD_HTTP), client, &[], Some(1_001)),
+            Some(tcp((VIP, HTTP), client, &[], Some(1_001))),
+            Counter::TcRevNat,
+        ),
+        tc_row(
+            "udp reply of a translated flow leaves from vip:port",
+            vec![dns_flow],
+            udp((POD, POD_DNS), client, false),
+            Some(udp((VIP, DNS), client, false)),
+            Counter::TcRevNat,
+        ),
+        tc_row(
+            "udp reply without checksum keeps checksum 0",
+            vec![dns_flow],
+            udp_no_csum((POD, POD_DNS), client),
+            Some(udp_no_csum((VIP, DNS), client)),
+            Counter::TcRevNat,
+        ),
+        tc_row(
+            "reply with ip options is rewritten after the options",
+            vec![http_flow],
+            tcp((POD, POD_HTTP), client, &[1, 1, 1, 0], Some(1_001)),
+            Some(tcp((VIP, HTTP), client, &[1, 1, 1, 0], Some(1_001))),
+            Counter::TcRevNat,
+        ),
+        tc_row(
+            "reply without a flow passes untouched",
+            vec![],
+            tcp((POD, POD_HTTP), client, &[], Some(1_001)),
+            None,
+            Counter::TcPassNotOurs,
+        ),
+        tc_row(
+            "reply of another protocol than the flow passes untouched",
+            vec![http_flow],
+            udp((POD, POD_HTTP), client, false),
+            None,
+            Counter::TcPassNotOurs,
+        ),
+        tc_row(
+            "truncated reply passes untouched",
+            vec![http_flow],
+            truncated(tcp((POD, POD_HTTP), client, &[], Some(1_001)), 14 + 20 + 10),
+            None,
+            Counter::TcPassNotOurs,
+        ),
+        tc_row(
+            "ipv6 passes untouched",
+            vec![],
+            ipv6_udp(),
+            None,
+            Counter::TcPassNotOurs,
+        ),
+        tc_row(
+            "arp passes untouched",
+            vec![],
+            arp_request(),
+            None,
+            Counter::TcPassNotOurs,
+        ),
+    ]
+}
