@@ -2,6 +2,8 @@
 use std::{path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
+
+use crate::class::ClassFilter;
 use ipnet::IpNet;
 use std::net::SocketAddr;
 
@@ -21,6 +23,8 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once at start; boxing `run`'s arguments would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the node daemon (needs CAP_NET_ADMIN, CAP_BPF and CAP_SYS_ADMIN; hostNetwork in a pod).
@@ -98,6 +102,33 @@ pub struct RunArgs {
     #[arg(long, env = "L3LB_RESYNC_INTERVAL", default_value = "20s", value_parser = parse_duration)]
     pub resync_interval: Duration,
 
+    /// `spec.loadBalancerClass` of the Services l3lb serves and allocates addresses for.
+    /// Services of any other class belong to another implementation and are left alone.
+    #[arg(long, env = "L3LB_LOAD_BALANCER_CLASS", default_value = crate::class::DEFAULT_CLASS)]
+    pub load_balancer_class: String,
+
+    /// Be the cluster's default load balancer: also serve and allocate for LoadBalancer Services
+    /// without a `spec.loadBalancerClass`. Leave it off while another implementation (MetalLB,
+    /// a cloud controller) handles those.
+    #[arg(long, env = "L3LB_DEFAULT_LOAD_BALANCER")]
+    pub default_load_balancer: bool,
+
+    /// Name of the coordination.k8s.io Lease the daemons elect the address allocator with: the
+    /// holder alone writes `status.loadBalancer.ingress` from the L3lbPools.
+    #[arg(long, env = "L3LB_LEASE_NAME", default_value = "l3lb-allocator")]
+    pub lease_name: String,
+
+    /// Namespace of that Lease; default: the daemon's own (its service account's, or the
+    /// kubeconfig context's).
+    #[arg(long, env = "L3LB_LEASE_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+
+    /// How long an allocator's Lease lasts without renewal: when the holder dies, another daemon
+    /// takes over about this long after its last renewal (at once when it stops cleanly). The
+    /// holder renews every fifth of it and stops allocating when renewals fail for three fifths.
+    #[arg(long, env = "L3LB_LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
+    pub lease_duration: Duration,
+
     /// bpffs directory where the maps and the XDP/TC links are pinned, so forwarding continues
     /// while the daemon is down or restarting and the next start reuses them (the programs are
     /// replaced atomically). Not on a bpffs: one is mounted there. `l3lb cleanup` removes it all.
@@ -119,6 +150,18 @@ pub struct Config {
     pub drain_timeout: Duration,
     pub resync_interval: Duration,
     pub bpffs_dir: PathBuf,
+    /// Which Services are l3lb's.
+    pub class: ClassFilter,
+    pub lease: LeaseConfig,
+}
+
+/// The allocator's leader election.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeaseConfig {
+    pub name: String,
+    /// `None`: the client's default namespace.
+    pub namespace: Option<String>,
+    pub duration: Duration,
 }
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -133,6 +176,10 @@ pub enum ConfigError {
     UplinkIsInterface(String),
     #[error("--resync-interval must be at least one second")]
     ResyncTooShort,
+    #[error("--lease-duration must be at least 5 seconds")]
+    LeaseTooShort,
+    #[error("--load-balancer-class must not be empty")]
+    EmptyClass,
     #[error(
         "--address-lifetime {lifetime:?} must be more than twice --resync-interval {resync:?}, \
          or every VIP would expire between two renewals"
@@ -164,6 +211,12 @@ impl TryFrom<RunArgs> for Config {
         if a.resync_interval < Duration::from_secs(1) {
             return Err(ConfigError::ResyncTooShort);
         }
+        if a.lease_duration < Duration::from_secs(5) {
+            return Err(ConfigError::LeaseTooShort);
+        }
+        if a.load_balancer_class.trim().is_empty() {
+            return Err(ConfigError::EmptyClass);
+        }
         if let Lifetime(Some(lifetime)) = a.address_lifetime
             && a.resync_interval >= lifetime / 2
         {
@@ -184,6 +237,15 @@ impl TryFrom<RunArgs> for Config {
             drain_timeout: a.drain_timeout,
             resync_interval: a.resync_interval,
             bpffs_dir: a.bpffs_dir,
+            class: ClassFilter {
+                class: a.load_balancer_class,
+                default: a.default_load_balancer,
+            },
+            lease: LeaseConfig {
+                name: a.lease_name,
+                namespace: a.lease_namespace.filter(|n| !n.is_empty()),
+                duration: a.lease_duration,
+            },
         })
     }
 }
@@ -229,5 +291,64 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "s" => Ok(Duration::from_secs(n)),
         "m" => Ok(Duration::from_secs(n * 60)),
         _ => Err(format!("{s:?}: unknown unit {unit:?}; use ms, s or m")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+
+    fn parse(extra: &[&str]) -> Result<Config, ConfigError> {
+        let base = [
+            "l3lb",
+            "run",
+            "--node-name=n1",
+            "--prefix=198.51.100.0/24",
+            "--uplink=eth0",
+        ];
+        let cli = Cli::try_parse_from(base.iter().chain(extra)).unwrap();
+        let Command::Run(args) = cli.command else {
+            unreachable!()
+        };
+        Config::try_from(args)
+    }
+
+    #[test]
+    fn class_and_lease_flags() {
+        let c = parse(&[]).unwrap();
+        assert_eq!(c.class, ClassFilter::default());
+        assert!(
+            !c.class.default,
+            "classless Services are not ours unless asked"
+        );
+        assert_eq!(c.lease.name, "l3lb-allocator");
+        assert_eq!(c.lease.namespace, None);
+        assert_eq!(c.lease.duration, Duration::from_secs(15));
+        let c = parse(&[
+            "--load-balancer-class=example.com/lb",
+            "--default-load-balancer",
+            "--lease-namespace=lb",
+            "--lease-duration=30s",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.class,
+            ClassFilter {
+                class: "example.com/lb".into(),
+                default: true
+            }
+        );
+        assert_eq!(c.lease.namespace.as_deref(), Some("lb"));
+        assert_eq!(c.lease.duration, Duration::from_secs(30));
+        assert_eq!(
+            parse(&["--lease-duration=2s"]),
+            Err(ConfigError::LeaseTooShort)
+        );
+        assert_eq!(
+            parse(&["--load-balancer-class= "]),
+            Err(ConfigError::EmptyClass)
+        );
     }
 }

@@ -1,7 +1,7 @@
 //! The daemon's loop: on watch changes (coalesced for a few milliseconds), on a periodic resync
 //! and when a drain ends, compute desired state and run a reconcile pass. Watch-driven passes
 //! trust the executor's record of the node; the periodic resync observes it again and heals
-//! drift.
+//! drift. Beside it run the allocator election and, while elected, the [`Allocator`].
 use std::{borrow::Cow, sync::Arc, time::Duration};
 
 use kube::Client;
@@ -9,12 +9,14 @@ use tokio::{sync::Notify, time::Instant};
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::{
+    allocator::Allocator,
     apply::{AddressTable, FrontendTable},
     desired::{
         cache::DesiredCache,
         node::{exclude, exclusion},
     },
     events::RefusalEvents,
+    leader::elector::Elector,
     reconcile::Reconciler,
     vip_events::{Forfeit, Owners, VipEvents},
     watch,
@@ -33,6 +35,9 @@ const EVENTS_TIMEOUT: Duration = Duration::from_secs(5);
 /// are checked for their programs (a VIP must not stay announced where nothing forwards it).
 const HOUSEKEEPING: Duration = Duration::from_secs(5);
 
+/// Longest a shutdown waits to release the allocator Lease.
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// Runs until SIGTERM/SIGINT. Addresses and maps are left as they are on exit, so a restarted
 /// daemon finds them wanted and changes nothing.
 pub async fn run<F: FrontendTable, A: AddressTable>(
@@ -41,21 +46,55 @@ pub async fn run<F: FrontendTable, A: AddressTable>(
 ) -> anyhow::Result<()> {
     let config = reconciler.config().clone();
     let changed = Arc::new(Notify::new());
+    let allocate = Arc::new(Notify::new());
     let metrics = reconciler.metrics().clone();
     let stores = watch::start(
         client.clone(),
         &config.node_name,
         changed.clone(),
+        allocate.clone(),
         metrics.clone(),
     );
     let mut events = RefusalEvents::new(client.clone(), &config.node_name);
+    let lease_ns = config
+        .lease
+        .namespace
+        .clone()
+        .unwrap_or_else(|| client.default_namespace().to_owned());
+    info!(lease = %config.lease.name, namespace = %lease_ns, identity = %config.node_name,
+        duration = ?config.lease.duration, "standing for the address allocator Lease");
+    let (elector, leadership) = Elector::new(
+        client.clone(),
+        &lease_ns,
+        &config.lease.name,
+        &config.node_name,
+        config.lease.duration,
+    );
+    let elector = elector.spawn();
+    tokio::spawn(
+        Allocator {
+            client: client.clone(),
+            identity: config.node_name.clone(),
+            prefixes: config.prefixes.clone(),
+            class: config.class.clone(),
+            services: stores.services.clone(),
+            pools: stores.pools.clone(),
+            trigger: allocate,
+            leadership,
+            resync: config.resync_interval,
+        }
+        .run(),
+    );
     let vip_events = VipEvents::start(client, &config.node_name, metrics.clone());
     let mut owners = Owners::default();
 
     info!(node = %config.node_name, "waiting for the first list of Services, EndpointSlices and the Node");
     tokio::select! {
         ready = stores.wait_until_ready() => ready?,
-        _ = shutdown() => return Ok(()),
+        _ = shutdown() => {
+            elector.stop(RELEASE_TIMEOUT).await;
+            return Ok(());
+        }
     }
     info!(
         services = stores.services.len(),
@@ -68,7 +107,7 @@ pub async fn run<F: FrontendTable, A: AddressTable>(
     let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
     housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut pass_no: u64 = 0;
-    let mut cache = DesiredCache::new(&config.node_name, &config.prefixes);
+    let mut cache = DesiredCache::new(&config.node_name, &config.prefixes, &config.class);
     loop {
         let drain_deadline = reconciler.next_drain_deadline().map(Instant::from_std);
         let full = tokio::select! {
@@ -87,6 +126,7 @@ pub async fn run<F: FrontendTable, A: AddressTable>(
             }
             _ = shutdown() => {
                 info!("shutting down; addresses and maps stay in place for the next start");
+                elector.stop(RELEASE_TIMEOUT).await;
                 return Ok(());
             }
         };
@@ -95,7 +135,7 @@ pub async fn run<F: FrontendTable, A: AddressTable>(
         async {
             if full {
                 // Recomputed from scratch on every resync, like the node is observed afresh.
-                cache = DesiredCache::new(&config.node_name, &config.prefixes);
+                cache = DesiredCache::new(&config.node_name, &config.prefixes, &config.class);
             }
             let (want, recomputed) =
                 cache.desired(&stores.services.state(), &stores.slices.state());
@@ -168,7 +208,7 @@ async fn shutdown() {
 }
 
 /// Returns once no change has arrived for [`QUIET`], or [`COALESCE_MAX`] after the call.
-async fn settle(changed: &Notify) {
+pub(crate) async fn settle(changed: &Notify) {
     let deadline = tokio::time::sleep(COALESCE_MAX);
     tokio::pin!(deadline);
     loop {

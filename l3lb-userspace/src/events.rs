@@ -1,5 +1,7 @@
-//! Refusals become Kubernetes Events: one Warning per (Service, reason) while it lasts. A change
-//! of this node's exclusion from load balancing is logged once and becomes an Event on the Node.
+//! Refusals become Kubernetes Events: one Warning per (Service, reason) while it lasts, from each
+//! node for what it cannot serve (`AddressRefused`) and from the allocator alone for addresses it
+//! cannot give (`AllocationFailed`). A change of this node's exclusion from load balancing is
+//! logged once and becomes an Event on the Node.
 use std::collections::BTreeSet;
 
 use k8s_openapi::api::core::v1::ObjectReference;
@@ -9,11 +11,28 @@ use kube::{
 };
 use tracing::{info, warn};
 
-use crate::{desired::node::Exclusion, model::Refusal};
+use crate::{
+    desired::node::Exclusion,
+    model::{Refusal, ServiceKey},
+};
+
+/// What an Event about Service `key` regards.
+pub fn service_reference(key: &ServiceKey) -> ObjectReference {
+    ObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("Service".into()),
+        namespace: Some(key.namespace.clone()),
+        name: Some(key.name.clone()),
+        ..Default::default()
+    }
+}
 
 pub struct RefusalEvents {
     recorder: Recorder,
     node: String,
+    /// Event reason and log message of the refusals.
+    reason: &'static str,
+    what: &'static str,
     /// Refusals already reported; one that goes away and comes back is reported again.
     reported: BTreeSet<Refusal>,
     /// The exclusion last logged; `None`: the node serves.
@@ -31,10 +50,26 @@ impl RefusalEvents {
         Self {
             recorder: Recorder::new(client, reporter),
             node: node.to_owned(),
+            reason: "AddressRefused",
+            what: "service refused",
             reported: BTreeSet::new(),
             exclusion: None,
             node_event: None,
         }
+    }
+
+    /// The allocator's refusals: Services that get no address (only the Lease holder reports).
+    pub fn allocator(client: Client, node: &str) -> Self {
+        Self {
+            reason: "AllocationFailed",
+            what: "address allocation refused",
+            ..Self::new(client, node)
+        }
+    }
+
+    /// Forgets what was reported, so a new term reports every refusal once again.
+    pub fn reset(&mut self) {
+        self.reported.clear();
     }
 
     /// Logs a change of this node's exclusion (once per change) and queues its Node Event.
@@ -87,17 +122,11 @@ impl RefusalEvents {
         let current: BTreeSet<Refusal> = current.iter().cloned().collect();
         self.reported.retain(|r| current.contains(r));
         for refusal in current.difference(&self.reported.clone()) {
-            warn!(service = %refusal.service, node = %self.node, reason = %refusal.reason, "service refused");
-            let reference = ObjectReference {
-                api_version: Some("v1".into()),
-                kind: Some("Service".into()),
-                namespace: Some(refusal.service.namespace.clone()),
-                name: Some(refusal.service.name.clone()),
-                ..Default::default()
-            };
+            warn!(service = %refusal.service, node = %self.node, reason = %refusal.reason, "{}", self.what);
+            let reference = service_reference(&refusal.service);
             let event = Event {
                 type_: EventType::Warning,
-                reason: "AddressRefused".into(),
+                reason: self.reason.into(),
                 note: Some(format!("l3lb on node {}: {}", self.node, refusal.reason)),
                 action: "Assign".into(),
                 secondary: None,

@@ -3,12 +3,17 @@
 //! Data flows one way: [`watch`] (kube stores) → [`desired`] (pure) → [`plan`] (pure, against
 //! what [`reconcile`] observed) → [`apply`] (maps first, then addresses; on removal the reverse).
 pub mod addresses;
+pub mod allocate;
+pub mod allocator;
+pub mod annotations;
 pub mod apply;
+pub mod class;
 pub mod config;
 pub mod daemon;
 pub mod datapath;
 pub mod desired;
 pub mod events;
+pub mod leader;
 pub mod maps;
 pub mod metrics;
 pub mod model;

@@ -12,7 +12,9 @@ use l3lb_userspace::{
 use prometheus_client::registry::Registry;
 use tracing::info;
 
-#[tokio::main]
+// Two workers whatever the node's core count: the daemon's work is small and mostly waiting, and
+// every extra thread can grow a malloc arena of its own (RSS on a 64-core node).
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(

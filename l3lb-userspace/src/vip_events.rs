@@ -7,11 +7,12 @@ use std::{
     net::IpAddr,
 };
 
-use k8s_openapi::api::core::v1::ObjectReference;
-use kube::{
-    Client,
-    runtime::events::{Event, EventType, Recorder, Reporter},
+use k8s_openapi::{
+    api::{core::v1::ObjectReference, events::v1::Event},
+    apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta},
+    jiff::Timestamp,
 };
+use kube::{Api, Client, api::PostParams};
 use tokio::sync::mpsc;
 use tracing::debug;
 
@@ -42,7 +43,7 @@ pub struct VipEvent {
 /// Remembers which Services each announced VIP serves, so a withdrawal is reported to them even
 /// once they are gone from the desired state.
 #[derive(Default)]
-pub struct Owners(BTreeMap<IpAddr, BTreeSet<ServiceKey>>);
+pub struct Owners(BTreeMap<IpAddr, Vec<ServiceKey>>);
 
 impl Owners {
     /// The Events for one pass's announcements and withdrawals. `services_of` gives the
@@ -57,7 +58,10 @@ impl Owners {
     ) -> Vec<VipEvent> {
         let mut out = Vec::new();
         for &vip in forfeited {
-            let owners = self.0.remove(&vip).unwrap_or_else(|| services_of(vip));
+            let owners = self
+                .0
+                .remove(&vip)
+                .unwrap_or_else(|| services_of(vip).into_iter().collect());
             let cause = match why {
                 Forfeit::NoLocalEndpoint => "no Ready endpoint of it is left on this node",
                 Forfeit::NodeExcluded => "the node is excluded from load balancing",
@@ -76,7 +80,7 @@ impl Owners {
                 reason: "VIPAssumed",
                 note: format!("node {node} announces {vip}: it has a Ready endpoint here"),
             }));
-            self.0.insert(vip, owners);
+            self.0.insert(vip, owners.into_iter().collect());
         }
         out
     }
@@ -90,33 +94,17 @@ pub struct VipEvents {
 }
 
 impl VipEvents {
-    /// Starts the publishing task on the current runtime.
+    /// Starts the publishing task on the current runtime. Events are created one by one, without
+    /// kube's Recorder: its cache (for series of repeated Events) would hold every VIP's Event
+    /// for minutes, and announcements do not repeat.
     pub fn start(client: Client, node: &str, metrics: Metrics) -> Self {
         let (tx, mut rx) = mpsc::channel::<VipEvent>(QUEUE);
-        let recorder = Recorder::new(
-            client,
-            Reporter {
-                controller: "l3lb".into(),
-                instance: Some(node.to_owned()),
-            },
-        );
+        let node = node.to_owned();
         tokio::spawn(async move {
             while let Some(e) = rx.recv().await {
-                let reference = ObjectReference {
-                    api_version: Some("v1".into()),
-                    kind: Some("Service".into()),
-                    namespace: Some(e.service.namespace.clone()),
-                    name: Some(e.service.name.clone()),
-                    ..Default::default()
-                };
-                let event = Event {
-                    type_: EventType::Normal,
-                    reason: e.reason.into(),
-                    note: Some(e.note),
-                    action: "Announce".into(),
-                    secondary: None,
-                };
-                if let Err(error) = recorder.publish(&event, &reference).await {
+                let api: Api<Event> = Api::namespaced(client.clone(), &e.service.namespace);
+                let event = to_event(&node, &e);
+                if let Err(error) = api.create(&PostParams::default(), &event).await {
                     debug!(service = %e.service, %error, "could not publish a VIP event");
                 }
             }
@@ -130,6 +118,33 @@ impl VipEvents {
                 self.metrics.events_dropped.inc();
             }
         }
+    }
+}
+
+/// The events.k8s.io/v1 Event for `e`, reported by l3lb on `node`.
+fn to_event(node: &str, e: &VipEvent) -> Event {
+    let now = Timestamp::now();
+    Event {
+        metadata: ObjectMeta {
+            namespace: Some(e.service.namespace.clone()),
+            name: Some(format!("{}.{:x}", e.service.name, now.as_nanosecond())),
+            ..ObjectMeta::default()
+        },
+        event_time: Some(MicroTime(now)),
+        type_: Some("Normal".into()),
+        reason: Some(e.reason.into()),
+        action: Some("Announce".into()),
+        note: Some(e.note.clone()),
+        regarding: Some(ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Service".into()),
+            namespace: Some(e.service.namespace.clone()),
+            name: Some(e.service.name.clone()),
+            ..ObjectReference::default()
+        }),
+        reporting_controller: Some("l3lb".into()),
+        reporting_instance: Some(node.to_owned()),
+        ..Event::default()
     }
 }
 

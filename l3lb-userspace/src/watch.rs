@@ -1,5 +1,6 @@
-//! Watches: kube reflector stores of Services, EndpointSlices and this node's own Node, and a
-//! trigger that fires on every change so the reconciler runs.
+//! Watches: kube reflector stores of Services, EndpointSlices, this node's own Node and the
+//! L3lbPools, and triggers that fire on changes: the reconciler's on every change, the
+//! allocator's on Services and pools.
 use std::sync::Arc;
 
 use futures::StreamExt;
@@ -19,7 +20,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 use tracing::warn;
 
-use crate::metrics::Metrics;
+use crate::{allocate::pool::L3lbPool, metrics::Metrics};
 
 mod trim;
 
@@ -30,6 +31,9 @@ pub struct Stores {
     pub slices: Store<EndpointSlice>,
     /// Only this node's Node (field selector on its name): at most one object.
     pub node: Store<Node>,
+    /// Read by the allocator only; not part of [`Stores::wait_until_ready`], so a cluster
+    /// without the CRD still has its VIPs served.
+    pub pools: Store<L3lbPool>,
 }
 
 impl Stores {
@@ -51,27 +55,47 @@ impl Stores {
     }
 }
 
-/// Starts the watches on the current runtime. `changed` is notified on every watch event.
-/// Watch errors are counted in `metrics`.
-pub fn start(client: Client, node: &str, changed: Arc<Notify>, metrics: Metrics) -> Stores {
+/// Starts the watches on the current runtime. `changed` is notified on every watch event,
+/// `allocate` on Service and L3lbPool events. Watch errors are counted in `metrics`.
+pub fn start(
+    client: Client,
+    node: &str,
+    changed: Arc<Notify>,
+    allocate: Arc<Notify>,
+    metrics: Metrics,
+) -> Stores {
     let all = watcher::Config::default;
     let this_node = all().fields(&format!("metadata.name={node}"));
+    let both = vec![changed.clone(), allocate.clone()];
     Stores {
         services: spawn_watch::<Service>(
             Api::all(client.clone()),
             all(),
             trim::service,
-            changed.clone(),
+            both,
             metrics.clone(),
         ),
         slices: spawn_watch::<EndpointSlice>(
             Api::all(client.clone()),
             all(),
             trim::slice(node.to_owned()),
-            changed.clone(),
+            vec![changed.clone()],
             metrics.clone(),
         ),
-        node: spawn_watch::<Node>(Api::all(client), this_node, trim::node, changed, metrics),
+        node: spawn_watch::<Node>(
+            Api::all(client.clone()),
+            this_node,
+            trim::node,
+            vec![changed],
+            metrics.clone(),
+        ),
+        pools: spawn_watch::<L3lbPool>(
+            Api::all(client),
+            all(),
+            trim::pool,
+            vec![allocate],
+            metrics,
+        ),
     }
 }
 
@@ -79,7 +103,7 @@ fn spawn_watch<K>(
     api: Api<K>,
     config: watcher::Config,
     trim: impl FnMut(&mut K) + Send + 'static,
-    changed: Arc<Notify>,
+    notify: Vec<Arc<Notify>>,
     metrics: Metrics,
 ) -> Store<K>
 where
@@ -97,11 +121,15 @@ where
         let mut stream = std::pin::pin!(stream);
         while let Some(event) = stream.next().await {
             match event {
-                Ok(_) => changed.notify_one(),
+                Ok(_) => notify.iter().for_each(|n| n.notify_one()),
                 // The backoff retries; the stores keep the last known state meanwhile.
                 Err(error) => {
                     metrics.watch_error(&kind);
-                    warn!(%kind, %error, "watch failed; retrying");
+                    if kind == crate::allocate::pool::KIND {
+                        warn!(%kind, %error, "watch failed; retrying (is the CRD deploy/crd.yaml applied? without it no addresses are allocated)");
+                    } else {
+                        warn!(%kind, %error, "watch failed; retrying");
+                    }
                 }
             }
         }

@@ -3,7 +3,7 @@
 use std::{
     collections::{BTreeMap, BTreeSet},
     io::{Read as _, Write as _},
-    net::{Ipv4Addr, SocketAddr, TcpStream},
+    net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream},
     path::PathBuf,
     process::Command,
     time::Duration,
@@ -19,6 +19,15 @@ use crate::{
 
 /// How often each daemon does a full pass; short so drift repair is quick to observe.
 pub const RESYNC: &str = "2s";
+
+/// deploy/crd.yaml, the L3lbPool CustomResourceDefinition.
+pub const POOL_CRD: &str = include_str!("../../deploy/crd.yaml");
+
+/// The L3lbPool [`Cluster::start`] creates: the whole VIP prefixes (both families), auto-assigned.
+pub const LAB_POOL: &str = "lab";
+
+/// The daemons' allocator Lease (their default name, in the kubeconfig's namespace).
+pub const ALLOCATOR_LEASE: &str = "l3lb-allocator";
 
 /// Each daemon's metrics and health listener, on loopback inside its node's namespace (every node
 /// is its own namespace, so they all use the same port).
@@ -87,6 +96,17 @@ impl Cluster {
             .build()?;
         let lab = Lab::start(cfg)?;
         let api = ApiServer::new();
+        // The CRD as deployed, and one pool covering the lab's VIP prefix.
+        api.apply_yaml(POOL_CRD)?;
+        api.apply(json!({
+            "apiVersion": "l3lb.io/v1alpha1", "kind": "L3lbPool",
+            "metadata": {"name": LAB_POOL},
+            "spec": {"addresses": [
+                lab.config().vip_prefix.to_string(),
+                // A /120 of the IPv6 prefix: the allocator walks a pool's addresses.
+                ipnet::Ipv6Net::new(lab.config().vip_prefix6.network(), 120)?.to_string(),
+            ]},
+        }))?;
         let mut cluster = Cluster {
             lab,
             api,
@@ -128,6 +148,8 @@ impl Cluster {
             self.lab.uplink(),
         ])
         .args(["--resync-interval", RESYNC])
+        // The lab's Services carry no loadBalancerClass.
+        .arg("--default-load-balancer")
         .arg("--bpffs-dir")
         .arg(self.lab.bpffs_dir(i))
         .args(["--metrics-addr", &metrics_addr().to_string()])
@@ -164,19 +186,46 @@ impl Cluster {
     /// Creates or replaces a LoadBalancer Service `default/name` with `spec.loadBalancerIP`,
     /// serving TCP and UDP `port` -> the pods' echo port.
     pub fn apply_service(&self, name: &str, vip: Ipv4Addr, port: u16) -> anyhow::Result<()> {
+        self.apply_lb_service(name, Some(vip), port)
+    }
+
+    /// Like [`Cluster::apply_service`]; without an address (`None`) the allocator picks one from
+    /// the pool.
+    pub fn apply_lb_service(
+        &self,
+        name: &str,
+        vip: Option<Ipv4Addr>,
+        port: u16,
+    ) -> anyhow::Result<()> {
         let echo = self.lab.config().echo_port;
+        let mut spec = json!({
+            "type": "LoadBalancer",
+            "selector": {"app": name},
+            "ports": [
+                {"name": "tcp", "port": port, "protocol": "TCP", "targetPort": echo},
+                {"name": "udp", "port": port, "protocol": "UDP", "targetPort": echo},
+            ],
+        });
+        if let Some(vip) = vip {
+            spec["loadBalancerIP"] = json!(vip.to_string());
+        }
         self.api.apply(json!({
             "apiVersion": "v1", "kind": "Service",
             "metadata": {"namespace": "default", "name": name},
-            "spec": {
-                "type": "LoadBalancer", "loadBalancerIP": vip.to_string(),
-                "selector": {"app": name},
-                "ports": [
-                    {"name": "tcp", "port": port, "protocol": "TCP", "targetPort": echo},
-                    {"name": "udp", "port": port, "protocol": "UDP", "targetPort": echo},
-                ],
-            },
+            "spec": spec,
         }))
+    }
+
+    /// The addresses in Service `name`'s `status.loadBalancer.ingress`.
+    pub fn ingress(&self, name: &str) -> Vec<IpAddr> {
+        let ips = self.api.ingress_ips("default", name);
+        ips.iter().filter_map(|ip| ip.parse().ok()).collect()
+    }
+
+    /// The node index whose daemon holds the allocator Lease, if any.
+    pub fn allocator(&self) -> Option<usize> {
+        let holder = self.api.lease_holder("default", ALLOCATOR_LEASE)?;
+        (1..=self.lab.config().nodes).find(|i| node_name(*i) == holder)
     }
 
     /// Creates or replaces the EndpointSlice of Service `name`: every pod, Ready as given by
@@ -265,7 +314,8 @@ impl Cluster {
         Ok((status, body.to_owned()))
     }
 
-    /// Waits (up to 30 s) until the router's next hops for `vip`/32 are exactly `want`.
+    /// Waits (up to 30 s) until the router's next hops for `vip`/32 are exactly `want`. On a
+    /// timeout the error carries the end of every daemon's log.
     pub fn wait_nexthops(&self, vip: Ipv4Addr, want: &[Ipv4Addr]) -> anyhow::Result<()> {
         let want: BTreeSet<Ipv4Addr> = want.iter().copied().collect();
         let what = format!("router next hops for {vip}/32 = {want:?}");
@@ -281,6 +331,23 @@ impl Cluster {
                 bail!("next hops {seen:?}")
             }
         })
+        .with_context(|| self.log_tails(20))
+    }
+
+    /// The last `n` lines of each daemon's current log.
+    pub fn log_tails(&self, n: usize) -> String {
+        let mut out = String::new();
+        for i in 1..=self.lab.config().nodes {
+            let log = self.daemon_log(i);
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(n)..];
+            out += &format!(
+                "--- {} (last {n} lines)\n{}\n",
+                node_name(i),
+                tail.join("\n")
+            );
+        }
+        out
     }
 
     pub fn delete_service(&self, name: &str) -> anyhow::Result<()> {

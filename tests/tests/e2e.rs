@@ -22,14 +22,18 @@ fn has_vip(c: &Cluster, node: usize, ip: Ipv4Addr) -> anyhow::Result<bool> {
 }
 
 fn wait_vip(c: &Cluster, node: usize, present: bool) -> anyhow::Result<()> {
+    wait_addr(c, node, VIP, present)
+}
+
+fn wait_addr(c: &Cluster, node: usize, vip: Ipv4Addr, present: bool) -> anyhow::Result<()> {
     wait_for(
         &format!(
-            "{VIP} {} lo of node{node}",
+            "{vip} {} lo of node{node}",
             if present { "on" } else { "off" }
         ),
         CONVERGE,
         || {
-            if has_vip(c, node, VIP)? == present {
+            if has_vip(c, node, vip)? == present {
                 Ok(Some(()))
             } else {
                 bail!("lo of node{node}: {:?}", c.lab.lo_addresses(node)?)
@@ -48,14 +52,18 @@ fn metric(body: &str, name: &str) -> Option<f64> {
 /// Sends `n` TCP connections and `n` UDP requests to the VIP; every one must succeed and every
 /// pod must have seen the client's own address. Returns how many answers each pod gave.
 fn spread(c: &Cluster, n: usize) -> anyhow::Result<BTreeMap<String, usize>> {
+    spread_to(c, VIP, n)
+}
+
+fn spread_to(c: &Cluster, vip: Ipv4Addr, n: usize) -> anyhow::Result<BTreeMap<String, usize>> {
     let client = c.lab.client_ip().to_string();
     let mut per_pod = BTreeMap::new();
     for i in 0..n {
         for (proto, answer) in [
-            ("tcp", c.lab.tcp_request(VIP, PORT)),
-            ("udp", c.lab.udp_request(VIP, PORT)),
+            ("tcp", c.lab.tcp_request(vip, PORT)),
+            ("udp", c.lab.udp_request(vip, PORT)),
         ] {
-            let answer = answer.with_context(|| format!("{proto} request {i} to {VIP}:{PORT}"))?;
+            let answer = answer.with_context(|| format!("{proto} request {i} to {vip}:{PORT}"))?;
             let mut words = answer.split_whitespace();
             let (Some(pod), Some(peer)) = (words.next(), words.next()) else {
                 bail!("odd answer {answer:?}")
@@ -198,15 +206,16 @@ fn anycast_vip_end_to_end_with_frr() -> anyhow::Result<()> {
         )?;
     }
 
-    // The refused Service: one Warning Event saying why, nothing assumed anywhere.
+    // The refused Service: one Warning Event saying why (AllocationFailed), nothing assumed.
     let events = c.api.events();
     let refused: Vec<_> = events
         .iter()
         .filter(|e| e["regarding"]["name"] == "outside" || e["involvedObject"]["name"] == "outside")
         .collect();
+    // From the allocator alone: one Event, not one per node.
     ensure!(
-        !refused.is_empty(),
-        "no Event for the refused Service; events: {events:#?}"
+        refused.len() == 1,
+        "not exactly one Event for the refused Service; events: {events:#?}"
     );
     for e in &refused {
         ensure!(e["type"] == "Warning", "{e}");
@@ -215,7 +224,7 @@ fn anycast_vip_end_to_end_with_frr() -> anyhow::Result<()> {
             .or(e["message"].as_str())
             .unwrap_or_default();
         ensure!(
-            note.contains("203.0.113.7") && note.contains("outside every prefix"),
+            note.contains("203.0.113.7") && note.contains("outside every address pool"),
             "{e}"
         );
     }
@@ -377,5 +386,102 @@ fn anycast_vip_end_to_end_with_frr() -> anyhow::Result<()> {
     wait_vip(&c, 1, false)?;
     wait_vip(&c, 2, false)?;
     c.wait_nexthops(VIP, &[])?;
+    Ok(())
+}
+
+/// Waits until Service `name`'s status records exactly `want`.
+fn wait_ingress(c: &Cluster, name: &str, want: Ipv4Addr) -> anyhow::Result<()> {
+    wait_for(&format!("{name} allocated {want}"), CONVERGE, || {
+        let got = c.ingress(name);
+        if got == [IpAddr::V4(want)] {
+            Ok(Some(()))
+        } else {
+            bail!("status.loadBalancer.ingress {got:?}")
+        }
+    })
+}
+
+#[test]
+fn a_service_without_an_address_gets_one_from_the_pool_and_keeps_it() -> anyhow::Result<()> {
+    let mut c = Cluster::start(LabConfig::default())?;
+    let (n1, n2) = (c.lab.node_ip(1), c.lab.node_ip(2));
+    let first = Ipv4Addr::new(198, 51, 100, 1);
+    let next = Ipv4Addr::new(198, 51, 100, 2);
+
+    // Requested .10 and auto-assigned: the auto one gets the pool's first host address.
+    c.apply_service("web", VIP, PORT)?;
+    c.apply_endpoints("web", |_| true)?;
+    c.apply_lb_service("auto", None, PORT)?;
+    c.apply_endpoints("auto", |_| true)?;
+    wait_ingress(&c, "web", VIP)?;
+    wait_ingress(&c, "auto", first)?;
+
+    // Both nodes assume the allocated address, the router has both paths, it answers.
+    wait_addr(&c, 1, first, true)?;
+    wait_addr(&c, 2, first, true)?;
+    c.wait_nexthops(first, &[n1, n2])?;
+    let per_pod = spread_to(&c, first, 16)?;
+    println!("answers per pod through {first}: {per_pod:?}");
+    for key in ["pod1/tcp", "pod2/tcp", "pod1/udp", "pod2/udp"] {
+        ensure!(
+            per_pod.contains_key(key),
+            "no answer from {key}: {per_pod:?}"
+        );
+    }
+    let assigned: Vec<Value> = c
+        .api
+        .events()
+        .into_iter()
+        .filter(|e| e["regarding"]["name"] == "auto" && e["reason"] == "AddressAssigned")
+        .collect();
+    ensure!(
+        assigned.len() == 1
+            && assigned[0]["note"]
+                .as_str()
+                .is_some_and(|n| n.contains("pool lab")),
+        "{assigned:#?}"
+    );
+
+    // The allocator's daemon stops: the other node's takes over (the Lease is released on
+    // SIGTERM), keeps both addresses and gives a new Service the next free one.
+    let leader = c.allocator().context("nobody holds the allocator Lease")?;
+    let other = 3 - leader;
+    c.stop_daemon(leader)?;
+    c.apply_lb_service("later", None, PORT)?;
+    c.apply_endpoints("later", |_| true)?;
+    wait_ingress(&c, "later", next)?;
+    ensure!(
+        c.allocator() == Some(other),
+        "allocator {:?}",
+        c.allocator()
+    );
+    ensure!(
+        c.daemon_log(other).contains("acquired the allocator Lease"),
+        "node{other} log:\n{}",
+        c.daemon_log(other)
+    );
+    wait_addr(&c, other, next, true)?;
+
+    // The stopped daemon comes back: nothing is allocated anew, nothing moves.
+    c.start_daemon(leader)?;
+    wait_for("restarted daemon synced", CONVERGE, || {
+        Ok(c.daemon_log(leader)
+            .contains("watches synced")
+            .then_some(()))
+    })?;
+    wait_addr(&c, leader, next, true)?;
+    for (name, ip) in [("web", VIP), ("auto", first), ("later", next)] {
+        ensure!(
+            c.ingress(name) == [IpAddr::V4(ip)],
+            "{name}: {:?}",
+            c.ingress(name)
+        );
+    }
+    ensure!(
+        !c.daemon_log(leader).contains("addresses assigned"),
+        "the restarted daemon allocated:\n{}",
+        c.daemon_log(leader)
+    );
+    spread_to(&c, first, 4)?;
     Ok(())
 }

@@ -111,7 +111,8 @@ fn api_server_outage_relist_and_restart_withdraw_nothing() -> anyhow::Result<()>
     c.start_daemon(1)?;
     wait_for("restarted node1 synced", RECONNECT, || {
         Ok(c.daemon_log(1).contains("watches synced").then_some(()))
-    })?;
+    })
+    .with_context(|| format!("node1's log:\n{}", c.daemon_log(1)))?;
     c.lab.tcp_request(VIP, PORT)?;
     let n1_deleted = vip_deletions(&c, 1)?;
     ensure!(

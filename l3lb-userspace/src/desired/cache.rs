@@ -12,20 +12,21 @@ use std::{
 use ipnet::IpNet;
 use k8s_openapi::api::{core::v1::Service, discovery::v1::EndpointSlice};
 
-use super::{
-    SERVICE_NAME_LABEL, ServiceDesired, is_load_balancer, merged::Merged, service_desired,
-    service_key,
+use super::{SERVICE_NAME_LABEL, ServiceDesired, merged::Merged, service_desired, service_key};
+use crate::{
+    class::ClassFilter,
+    model::{Desired, ServiceKey},
 };
-use crate::model::{Desired, ServiceKey};
 
 #[cfg(doc)]
 use super::desired;
 
-/// What the last call saw (by address), and each LoadBalancer Service's share, for one node and
-/// prefixes.
+/// What the last call saw (by address), and each LoadBalancer Service's share, for one node,
+/// prefixes and class.
 pub struct DesiredCache {
     node: String,
     prefixes: Vec<IpNet>,
+    class: ClassFilter,
     services: HashMap<usize, Arc<Service>>,
     slices: HashMap<usize, Arc<EndpointSlice>>,
     by_key: BTreeMap<ServiceKey, Arc<Service>>,
@@ -69,10 +70,11 @@ fn diff<T>(known: &mut HashMap<usize, Arc<T>>, input: &[Arc<T>]) -> (Vec<Arc<T>>
 }
 
 impl DesiredCache {
-    pub fn new(node: &str, prefixes: &[IpNet]) -> Self {
+    pub fn new(node: &str, prefixes: &[IpNet], class: &ClassFilter) -> Self {
         Self {
             node: node.to_owned(),
             prefixes: prefixes.to_vec(),
+            class: class.clone(),
             services: HashMap::new(),
             slices: HashMap::new(),
             by_key: BTreeMap::new(),
@@ -132,7 +134,7 @@ impl DesiredCache {
         let mut changed = Vec::with_capacity(dirty.len());
         for key in dirty {
             changed.push((key.clone(), self.parts.remove(&key)));
-            let Some(svc) = self.by_key.get(&key).filter(|s| is_load_balancer(s)) else {
+            let Some(svc) = self.by_key.get(&key).filter(|s| self.class.owns(s)) else {
                 continue;
             };
             let own: Vec<&EndpointSlice> = self
@@ -158,7 +160,7 @@ mod tests {
     use serde_json::json;
 
     use super::DesiredCache;
-    use crate::desired::desired;
+    use crate::{class::ClassFilter, desired::desired};
 
     struct Rng(u64);
     impl Rng {
@@ -189,9 +191,18 @@ mod tests {
                 json!([{"name": "http", "port": 80}, {"name": "dns", "port": 53, "protocol": "UDP"}])
             }
         };
+        // Sharing keys and classes vary too, so VIPs are shared, refused and handed over.
+        let annotations = match r.next(4) {
+            0 => json!({}),
+            1 => json!({"l3lb.io/allow-shared-ip": "a"}),
+            2 => json!({"metallb.universe.tf/allow-shared-ip": "a"}),
+            _ => json!({"l3lb.io/allow-shared-ip": "b"}),
+        };
+        let class = r.pick(&["l3lb.io/l3lb", "l3lb.io/l3lb", "l3lb.io/l3lb", "other"]);
         serde_json::from_value(json!({
-            "metadata": {"namespace": "ns", "name": format!("svc-{i}")},
-            "spec": {"type": kind, "loadBalancerIP": vip, "ports": ports}
+            "metadata": {"namespace": "ns", "name": format!("svc-{i}"), "annotations": annotations},
+            "spec": {"type": kind, "loadBalancerClass": class, "ports": ports},
+            "status": {"loadBalancer": {"ingress": [{"ip": vip}]}},
         }))
         .unwrap()
     }
@@ -223,7 +234,8 @@ mod tests {
             (0..5).map(|i| Some(Arc::new(service(&mut r, i)))).collect();
         let mut slices: Vec<Option<Arc<EndpointSlice>>> =
             (0..8).map(|i| Some(Arc::new(slice(&mut r, i)))).collect();
-        let mut cache = DesiredCache::new("n1", &prefixes);
+        let class = ClassFilter::default();
+        let mut cache = DesiredCache::new("n1", &prefixes, &class);
         for step in 0..3_000 {
             if step % 500 == 499 {
                 // A relist: every object arrives again, as a new `Arc` with the same content.
@@ -245,7 +257,7 @@ mod tests {
             let (got, recomputed) = cache.desired(&svcs, &sls);
             let svc_refs: Vec<&Service> = svcs.iter().map(AsRef::as_ref).collect();
             let slice_refs: Vec<&EndpointSlice> = sls.iter().map(AsRef::as_ref).collect();
-            let want = desired(&svc_refs, &slice_refs, "n1", &prefixes);
+            let want = desired(&svc_refs, &slice_refs, "n1", &prefixes, &class);
             assert_eq!(*got, want, "step {step}");
             assert!(
                 step == 0 || step % 500 == 499 || recomputed <= 2,

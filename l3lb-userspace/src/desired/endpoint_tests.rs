@@ -4,18 +4,20 @@ use k8s_openapi::api::{core::v1::Service, discovery::v1::EndpointSlice};
 use serde_json::{Value, json};
 
 use super::desired;
+use crate::class::ClassFilter;
 use crate::model::{Backends, Desired, Endpoint, FrontendId, Proto};
 
 const NODE: &str = "node-a";
 
 fn service(extra: Value) -> Service {
-    let mut spec = json!({"type": "LoadBalancer", "loadBalancerIP": "198.51.100.10",
+    let mut spec = json!({"type": "LoadBalancer", "loadBalancerClass": "l3lb.io/l3lb",
         "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]});
     if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
         spec.extend(extra.clone());
     }
     serde_json::from_value(
-        json!({"metadata": {"namespace": "default", "name": "web"}, "spec": spec}),
+        json!({"metadata": {"namespace": "default", "name": "web"}, "spec": spec,
+               "status": {"loadBalancer": {"ingress": [{"ip": "198.51.100.10"}]}}}),
     )
     .unwrap()
 }
@@ -33,7 +35,13 @@ fn slice(family: &str, endpoints: Value) -> EndpointSlice {
 
 fn run(svc: &Service, slices: &[EndpointSlice]) -> Desired {
     let s: Vec<&EndpointSlice> = slices.iter().collect();
-    desired(&[svc], &s, NODE, &["198.51.100.0/24".parse().unwrap()])
+    desired(
+        &[svc],
+        &s,
+        NODE,
+        &["198.51.100.0/24".parse().unwrap()],
+        &ClassFilter::default(),
+    )
 }
 
 fn fe() -> FrontendId {

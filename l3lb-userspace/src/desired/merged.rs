@@ -1,12 +1,12 @@
-//! [`merge`] kept up to date: when some Services' shares change, only the frontends they claim
-//! (had or have), the VIPs of those frontends and the refusals of every Service claiming them are
-//! looked at again. The result equals [`merge`] over all shares.
+//! [`merge`] kept up to date: when some Services' shares change, only the VIPs they name (had or
+//! have), the frontends of those VIPs and the refusals of every Service naming them are looked at
+//! again. The result equals [`merge`] over all shares.
 use std::{
     collections::{BTreeMap, BTreeSet},
     net::IpAddr,
 };
 
-use super::ServiceDesired;
+use super::{ServiceDesired, may_share, not_shared};
 use crate::model::{Desired, FrontendId, Proto, Refusal, ServiceKey};
 
 #[cfg(doc)]
@@ -14,10 +14,29 @@ use super::merge;
 
 #[derive(Default)]
 pub struct Merged {
-    /// Services naming each frontend; the first in order serves it.
+    /// Services naming each frontend, in Service order.
     claimants: BTreeMap<FrontendId, BTreeSet<ServiceKey>>,
+    /// Services naming each VIP; the first has it, the others share it or are refused.
+    vip_claimants: BTreeMap<IpAddr, BTreeSet<ServiceKey>>,
     refusals_of: BTreeMap<ServiceKey, Vec<Refusal>>,
     desired: Desired,
+}
+
+/// Adds or removes `key` as a claimant of `at`.
+fn claim<K: Ord + Copy>(
+    map: &mut BTreeMap<K, BTreeSet<ServiceKey>>,
+    at: K,
+    key: &ServiceKey,
+    on: bool,
+) {
+    if on {
+        map.entry(at).or_default().insert(key.clone());
+    } else if let Some(c) = map.get_mut(&at) {
+        c.remove(key);
+        if c.is_empty() {
+            map.remove(&at);
+        }
+    }
 }
 
 impl Merged {
@@ -41,41 +60,46 @@ impl Merged {
         parts: &BTreeMap<ServiceKey, ServiceDesired>,
         changed: Vec<(ServiceKey, Option<ServiceDesired>)>,
     ) {
-        let mut ids = BTreeSet::new();
+        let mut vips = BTreeSet::new();
         let mut refusers = BTreeSet::new();
         for (key, old) in changed {
             for (id, _) in old.iter().flat_map(|o| &o.claims) {
-                ids.insert(*id);
-                if let Some(c) = self.claimants.get_mut(id) {
-                    c.remove(&key);
-                    if c.is_empty() {
-                        self.claimants.remove(id);
-                    }
-                }
+                vips.insert(id.vip);
+                claim(&mut self.claimants, *id, &key, false);
+                claim(&mut self.vip_claimants, id.vip, &key, false);
             }
             for (id, _) in parts.get(&key).iter().flat_map(|p| &p.claims) {
-                ids.insert(*id);
-                self.claimants.entry(*id).or_default().insert(key.clone());
+                vips.insert(id.vip);
+                claim(&mut self.claimants, *id, &key, true);
+                claim(&mut self.vip_claimants, id.vip, &key, true);
             }
             refusers.insert(key);
         }
-        let mut vips = BTreeSet::new();
-        for id in &ids {
-            vips.insert(id.vip);
-            let claimants = self.claimants.get(id);
-            let backends = claimants
-                .and_then(BTreeSet::first)
-                .and_then(|winner| parts.get(winner))
-                .and_then(|p| p.claims.iter().find(|(i, _)| i == id))
-                .map(|(_, b)| b)
-                .filter(|b| !b.is_empty());
-            match backends {
-                Some(b) => self.desired.frontends.insert(*id, b.clone()),
-                None => self.desired.frontends.remove(id),
-            };
-            refusers.extend(claimants.into_iter().flatten().cloned());
-        }
-        for vip in vips {
+        for &vip in &vips {
+            // Every frontend of the VIP: who may serve it can change with who shares the VIP.
+            let stale: Vec<FrontendId> = self
+                .desired
+                .frontends
+                .range(vip_range(vip))
+                .map(|(id, _)| *id)
+                .collect();
+            let named: Vec<FrontendId> = self
+                .claimants
+                .range(vip_range(vip))
+                .map(|(id, _)| *id)
+                .collect();
+            for id in stale.into_iter().chain(named) {
+                let backends = self
+                    .server(parts, &id)
+                    .and_then(|winner| parts.get(winner))
+                    .and_then(|p| p.claims.iter().find(|(i, _)| *i == id))
+                    .map(|(_, b)| b)
+                    .filter(|b| !b.is_empty());
+                match backends {
+                    Some(b) => self.desired.frontends.insert(id, b.clone()),
+                    None => self.desired.frontends.remove(&id),
+                };
+            }
             if self
                 .desired
                 .frontends
@@ -86,11 +110,12 @@ impl Merged {
             } else {
                 self.desired.addresses.remove(&vip);
             }
+            refusers.extend(self.vip_claimants.get(&vip).into_iter().flatten().cloned());
         }
         for key in refusers {
             match parts.get(&key) {
                 Some(part) => {
-                    let refusals = self.refusals(&key, part);
+                    let refusals = self.refusals(parts, &key, part);
                     self.refusals_of.insert(key, refusals);
                 }
                 None => {
@@ -104,15 +129,48 @@ impl Merged {
         self.desired.refusals = all;
     }
 
-    fn refusals(&self, key: &ServiceKey, part: &ServiceDesired) -> Vec<Refusal> {
+    /// The Service that has `vip`, if `key` may not share it.
+    fn vip_denied<'s>(
+        &'s self,
+        parts: &BTreeMap<ServiceKey, ServiceDesired>,
+        vip: IpAddr,
+        key: &ServiceKey,
+    ) -> Option<&'s ServiceKey> {
+        let first = self.vip_claimants.get(&vip)?.first()?;
+        let first_sharing = parts.get(first).and_then(|p| p.sharing.as_deref());
+        let part = parts.get(key)?;
+        (!may_share(first, first_sharing, key, part)).then_some(first)
+    }
+
+    /// The Service serving frontend `id`: its first claimant that may use the VIP.
+    fn server<'s>(
+        &'s self,
+        parts: &BTreeMap<ServiceKey, ServiceDesired>,
+        id: &FrontendId,
+    ) -> Option<&'s ServiceKey> {
+        self.claimants
+            .get(id)?
+            .iter()
+            .find(|k| self.vip_denied(parts, id.vip, k).is_none())
+    }
+
+    fn refusals(
+        &self,
+        parts: &BTreeMap<ServiceKey, ServiceDesired>,
+        key: &ServiceKey,
+        part: &ServiceDesired,
+    ) -> Vec<Refusal> {
         let refuse = |reason: String| Refusal {
             service: key.clone(),
             reason,
         };
         let mut out: Vec<Refusal> = part.refusals.iter().cloned().map(refuse).collect();
         for (id, _) in &part.claims {
-            let winner = self.claimants.get(id).and_then(BTreeSet::first);
-            if let Some(winner) = winner.filter(|w| *w != key) {
+            if let Some(first) = self.vip_denied(parts, id.vip, key) {
+                out.push(refuse(not_shared(id.vip, first)));
+                continue;
+            }
+            if let Some(winner) = self.server(parts, id).filter(|w| *w != key) {
                 out.push(refuse(format!(
                     "{id} is already served for Service {winner}"
                 )));

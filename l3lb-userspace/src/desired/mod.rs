@@ -8,7 +8,11 @@ use std::{
 use ipnet::IpNet;
 use k8s_openapi::api::{core::v1::Service, discovery::v1::EndpointSlice};
 
-use crate::model::{Backends, Desired, Endpoint, FrontendId, Proto, Refusal, ServiceKey};
+use crate::{
+    annotations::{ALLOW_SHARED_IP, sharing_key},
+    class::ClassFilter,
+    model::{Backends, Desired, Endpoint, FrontendId, Proto, Refusal, ServiceKey},
+};
 
 pub mod cache;
 mod merged;
@@ -19,20 +23,22 @@ pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
 /// Computes what this node should serve.
 ///
-/// A Service's VIPs are `status.loadBalancer.ingress[].ip`, `spec.loadBalancerIP` and
-/// `spec.externalIPs`, kept when inside a prefix. A VIP is wanted when at least one of its
-/// frontends has a Ready endpoint on `node`; a frontend whose endpoints there are all
-/// terminating (not Ready, still serving) is kept for its pinned flows, without its VIP.
+/// The Services are the LoadBalancer Services `class` owns. A Service's VIPs are
+/// `status.loadBalancer.ingress[].ip` (what the allocator granted; a requested address counts
+/// once it is there) and `spec.externalIPs`, kept when inside a prefix. A VIP is wanted when at
+/// least one of its frontends has a Ready endpoint on `node`; a frontend whose endpoints there
+/// are all terminating (not Ready, still serving) is kept for its pinned flows, without its VIP.
 pub fn desired(
     services: &[&Service],
     slices: &[&EndpointSlice],
     node: &str,
     prefixes: &[IpNet],
+    class: &ClassFilter,
 ) -> Desired {
     let slices_by_service = index_slices(slices);
     let mut parts: Vec<(ServiceKey, ServiceDesired)> = services
         .iter()
-        .filter(|s| is_load_balancer(s))
+        .filter(|s| class.owns(s))
         .filter_map(|s| {
             let key = service_key(s)?;
             let own = slices_by_service
@@ -54,6 +60,8 @@ pub struct ServiceDesired {
     /// Every frontend the Service names, in order, with its local backends (maybe none).
     claims: Vec<(FrontendId, Backends)>,
     refusals: Vec<String>,
+    /// The key under which it shares its VIPs, if it opts in.
+    sharing: Option<String>,
 }
 
 /// What one LoadBalancer Service wants on `node`, given its own EndpointSlices.
@@ -63,7 +71,10 @@ pub fn service_desired(
     node: &str,
     prefixes: &[IpNet],
 ) -> ServiceDesired {
-    let mut out = ServiceDesired::default();
+    let mut out = ServiceDesired {
+        sharing: sharing_key(svc).map(str::to_owned),
+        ..ServiceDesired::default()
+    };
     let mut vips = BTreeSet::new();
     for (ip, source) in candidate_vips(svc) {
         match ip.parse::<IpAddr>() {
@@ -148,12 +159,15 @@ pub fn service_desired(
     out
 }
 
-/// Combines per-Service results, given in Service order: the first Service to claim a frontend
-/// serves it, later ones are refused for it. A frontend is wanted while it has endpoints, ready
-/// or terminating; its VIP only while one of its frontends has a ready one.
+/// Combines per-Service results, given in Service order. The first Service to name a VIP has
+/// it; a later one shares it only when both carry the same sharing key, and is refused for that
+/// VIP otherwise. Of the Services on a VIP, the first to claim a frontend serves it, later ones
+/// are refused for it. A frontend is wanted while it has endpoints, ready or terminating; its
+/// VIP only while one of its frontends has a ready one.
 pub fn merge<'a>(parts: impl IntoIterator<Item = (&'a ServiceKey, &'a ServiceDesired)>) -> Desired {
     let mut out = Desired::default();
     let mut owner: BTreeMap<FrontendId, &ServiceKey> = BTreeMap::new();
+    let mut vip_owner: BTreeMap<IpAddr, (&ServiceKey, Option<&str>)> = BTreeMap::new();
     for (key, part) in parts {
         let refuse = |reason: String| Refusal {
             service: key.clone(),
@@ -162,6 +176,13 @@ pub fn merge<'a>(parts: impl IntoIterator<Item = (&'a ServiceKey, &'a ServiceDes
         out.refusals
             .extend(part.refusals.iter().cloned().map(refuse));
         for (id, backends) in &part.claims {
+            let (first, first_sharing) = *vip_owner
+                .entry(id.vip)
+                .or_insert((key, part.sharing.as_deref()));
+            if !may_share(first, first_sharing, key, part) {
+                out.refusals.push(refuse(not_shared(id.vip, first)));
+                continue;
+            }
             if let Some(other) = owner.get(id) {
                 if *other != key {
                     out.refusals.push(refuse(format!(
@@ -185,8 +206,21 @@ pub fn merge<'a>(parts: impl IntoIterator<Item = (&'a ServiceKey, &'a ServiceDes
     out
 }
 
-pub(crate) fn is_load_balancer(svc: &Service) -> bool {
-    svc.spec.as_ref().and_then(|s| s.type_.as_deref()) == Some("LoadBalancer")
+/// Whether Service `key` may serve frontends of a VIP that `first` (with sharing key
+/// `first_sharing`) named before it.
+pub(crate) fn may_share(
+    first: &ServiceKey,
+    first_sharing: Option<&str>,
+    key: &ServiceKey,
+    part: &ServiceDesired,
+) -> bool {
+    first == key || (first_sharing.is_some() && part.sharing.as_deref() == first_sharing)
+}
+
+pub(crate) fn not_shared(vip: IpAddr, first: &ServiceKey) -> String {
+    format!(
+        "{vip} is used by Service {first}; Services share a VIP only when both carry the annotation {ALLOW_SHARED_IP} with the same value"
+    )
 }
 
 pub(crate) fn service_key(svc: &Service) -> Option<ServiceKey> {
@@ -208,15 +242,14 @@ fn candidate_vips(svc: &Service) -> Vec<(String, &'static str)> {
             out.push((ip.clone(), "status.loadBalancer.ingress ip"));
         }
     }
+    // spec.loadBalancerIP and the request annotations count only once the allocator granted
+    // them into the status.
     if let Some(spec) = &svc.spec {
-        if let Some(ip) = spec.load_balancer_ip.as_ref().filter(|ip| !ip.is_empty()) {
-            out.push((ip.clone(), "spec.loadBalancerIP"));
-        }
         for ip in spec.external_ips.iter().flatten() {
             out.push((ip.clone(), "spec.externalIPs"));
         }
     }
-    // The same address named twice (status mirrors spec) is one VIP.
+    // The same address named twice is one VIP.
     let mut seen = BTreeSet::new();
     out.retain(|(ip, _)| seen.insert(ip.clone()));
     out

@@ -5,7 +5,10 @@ use k8s_openapi::api::{core::v1::Service, discovery::v1::EndpointSlice};
 use serde_json::json;
 
 use super::desired;
-use crate::model::{Backends, Desired, Endpoint, FrontendId, Proto};
+use crate::{
+    class::ClassFilter,
+    model::{Backends, Desired, Endpoint, FrontendId, Proto},
+};
 
 const NODE: &str = "node-a";
 
@@ -13,11 +16,13 @@ fn prefixes() -> Vec<IpNet> {
     vec!["198.51.100.0/24".parse().unwrap()]
 }
 
-/// A LoadBalancer Service `ns/name` with `spec.loadBalancerIP = vip` and the given ports.
+/// A LoadBalancer Service `ns/name` of l3lb's class, allocated `vip` (in its status), with the
+/// given ports.
 fn svc(name: &str, vip: &str, ports: serde_json::Value) -> Service {
     serde_json::from_value(json!({
         "metadata": {"namespace": "default", "name": name},
-        "spec": {"type": "LoadBalancer", "loadBalancerIP": vip, "ports": ports},
+        "spec": {"type": "LoadBalancer", "loadBalancerClass": "l3lb.io/l3lb", "ports": ports},
+        "status": {"loadBalancer": {"ingress": [{"ip": vip}]}},
     }))
     .unwrap()
 }
@@ -53,7 +58,7 @@ fn web_ports() -> serde_json::Value {
 fn run(services: &[Service], slices: &[EndpointSlice]) -> Desired {
     let s: Vec<&Service> = services.iter().collect();
     let e: Vec<&EndpointSlice> = slices.iter().collect();
-    desired(&s, &e, NODE, &prefixes())
+    desired(&s, &e, NODE, &prefixes(), &ClassFilter::default())
 }
 
 fn fe(vip: &str, port: u16, proto: Proto) -> FrontendId {
@@ -157,10 +162,14 @@ fn vip_outside_prefix_is_refused_and_others_still_served() {
 }
 
 #[test]
-fn all_vip_sources_are_used_and_deduplicated() {
+fn vips_come_from_the_status_and_external_ips_not_from_requests() {
     let mut s = svc("web", "198.51.100.10", http());
     let spec = s.spec.as_mut().unwrap();
-    spec.external_ips = Some(vec!["198.51.100.11".into()]);
+    spec.external_ips = Some(vec!["198.51.100.11".into(), "198.51.100.10".into()]);
+    // Requested but not (yet) granted by the allocator: not served.
+    spec.load_balancer_ip = Some("198.51.100.13".into());
+    s.metadata.annotations =
+        Some([("l3lb.io/load-balancer-ips".into(), "198.51.100.14".into())].into());
     s.status = serde_json::from_value(
         json!({"loadBalancer": {"ingress": [{"ip": "198.51.100.10"}, {"ip": "198.51.100.12"}]}}),
     )
@@ -177,6 +186,129 @@ fn all_vip_sources_are_used_and_deduplicated() {
     assert_eq!(vips, ["198.51.100.10", "198.51.100.11", "198.51.100.12"]);
     assert_eq!(d.frontends.len(), 3);
     assert!(d.refusals.is_empty());
+}
+
+#[test]
+fn only_services_of_our_class_are_served() {
+    let with_class = |class: serde_json::Value| {
+        let mut s = svc("web", "198.51.100.10", http());
+        s.spec.as_mut().unwrap().load_balancer_class = serde_json::from_value(class).unwrap();
+        s
+    };
+    let slices = [slice(
+        "web",
+        &[("10.244.1.2", NODE, Some(true))],
+        web_ports(),
+    )];
+    let e: Vec<&EndpointSlice> = slices.iter().collect();
+    let default = ClassFilter {
+        default: true,
+        ..ClassFilter::default()
+    };
+    let cases = [
+        (json!("l3lb.io/l3lb"), ClassFilter::default(), 1),
+        (json!("metallb.io/metallb"), ClassFilter::default(), 0),
+        (json!("metallb.io/metallb"), default.clone(), 0),
+        (json!(null), ClassFilter::default(), 0),
+        (json!(null), default, 1),
+    ];
+    for (class, filter, vips) in cases {
+        let s = with_class(class.clone());
+        let d = desired(&[&s], &e, NODE, &prefixes(), &filter);
+        assert_eq!(d.addresses.len(), vips, "{class} {filter:?}");
+        assert!(
+            d.refusals.is_empty(),
+            "another class is not refused: {:?}",
+            d.refusals
+        );
+    }
+}
+
+#[test]
+fn a_vip_is_shared_only_by_services_with_the_same_sharing_key() {
+    let shared = |name: &str, key: Option<&str>, ports: serde_json::Value| {
+        let mut s = svc(name, "198.51.100.53", ports);
+        s.metadata.annotations =
+            key.map(|k| [("l3lb.io/allow-shared-ip".to_owned(), k.to_owned())].into());
+        s
+    };
+    let tcp = json!([{"name": "dns", "port": 53, "protocol": "TCP"}]);
+    let udp = json!([{"name": "dns", "port": 53, "protocol": "UDP"}]);
+    let eps = |name: &str, ip: &str, proto: &str| {
+        slice(
+            name,
+            &[(ip, NODE, Some(true))],
+            json!([{"name": "dns", "port": 5353, "protocol": proto}]),
+        )
+    };
+    let slices = [eps("a", "10.244.1.2", "TCP"), eps("b", "10.244.1.3", "UDP")];
+    let cases = [
+        (Some("dns"), Some("dns"), 2, None),
+        (
+            None,
+            None,
+            1,
+            Some("share a VIP only when both carry the annotation"),
+        ),
+        (
+            Some("dns"),
+            None,
+            1,
+            Some("198.51.100.53 is used by Service default/a"),
+        ),
+        (
+            None,
+            Some("dns"),
+            1,
+            Some("198.51.100.53 is used by Service default/a"),
+        ),
+        (
+            Some("x"),
+            Some("y"),
+            1,
+            Some("198.51.100.53 is used by Service default/a"),
+        ),
+    ];
+    for (key_a, key_b, frontends, refusal) in cases {
+        let d = run(
+            &[
+                shared("a", key_a, tcp.clone()),
+                shared("b", key_b, udp.clone()),
+            ],
+            &slices,
+        );
+        assert_eq!(d.frontends.len(), frontends, "{key_a:?} {key_b:?}");
+        assert!(
+            d.frontends
+                .contains_key(&fe("198.51.100.53", 53, Proto::Tcp))
+        );
+        match refusal {
+            None => assert!(d.refusals.is_empty(), "{:?}", d.refusals),
+            Some(part) => {
+                assert_eq!(d.refusals.len(), 1, "{:?}", d.refusals);
+                assert_eq!(d.refusals[0].service.name, "b");
+                assert!(
+                    d.refusals[0].reason.contains(part),
+                    "{}",
+                    d.refusals[0].reason
+                );
+            }
+        }
+    }
+    // Same key and the same port: the second is refused for that frontend only.
+    let d = run(
+        &[
+            shared("a", Some("k"), tcp.clone()),
+            shared("b", Some("k"), tcp),
+        ],
+        &slices,
+    );
+    assert_eq!(d.refusals.len(), 1);
+    assert!(
+        d.refusals[0]
+            .reason
+            .contains("already served for Service default/a")
+    );
 }
 
 #[test]
@@ -253,7 +385,7 @@ fn a_port_without_local_endpoints_is_not_programmed() {
 }
 
 #[test]
-fn second_service_on_the_same_vip_port_is_refused() {
+fn second_service_on_the_same_vip_without_sharing_is_refused() {
     let d = run(
         &[
             svc("a", "198.51.100.10", http()),
@@ -273,7 +405,9 @@ fn second_service_on_the_same_vip_port_is_refused() {
     assert!(
         d.refusals[0]
             .reason
-            .contains("already served for Service default/a")
+            .contains("198.51.100.10 is used by Service default/a"),
+        "{}",
+        d.refusals[0].reason
     );
 }
 

@@ -13,7 +13,7 @@ use k8s_openapi::{
     apimachinery::pkg::apis::meta::v1::ObjectMeta,
 };
 
-use crate::desired::SERVICE_NAME_LABEL;
+use crate::{allocate::pool::L3lbPool, annotations::read_by_l3lb, desired::SERVICE_NAME_LABEL};
 
 fn identity(meta: &mut ObjectMeta) -> ObjectMeta {
     ObjectMeta {
@@ -25,14 +25,26 @@ fn identity(meta: &mut ObjectMeta) -> ObjectMeta {
     }
 }
 
-/// Type, ports, the VIP fields and the load balancer ingress IPs.
+/// Type, class, ports, the VIP fields, IP families and the load balancer ingress IPs; of the
+/// metadata also what allocation reads: labels (pool selectors), l3lb's and MetalLB's
+/// annotations, the creation time (older Services keep contested addresses).
 pub fn service(svc: &mut Service) {
+    let mut metadata = identity(&mut svc.metadata);
+    metadata.labels = svc.metadata.labels.take();
+    metadata.creation_timestamp = svc.metadata.creation_timestamp.take();
+    metadata.annotations = svc.metadata.annotations.take().and_then(|mut a| {
+        a.retain(|k, _| read_by_l3lb(k));
+        (!a.is_empty()).then_some(a)
+    });
     let spec = svc.spec.take().map(|s| ServiceSpec {
         type_: s.type_,
+        load_balancer_class: s.load_balancer_class,
         load_balancer_ip: s.load_balancer_ip,
         external_ips: s.external_ips,
         session_affinity: s.session_affinity,
         session_affinity_config: s.session_affinity_config,
+        ip_families: s.ip_families,
+        ip_family_policy: s.ip_family_policy,
         ports: s.ports.map(|ports| {
             ports
                 .into_iter()
@@ -61,7 +73,7 @@ pub fn service(svc: &mut Service) {
         ..ServiceStatus::default()
     });
     *svc = Service {
-        metadata: identity(&mut svc.metadata),
+        metadata,
         spec,
         status,
     };
@@ -114,6 +126,12 @@ fn trim_slice(slice: &mut EndpointSlice, node: &str) {
     };
 }
 
+/// Pools are few: only the bulky metadata goes.
+pub fn pool(pool: &mut L3lbPool) {
+    pool.metadata.managed_fields = None;
+    pool.metadata.annotations = None;
+}
+
 /// One object: only the bulky fields go.
 pub fn node(node: &mut Node) {
     node.metadata.managed_fields = None;
@@ -126,7 +144,7 @@ mod tests {
     use k8s_openapi::api::{core::v1::Service, discovery::v1::EndpointSlice};
     use serde_json::json;
 
-    use crate::desired::desired;
+    use crate::{class::ClassFilter, desired::desired};
 
     fn from<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> T {
         serde_json::from_value(v).unwrap()
@@ -135,9 +153,11 @@ mod tests {
     #[test]
     fn trimmed_objects_give_the_same_desired_state() {
         let svc: Service = from(json!({
-            "metadata": {"namespace": "a", "name": "s", "annotations": {"x": "y"},
+            "metadata": {"namespace": "a", "name": "s",
+                         "annotations": {"x": "y", "l3lb.io/allow-shared-ip": "k"},
                          "managedFields": [{"manager": "kubectl"}]},
             "spec": {"type": "LoadBalancer", "loadBalancerIP": "198.51.100.1",
+                     "loadBalancerClass": "l3lb.io/l3lb",
                      "externalIPs": ["198.51.100.2"], "selector": {"app": "s"},
                      "ports": [{"name": "http", "port": 80, "protocol": "TCP", "targetPort": 8080},
                                {"name": "dns", "port": 53, "protocol": "UDP"}]},
@@ -162,16 +182,22 @@ mod tests {
             ]
         }));
         let prefixes = ["198.51.100.0/24".parse().unwrap()];
-        let full = desired(&[&svc], &[&slice], "n1", &prefixes);
-        assert_eq!(full.frontends.len(), 6);
+        let class = ClassFilter::default();
+        let full = desired(&[&svc], &[&slice], "n1", &prefixes, &class);
+        // status and externalIPs; loadBalancerIP only once granted into the status.
+        assert_eq!(full.frontends.len(), 4);
         let (mut small_svc, mut small_slice) = (svc.clone(), slice.clone());
         super::service(&mut small_svc);
         super::slice("n1".into())(&mut small_slice);
         assert_eq!(
-            desired(&[&small_svc], &[&small_slice], "n1", &prefixes),
+            desired(&[&small_svc], &[&small_slice], "n1", &prefixes, &class),
             full
         );
-        assert!(small_svc.metadata.annotations.is_none());
+        let annotations = small_svc.metadata.annotations.as_ref().unwrap();
+        assert_eq!(
+            annotations.keys().collect::<Vec<_>>(),
+            ["l3lb.io/allow-shared-ip"]
+        );
         assert!(
             small_slice.endpoints.as_ref().unwrap()[0]
                 .target_ref

@@ -12,17 +12,25 @@ pub fn version() -> Value {
     })
 }
 
-/// The document served at `segs` (already known to be a discovery path).
-pub fn document(segs: &[String]) -> Value {
-    match segs {
+/// The document served at `segs` (already known to be a discovery path); `served[i]` says
+/// whether `RESOURCES[i]` is served now (a custom resource only with its CRD). `None`: nothing
+/// is served there.
+pub fn document(segs: &[String], served: &[bool]) -> Option<Value> {
+    let types = || {
+        RESOURCES
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| served.get(*i).copied().unwrap_or(false))
+            .map(|(_, r)| r)
+    };
+    let doc = match segs {
         [api] if api == "api" => json!({
             "kind": "APIVersions",
             "versions": ["v1"],
             "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}],
         }),
         [apis] if apis == "apis" => {
-            let mut groups: Vec<(&str, &str)> = RESOURCES
-                .iter()
+            let mut groups: Vec<(&str, &str)> = types()
                 .filter(|r| !r.group.is_empty())
                 .map(|r| (r.group, r.version))
                 .collect();
@@ -44,10 +52,7 @@ pub fn document(segs: &[String]) -> Value {
                 _ => ("", ""),
             };
             let mut resources = Vec::new();
-            for r in RESOURCES
-                .iter()
-                .filter(|r| r.group == group && r.version == version)
-            {
+            for r in types().filter(|r| r.group == group && r.version == version) {
                 let verbs = [
                     "create", "delete", "get", "list", "patch", "update", "watch",
                 ];
@@ -68,13 +73,22 @@ pub fn document(segs: &[String]) -> Value {
                     }));
                 }
             }
+            if resources.is_empty() && !group.is_empty() {
+                return None;
+            }
+            let group_version = if group.is_empty() {
+                version.to_owned()
+            } else {
+                format!("{group}/{version}")
+            };
             json!({
                 "kind": "APIResourceList",
                 "apiVersion": "v1",
-                "groupVersion": RESOURCES.iter().find(|r| r.group == group).map(|r| r.api_version()),
+                "groupVersion": group_version,
                 "resources": resources,
             })
         }
-        [] => Value::Null,
-    }
+        [] => return None,
+    };
+    Some(doc)
 }

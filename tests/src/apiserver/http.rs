@@ -60,10 +60,17 @@ async fn handle(
             Ok(json_response(StatusCode::OK, &discovery::version()))
         }
         Some(Target::Discovery(segs)) if method == Method::GET => {
-            Ok(json_response(StatusCode::OK, &discovery::document(&segs)))
+            let served: Vec<bool> =
+                shared.read(|s| (0..RESOURCES.len()).map(|r| s.serves(r)).collect());
+            discovery::document(&segs, &served)
+                .map(|doc| json_response(StatusCode::OK, &doc))
+                .ok_or_else(|| ApiError::path_not_found(uri.path()))
         }
         Some(Target::Version | Target::Discovery(_)) => {
             Err(ApiError::method_not_allowed(method.as_str()))
+        }
+        Some(Target::Resource(route)) if !shared.read(|s| s.serves(route.res)) => {
+            Err(ApiError::path_not_found(uri.path()))
         }
         Some(Target::Resource(route)) => {
             resource(&shared, &method, &route, &query, &headers, &body)

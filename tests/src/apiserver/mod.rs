@@ -114,6 +114,12 @@ impl ApiServer {
         self.serve(tokio::net::TcpListener::from_std(listener)?, Some(ns))
     }
 
+    /// A kube client for a server listening at `addr` (plain http, namespace `default`).
+    pub fn client(addr: SocketAddr) -> anyhow::Result<kube::Client> {
+        let url = format!("http://{addr}").parse()?;
+        Ok(kube::Client::try_from(kube::Config::new(url))?)
+    }
+
     /// Writes a kubeconfig (plain http, no credentials, namespace `default`) pointing at `addr`.
     pub fn write_kubeconfig(addr: SocketAddr, path: &Path) -> anyhow::Result<()> {
         let config = format!(
@@ -152,6 +158,10 @@ impl ApiServer {
             return items.iter().try_for_each(|item| self.apply(item.clone()));
         }
         let (res, _) = resource(&api_version, &kind)?;
+        anyhow::ensure!(
+            self.shared.read(|s| s.serves(res)),
+            "no matches for kind {kind:?} in version {api_version:?} (apply its CustomResourceDefinition first)"
+        );
         let ns = match str_field("/metadata/namespace") {
             ns if ns.is_empty() => "default".to_string(),
             ns => ns,
@@ -203,6 +213,26 @@ impl ApiServer {
             ns: ns.to_string(),
             name: name.to_string(),
         })
+    }
+
+    /// The IPs in Service `namespace/name`'s `status.loadBalancer.ingress` (none if it is absent).
+    pub fn ingress_ips(&self, namespace: &str, name: &str) -> Vec<String> {
+        let svc = self
+            .get("v1", "Service", Some(namespace), name)
+            .unwrap_or_default();
+        svc["status"]["loadBalancer"]["ingress"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|i| i["ip"].as_str().map(str::to_owned))
+            .collect()
+    }
+
+    /// `spec.holderIdentity` of Lease `namespace/name`, if it exists and is held.
+    pub fn lease_holder(&self, namespace: &str, name: &str) -> Option<String> {
+        let lease = self.get("coordination.k8s.io/v1", "Lease", Some(namespace), name)?;
+        let holder = lease["spec"]["holderIdentity"].as_str()?;
+        (!holder.is_empty()).then(|| holder.to_owned())
     }
 
     /// Every Event created so far (core v1 and events.k8s.io/v1), oldest first, each in its

@@ -10,6 +10,8 @@ pub struct ResourceType {
     pub namespaced: bool,
     /// Has a `/status` subresource: writes to the main resource keep the stored status.
     pub has_status: bool,
+    /// A custom resource: served only while a CustomResourceDefinition for it is stored.
+    pub custom: bool,
 }
 
 impl ResourceType {
@@ -29,7 +31,15 @@ impl ResourceType {
     pub fn is_event(&self) -> bool {
         self.kind == "Event"
     }
+
+    /// The name its CustomResourceDefinition must have.
+    pub fn crd_name(&self) -> String {
+        format!("{}.{}", self.plural, self.group)
+    }
 }
+
+/// The type CustomResourceDefinitions are stored as.
+pub const CRD_KIND: (&str, &str) = ("apiextensions.k8s.io/v1", "CustomResourceDefinition");
 
 const fn rt(
     group: &'static str,
@@ -45,6 +55,26 @@ const fn rt(
         kind,
         namespaced,
         has_status,
+        custom: false,
+    }
+}
+
+/// A custom resource type (no status subresource).
+const fn custom(
+    group: &'static str,
+    version: &'static str,
+    plural: &'static str,
+    kind: &'static str,
+    namespaced: bool,
+) -> ResourceType {
+    ResourceType {
+        group,
+        version,
+        plural,
+        kind,
+        namespaced,
+        has_status: false,
+        custom: true,
     }
 }
 
@@ -66,6 +96,15 @@ pub static RESOURCES: &[ResourceType] = &[
     ),
     rt("coordination.k8s.io", "leases", "Lease", true, false),
     rt("events.k8s.io", "events", "Event", true, false),
+    rt(
+        "apiextensions.k8s.io",
+        "customresourcedefinitions",
+        "CustomResourceDefinition",
+        false,
+        true,
+    ),
+    // l3lb's address pools (deploy/crd.yaml), once their CRD is applied.
+    custom("l3lb.io", "v1alpha1", "l3lbpools", "L3lbPool", false),
 ];
 
 /// Index of the type served at `group/version/plural`.

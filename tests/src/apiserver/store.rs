@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, VecDeque};
 use serde_json::{Value, json};
 
 use super::meta::{self, ensure_metadata, meta_str, now_rfc3339};
-use super::resources::RESOURCES;
+use super::resources::{CRD_KIND, RESOURCES, by_kind};
 use super::selector::Selector;
 use super::status::ApiError;
 
@@ -108,6 +108,43 @@ impl Store {
 
     pub fn get(&self, key: &Key) -> Option<&Value> {
         self.objects.get(key)
+    }
+
+    /// Whether type `res` is served: built-in types always, custom ones while a
+    /// CustomResourceDefinition naming their group, version (served), plural, kind and scope is
+    /// stored.
+    pub fn serves(&self, res: usize) -> bool {
+        let rt = &RESOURCES[res];
+        if !rt.custom {
+            return true;
+        }
+        let Some(crd_res) = by_kind(CRD_KIND.0, CRD_KIND.1) else {
+            return false;
+        };
+        let key = Key {
+            res: crd_res,
+            ns: String::new(),
+            name: rt.crd_name(),
+        };
+        let Some(crd) = self.objects.get(&key) else {
+            return false;
+        };
+        let spec = &crd["spec"];
+        let scope = if rt.namespaced {
+            "Namespaced"
+        } else {
+            "Cluster"
+        };
+        let version_served = spec["versions"].as_array().is_some_and(|versions| {
+            versions
+                .iter()
+                .any(|v| v["name"] == rt.version && v["served"] != false)
+        });
+        spec["group"] == rt.group
+            && spec["names"]["plural"] == rt.plural
+            && spec["names"]["kind"] == rt.kind
+            && spec["scope"] == scope
+            && version_served
     }
 
     /// Matching objects of `filter.res` after `(ns, name)`, at most `limit`; also whether more remain.
@@ -284,7 +321,25 @@ impl Store {
             .get(key)
             .ok_or_else(|| ApiError::not_found(&RESOURCES[key.res], &key.name))?
             .clone();
-        Ok(self.commit(key.clone(), old.clone(), ChangeType::Deleted, Some(old)))
+        let served_before: Vec<usize> = (0..RESOURCES.len()).filter(|r| self.serves(*r)).collect();
+        let deleted = self.commit(key.clone(), old.clone(), ChangeType::Deleted, Some(old));
+        // A deleted CustomResourceDefinition takes its objects with it.
+        let unserved: Vec<usize> = served_before
+            .into_iter()
+            .filter(|r| !self.serves(*r))
+            .collect();
+        for res in unserved {
+            let gone: Vec<(Key, Value)> = self
+                .objects
+                .iter()
+                .filter(|(k, _)| k.res == res)
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            for (k, v) in gone {
+                self.commit(k, v.clone(), ChangeType::Deleted, Some(v));
+            }
+        }
+        Ok(deleted)
     }
 
     /// Watch events (`type`, object) for changes after `rv` that `filter` sees, or 410 Gone when

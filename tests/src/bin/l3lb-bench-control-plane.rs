@@ -68,11 +68,14 @@ fn vip(i: usize) -> Ipv4Addr {
     Ipv4Addr::from(u32::from(Ipv4Addr::new(100, 64, 0, 1)) + i as u32)
 }
 
+/// Allocated long ago, as on a running cluster: the address is on record in the status, so the
+/// elected allocator has nothing to write.
 fn service(i: usize) -> serde_json::Value {
     json!({"apiVersion": "v1", "kind": "Service",
         "metadata": {"namespace": "bench", "name": format!("svc-{i}")},
         "spec": {"type": "LoadBalancer", "loadBalancerIP": vip(i).to_string(),
-                 "ports": [{"name": "http", "port": 80, "protocol": "TCP", "targetPort": 8080}]}})
+                 "ports": [{"name": "http", "port": 80, "protocol": "TCP", "targetPort": 8080}]},
+        "status": {"loadBalancer": {"ingress": [{"ip": vip(i).to_string()}]}}})
 }
 
 /// Endpoint 0 is on this node (10 % of all endpoints with 10 per Service); the rest elsewhere.
@@ -180,6 +183,9 @@ fn main() -> anyhow::Result<()> {
         ..LabConfig::default()
     })?;
     let api = ApiServer::new();
+    api.apply_yaml(l3lb_tests::scenario::POOL_CRD)?;
+    api.apply(json!({"apiVersion": "l3lb.io/v1alpha1", "kind": "L3lbPool",
+        "metadata": {"name": "bench"}, "spec": {"addresses": [PREFIX]}}))?;
     for i in 0..a.services {
         api.apply(service(i))?;
         api.apply(slice(i, a.endpoints_per_service, true))?;
@@ -199,6 +205,7 @@ fn main() -> anyhow::Result<()> {
         PREFIX,
         "--uplink",
         lab.uplink(),
+        "--default-load-balancer",
     ])
     .arg("--bpffs-dir")
     .arg(lab.bpffs_dir(1))

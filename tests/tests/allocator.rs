@@ -1,0 +1,272 @@
+//! Kube-client tier: the daemon's allocator (watches, Lease election, allocation, status writes,
+//! Events) running in-process against the test API server, two "daemons" at a time.
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use l3lb_tests::{apiserver::ApiServer, scenario::POOL_CRD};
+use l3lb_userspace::{
+    allocator::Allocator,
+    class::ClassFilter,
+    leader::elector::{Elector, ElectorHandle},
+    metrics::Metrics,
+    watch,
+};
+use serde_json::{Value, json};
+use tokio::{sync::Notify, task::JoinHandle};
+
+const LEASE_DURATION: Duration = Duration::from_secs(5);
+const DEADLINE: Duration = Duration::from_secs(15);
+
+/// One daemon's allocator half: its watches, its elector and its allocator task.
+struct Daemon {
+    elector: ElectorHandle,
+    task: JoinHandle<()>,
+}
+
+impl Daemon {
+    fn start(client: &kube::Client, node: &str) -> Self {
+        let changed = Arc::new(Notify::new());
+        let trigger = Arc::new(Notify::new());
+        let stores = watch::start(
+            client.clone(),
+            node,
+            changed,
+            trigger.clone(),
+            Metrics::default(),
+        );
+        let (elector, leadership) = Elector::new(
+            client.clone(),
+            "default",
+            "l3lb-allocator",
+            node,
+            LEASE_DURATION,
+        );
+        let task = tokio::spawn(
+            Allocator {
+                client: client.clone(),
+                identity: node.to_owned(),
+                prefixes: vec!["198.51.100.0/24".parse().unwrap()],
+                class: ClassFilter {
+                    default: true,
+                    ..ClassFilter::default()
+                },
+                services: stores.services,
+                pools: stores.pools,
+                trigger,
+                leadership,
+                resync: Duration::from_secs(2),
+            }
+            .run(),
+        );
+        Daemon {
+            elector: elector.spawn(),
+            task,
+        }
+    }
+
+    async fn stop(self) {
+        self.elector.stop(Duration::from_secs(5)).await;
+        self.task.abort();
+    }
+}
+
+fn service(name: &str, spec: Value) -> Value {
+    let mut spec = spec;
+    spec["type"] = json!("LoadBalancer");
+    spec["ports"] = json!([{"port": 80, "protocol": "TCP"}]);
+    json!({"apiVersion": "v1", "kind": "Service",
+           "metadata": {"namespace": "default", "name": name}, "spec": spec})
+}
+
+fn ingress(api: &ApiServer, name: &str) -> Vec<String> {
+    api.ingress_ips("default", name)
+}
+
+fn holder(api: &ApiServer) -> Option<String> {
+    api.lease_holder("default", "l3lb-allocator")
+}
+
+fn resource_version(api: &ApiServer, name: &str) -> String {
+    let svc = api.get("v1", "Service", Some("default"), name).unwrap();
+    svc["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn wait(what: &str, mut probe: impl FnMut() -> Result<(), String>) {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        match probe() {
+            Ok(()) => return,
+            Err(seen) if Instant::now() > deadline => {
+                panic!("timed out waiting for {what}; last seen: {seen}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+async fn wait_ingress(api: &ApiServer, name: &str, want: &[&str]) {
+    wait(&format!("{name} ingress {want:?}"), || {
+        let got = ingress(api, name);
+        (got == want).then_some(()).ok_or(format!("{got:?}"))
+    })
+    .await
+}
+
+/// Events about Service `name` with `reason`.
+fn events(api: &ApiServer, name: &str, reason: &str) -> Vec<Value> {
+    api.events()
+        .into_iter()
+        .filter(|e| e["regarding"]["name"] == name && e["reason"] == reason)
+        .collect()
+}
+
+async fn wait_one_event(api: &ApiServer, name: &str, reason: &str) {
+    wait(&format!("one {reason} Event for {name}"), || {
+        let e = events(api, name, reason);
+        (e.len() == 1).then_some(()).ok_or(format!("{e:?}"))
+    })
+    .await
+}
+
+fn status_writes(api: &ApiServer) -> usize {
+    api.requests()
+        .iter()
+        .filter(|r| r.starts_with("PATCH ") && r.contains("/services/") && r.contains("/status"))
+        .count()
+}
+
+#[tokio::test]
+async fn the_leader_allocates_once_and_a_successor_keeps_every_address() {
+    let api = ApiServer::new();
+    let addr = api.listen().await.unwrap();
+    let client = ApiServer::client(addr).unwrap();
+    api.apply_yaml(POOL_CRD).unwrap();
+    api.apply(json!({"apiVersion": "l3lb.io/v1alpha1", "kind": "L3lbPool",
+        "metadata": {"name": "lab"}, "spec": {"addresses": ["198.51.100.0/24"]}}))
+        .unwrap();
+    api.apply(service("asks", json!({"loadBalancerIP": "198.51.100.1"})))
+        .unwrap();
+    api.apply(service("auto", json!({}))).unwrap();
+    api.apply(service("outside", json!({"loadBalancerIP": "203.0.113.7"})))
+        .unwrap();
+    api.apply(service(
+        "other-class",
+        json!({"loadBalancerClass": "example.com/lb"}),
+    ))
+    .unwrap();
+
+    // Two daemons at once: one wins the Lease and allocates; the refusal is reported once.
+    let a = Daemon::start(&client, "node-a");
+    let b = Daemon::start(&client, "node-b");
+    wait_ingress(&api, "asks", &["198.51.100.1"]).await;
+    wait_ingress(&api, "auto", &["198.51.100.2"]).await;
+    wait_one_event(&api, "outside", "AllocationFailed").await;
+    let note = events(&api, "outside", "AllocationFailed")[0]["note"].clone();
+    assert!(
+        note.as_str()
+            .unwrap()
+            .contains("203.0.113.7 is outside every address pool"),
+        "{note}"
+    );
+    assert_eq!(events(&api, "auto", "AddressAssigned").len(), 1);
+    // A couple of resyncs later: still one Event, no status rewritten, other classes untouched.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(events(&api, "outside", "AllocationFailed").len(), 1);
+    assert_eq!(status_writes(&api), 2, "{:#?}", api.requests());
+    assert!(ingress(&api, "other-class").is_empty());
+    assert!(events(&api, "other-class", "AllocationFailed").is_empty());
+
+    // The leader stops (as on SIGTERM): the other takes over, keeps every address and gives a new
+    // Service the next free one, not one that is on record.
+    let leader = holder(&api).expect("a leader");
+    let (gone, survivor) = if leader == "node-a" { (a, b) } else { (b, a) };
+    let versions = (
+        resource_version(&api, "asks"),
+        resource_version(&api, "auto"),
+    );
+    gone.stop().await;
+    api.apply(service("later", json!({}))).unwrap();
+    wait_ingress(&api, "later", &["198.51.100.3"]).await;
+    assert_eq!(
+        (
+            resource_version(&api, "asks"),
+            resource_version(&api, "auto")
+        ),
+        versions,
+        "the new leader rewrote a Service it had no reason to touch"
+    );
+    assert_ne!(holder(&api), Some(leader));
+
+    // Fixing the refused Service clears the refusal: it gets the address it now asks for.
+    api.apply(service(
+        "outside",
+        json!({"loadBalancerIP": "198.51.100.200"}),
+    ))
+    .unwrap();
+    wait_ingress(&api, "outside", &["198.51.100.200"]).await;
+
+    // A request for an address on record is refused; the holder keeps it.
+    api.apply(service("thief", json!({"loadBalancerIP": "198.51.100.2"})))
+        .unwrap();
+    wait_one_event(&api, "thief", "AllocationFailed").await;
+    assert!(ingress(&api, "thief").is_empty());
+    assert_eq!(ingress(&api, "auto"), ["198.51.100.2"]);
+
+    // A restart of the survivor (nobody else running) allocates nothing anew.
+    let writes = status_writes(&api);
+    survivor.stop().await;
+    let again = Daemon::start(&client, "node-c");
+    wait("node-c holds the Lease", || {
+        let h = holder(&api);
+        (h.as_deref() == Some("node-c"))
+            .then_some(())
+            .ok_or(format!("{h:?}"))
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(status_writes(&api), writes, "{:#?}", api.requests());
+    again.stop().await;
+}
+
+#[tokio::test]
+async fn custom_resources_are_served_only_while_their_crd_exists() {
+    let api = ApiServer::new();
+    let addr = api.listen().await.unwrap();
+    let client = ApiServer::client(addr).unwrap();
+    let pools: kube::Api<l3lb_userspace::allocate::pool::L3lbPool> = kube::Api::all(client);
+    let err = pools.list(&Default::default()).await.unwrap_err();
+    assert!(
+        matches!(&err, kube::Error::Api(s) if s.code == 404),
+        "{err}"
+    );
+    let pool = json!({"apiVersion": "l3lb.io/v1alpha1", "kind": "L3lbPool",
+        "metadata": {"name": "p"}, "spec": {"addresses": ["198.51.100.0/24"], "autoAssign": false}});
+    assert!(api.apply(pool.clone()).is_err(), "applied without its CRD");
+
+    api.apply_yaml(POOL_CRD).unwrap();
+    api.apply(pool).unwrap();
+    let listed = pools.list(&Default::default()).await.unwrap();
+    assert_eq!(listed.items.len(), 1);
+    assert_eq!(listed.items[0].spec.addresses, ["198.51.100.0/24"]);
+    assert!(!listed.items[0].spec.auto_assign);
+
+    // Deleting the CRD deletes its objects and stops serving the type.
+    api.delete(
+        "apiextensions.k8s.io/v1",
+        "CustomResourceDefinition",
+        None,
+        "l3lbpools.l3lb.io",
+    )
+    .unwrap();
+    let err = pools.list(&Default::default()).await.unwrap_err();
+    assert!(
+        matches!(&err, kube::Error::Api(s) if s.code == 404),
+        "{err}"
+    );
+    assert!(api.get("l3lb.io/v1alpha1", "L3lbPool", None, "p").is_none());
+}
