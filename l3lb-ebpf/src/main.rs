@@ -4,7 +4,9 @@
 #![no_main]
 
 mod egress;
+mod egress_icmp;
 mod family;
+mod icmp;
 mod lb;
 mod maps;
 mod nat;

@@ -20,6 +20,7 @@ use network_types::ip::{Ipv4Hdr, Ipv6Hdr};
 
 use crate::{
     family::{Family, V4, V6},
+    icmp,
     lb::{self, Choice},
     maps,
     parse::{
@@ -74,6 +75,11 @@ fn ingress_v4(ctx: &XdpContext, ip: &mut Ipv4Hdr, bytes: u64) -> (u32, Counter) 
     let (l4, sport_be, dport_be, syn) =
         match parse::xdp_payload(ctx, ETH_LEN + IPV4_MIN_LEN, ip.proto, PROTO_ICMP) {
             Payload::Packet(l4, s, d, syn) => (l4, s, d, syn),
+            Payload::Icmp(t)
+                if icmp::ICMP_ERRORS.contains(&t) && icmp::error_v4(ctx, ip, daddr) =>
+            {
+                return (XDP_PASS, Counter::XdpIcmpErrorNat);
+            }
             Payload::Icmp(t) => return filter(V4::is_vip(daddr), shape, Some((t, &ICMP_PASS))),
             Payload::Other => return filter(V4::is_vip(daddr), shape, None),
         };
@@ -111,6 +117,11 @@ fn ingress_v6(ctx: &XdpContext, ip: &mut Ipv6Hdr, bytes: u64) -> (u32, Counter) 
     let (l4, sport_be, dport_be, syn) =
         match parse::xdp_payload(ctx, ETH_LEN + IPV6_LEN, proto, PROTO_ICMPV6) {
             Payload::Packet(l4, s, d, syn) => (l4, s, d, syn),
+            Payload::Icmp(t)
+                if icmp::ICMPV6_ERRORS.contains(&t) && icmp::error_v6(ctx, ip, daddr) =>
+            {
+                return (XDP_PASS, Counter::XdpIcmpErrorNat);
+            }
             Payload::Icmp(t) => return filter(V6::is_vip(daddr), shape, Some((t, &ICMPV6_PASS))),
             Payload::Other => return filter(V6::is_vip(daddr), shape, None),
         };

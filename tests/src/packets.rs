@@ -288,3 +288,35 @@ pub fn truncated(mut packet: Vec<u8>, len: usize) -> Vec<u8> {
     packet.truncate(len);
     packet
 }
+
+/// An ICMPv4 error `src -> dst` of `icmp_type`/`code` (bytes 4..8: `rest`, e.g. the next-hop
+/// MTU) quoting `quoted` (an IP packet, as much of it as a router would send).
+pub fn icmp4_error(
+    src: [u8; 4],
+    dst: [u8; 4],
+    (icmp_type, code, rest): (u8, u8, [u8; 4]),
+    quoted: &[u8],
+) -> Vec<u8> {
+    let step = PacketBuilder::ethernet2(MAC_PEER, MAC_NODE)
+        .ip(ipv4(src, dst, 1, &[], false))
+        .icmpv4_raw(icmp_type, code, rest);
+    write(|out| step.write(out, quoted).expect("icmp error"))
+}
+
+/// An ICMPv6 error `src -> dst` quoting `quoted` (an IPv6 packet).
+pub fn icmp6_error(
+    src: [u8; 16],
+    dst: [u8; 16],
+    (icmp_type, code, rest): (u8, u8, [u8; 4]),
+    quoted: &[u8],
+) -> Vec<u8> {
+    let step = PacketBuilder::ethernet2(MAC_PEER, MAC_NODE)
+        .ipv6(src, dst, 64)
+        .icmpv6_raw(icmp_type, code, rest);
+    write(|out| step.write(out, quoted).expect("icmpv6 error"))
+}
+
+/// The IP packet inside a frame (what an ICMP error quotes), cut to `len` bytes.
+pub fn quote(frame: &[u8], len: usize) -> Vec<u8> {
+    frame[14..].iter().take(len).copied().collect()
+}

@@ -14,6 +14,8 @@ use l3lb_userspace::{
 mod attach;
 #[path = "datapath/balance.rs"]
 mod balance;
+#[path = "datapath/icmp.rs"]
+mod icmp;
 #[path = "datapath/pinning.rs"]
 mod pinning;
 #[path = "datapath/rows.rs"]
