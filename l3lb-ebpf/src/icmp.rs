@@ -14,7 +14,7 @@ use crate::{
     family::{V4, V6},
     lb,
     nat::diff_v6,
-    parse::{self, ETH_LEN, IPV4_MIN_LEN, IPV6_LEN, TCP_CHECK_OFF, Tuple, header_mut},
+    parse::{self, IPV4_MIN_LEN, IPV6_LEN, TCP_CHECK_OFF, Tuple, header_mut},
 };
 
 /// ICMP header length before the quoted packet.
@@ -84,8 +84,8 @@ fn set_icmp_check(ctx: &XdpContext, off: usize, diff: u32) -> bool {
 
 /// Translates an IPv4 ICMP error to `vip` quoting a translated reply; false: not one.
 #[inline(always)]
-pub fn error_v4(ctx: &XdpContext, ip: &mut Ipv4Hdr, vip: u32) -> bool {
-    let icmp_off = ETH_LEN + IPV4_MIN_LEN;
+pub fn error_v4(ctx: &XdpContext, ip: &mut Ipv4Hdr, l3: usize, vip: u32) -> bool {
+    let icmp_off = l3 + IPV4_MIN_LEN;
     let inner_off = icmp_off + ICMP_HDR;
     let Some(inner) = header_mut::<Ipv4Hdr>(ctx, inner_off) else {
         return false;
@@ -131,8 +131,8 @@ pub fn error_v4(ctx: &XdpContext, ip: &mut Ipv4Hdr, vip: u32) -> bool {
 
 /// Translates an ICMPv6 error to `vip` quoting a translated reply; false: not one.
 #[inline(always)]
-pub fn error_v6(ctx: &XdpContext, ip: &mut Ipv6Hdr, vip: Ip6) -> bool {
-    let icmp_off = ETH_LEN + IPV6_LEN;
+pub fn error_v6(ctx: &XdpContext, ip: &mut Ipv6Hdr, l3: usize, vip: Ip6) -> bool {
+    let icmp_off = l3 + IPV6_LEN;
     let inner_off = icmp_off + ICMP_HDR;
     let Some(inner) = header_mut::<Ipv6Hdr>(ctx, inner_off) else {
         return false;

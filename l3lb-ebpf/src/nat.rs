@@ -24,8 +24,7 @@ use crate::{
     lb::{self, Choice},
     maps,
     parse::{
-        self, ETH_LEN, IPV4_MIN_LEN, IPV6_LEN, Ingress, Ingress4, Ingress6, L3, L4, Payload, Shape,
-        Tuple,
+        self, IPV4_MIN_LEN, IPV6_LEN, Ingress, Ingress4, Ingress6, L3, L4, Payload, Shape, Tuple,
     },
 };
 
@@ -40,8 +39,8 @@ const ICMPV6_PASS: [u8; 10] = [1, 2, 3, 4, 128, 133, 134, 135, 136, 137];
 #[inline(always)]
 pub fn xdp_ingress(ctx: &XdpContext, bytes: u64) -> (u32, Counter) {
     match parse::xdp_l3(ctx) {
-        Some(L3::V4(ip)) => ingress_v4(ctx, ip, bytes),
-        Some(L3::V6(ip)) => ingress_v6(ctx, ip, bytes),
+        Some((L3::V4(ip), l3)) => ingress_v4(ctx, ip, l3, bytes),
+        Some((L3::V6(ip), l3)) => ingress_v6(ctx, ip, l3, bytes),
         None => (XDP_PASS, Counter::XdpPassNotOurs),
     }
 }
@@ -62,7 +61,7 @@ fn filter(vip: bool, shape: Shape, icmp: Option<(u8, &[u8])>) -> (u32, Counter) 
 }
 
 #[inline(always)]
-fn ingress_v4(ctx: &XdpContext, ip: &mut Ipv4Hdr, bytes: u64) -> (u32, Counter) {
+fn ingress_v4(ctx: &XdpContext, ip: &mut Ipv4Hdr, l3: usize, bytes: u64) -> (u32, Counter) {
     let daddr = u32::from_ne_bytes(ip.dst_addr);
     let shape = parse::shape_v4(ip);
     if !maps::in_prefixes_v4(daddr) {
@@ -73,10 +72,10 @@ fn ingress_v4(ctx: &XdpContext, ip: &mut Ipv4Hdr, bytes: u64) -> (u32, Counter) 
     }
     let saddr = u32::from_ne_bytes(ip.src_addr);
     let (l4, sport_be, dport_be, syn) =
-        match parse::xdp_payload(ctx, ETH_LEN + IPV4_MIN_LEN, ip.proto, PROTO_ICMP) {
+        match parse::xdp_payload(ctx, l3 + IPV4_MIN_LEN, ip.proto, PROTO_ICMP) {
             Payload::Packet(l4, s, d, syn) => (l4, s, d, syn),
             Payload::Icmp(t)
-                if icmp::ICMP_ERRORS.contains(&t) && icmp::error_v4(ctx, ip, daddr) =>
+                if icmp::ICMP_ERRORS.contains(&t) && icmp::error_v4(ctx, ip, l3, daddr) =>
             {
                 return (XDP_PASS, Counter::XdpIcmpErrorNat);
             }
@@ -103,7 +102,7 @@ fn ingress_v4(ctx: &XdpContext, ip: &mut Ipv4Hdr, bytes: u64) -> (u32, Counter) 
 }
 
 #[inline(always)]
-fn ingress_v6(ctx: &XdpContext, ip: &mut Ipv6Hdr, bytes: u64) -> (u32, Counter) {
+fn ingress_v6(ctx: &XdpContext, ip: &mut Ipv6Hdr, l3: usize, bytes: u64) -> (u32, Counter) {
     let daddr = parse::addr6(&ip.dst_addr);
     let shape = parse::shape_v6(ip);
     if !maps::in_prefixes_v6(daddr) {
@@ -115,10 +114,10 @@ fn ingress_v6(ctx: &XdpContext, ip: &mut Ipv6Hdr, bytes: u64) -> (u32, Counter) 
     let saddr = parse::addr6(&ip.src_addr);
     let proto = ip.next_hdr;
     let (l4, sport_be, dport_be, syn) =
-        match parse::xdp_payload(ctx, ETH_LEN + IPV6_LEN, proto, PROTO_ICMPV6) {
+        match parse::xdp_payload(ctx, l3 + IPV6_LEN, proto, PROTO_ICMPV6) {
             Payload::Packet(l4, s, d, syn) => (l4, s, d, syn),
             Payload::Icmp(t)
-                if icmp::ICMPV6_ERRORS.contains(&t) && icmp::error_v6(ctx, ip, daddr) =>
+                if icmp::ICMPV6_ERRORS.contains(&t) && icmp::error_v6(ctx, ip, l3, daddr) =>
             {
                 return (XDP_PASS, Counter::XdpIcmpErrorNat);
             }

@@ -320,3 +320,20 @@ pub fn icmp6_error(
 pub fn quote(frame: &[u8], len: usize) -> Vec<u8> {
     frame[14..].iter().take(len).copied().collect()
 }
+
+/// `frame` with VLAN tags inserted after the MAC addresses: one (802.1Q, VLAN `vids[0]`) or two
+/// (802.1ad outside, 802.1Q inside).
+pub fn tagged(frame: &[u8], vids: &[u16]) -> Vec<u8> {
+    let mut out = frame[..12].to_vec();
+    for (i, vid) in vids.iter().enumerate() {
+        let tpid: [u8; 2] = if i + 1 < vids.len() {
+            [0x88, 0xa8]
+        } else {
+            [0x81, 0x00]
+        };
+        out.extend_from_slice(&tpid);
+        out.extend_from_slice(&vid.to_be_bytes());
+    }
+    out.extend_from_slice(&frame[12..]);
+    out
+}
