@@ -13,10 +13,7 @@ use k8s_openapi::api::core::v1::Service;
 use kube::{
     Api, Client,
     api::{Patch, PatchParams},
-    runtime::{
-        events::{Event, EventType, Recorder, Reporter},
-        reflector::Store,
-    },
+    runtime::reflector::Store,
 };
 use tokio::sync::{Notify, watch};
 use tracing::{Instrument, debug, info, info_span, warn};
@@ -28,9 +25,15 @@ use crate::{
         status::{self, StatusChange},
     },
     class::ClassFilter,
-    events::{RefusalEvents, service_reference},
-    leader::Leadership,
+    config::Config,
+    events::RefusalEvents,
+    leader::{
+        Leadership,
+        elector::{Elector, ElectorHandle},
+    },
     model::ServiceKey,
+    vip_events::{VipEvent, VipEvents},
+    watch::Stores,
 };
 
 /// Services written (or found changed) since the store's copy: the resourceVersion that copy has.
@@ -62,6 +65,49 @@ pub struct Allocator {
     pub leadership: watch::Receiver<Leadership>,
     /// A pass at least this often while leading.
     pub resync: Duration,
+    /// Where the Normal `AddressAssigned` Events go (published in the background).
+    pub events: VipEvents,
+}
+
+/// Stands for the allocator Lease and runs the [`Allocator`] on the current runtime; stopping the
+/// returned handle releases the Lease.
+pub fn start(
+    client: Client,
+    config: &Config,
+    stores: &Stores,
+    trigger: Arc<Notify>,
+    events: VipEvents,
+) -> ElectorHandle {
+    let namespace = config
+        .lease
+        .namespace
+        .clone()
+        .unwrap_or_else(|| client.default_namespace().to_owned());
+    info!(lease = %config.lease.name, %namespace, identity = %config.node_name,
+        duration = ?config.lease.duration, "standing for the address allocator Lease");
+    let (elector, leadership) = Elector::new(
+        client.clone(),
+        &namespace,
+        &config.lease.name,
+        &config.node_name,
+        config.lease.duration,
+    );
+    tokio::spawn(
+        Allocator {
+            client,
+            identity: config.node_name.clone(),
+            prefixes: config.prefixes.clone(),
+            class: config.class.clone(),
+            services: stores.services.clone(),
+            pools: stores.pools.clone(),
+            trigger,
+            leadership,
+            resync: config.resync_interval,
+            events,
+        }
+        .run(),
+    );
+    elector.spawn()
 }
 
 /// Waits until the published leadership is `leading`; `false` once the elector is gone.
@@ -192,12 +238,15 @@ impl Allocator {
                         .map(|p| p.name.as_str())
                         .collect();
                     info!(service = %key, from = ?change.from, to = ?to, pools = ?from_pools, "addresses assigned");
-                    let note = format!(
-                        "l3lb assigned {} (pool {})",
-                        to.join(", "),
-                        from_pools.join(", ")
-                    );
-                    self.announce(change, note).await;
+                    self.events.send(vec![VipEvent {
+                        service: key.clone(),
+                        reason: "AddressAssigned",
+                        note: format!(
+                            "l3lb assigned {} (pool {})",
+                            to.join(", "),
+                            from_pools.join(", ")
+                        ),
+                    }]);
                 }
                 Written::Done
             }
@@ -214,28 +263,6 @@ impl Allocator {
                 warn!(service = %key, %error, "cannot write the Service's status; retrying");
                 Written::Retry
             }
-        }
-    }
-
-    /// A Normal Event on the Service saying which addresses it got.
-    async fn announce(&self, change: &StatusChange, note: String) {
-        let reporter = Reporter {
-            controller: "l3lb".into(),
-            instance: Some(self.identity.clone()),
-        };
-        let reference = service_reference(&change.key);
-        let event = Event {
-            type_: EventType::Normal,
-            reason: "AddressAssigned".into(),
-            note: Some(note),
-            action: "Assign".into(),
-            secondary: None,
-        };
-        let recorder = Recorder::new(self.client.clone(), reporter);
-        let published =
-            tokio::time::timeout(EVENTS_TIMEOUT, recorder.publish(&event, &reference)).await;
-        if !matches!(published, Ok(Ok(()))) {
-            debug!(service = %change.key, "could not publish the AddressAssigned Event");
         }
     }
 }

@@ -9,14 +9,13 @@ use tokio::{sync::Notify, time::Instant};
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::{
-    allocator::Allocator,
+    allocator,
     apply::{AddressTable, FrontendTable},
     desired::{
         cache::DesiredCache,
         node::{exclude, exclusion},
     },
     events::RefusalEvents,
-    leader::elector::Elector,
     reconcile::Reconciler,
     vip_events::{Forfeit, Owners, VipEvents},
     watch,
@@ -56,36 +55,8 @@ pub async fn run<F: FrontendTable, A: AddressTable>(
         metrics.clone(),
     );
     let mut events = RefusalEvents::new(client.clone(), &config.node_name);
-    let lease_ns = config
-        .lease
-        .namespace
-        .clone()
-        .unwrap_or_else(|| client.default_namespace().to_owned());
-    info!(lease = %config.lease.name, namespace = %lease_ns, identity = %config.node_name,
-        duration = ?config.lease.duration, "standing for the address allocator Lease");
-    let (elector, leadership) = Elector::new(
-        client.clone(),
-        &lease_ns,
-        &config.lease.name,
-        &config.node_name,
-        config.lease.duration,
-    );
-    let elector = elector.spawn();
-    tokio::spawn(
-        Allocator {
-            client: client.clone(),
-            identity: config.node_name.clone(),
-            prefixes: config.prefixes.clone(),
-            class: config.class.clone(),
-            services: stores.services.clone(),
-            pools: stores.pools.clone(),
-            trigger: allocate,
-            leadership,
-            resync: config.resync_interval,
-        }
-        .run(),
-    );
-    let vip_events = VipEvents::start(client, &config.node_name, metrics.clone());
+    let vip_events = VipEvents::start(client.clone(), &config.node_name, metrics.clone());
+    let elector = allocator::start(client, &config, &stores, allocate, vip_events.clone());
     let mut owners = Owners::default();
 
     info!(node = %config.node_name, "waiting for the first list of Services, EndpointSlices and the Node");

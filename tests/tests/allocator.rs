@@ -11,6 +11,7 @@ use l3lb_userspace::{
     class::ClassFilter,
     leader::elector::{Elector, ElectorHandle},
     metrics::Metrics,
+    vip_events::VipEvents,
     watch,
 };
 use serde_json::{Value, json};
@@ -57,6 +58,7 @@ impl Daemon {
                 trigger,
                 leadership,
                 resync: Duration::from_secs(2),
+                events: VipEvents::start(client.clone(), node, Metrics::default()),
             }
             .run(),
         );

@@ -33,7 +33,8 @@ use space::{Cursors, Family};
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Allocation {
     /// Every Service l3lb handles, with its addresses in `spec.ipFamilies` order (none when
-    /// refused).
+    /// refused); also, with none, each Service no longer of type LoadBalancer whose status still
+    /// lists addresses of the pools.
     pub assigned: BTreeMap<ServiceKey, Vec<IpAddr>>,
     pub refusals: Vec<Refusal>,
 }
@@ -57,9 +58,11 @@ pub fn allocate(
     prefixes: &[IpNet],
     class: &ClassFilter,
 ) -> Allocation {
+    let is_lb =
+        |s: &&&Service| s.spec.as_ref().and_then(|s| s.type_.as_deref()) == Some("LoadBalancer");
     let claims: Vec<Claim> = services
         .iter()
-        .filter(|s| s.spec.as_ref().and_then(|s| s.type_.as_deref()) == Some("LoadBalancer"))
+        .filter(is_lb)
         .filter_map(|s| Claim::new(s, class.owns(s)))
         .collect();
     let mut run = Run {
@@ -93,6 +96,17 @@ pub fn allocate(
                 reason,
             }));
         out.assigned.insert(key, addresses);
+    }
+    // A Service that stopped being a LoadBalancer keeps no address of l3lb's pools on record.
+    for s in services.iter().filter(|s| !is_lb(s)) {
+        if let Some(c) = Claim::new(s, false)
+            && !c.current.is_empty()
+            && c.current
+                .iter()
+                .all(|ip| pools.iter().any(|p| p.contains(ip)))
+        {
+            out.assigned.insert(c.key, Vec::new());
+        }
     }
     out.refusals.sort();
     out

@@ -555,7 +555,19 @@ fn other_classes_are_not_ours_but_their_addresses_stay_theirs() {
     )])
     .check();
     let cluster_ip = svc("cip", 1).set("type", json!("ClusterIP"));
-    case("not a LoadBalancer", vec![cluster_ip]).check();
+    case("not a LoadBalancer", vec![cluster_ip.clone()]).check();
+    // Changed from LoadBalancer to ClusterIP: the pool's address is taken off its status (and
+    // free again); an address from elsewhere is someone else's to clear.
+    case(
+        "no longer a LoadBalancer",
+        vec![cluster_ip.status(&["198.51.100.1"]), svc("new", 2)],
+    )
+    .want(&[("cip", &[]), ("new", &["198.51.100.1"])])
+    .check();
+    let foreign = svc("cip", 1)
+        .set("type", json!("NodePort"))
+        .status(&["203.0.113.1"]);
+    case("no longer a LoadBalancer, address not ours", vec![foreign]).check();
 }
 
 /// Allocation is a fixed point: writing the result into the statuses and allocating again gives

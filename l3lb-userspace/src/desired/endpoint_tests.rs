@@ -4,8 +4,10 @@ use k8s_openapi::api::{core::v1::Service, discovery::v1::EndpointSlice};
 use serde_json::{Value, json};
 
 use super::desired;
-use crate::class::ClassFilter;
-use crate::model::{Backends, Desired, Endpoint, FrontendId, Proto};
+use crate::{
+    class::ClassFilter,
+    model::{Backends, Desired, Endpoint, FrontendId, Proto},
+};
 
 const NODE: &str = "node-a";
 

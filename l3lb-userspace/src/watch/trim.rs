@@ -41,10 +41,10 @@ pub fn service(svc: &mut Service) {
         load_balancer_class: s.load_balancer_class,
         load_balancer_ip: s.load_balancer_ip,
         external_ips: s.external_ips,
-        session_affinity: s.session_affinity,
-        session_affinity_config: s.session_affinity_config,
         ip_families: s.ip_families,
         ip_family_policy: s.ip_family_policy,
+        session_affinity: s.session_affinity,
+        session_affinity_config: s.session_affinity_config,
         ports: s.ports.map(|ports| {
             ports
                 .into_iter()

@@ -94,14 +94,23 @@ fn main() -> anyhow::Result<()> {
     step(
         2,
         &format!(
-            "Service default/web: LoadBalancer {VIP}, tcp+udp {PORT} -> 8080, one Ready pod per node"
+            "Service default/web: LoadBalancer requesting {VIP} (granted from L3lbPool lab by the elected allocator), tcp+udp {PORT} -> 8080, one Ready pod per node"
         ),
     );
     c.apply_service("web", VIP, PORT)?;
     c.apply_endpoints("web", |_| true)?;
     wait_hops(&c, 2)?;
     for i in [1, 2] {
-        print_log(&c, i, &["frontend programmed", "assuming address"]);
+        print_log(
+            &c,
+            i,
+            &[
+                "acquired the allocator Lease",
+                "addresses assigned",
+                "frontend programmed",
+                "assuming address",
+            ],
+        );
     }
 
     step(
