@@ -6,6 +6,7 @@
 mod egress;
 mod egress_icmp;
 mod family;
+mod forward;
 mod icmp;
 mod lb;
 mod maps;

@@ -20,7 +20,7 @@ use network_types::ip::{Ipv4Hdr, Ipv6Hdr};
 
 use crate::{
     family::{Family, V4, V6},
-    icmp,
+    forward, icmp,
     lb::{self, Choice},
     maps,
     parse::{
@@ -97,8 +97,13 @@ fn ingress_v4(ctx: &XdpContext, ip: &mut Ipv4Hdr, l3: usize, bytes: u64) -> (u32
         Choice::NotFound => return filter(V4::is_vip(daddr), shape, None),
     };
     lb::count::<V4>(&backend, slot, bytes);
+    let to = Tuple {
+        daddr: backend.addr_be,
+        dport_be: backend.port_be,
+        ..t
+    };
     rewrite_v4(Ingress { ip, l4, t }, &backend);
-    (XDP_PASS, Counter::XdpDnatPass)
+    forward::forward_v4(ctx, l3, &to)
 }
 
 #[inline(always)]
@@ -138,8 +143,13 @@ fn ingress_v6(ctx: &XdpContext, ip: &mut Ipv6Hdr, l3: usize, bytes: u64) -> (u32
         Choice::NotFound => return filter(V6::is_vip(daddr), shape, None),
     };
     lb::count::<V6>(&backend, slot, bytes);
+    let to = Tuple {
+        daddr: backend.addr,
+        dport_be: backend.port_be,
+        ..t
+    };
     rewrite_v6(Ingress { ip, l4, t }, &backend);
-    (XDP_PASS, Counter::XdpDnatPass)
+    forward::forward_v6(ctx, l3, &to)
 }
 
 /// Rewrites the L4 destination port and checksum; `addr` is the addresses' checksum difference.

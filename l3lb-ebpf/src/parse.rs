@@ -47,6 +47,7 @@ pub trait Header: sealed::Header {}
 impl<T: sealed::Header> Header for T {}
 impl sealed::Header for [u8; 2] {}
 impl sealed::Header for [u8; 8] {}
+impl sealed::Header for [u8; 12] {}
 impl sealed::Header for Ipv4Hdr {}
 impl sealed::Header for Ipv6Hdr {}
 impl sealed::Header for TcpHdr {}
