@@ -15,7 +15,7 @@ use l3lb_common::{Counter, Ip6, csum_replace2};
 use network_types::ip::{Ipv4Hdr, Ipv6Hdr};
 
 use crate::{
-    maps::L3LB_REDIRECT,
+    maps::{self, L3LB_REDIRECT},
     parse::{ETH_LEN, Tuple, header_mut},
 };
 
@@ -62,7 +62,7 @@ fn ingress_ifindex(ctx: &XdpContext) -> u32 {
 /// Delivers a translated IPv4 packet (`t` with the backend as destination).
 #[inline(always)]
 pub fn forward_v4(ctx: &XdpContext, l3: usize, t: &Tuple<u32>) -> (u32, Counter) {
-    if l3 != ETH_LEN {
+    if l3 != ETH_LEN || !maps::redirecting() {
         return PASS;
     }
     let Some(ip) = header_mut::<Ipv4Hdr>(ctx, l3) else {
@@ -97,7 +97,7 @@ pub fn forward_v4(ctx: &XdpContext, l3: usize, t: &Tuple<u32>) -> (u32, Counter)
 /// Delivers a translated IPv6 packet.
 #[inline(always)]
 pub fn forward_v6(ctx: &XdpContext, l3: usize, t: &Tuple<Ip6>) -> (u32, Counter) {
-    if l3 != ETH_LEN {
+    if l3 != ETH_LEN || !maps::redirecting() {
         return PASS;
     }
     let Some(ip) = header_mut::<Ipv6Hdr>(ctx, l3) else {

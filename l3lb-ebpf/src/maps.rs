@@ -93,6 +93,12 @@ fn config() -> Option<&'static Config> {
     Some(unsafe { &*config })
 }
 
+/// Whether the daemon has listed any redirect target.
+#[inline(always)]
+pub fn redirecting() -> bool {
+    config().is_some_and(|c| c.flags & l3lb_common::CONFIG_REDIRECT != 0)
+}
+
 /// Whether `addr_be` lies in one of the VIP prefixes (or no IPv4 prefix is configured).
 #[inline(always)]
 pub fn in_prefixes_v4(addr_be: u32) -> bool {

@@ -14,8 +14,8 @@ use std::{
     time::Duration,
 };
 
-use aya::maps::{DevMapHash, Map, MapData};
-use l3lb_common::MAP_REDIRECT;
+use aya::maps::{Array, DevMapHash, Map, MapData};
+use l3lb_common::{CONFIG_REDIRECT, Config, MAP_CONFIG, MAP_REDIRECT};
 use tracing::{debug, info, warn};
 
 const NETLINK_GENERIC: i32 = 16;
@@ -202,6 +202,18 @@ pub fn sync(dir: &Path, want: &BTreeSet<u32>) -> anyhow::Result<(usize, usize)> 
     }
     for ifindex in have.difference(want) {
         map.remove(*ifindex)?;
+    }
+    // XDP looks routes up only while there is somewhere to redirect to.
+    let data = MapData::from_pin(dir.join(MAP_CONFIG))?;
+    let mut config: Array<MapData, Config> = Array::try_from(Map::Array(data))?;
+    let mut value = config.get(&0, 0)?;
+    let flags = match want.is_empty() {
+        true => value.flags & !CONFIG_REDIRECT,
+        false => value.flags | CONFIG_REDIRECT,
+    };
+    if flags != value.flags {
+        value.flags = flags;
+        config.set(0, value, 0)?;
     }
     Ok((
         want.difference(&have).count(),
