@@ -13,7 +13,6 @@ use k8s_openapi::api::core::v1::Service;
 use kube::{
     Api, Client,
     api::{Patch, PatchParams},
-    runtime::reflector::Store,
 };
 use tokio::sync::{Notify, watch};
 use tracing::{Instrument, debug, info, info_span, warn};
@@ -58,8 +57,8 @@ pub struct Allocator {
     pub identity: String,
     pub prefixes: Vec<IpNet>,
     pub class: ClassFilter,
-    pub services: Store<Service>,
-    pub pools: Store<L3lbPool>,
+    /// Services and pools are read from here.
+    pub stores: Stores,
     /// Notified on Service and pool changes.
     pub trigger: Arc<Notify>,
     pub leadership: watch::Receiver<Leadership>,
@@ -98,8 +97,7 @@ pub fn start(
             identity: config.node_name.clone(),
             prefixes: config.prefixes.clone(),
             class: config.class.clone(),
-            services: stores.services.clone(),
-            pools: stores.pools.clone(),
+            stores: stores.clone(),
             trigger,
             leadership,
             resync: config.resync_interval,
@@ -127,13 +125,10 @@ impl Allocator {
             }
             let mut leader = self.leadership.clone();
             tokio::select! {
-                ready = async {
-                    self.services.wait_until_ready().await?;
-                    self.pools.wait_until_ready().await
-                } => if ready.is_err() { return },
+                ready = self.stores.wait_until_pools_ready() => if ready.is_err() { return },
                 _ = until_leading(&mut leader, false) => continue,
             }
-            info!(identity = %self.identity, pools = self.pools.len(), "allocating addresses for LoadBalancer Services");
+            info!(identity = %self.identity, pools = self.stores.pools.len(), "allocating addresses for LoadBalancer Services");
             // A new term: the refusals are this daemon's to report again.
             refusals.reset();
             problems.clear();
@@ -170,7 +165,8 @@ impl Allocator {
         problems: &mut BTreeSet<PoolProblem>,
         outdated: &mut Outdated,
     ) -> bool {
-        let pool_objects = self.pools.state();
+        let started = std::time::Instant::now();
+        let pool_objects = self.stores.pools.state();
         let pool_refs: Vec<&L3lbPool> = pool_objects.iter().map(AsRef::as_ref).collect();
         let (pools, now_problems) = validate(&pool_refs);
         let now_problems: BTreeSet<PoolProblem> = now_problems.into_iter().collect();
@@ -178,13 +174,14 @@ impl Allocator {
             warn!(pool = %p.pool, reason = %p.reason, "address pool problem");
         }
         *problems = now_problems;
-        let services = self.services.state();
+        let services = self.stores.services.state();
         let refs: Vec<&Service> = services.iter().map(AsRef::as_ref).collect();
         let allocation = allocate(&refs, &pools, &self.prefixes, &self.class);
         let changes = status::changes(&refs, &allocation);
         debug!(
             services = allocation.assigned.len(),
             changes = changes.len(),
+            elapsed = ?started.elapsed(),
             "allocation"
         );
         let changed: HashMap<&ServiceKey, &Option<String>> = changes

@@ -17,7 +17,7 @@ use kube::{
     },
 };
 use serde::de::DeserializeOwned;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 use tracing::warn;
 
 use crate::{allocate::pool::L3lbPool, metrics::Metrics};
@@ -34,16 +34,49 @@ pub struct Stores {
     /// Read by the allocator only; not part of [`Stores::wait_until_ready`], so a cluster
     /// without the CRD still has its VIPs served.
     pub pools: Store<L3lbPool>,
+    /// Set once the Service, EndpointSlice and Node stores completed their first list.
+    synced: watch::Receiver<bool>,
+    /// Set once the pool store did.
+    pools_synced: watch::Receiver<bool>,
+}
+
+/// A flag set when `ready` resolves. kube's `Store::wait_until_ready` wakes only the last task
+/// that polled it (a oneshot receiver keeps one waker), so two tasks waiting on one store can
+/// wait forever; a single task waits on the stores, everyone else on the flag.
+fn flag<F>(ready: F) -> watch::Receiver<bool>
+where
+    F: Future<Output = Result<(), kube::runtime::reflector::store::WriterDropped>> + Send + 'static,
+{
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        if ready.await.is_ok() {
+            tx.send_replace(true);
+            // Kept, so waiters see `true` rather than a closed channel.
+            tx.closed().await;
+        }
+    });
+    rx
+}
+
+async fn wait_flag(flag: &watch::Receiver<bool>) -> anyhow::Result<()> {
+    let mut flag = flag.clone();
+    flag.wait_for(|ready| *ready)
+        .await
+        .map(|_| ())
+        .map_err(|_| anyhow::anyhow!("a watch ended before its first list completed"))
 }
 
 impl Stores {
     /// Resolves once every watch has completed its first list; before that an empty store must
-    /// not be read as "nothing is wanted".
+    /// not be read as "nothing is wanted". Any number of tasks may wait at once.
     pub async fn wait_until_ready(&self) -> anyhow::Result<()> {
-        self.services.wait_until_ready().await?;
-        self.slices.wait_until_ready().await?;
-        self.node.wait_until_ready().await?;
-        Ok(())
+        wait_flag(&self.synced).await
+    }
+
+    /// Resolves once the pool watch too has completed its first list (the allocator's start).
+    pub async fn wait_until_pools_ready(&self) -> anyhow::Result<()> {
+        wait_flag(&self.synced).await?;
+        wait_flag(&self.pools_synced).await
     }
 
     /// This node's Node object, if the API server has one.
@@ -67,35 +100,48 @@ pub fn start(
     let all = watcher::Config::default;
     let this_node = all().fields(&format!("metadata.name={node}"));
     let both = vec![changed.clone(), allocate.clone()];
+    let services = spawn_watch::<Service>(
+        Api::all(client.clone()),
+        all(),
+        trim::service,
+        both,
+        metrics.clone(),
+    );
+    let slices = spawn_watch::<EndpointSlice>(
+        Api::all(client.clone()),
+        all(),
+        trim::slice(node.to_owned()),
+        vec![changed.clone()],
+        metrics.clone(),
+    );
+    let node = spawn_watch::<Node>(
+        Api::all(client.clone()),
+        this_node,
+        trim::node,
+        vec![changed],
+        metrics.clone(),
+    );
+    let pools =
+        spawn_watch::<L3lbPool>(Api::all(client), all(), trim::pool, vec![allocate], metrics);
+    let synced = {
+        let (services, slices, node) = (services.clone(), slices.clone(), node.clone());
+        flag(async move {
+            services.wait_until_ready().await?;
+            slices.wait_until_ready().await?;
+            node.wait_until_ready().await
+        })
+    };
+    let pools_synced = {
+        let pools = pools.clone();
+        flag(async move { pools.wait_until_ready().await })
+    };
     Stores {
-        services: spawn_watch::<Service>(
-            Api::all(client.clone()),
-            all(),
-            trim::service,
-            both,
-            metrics.clone(),
-        ),
-        slices: spawn_watch::<EndpointSlice>(
-            Api::all(client.clone()),
-            all(),
-            trim::slice(node.to_owned()),
-            vec![changed.clone()],
-            metrics.clone(),
-        ),
-        node: spawn_watch::<Node>(
-            Api::all(client.clone()),
-            this_node,
-            trim::node,
-            vec![changed],
-            metrics.clone(),
-        ),
-        pools: spawn_watch::<L3lbPool>(
-            Api::all(client),
-            all(),
-            trim::pool,
-            vec![allocate],
-            metrics,
-        ),
+        services,
+        slices,
+        node,
+        pools,
+        synced,
+        pools_synced,
     }
 }
 

@@ -23,7 +23,7 @@ pub const RESYNC: &str = "2s";
 /// deploy/crd.yaml, the L3lbPool CustomResourceDefinition.
 pub const POOL_CRD: &str = include_str!("../../deploy/crd.yaml");
 
-/// The L3lbPool [`Cluster::start`] creates: the whole VIP prefixes (both families), auto-assigned.
+/// The L3lbPool [`Cluster::start`] creates: the whole IPv4 and IPv6 VIP prefixes, auto-assigned.
 pub const LAB_POOL: &str = "lab";
 
 /// The daemons' allocator Lease (their default name, in the kubeconfig's namespace).
@@ -96,16 +96,16 @@ impl Cluster {
             .build()?;
         let lab = Lab::start(cfg)?;
         let api = ApiServer::new();
-        // The CRD as deployed, and one pool covering the lab's VIP prefix.
+        // The CRD as deployed, and one pool covering the lab's VIP prefixes.
         api.apply_yaml(POOL_CRD)?;
+        let addresses = [
+            lab.config().vip_prefix.to_string(),
+            lab.config().vip_prefix6.to_string(),
+        ];
         api.apply(json!({
             "apiVersion": "l3lb.io/v1alpha1", "kind": "L3lbPool",
             "metadata": {"name": LAB_POOL},
-            "spec": {"addresses": [
-                lab.config().vip_prefix.to_string(),
-                // A /120 of the IPv6 prefix: the allocator walks a pool's addresses.
-                ipnet::Ipv6Net::new(lab.config().vip_prefix6.network(), 120)?.to_string(),
-            ]},
+            "spec": {"addresses": addresses},
         }))?;
         let mut cluster = Cluster {
             lab,

@@ -53,8 +53,7 @@ impl Daemon {
                     default: true,
                     ..ClassFilter::default()
                 },
-                services: stores.services,
-                pools: stores.pools,
+                stores,
                 trigger,
                 leadership,
                 resync: Duration::from_secs(2),
@@ -271,4 +270,46 @@ async fn custom_resources_are_served_only_while_their_crd_exists() {
         "{err}"
     );
     assert!(api.get("l3lb.io/v1alpha1", "L3lbPool", None, "p").is_none());
+}
+
+/// The daemon loop and the allocator both wait for the first lists. kube's
+/// `Store::wait_until_ready` wakes only the last task that polled it (at 5,000 Services one of two
+/// raw waiters never woke); [`watch::Stores`] has one task wait per store and everyone else wait
+/// on its flag.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_task_waiting_for_the_first_lists_wakes() {
+    let api = ApiServer::new();
+    api.apply_yaml(POOL_CRD).unwrap();
+    for i in 0..5_000 {
+        api.apply(service(&format!("svc-{i}"), json!({}))).unwrap();
+    }
+    let addr = api.listen().await.unwrap();
+    let client = ApiServer::client(addr).unwrap();
+    let stores = watch::start(
+        client,
+        "node-a",
+        Arc::new(Notify::new()),
+        Arc::new(Notify::new()),
+        Metrics::default(),
+    );
+    let waiters: Vec<_> = (0..3)
+        .map(|i| {
+            let stores = stores.clone();
+            tokio::spawn(async move {
+                if i == 0 {
+                    stores.wait_until_pools_ready().await
+                } else {
+                    stores.wait_until_ready().await
+                }
+            })
+        })
+        .collect();
+    for (i, w) in waiters.into_iter().enumerate() {
+        let done = tokio::time::timeout(DEADLINE, w).await;
+        assert!(
+            matches!(done, Ok(Ok(Ok(())))),
+            "waiter {i} never woke: {done:?}"
+        );
+    }
+    assert_eq!(stores.services.len(), 5_000);
 }

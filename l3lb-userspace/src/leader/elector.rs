@@ -105,9 +105,14 @@ impl Elector {
         self.leadership.borrow().is_leader()
     }
 
+    /// Records how long we lead. Receivers are woken only when that flips, not on every
+    /// renewal (they read the deadline when they look).
     fn set(&self, until: Option<Instant>) {
         let was = self.leading();
-        self.leadership.send_replace(Leadership { until });
+        self.leadership.send_if_modified(|l| {
+            l.until = until;
+            l.is_leader() != was
+        });
         let is = self.leading();
         if is && !was {
             info!(lease = %self.name, identity = %self.identity, "acquired the allocator Lease: this daemon allocates addresses");

@@ -210,7 +210,10 @@ fn main() -> anyhow::Result<()> {
     .arg("--bpffs-dir")
     .arg(lab.bpffs_dir(1))
     .env("KUBECONFIG", &kubeconfig)
-    .env("RUST_LOG", "warn");
+    .env(
+        "RUST_LOG",
+        std::env::var("L3LB_BENCH_LOG").unwrap_or("warn".into()),
+    );
     let started = Instant::now();
     // Host mounts: the daemon pins into the host's bpffs (see Lab::spawn_in_netns_only).
     let pid = lab.spawn_in_netns_only(&ns, "l3lb-bench", cmd)?;
