@@ -296,6 +296,10 @@ pub struct Config {
     pub _pad: u32,
 }
 
+/// [`Config::flags`]: `L3LB_REDIRECT` lists at least one interface, so translated packets are
+/// looked up in the FIB for a redirect (without it, no packet pays for that lookup).
+pub const CONFIG_REDIRECT: u32 = 1;
+
 /// Prefixes of each family [`Config`] holds.
 pub const MAX_PREFIXES: usize = 8;
 

@@ -50,6 +50,8 @@ pub const MAP_STATS: &str = "L3LB_STATS";
 pub const MAP_FRONTEND_STATS: &str = "L3LB_FRONTEND_STATS";
 /// Per-CPU packets/bytes per backend, indexed by backend id.
 pub const MAP_BACKEND_STATS_V4: &str = "L3LB_BACKEND_STATS_V4";
+/// Interfaces XDP may redirect translated packets into (a devmap keyed by ifindex).
+pub const MAP_REDIRECT: &str = "L3LB_REDIRECT";
 /// The VIP prefixes ([`Config`]), one entry.
 pub const MAP_CONFIG: &str = "L3LB_CONFIG";
 
@@ -64,6 +66,8 @@ pub const FLOW_CACHE_SLOTS: u32 = 65_536;
 const _: () = assert!(FLOW_CACHE_SLOTS.is_power_of_two());
 /// Capacity of each family's affinity table (LRU).
 pub const MAX_AFFINITY: u32 = 65_536;
+/// Capacity of the redirect devmap: interfaces of a node's endpoints (pod veths).
+pub const MAX_REDIRECT: u32 = 4_096;
 /// Capacity of the VIP set: every VIP has at least one frontend.
 pub const MAX_VIPS: u32 = MAX_FRONTENDS;
 /// Endpoints a single frontend can spread over (local indices fit a byte, below `u8::MAX`).

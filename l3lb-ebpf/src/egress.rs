@@ -4,13 +4,17 @@ use aya_ebpf::{
     bindings::{BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR, TC_ACT_OK, TC_ACT_SHOT},
     programs::TcContext,
 };
-use l3lb_common::{Counter, FlowKeyV4, FlowKeyV6, Ip6, PROTO_TCP, PROTO_UDP};
+use l3lb_common::{
+    Counter, FlowKeyV4, FlowKeyV6, Ip6, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP,
+};
 
 use crate::{
+    egress_icmp,
     maps::{L3LB_FLOWS_V4, L3LB_FLOWS_V6},
     parse::{
         ETH_LEN, ETH_P_IP, ETH_P_IPV6, ETHER_TYPE_OFF, IP_CHECK_OFF, IP_SRC_OFF, IP6_NEXT_OFF,
-        IP6_SRC_OFF, IPV6_LEN, TCP_CHECK_OFF, UDP_CHECK_OFF, ipv4_header_len, is_fragment,
+        IP6_SRC_OFF, IPV4_MIN_LEN, IPV6_LEN, TCP_CHECK_OFF, UDP_CHECK_OFF, ipv4_header_len,
+        is_fragment,
     },
 };
 
@@ -93,19 +97,48 @@ pub fn tc_egress(ctx: &TcContext) -> (i32, Counter) {
         return (TC_ACT_OK, Counter::TcPassNotOurs);
     };
     let ether_type = ether_type.to_ne_bytes();
-    let done = if ether_type == ETH_P_IP {
-        egress_v4(ctx)
+    let (done, counter) = if ether_type == ETH_P_IP {
+        match icmp_v4(ctx) {
+            Some(done) => (Some(done), Counter::TcIcmpErrorNat),
+            None => (egress_v4(ctx), Counter::TcRevNat),
+        }
     } else if ether_type == ETH_P_IPV6 {
-        egress_v6(ctx)
+        match icmp_v6(ctx) {
+            Some(done) => (Some(done), Counter::TcIcmpErrorNat),
+            None => (egress_v6(ctx), Counter::TcRevNat),
+        }
     } else {
-        None
+        (None, Counter::TcPassNotOurs)
     };
     match done {
         None => (TC_ACT_OK, Counter::TcPassNotOurs),
-        Some(Ok(())) => (TC_ACT_OK, Counter::TcRevNat),
+        Some(Ok(())) => (TC_ACT_OK, counter),
         // Checksums and fields may disagree now: a corrupted packet must not leave the node.
         Some(Err(_)) => (TC_ACT_SHOT, Counter::TcRevNatError),
     }
+}
+
+/// An ICMP error (IPv4 header without options, not a fragment) about a translated flow.
+#[inline(always)]
+fn icmp_v4(ctx: &TcContext) -> Option<Result<(), i64>> {
+    let w = ctx.load::<[u64; 2]>(ETH_LEN).ok()?;
+    let frags = ((w[0] >> 48) as u16).to_ne_bytes();
+    if w[0] as u8 != 0x45 || is_fragment(frags) || (w[1] >> 8) as u8 != PROTO_ICMP {
+        return None;
+    }
+    let icmp_type = ctx.load::<u8>(ETH_LEN + IPV4_MIN_LEN).ok()?;
+    egress_icmp::error_v4(ctx, (w[1] >> 32) as u32, icmp_type)
+}
+
+/// An ICMPv6 error (no extension headers) about a translated flow.
+#[inline(always)]
+fn icmp_v6(ctx: &TcContext) -> Option<Result<(), i64>> {
+    if ctx.load::<u8>(ETH_LEN + IP6_NEXT_OFF).ok()? != PROTO_ICMPV6 {
+        return None;
+    }
+    let saddr = ctx.load::<Ip6>(ETH_LEN + IP6_SRC_OFF).ok()?;
+    let icmp_type = ctx.load::<u8>(ETH_LEN + IPV6_LEN).ok()?;
+    egress_icmp::error_v6(ctx, saddr, icmp_type)
 }
 
 /// Flags for the L4 checksum helper: UDP's 0 means "none" (BPF_F_MARK_MANGLED_0 keeps it 0 and

@@ -34,28 +34,10 @@ pub fn choose<F: Family>(t: &Tuple<F::Addr>) -> Choice<F::Backend> {
     let conn = F::conn(t);
     let hash = F::cache_hash(t);
     let cache = F::cache().get_ptr_mut(cache_slot(hash));
-    if !t.syn {
-        if let Some(cached) = cache {
-            // SAFETY: an array slot, valid for the program run; copied out at once (another CPU
-            // may be rewriting it: the check word catches a torn copy).
-            let cached = unsafe { *cached };
-            let (key, pin, check) = cached.parts();
-            if *key == conn
-                && check == pin_check(hash, pin)
-                && let Some(backend) = F::pinned(pin)
-            {
-                return Choice::Backend(backend, pin.backend);
-            }
-        }
-        if let Some(pin) = F::conns().get_ptr(conn) {
-            // SAFETY: pointer from a successful lookup, read once.
-            let pin = unsafe { *pin };
-            if let Some(backend) = F::pinned(&pin) {
-                remember::<F>(cache, conn, pin, hash);
-                return Choice::Backend(backend, pin.backend);
-            }
-            stats::count(Counter::XdpFlowStale, 0);
-        }
+    if !t.syn
+        && let Some((backend, slot)) = pinned::<F>(&conn, hash, cache)
+    {
+        return Choice::Backend(backend, slot);
     }
     let Some(frontend) = F::frontends().get_ptr(F::frontend_key(t)) else {
         return Choice::NotFound;
@@ -81,6 +63,49 @@ pub fn choose<F: Family>(t: &Tuple<F::Addr>) -> Choice<F::Backend> {
         stats::count(Counter::XdpFlowInsertFailed, 0);
     }
     Choice::Backend(backend, pin.backend)
+}
+
+/// The live backend of flow `conn` (whose cache hash is `hash`, its cache slot `cache`): from
+/// the flow cache, else from the conn table (then cached).
+#[inline(always)]
+fn pinned<F: Family>(
+    conn: &F::Conn,
+    hash: u32,
+    cache: Option<*mut F::Cache>,
+) -> Option<(F::Backend, u32)> {
+    if let Some(cached) = cache {
+        // SAFETY: an array slot, valid for the program run; copied out at once (another CPU
+        // may be rewriting it: the check word catches a torn copy).
+        let cached = unsafe { *cached };
+        let (key, pin, check) = cached.parts();
+        if key == conn
+            && check == pin_check(hash, pin)
+            && let Some(backend) = F::pinned(pin)
+        {
+            return Some((backend, pin.backend));
+        }
+    }
+    let pin = F::conns().get_ptr(conn)?;
+    // SAFETY: pointer from a successful lookup, read once.
+    let pin = unsafe { *pin };
+    match F::pinned(&pin) {
+        Some(backend) => {
+            remember::<F>(cache, *conn, pin, hash);
+            Some((backend, pin.backend))
+        }
+        None => {
+            stats::count(Counter::XdpFlowStale, 0);
+            None
+        }
+    }
+}
+
+/// The live backend a translated flow `t` is pinned to, if any: no new pick (ICMP errors).
+#[inline(always)]
+pub fn pinned_flow<F: Family>(t: &Tuple<F::Addr>) -> Option<F::Backend> {
+    let hash = F::cache_hash(t);
+    let cache = F::cache().get_ptr_mut(cache_slot(hash));
+    pinned::<F>(&F::conn(t), hash, cache).map(|(b, _)| b)
 }
 
 /// Copies a pin into its flow-cache slot.

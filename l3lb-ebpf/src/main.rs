@@ -4,7 +4,10 @@
 #![no_main]
 
 mod egress;
+mod egress_icmp;
 mod family;
+mod forward;
+mod icmp;
 mod lb;
 mod maps;
 mod nat;

@@ -4,14 +4,14 @@
 //! replaces it whole, and a reader keeps the version it looked up).
 use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,
-    btf_maps::{Array, HashMap, LruHashMap, PerCpuArray},
+    btf_maps::{Array, DevMapHash, HashMap, LruHashMap, PerCpuArray},
     macros::btf_map,
 };
 use l3lb_common::{
     Affinity, AffinityKeyV4, AffinityKeyV6, BackendV4, BackendV6, COUNTER_SLOTS, CachedPinV4,
     CachedPinV6, Config, ConnKeyV4, ConnKeyV6, FLOW_CACHE_SLOTS, FlowKeyV4, FlowKeyV6, FlowNatV4,
     FlowNatV6, Frontend, FrontendKeyV4, FrontendKeyV6, Ip6, MAX_AFFINITY, MAX_BACKEND_SLOTS,
-    MAX_FLOWS, MAX_FRONTENDS, MAX_VIPS, Pin, Stat, VipKeyV4, VipKeyV6, VipV4,
+    MAX_FLOWS, MAX_FRONTENDS, MAX_REDIRECT, MAX_VIPS, Pin, Stat, VipKeyV4, VipKeyV6, VipV4,
 };
 
 pub const NO_PREALLOC: usize = BPF_F_NO_PREALLOC as usize;
@@ -71,6 +71,10 @@ pub static L3LB_BACKEND_STATS_V6: PerCpuArray<Stat, SLOTS> = PerCpuArray::new();
 #[btf_map]
 pub static L3LB_CONFIG: Array<Config, 1> = Array::new();
 
+/// Interfaces XDP may redirect translated packets into, by ifindex (the daemon keeps it).
+#[btf_map]
+pub static L3LB_REDIRECT: DevMapHash<{ MAX_REDIRECT as usize }> = DevMapHash::new();
+
 /// Whether `addr_be` is an IPv4 VIP with at least one frontend.
 #[inline(always)]
 pub fn is_vip_v4(addr_be: u32) -> bool {
@@ -87,6 +91,12 @@ fn config() -> Option<&'static Config> {
     let config = L3LB_CONFIG.get_ptr(0)?;
     // SAFETY: an array slot: valid for the program run; the daemon writes it once at start.
     Some(unsafe { &*config })
+}
+
+/// Whether the daemon has listed any redirect target.
+#[inline(always)]
+pub fn redirecting() -> bool {
+    config().is_some_and(|c| c.flags & l3lb_common::CONFIG_REDIRECT != 0)
 }
 
 /// Whether `addr_be` lies in one of the VIP prefixes (or no IPv4 prefix is configured).

@@ -20,11 +20,11 @@ use network_types::ip::{Ipv4Hdr, Ipv6Hdr};
 
 use crate::{
     family::{Family, V4, V6},
+    forward, icmp,
     lb::{self, Choice},
     maps,
     parse::{
-        self, ETH_LEN, IPV4_MIN_LEN, IPV6_LEN, Ingress, Ingress4, Ingress6, L3, L4, Payload, Shape,
-        Tuple,
+        self, IPV4_MIN_LEN, IPV6_LEN, Ingress, Ingress4, Ingress6, L3, L4, Payload, Shape, Tuple,
     },
 };
 
@@ -39,8 +39,8 @@ const ICMPV6_PASS: [u8; 10] = [1, 2, 3, 4, 128, 133, 134, 135, 136, 137];
 #[inline(always)]
 pub fn xdp_ingress(ctx: &XdpContext, bytes: u64) -> (u32, Counter) {
     match parse::xdp_l3(ctx) {
-        Some(L3::V4(ip)) => ingress_v4(ctx, ip, bytes),
-        Some(L3::V6(ip)) => ingress_v6(ctx, ip, bytes),
+        Some((L3::V4(ip), l3)) => ingress_v4(ctx, ip, l3, bytes),
+        Some((L3::V6(ip), l3)) => ingress_v6(ctx, ip, l3, bytes),
         None => (XDP_PASS, Counter::XdpPassNotOurs),
     }
 }
@@ -61,7 +61,7 @@ fn filter(vip: bool, shape: Shape, icmp: Option<(u8, &[u8])>) -> (u32, Counter) 
 }
 
 #[inline(always)]
-fn ingress_v4(ctx: &XdpContext, ip: &mut Ipv4Hdr, bytes: u64) -> (u32, Counter) {
+fn ingress_v4(ctx: &XdpContext, ip: &mut Ipv4Hdr, l3: usize, bytes: u64) -> (u32, Counter) {
     let daddr = u32::from_ne_bytes(ip.dst_addr);
     let shape = parse::shape_v4(ip);
     if !maps::in_prefixes_v4(daddr) {
@@ -72,8 +72,13 @@ fn ingress_v4(ctx: &XdpContext, ip: &mut Ipv4Hdr, bytes: u64) -> (u32, Counter) 
     }
     let saddr = u32::from_ne_bytes(ip.src_addr);
     let (l4, sport_be, dport_be, syn) =
-        match parse::xdp_payload(ctx, ETH_LEN + IPV4_MIN_LEN, ip.proto, PROTO_ICMP) {
+        match parse::xdp_payload(ctx, l3 + IPV4_MIN_LEN, ip.proto, PROTO_ICMP) {
             Payload::Packet(l4, s, d, syn) => (l4, s, d, syn),
+            Payload::Icmp(t)
+                if icmp::ICMP_ERRORS.contains(&t) && icmp::error_v4(ctx, ip, l3, daddr) =>
+            {
+                return (XDP_PASS, Counter::XdpIcmpErrorNat);
+            }
             Payload::Icmp(t) => return filter(V4::is_vip(daddr), shape, Some((t, &ICMP_PASS))),
             Payload::Other => return filter(V4::is_vip(daddr), shape, None),
         };
@@ -92,12 +97,17 @@ fn ingress_v4(ctx: &XdpContext, ip: &mut Ipv4Hdr, bytes: u64) -> (u32, Counter) 
         Choice::NotFound => return filter(V4::is_vip(daddr), shape, None),
     };
     lb::count::<V4>(&backend, slot, bytes);
+    let to = Tuple {
+        daddr: backend.addr_be,
+        dport_be: backend.port_be,
+        ..t
+    };
     rewrite_v4(Ingress { ip, l4, t }, &backend);
-    (XDP_PASS, Counter::XdpDnatPass)
+    forward::forward_v4(ctx, l3, &to)
 }
 
 #[inline(always)]
-fn ingress_v6(ctx: &XdpContext, ip: &mut Ipv6Hdr, bytes: u64) -> (u32, Counter) {
+fn ingress_v6(ctx: &XdpContext, ip: &mut Ipv6Hdr, l3: usize, bytes: u64) -> (u32, Counter) {
     let daddr = parse::addr6(&ip.dst_addr);
     let shape = parse::shape_v6(ip);
     if !maps::in_prefixes_v6(daddr) {
@@ -109,8 +119,13 @@ fn ingress_v6(ctx: &XdpContext, ip: &mut Ipv6Hdr, bytes: u64) -> (u32, Counter) 
     let saddr = parse::addr6(&ip.src_addr);
     let proto = ip.next_hdr;
     let (l4, sport_be, dport_be, syn) =
-        match parse::xdp_payload(ctx, ETH_LEN + IPV6_LEN, proto, PROTO_ICMPV6) {
+        match parse::xdp_payload(ctx, l3 + IPV6_LEN, proto, PROTO_ICMPV6) {
             Payload::Packet(l4, s, d, syn) => (l4, s, d, syn),
+            Payload::Icmp(t)
+                if icmp::ICMPV6_ERRORS.contains(&t) && icmp::error_v6(ctx, ip, l3, daddr) =>
+            {
+                return (XDP_PASS, Counter::XdpIcmpErrorNat);
+            }
             Payload::Icmp(t) => return filter(V6::is_vip(daddr), shape, Some((t, &ICMPV6_PASS))),
             Payload::Other => return filter(V6::is_vip(daddr), shape, None),
         };
@@ -128,8 +143,13 @@ fn ingress_v6(ctx: &XdpContext, ip: &mut Ipv6Hdr, bytes: u64) -> (u32, Counter) 
         Choice::NotFound => return filter(V6::is_vip(daddr), shape, None),
     };
     lb::count::<V6>(&backend, slot, bytes);
+    let to = Tuple {
+        daddr: backend.addr,
+        dport_be: backend.port_be,
+        ..t
+    };
     rewrite_v6(Ingress { ip, l4, t }, &backend);
-    (XDP_PASS, Counter::XdpDnatPass)
+    forward::forward_v6(ctx, l3, &to)
 }
 
 /// Rewrites the L4 destination port and checksum; `addr` is the addresses' checksum difference.

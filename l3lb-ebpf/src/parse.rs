@@ -11,7 +11,8 @@ use network_types::{
     udp::UdpHdr,
 };
 
-/// Ethernet header length (no VLAN tag: tagged frames are not ours and pass untouched).
+/// Ethernet header length without VLAN tags (TC: the kernel holds egress tags outside the
+/// packet data).
 pub const ETH_LEN: usize = 14;
 pub const ETHER_TYPE_OFF: usize = 12;
 pub const ETH_P_IP: [u8; 2] = [0x08, 0x00];
@@ -45,6 +46,8 @@ mod sealed {
 pub trait Header: sealed::Header {}
 impl<T: sealed::Header> Header for T {}
 impl sealed::Header for [u8; 2] {}
+impl sealed::Header for [u8; 8] {}
+impl sealed::Header for [u8; 12] {}
 impl sealed::Header for Ipv4Hdr {}
 impl sealed::Header for Ipv6Hdr {}
 impl sealed::Header for TcpHdr {}
@@ -130,21 +133,36 @@ pub enum Shape {
     Options,
 }
 
-/// Parses an XDP frame down to its IP header; None: not (valid) IP, or truncated.
+/// 802.1Q and 802.1ad (QinQ) tag ethertypes, and a tag's length.
+const ETH_P_8021Q: [u8; 2] = [0x81, 0x00];
+const ETH_P_8021AD: [u8; 2] = [0x88, 0xa8];
+const VLAN_LEN: usize = 4;
+
+/// Parses an XDP frame down to its IP header, past up to two VLAN tags; with the header, the
+/// offset it starts at. None: not (valid) IP, or truncated.
 #[inline(always)]
-pub fn xdp_l3(ctx: &XdpContext) -> Option<L3<'_>> {
-    let ether_type = *header_mut::<[u8; 2]>(ctx, ETHER_TYPE_OFF)?;
+pub fn xdp_l3(ctx: &XdpContext) -> Option<(L3<'_>, usize)> {
+    let mut type_off = ETHER_TYPE_OFF;
+    let mut ether_type = *header_mut::<[u8; 2]>(ctx, type_off)?;
+    for _ in 0..2 {
+        if ether_type != ETH_P_8021Q && ether_type != ETH_P_8021AD {
+            break;
+        }
+        type_off += VLAN_LEN;
+        ether_type = *header_mut::<[u8; 2]>(ctx, type_off)?;
+    }
+    let l3 = type_off + 2;
     if ether_type == ETH_P_IP {
-        let ip = header_mut::<Ipv4Hdr>(ctx, ETH_LEN)?;
+        let ip = header_mut::<Ipv4Hdr>(ctx, l3)?;
         ipv4_header_len(ip.vihl)?;
-        return Some(L3::V4(ip));
+        return Some((L3::V4(ip), l3));
     }
     if ether_type == ETH_P_IPV6 {
-        let ip = header_mut::<Ipv6Hdr>(ctx, ETH_LEN)?;
+        let ip = header_mut::<Ipv6Hdr>(ctx, l3)?;
         if ip.vcf[0] >> 4 != 6 {
             return None;
         }
-        return Some(L3::V6(ip));
+        return Some((L3::V6(ip), l3));
     }
     None
 }

@@ -36,6 +36,8 @@ async fn main() -> anyhow::Result<()> {
             datapath
                 .set_prefixes(&config.prefixes)
                 .context("cannot configure the datapath's VIP prefixes")?;
+            // Translated packets go straight to pod interfaces that take redirected frames.
+            datapath::redirect::spawn_refresh(config.bpffs_dir.clone());
             let addresses = Netlink::new(&config.interface, config.address_lifetime)?;
             let metrics = Metrics::default();
             if let Some(addr) = config.metrics_addr {

@@ -288,3 +288,52 @@ pub fn truncated(mut packet: Vec<u8>, len: usize) -> Vec<u8> {
     packet.truncate(len);
     packet
 }
+
+/// An ICMPv4 error `src -> dst` of `icmp_type`/`code` (bytes 4..8: `rest`, e.g. the next-hop
+/// MTU) quoting `quoted` (an IP packet, as much of it as a router would send).
+pub fn icmp4_error(
+    src: [u8; 4],
+    dst: [u8; 4],
+    (icmp_type, code, rest): (u8, u8, [u8; 4]),
+    quoted: &[u8],
+) -> Vec<u8> {
+    let step = PacketBuilder::ethernet2(MAC_PEER, MAC_NODE)
+        .ip(ipv4(src, dst, 1, &[], false))
+        .icmpv4_raw(icmp_type, code, rest);
+    write(|out| step.write(out, quoted).expect("icmp error"))
+}
+
+/// An ICMPv6 error `src -> dst` quoting `quoted` (an IPv6 packet).
+pub fn icmp6_error(
+    src: [u8; 16],
+    dst: [u8; 16],
+    (icmp_type, code, rest): (u8, u8, [u8; 4]),
+    quoted: &[u8],
+) -> Vec<u8> {
+    let step = PacketBuilder::ethernet2(MAC_PEER, MAC_NODE)
+        .ipv6(src, dst, 64)
+        .icmpv6_raw(icmp_type, code, rest);
+    write(|out| step.write(out, quoted).expect("icmpv6 error"))
+}
+
+/// The IP packet inside a frame (what an ICMP error quotes), cut to `len` bytes.
+pub fn quote(frame: &[u8], len: usize) -> Vec<u8> {
+    frame[14..].iter().take(len).copied().collect()
+}
+
+/// `frame` with VLAN tags inserted after the MAC addresses: one (802.1Q, VLAN `vids[0]`) or two
+/// (802.1ad outside, 802.1Q inside).
+pub fn tagged(frame: &[u8], vids: &[u16]) -> Vec<u8> {
+    let mut out = frame[..12].to_vec();
+    for (i, vid) in vids.iter().enumerate() {
+        let tpid: [u8; 2] = if i + 1 < vids.len() {
+            [0x88, 0xa8]
+        } else {
+            [0x81, 0x00]
+        };
+        out.extend_from_slice(&tpid);
+        out.extend_from_slice(&vid.to_be_bytes());
+    }
+    out.extend_from_slice(&frame[12..]);
+    out
+}

@@ -14,6 +14,10 @@ use l3lb_userspace::{
 mod attach;
 #[path = "datapath/balance.rs"]
 mod balance;
+#[path = "datapath/fuzz.rs"]
+mod fuzz;
+#[path = "datapath/icmp.rs"]
+mod icmp;
 #[path = "datapath/pinning.rs"]
 mod pinning;
 #[path = "datapath/rows.rs"]

@@ -37,13 +37,16 @@ pub fn config_of(prefixes: &[IpNet]) -> Result<Config, DatapathError> {
 impl Datapath {
     /// Tells XDP which prefixes VIPs come from (the daemon's `--prefix`es).
     pub fn set_prefixes(&mut self, prefixes: &[IpNet]) -> Result<(), DatapathError> {
-        let config = config_of(prefixes)?;
+        let mut config = config_of(prefixes)?;
         let map = self
             .ebpf
             .map_mut(MAP_CONFIG)
             .ok_or(DatapathError::MissingMap { name: MAP_CONFIG })?;
         let mut array: aya::maps::Array<&mut aya::maps::MapData, Config> =
             aya::maps::Array::try_from(map).map_err(map_err(MAP_CONFIG, "open"))?;
+        // The redirect flag is the refresh task's (it survives in a reused pinned map).
+        let current = array.get(&0, 0).map_err(map_err(MAP_CONFIG, "lookup"))?;
+        config.flags = current.flags;
         array
             .set(0, config, 0)
             .map_err(map_err(MAP_CONFIG, "update"))

@@ -241,7 +241,7 @@ impl Datapath {
     /// Every frontend as the maps hold it.
     pub fn frontends(&self) -> Result<Frontends, DatapathError> {
         let mut out = Frontends::new();
-        for (id, value) in self.frontend_entries()? {
+        self.each_frontend(|id, value| {
             let mut backends = Backends {
                 affinity_timeout_s: (value.flags & FRONTEND_AFFINITY != 0)
                     .then_some(value.affinity_timeout_s),
@@ -256,7 +256,8 @@ impl Datapath {
                 };
             }
             out.insert(id, backends);
-        }
+            Ok(())
+        })?;
         Ok(out)
     }
 
@@ -264,7 +265,7 @@ impl Datapath {
     /// backend slots; backend slots in use that no frontend names (a crash half-way) are freed.
     pub(super) fn sync_slots(&mut self) -> Result<(), DatapathError> {
         let mut slots = Slots::default();
-        for (id, value) in self.frontend_entries()? {
+        self.each_frontend(|id, value| {
             let fam = Fam::of(id.vip);
             let mut programmed = Programmed {
                 slot: value.id,
@@ -279,7 +280,8 @@ impl Datapath {
                 }
             }
             slots.programmed.insert(id, programmed);
-        }
+            Ok(())
+        })?;
         self.slots = slots;
         for fam in [Fam::V4, Fam::V6] {
             for slot in 0..MAX_BACKEND_SLOTS {

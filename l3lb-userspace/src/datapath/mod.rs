@@ -9,6 +9,7 @@ mod health;
 mod ids;
 mod links;
 mod pin;
+pub mod redirect;
 mod stats;
 mod testrun;
 mod vips;

@@ -15,9 +15,9 @@ use l3lb_common::{
     FlowNatV6, Frontend, FrontendKeyV4, FrontendKeyV6, MAP_AFFINITY_V4, MAP_AFFINITY_V6,
     MAP_BACKEND_STATS_V4, MAP_BACKEND_STATS_V6, MAP_BACKENDS_V4, MAP_BACKENDS_V6, MAP_CONFIG,
     MAP_CONNS_V4, MAP_CONNS_V6, MAP_FLOW_CACHE_V4, MAP_FLOW_CACHE_V6, MAP_FLOWS_V4, MAP_FLOWS_V6,
-    MAP_FRONTEND_STATS, MAP_FRONTENDS_V4, MAP_FRONTENDS_V6, MAP_STATS, MAP_VIPS_V4, MAP_VIPS_V6,
-    MAX_AFFINITY, MAX_BACKEND_SLOTS, MAX_FLOWS, MAX_FRONTENDS, MAX_VIPS, Pin, Stat, VipKeyV4,
-    VipKeyV6, VipV4,
+    MAP_FRONTEND_STATS, MAP_FRONTENDS_V4, MAP_FRONTENDS_V6, MAP_REDIRECT, MAP_STATS, MAP_VIPS_V4,
+    MAP_VIPS_V6, MAX_AFFINITY, MAX_BACKEND_SLOTS, MAX_FLOWS, MAX_FRONTENDS, MAX_REDIRECT, MAX_VIPS,
+    Pin, Stat, VipKeyV4, VipKeyV6, VipV4,
 };
 use tracing::{info, warn};
 
@@ -53,7 +53,7 @@ const fn shape<K, V>(name: &'static str, map_type: MapType, max_entries: u32) ->
     }
 }
 
-const SHAPES: [Shape; 19] = [
+const SHAPES: [Shape; 20] = [
     shape::<FrontendKeyV4, Frontend>(MAP_FRONTENDS_V4, MapType::Hash, MAX_FRONTENDS),
     shape::<u32, BackendV4>(MAP_BACKENDS_V4, MapType::Array, MAX_BACKEND_SLOTS),
     shape::<ConnKeyV4, Pin>(MAP_CONNS_V4, MapType::LruHash, MAX_FLOWS),
@@ -81,6 +81,8 @@ const SHAPES: [Shape; 19] = [
         MapType::PerCpuArray,
         MAX_BACKEND_SLOTS,
     ),
+    // Value: struct bpf_devmap_val (ifindex, program).
+    shape::<u32, u64>(MAP_REDIRECT, MapType::DevMapHash, MAX_REDIRECT),
 ];
 
 /// Names of the maps l3lb pins.

@@ -222,6 +222,10 @@ pub(crate) fn build(names: &Names, created: &mut Vec<String>) -> anyhow::Result<
         veth(pod, "eth0", node, POD_LINK)?;
         addr_up(node, POD_LINK, pod_gw(i), ip6(i, true, 1))?;
         addr_up(pod, "eth0", pod_ip(i), ip6(i, true, 2))?;
+        // GRO gives the pod's veth NAPI, so XDP on the node can redirect into it (as a CNI that
+        // enables it would); l3lb lists pod0 as a redirect target then.
+        run_in(pod, &["ethtool", "-K", "eth0", "gro", "on"])
+            .with_context(|| format!("enabling GRO on eth0 in {pod}"))?;
         ip(
             pod,
             &["route", "add", "default", "via", &pod_gw(i).to_string()],

@@ -2,7 +2,7 @@
 use l3lb_common::{Counter, PROTO_TCP, PROTO_UDP};
 use l3lb_tests::packets::{
     CLIENT, CLIENT_PORT, DNS, HTTP, HTTPS, OTHER, POD, POD_DNS, POD_HTTP, VIP, arp_request,
-    backends, conn, ep, fe, flow, ipv6_udp, tcp, tcp_ack, truncated, udp, udp_no_csum,
+    backends, conn, ep, fe, flow, ipv6_udp, tagged, tcp, tcp_ack, truncated, udp, udp_no_csum,
 };
 
 use crate::{Row, tc_row, xdp_drop, xdp_row};
@@ -135,6 +135,43 @@ pub fn xdp() -> Vec<Row> {
                 Counter::XdpDnatPass,
             )
         },
+        Row {
+            events: NEW.to_vec(),
+            flows_after: Some(vec![http_flow]),
+            ..xdp_row(
+                "an 802.1q-tagged syn to the vip is dnatted, tag kept",
+                tagged(&tcp(client, (VIP, HTTP), &[], None), &[100]),
+                Some(tagged(&tcp(client, (POD, POD_HTTP), &[], None), &[100])),
+                Counter::XdpDnatPass,
+            )
+        },
+        Row {
+            events: NEW.to_vec(),
+            flows_after: Some(vec![dns_flow]),
+            ..xdp_row(
+                "a double-tagged (qinq) udp datagram to the vip is dnatted",
+                tagged(&udp(client, (VIP, DNS), false), &[10, 20]),
+                Some(tagged(&udp(client, (POD, POD_DNS), false), &[10, 20])),
+                Counter::XdpDnatPass,
+            )
+        },
+        xdp_drop(
+            "a tagged packet to the vip on an unserved port is dropped",
+            tagged(&tcp(client, (VIP, 22), &[], None), &[100]),
+            Counter::XdpDropVipNoFrontend,
+        ),
+        xdp_row(
+            "a tagged packet to another address passes untouched",
+            tagged(&tcp(client, (OTHER, HTTP), &[], None), &[100]),
+            None,
+            Counter::XdpPassNotOurs,
+        ),
+        xdp_row(
+            "three tags deep is not parsed and passes untouched",
+            tagged(&tcp(client, (VIP, HTTP), &[], None), &[1, 2, 3]),
+            None,
+            Counter::XdpPassNotOurs,
+        ),
         xdp_drop(
             "ipv4 with options to a frontend is dropped",
             tcp(client, (VIP, HTTP), &options, None),

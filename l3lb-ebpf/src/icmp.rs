@@ -1,0 +1,164 @@
+//! ICMP errors about translated flows, in XDP: a router on the path answers the VIP (the source
+//! of our replies) with Fragmentation Needed / Packet Too Big, or unreachable and time exceeded,
+//! quoting the reply as it left (VIP:port -> client). Translated like the flow itself (outer
+//! destination, quoted source, every checksum), the error reaches the pod, whose kernel lowers
+//! its path MTU: PMTU discovery works through a VIP.
+use aya_ebpf::programs::XdpContext;
+use l3lb_common::{
+    BackendV4, BackendV6, Ip6, PROTO_TCP, PROTO_UDP, csum_apply, csum_diff2, csum_diff4,
+    udp_csum_apply,
+};
+use network_types::ip::{Ipv4Hdr, Ipv6Hdr};
+
+use crate::{
+    family::{V4, V6},
+    lb,
+    nat::diff_v6,
+    parse::{self, IPV4_MIN_LEN, IPV6_LEN, TCP_CHECK_OFF, Tuple, header_mut},
+};
+
+/// ICMP header length before the quoted packet.
+const ICMP_HDR: usize = 8;
+/// ICMP types quoting a packet: destination unreachable, time exceeded (v4); destination
+/// unreachable, packet too big, time exceeded, parameter problem (v6).
+pub const ICMP_ERRORS: [u8; 2] = [3, 11];
+pub const ICMPV6_ERRORS: [u8; 4] = [1, 2, 3, 4];
+
+/// The quoted transport header's ports and, where quoted, its checksum (an 8-byte quote always
+/// holds UDP's; TCP's is 16 bytes in).
+struct Quote<'a> {
+    head: &'a mut [u8; 8],
+    tcp_check: Option<&'a mut [u8; 2]>,
+    proto: u8,
+}
+
+#[inline(always)]
+fn quote(ctx: &XdpContext, off: usize, proto: u8) -> Option<Quote<'_>> {
+    if proto != PROTO_TCP && proto != PROTO_UDP {
+        return None;
+    }
+    let head = header_mut::<[u8; 8]>(ctx, off)?;
+    let tcp_check = match proto {
+        PROTO_TCP => header_mut::<[u8; 2]>(ctx, off + TCP_CHECK_OFF),
+        _ => None,
+    };
+    Some(Quote {
+        head,
+        tcp_check,
+        proto,
+    })
+}
+
+/// Rewrites the quoted source port and the quoted checksum for a source address change of
+/// checksum difference `addr`; returns the difference of the quoted bytes for the ICMP checksum.
+#[inline(always)]
+fn rewrite_quote(q: Quote<'_>, addr: u32, port_be: u16) -> u32 {
+    let old_port = u16::from_ne_bytes([q.head[0], q.head[1]]);
+    [q.head[0], q.head[1]] = port_be.to_ne_bytes();
+    let mut icmp = csum_diff2(old_port, port_be);
+    let l4 = addr + csum_diff2(old_port, port_be);
+    if q.proto == PROTO_UDP {
+        let old = u16::from_ne_bytes([q.head[6], q.head[7]]);
+        let new = udp_csum_apply(old, l4);
+        [q.head[6], q.head[7]] = new.to_ne_bytes();
+        icmp += csum_diff2(old, new);
+    } else if let Some(check) = q.tcp_check {
+        let old = u16::from_ne_bytes(*check);
+        let new = csum_apply(old, l4);
+        *check = new.to_ne_bytes();
+        icmp += csum_diff2(old, new);
+    }
+    icmp
+}
+
+/// Applies `diff` to the checksum of the ICMP header at `off` (taken here, just before the
+/// write, so no header reference lives across the lookups).
+#[inline(always)]
+fn set_icmp_check(ctx: &XdpContext, off: usize, diff: u32) -> bool {
+    let Some(check) = header_mut::<[u8; 2]>(ctx, off + 2) else {
+        return false;
+    };
+    *check = csum_apply(u16::from_ne_bytes(*check), diff).to_ne_bytes();
+    true
+}
+
+/// Translates an IPv4 ICMP error to `vip` quoting a translated reply; false: not one.
+#[inline(always)]
+pub fn error_v4(ctx: &XdpContext, ip: &mut Ipv4Hdr, l3: usize, vip: u32) -> bool {
+    let icmp_off = l3 + IPV4_MIN_LEN;
+    let inner_off = icmp_off + ICMP_HDR;
+    let Some(inner) = header_mut::<Ipv4Hdr>(ctx, inner_off) else {
+        return false;
+    };
+    // The quote must be a whole first fragment without options, sent from the VIP.
+    if inner.vihl != 0x45 || parse::is_fragment(inner.frags) || inner.src_addr != vip.to_ne_bytes()
+    {
+        return false;
+    }
+    let Some(q) = quote(ctx, inner_off + IPV4_MIN_LEN, inner.proto) else {
+        return false;
+    };
+    // The quoted reply, seen as the flow it belongs to: client -> VIP:port.
+    let t = Tuple {
+        saddr: u32::from_ne_bytes(inner.dst_addr),
+        daddr: vip,
+        sport_be: u16::from_ne_bytes([q.head[2], q.head[3]]),
+        dport_be: u16::from_ne_bytes([q.head[0], q.head[1]]),
+        proto: inner.proto,
+        syn: false,
+    };
+    let Some(backend) = lb::pinned_flow::<V4>(&t) else {
+        return false;
+    };
+    let BackendV4 {
+        addr_be, port_be, ..
+    } = backend;
+    let addr = csum_diff4(vip, addr_be);
+    ip.check = csum_apply(u16::from_ne_bytes(ip.check), addr).to_ne_bytes();
+    ip.dst_addr = addr_be.to_ne_bytes();
+    let old_check = u16::from_ne_bytes(inner.check);
+    let new_check = csum_apply(old_check, addr);
+    inner.check = new_check.to_ne_bytes();
+    inner.src_addr = addr_be.to_ne_bytes();
+    let quoted = rewrite_quote(q, addr, port_be);
+    // ICMPv4's checksum covers the message only: every quoted word that changed.
+    set_icmp_check(
+        ctx,
+        icmp_off,
+        addr + csum_diff2(old_check, new_check) + quoted,
+    )
+}
+
+/// Translates an ICMPv6 error to `vip` quoting a translated reply; false: not one.
+#[inline(always)]
+pub fn error_v6(ctx: &XdpContext, ip: &mut Ipv6Hdr, l3: usize, vip: Ip6) -> bool {
+    let icmp_off = l3 + IPV6_LEN;
+    let inner_off = icmp_off + ICMP_HDR;
+    let Some(inner) = header_mut::<Ipv6Hdr>(ctx, inner_off) else {
+        return false;
+    };
+    if parse::addr6(&inner.src_addr) != vip {
+        return false;
+    }
+    let Some(q) = quote(ctx, inner_off + IPV6_LEN, inner.next_hdr) else {
+        return false;
+    };
+    let t = Tuple {
+        saddr: parse::addr6(&inner.dst_addr),
+        daddr: vip,
+        sport_be: u16::from_ne_bytes([q.head[2], q.head[3]]),
+        dport_be: u16::from_ne_bytes([q.head[0], q.head[1]]),
+        proto: inner.next_hdr,
+        syn: false,
+    };
+    let Some(backend) = lb::pinned_flow::<V6>(&t) else {
+        return false;
+    };
+    let BackendV6 { addr, port_be, .. } = backend;
+    let diff = diff_v6(&vip, &addr);
+    parse::set_addr6(&mut ip.dst_addr, &addr);
+    parse::set_addr6(&mut inner.src_addr, &addr);
+    let quoted = rewrite_quote(q, diff, port_be);
+    // ICMPv6's checksum covers a pseudo header too: the outer destination changed as well.
+    set_icmp_check(ctx, icmp_off, diff + diff + quoted)
+}
