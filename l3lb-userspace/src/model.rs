@@ -71,13 +71,92 @@ impl fmt::Display for Endpoint {
     }
 }
 
+/// A sorted set of endpoints, as a Vec sized to fit. A frontend has few local endpoints, and a
+/// BTreeSet allocates a node of about 240 bytes for even one; the daemon holds several copies of
+/// every frontend's set (desired state, the executor's record of the node), so at 10,000
+/// frontends that was megabytes per copy.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EndpointSet(Vec<Endpoint>);
+
+impl EndpointSet {
+    /// Adds `e`; false if it was there.
+    pub fn insert(&mut self, e: Endpoint) -> bool {
+        match self.0.binary_search(&e) {
+            Ok(_) => false,
+            Err(at) => {
+                self.0.reserve_exact(1);
+                self.0.insert(at, e);
+                true
+            }
+        }
+    }
+
+    pub fn contains(&self, e: &Endpoint) -> bool {
+        self.0.binary_search(e).is_ok()
+    }
+
+    pub fn retain(&mut self, keep: impl FnMut(&Endpoint) -> bool) {
+        self.0.retain(keep);
+    }
+
+    pub fn iter(&self) -> std::slice::Iter<'_, Endpoint> {
+        self.0.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl FromIterator<Endpoint> for EndpointSet {
+    fn from_iter<I: IntoIterator<Item = Endpoint>>(iter: I) -> Self {
+        let mut v: Vec<Endpoint> = iter.into_iter().collect();
+        v.sort_unstable();
+        v.dedup();
+        v.shrink_to_fit();
+        Self(v)
+    }
+}
+
+impl<'a> IntoIterator for &'a EndpointSet {
+    type Item = &'a Endpoint;
+    type IntoIter = std::slice::Iter<'a, Endpoint>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
+impl IntoIterator for EndpointSet {
+    type Item = Endpoint;
+    type IntoIter = std::vec::IntoIter<Endpoint>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
+impl<const N: usize> From<[Endpoint; N]> for EndpointSet {
+    fn from(endpoints: [Endpoint; N]) -> Self {
+        endpoints.into_iter().collect()
+    }
+}
+
+impl From<BTreeSet<Endpoint>> for EndpointSet {
+    fn from(set: BTreeSet<Endpoint>) -> Self {
+        set.into_iter().collect()
+    }
+}
+
 /// A frontend's local endpoints as the datapath serves them.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Backends {
     /// Ready: new flows go to these.
-    pub ready: BTreeSet<Endpoint>,
+    pub ready: EndpointSet,
     /// Terminating but still serving: their pinned flows go on, they get no new ones.
-    pub terminating: BTreeSet<Endpoint>,
+    pub terminating: EndpointSet,
     /// `sessionAffinity: ClientIP` with this timeout (seconds); `None`: no affinity.
     pub affinity_timeout_s: Option<u32>,
 }
@@ -98,7 +177,7 @@ impl Backends {
 impl From<BTreeSet<Endpoint>> for Backends {
     fn from(ready: BTreeSet<Endpoint>) -> Self {
         Backends {
-            ready,
+            ready: ready.into(),
             ..Backends::default()
         }
     }

@@ -154,6 +154,8 @@ pub fn service_desired(svc: &Service, slices: &[&[Local]], prefixes: &[IpNet]) -
             out.claims.push((id, own));
         }
     }
+    // Kept for every Service until it changes: no spare capacity.
+    out.claims.shrink_to_fit();
     out
 }
 
