@@ -161,6 +161,12 @@ pub fn maglev_update<const N: usize>(
         table.fill(0);
         return;
     }
+    if n == 1 {
+        // What the turns below end in with one member (every slot its own), without 16,381
+        // steps along its permutation: the common case of one local endpoint per frontend.
+        table.fill(members[0].1);
+        return;
+    }
     let members = &members[..n];
     // Owners as indices into `members`; EMPTY: free.
     let mut remap = [EMPTY; 256];
@@ -191,11 +197,13 @@ pub fn maglev_update<const N: usize>(
         quota[i as usize] = (MAGLEV_SIZE / n + usize::from(rank < MAGLEV_SIZE % n)) as u32;
     }
     let m = MAGLEV_SIZE as u64;
-    let mut offset = [0u64; N];
+    // Member i's k-th preference is (offset + k * skip) % m; kept as a running position (one
+    // add and compare per step instead of a multiplication and a division).
+    let mut pos = [0u64; N];
     let mut skip = [0u64; N];
     let mut next = [0u64; N];
     for (i, (key, _)) in members.iter().enumerate() {
-        offset[i] = (key >> 32) % m;
+        pos[i] = (key >> 32) % m;
         skip[i] = (key & 0xffff_ffff) % (m - 1) + 1;
     }
     // Claimable slots only ever get fewer, so one walk along each permutation is enough.
@@ -206,7 +214,11 @@ pub fn maglev_update<const N: usize>(
                 continue;
             }
             while next[i] < m {
-                let slot = ((offset[i] + next[i] * skip[i]) % m) as usize;
+                let slot = pos[i] as usize;
+                pos[i] += skip[i];
+                if pos[i] >= m {
+                    pos[i] -= m;
+                }
                 next[i] += 1;
                 let owner = table[slot] as usize;
                 let free = owner == EMPTY as usize;
@@ -417,5 +429,21 @@ mod tests {
             hit[reduce(h, 64) as usize] += 1;
         }
         assert!(hit.iter().all(|h| *h > 800 && *h < 1200), "{hit:?}");
+    }
+
+    #[test]
+    fn one_member_owns_every_slot_from_nothing_and_over_a_table() {
+        let k = keys(3, 7);
+        let mut t = [0u8; MAGLEV_SIZE];
+        maglev_update::<MAX_BACKENDS>(&mut t, &[], &[(k[0], 5)]);
+        assert!(t.iter().all(|&s| s == 5));
+        // Over a table of three, the one left takes every slot.
+        let mut members: Vec<(u64, u8)> =
+            k.iter().enumerate().map(|(i, k)| (*k, i as u8)).collect();
+        members.sort();
+        maglev_update::<MAX_BACKENDS>(&mut t, &[], &members);
+        assert!(t.iter().any(|&s| s != 2));
+        maglev_update::<MAX_BACKENDS>(&mut t, &k, &[(k[2], 2)]);
+        assert!(t.iter().all(|&s| s == 2));
     }
 }

@@ -46,6 +46,14 @@ pub struct FrontendId {
     pub proto: Proto,
 }
 
+impl FrontendId {
+    /// Every frontend of `vip`, as a range (ids order by VIP first).
+    pub fn vip_range(vip: IpAddr) -> std::ops::RangeInclusive<FrontendId> {
+        let at = |port, proto| FrontendId { vip, port, proto };
+        at(0, Proto::Tcp)..=at(u16::MAX, Proto::Udp)
+    }
+}
+
 impl fmt::Display for FrontendId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.vip {

@@ -7,10 +7,7 @@
 //! removed (so never before its address is withdrawn). Which frontends each VIP has is
 //! remembered in memory (the daemon is the maps' only writer), rebuilt from the frontend maps
 //! on a pinned load: a removal costs no scan of the maps.
-use std::{
-    collections::{BTreeMap, BTreeSet},
-    net::IpAddr,
-};
+use std::{collections::BTreeSet, net::IpAddr};
 
 use l3lb_common::{MAP_VIPS_V4, MAP_VIPS_V6, VipKeyV4, VipKeyV6, VipV4, ip6, ip6_octets};
 use tracing::info;
@@ -18,27 +15,21 @@ use tracing::info;
 use super::{Datapath, DatapathError, map_err, remove_absent_ok};
 use crate::model::FrontendId;
 
-/// The frontends in the frontend maps, by VIP.
+/// The frontends in the frontend maps; a VIP's are a range of them (ids order by VIP first).
+/// One set, not a set per VIP: that cost a tree node per VIP.
 #[derive(Debug, Default)]
-pub(super) struct VipRefs(BTreeMap<IpAddr, BTreeSet<FrontendId>>);
+pub(super) struct VipRefs(BTreeSet<FrontendId>);
 
 impl VipRefs {
     /// Records that `id` is in its frontend map.
     pub(super) fn insert(&mut self, id: FrontendId) {
-        self.0.entry(id.vip).or_default().insert(id);
+        self.0.insert(id);
     }
 
     /// Forgets `id`; true if its VIP has no frontend left.
     fn remove(&mut self, id: &FrontendId) -> bool {
-        let Some(ids) = self.0.get_mut(&id.vip) else {
-            return true;
-        };
-        ids.remove(id);
-        if !ids.is_empty() {
-            return false;
-        }
-        self.0.remove(&id.vip);
-        true
+        self.0.remove(id);
+        self.0.range(FrontendId::vip_range(id.vip)).next().is_none()
     }
 }
 
@@ -81,7 +72,7 @@ impl Datapath {
         for id in self.frontend_ids()? {
             refs.insert(id);
         }
-        let want: BTreeSet<IpAddr> = refs.0.keys().copied().collect();
+        let want: BTreeSet<IpAddr> = refs.0.iter().map(|id| id.vip).collect();
         let have = self.vips()?;
         for vip in want.difference(&have) {
             self.add_vip(*vip)?;

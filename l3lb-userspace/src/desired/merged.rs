@@ -7,7 +7,7 @@ use std::{
 };
 
 use super::{ServiceDesired, may_share, not_shared};
-use crate::model::{Desired, FrontendId, Proto, Refusal, ServiceKey};
+use crate::model::{Desired, FrontendId, Refusal, ServiceKey};
 
 #[cfg(doc)]
 use super::merge;
@@ -211,8 +211,6 @@ impl Merged {
     }
 }
 
-/// Every frontend of `vip`.
 fn vip_range(vip: IpAddr) -> std::ops::RangeInclusive<FrontendId> {
-    let at = |port, proto| FrontendId { vip, port, proto };
-    at(0, Proto::Tcp)..=at(u16::MAX, Proto::Udp)
+    FrontendId::vip_range(vip)
 }
