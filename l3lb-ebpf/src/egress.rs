@@ -5,7 +5,7 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use l3lb_common::{
-    Counter, FlowKeyV4, FlowKeyV6, Ip6, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP,
+    Counter, FlowKeyV4, FlowKeyV6, Ip6, PROTO_ICMP, PROTO_ICMPV6, PROTO_SCTP, PROTO_TCP, PROTO_UDP,
 };
 
 use crate::{
@@ -18,11 +18,13 @@ use crate::{
     },
 };
 
-/// A TCP/UDP packet in TC: offsets for the skb helpers and raw network-order values.
+/// A TCP/UDP/SCTP packet in TC: offsets for the skb helpers and raw network-order values.
 struct Egress<A> {
     proto: u8,
     l4_off: usize,
-    l4_check_off: usize,
+    /// None for SCTP: its CRC32c covers neither the addresses nor, here, a changed port (SCTP
+    /// is only ever translated to the frontend's own port).
+    l4_check_off: Option<usize>,
     saddr: A,
     daddr: A,
     sport_be: u16,
@@ -31,15 +33,18 @@ struct Egress<A> {
 
 /// The L4 ports at `l4_off` of protocol `proto`, if the header and its checksum are inside.
 #[inline(always)]
-fn ports(ctx: &TcContext, proto: u8, l4_off: usize) -> Option<(usize, u16, u16)> {
+fn ports(ctx: &TcContext, proto: u8, l4_off: usize) -> Option<(Option<usize>, u16, u16)> {
     let l4_check_off = match proto {
-        PROTO_TCP => l4_off + TCP_CHECK_OFF,
-        PROTO_UDP => l4_off + UDP_CHECK_OFF,
+        PROTO_TCP => Some(l4_off + TCP_CHECK_OFF),
+        PROTO_UDP => Some(l4_off + UDP_CHECK_OFF),
+        PROTO_SCTP => None,
         _ => return None,
     };
     let ports = ctx.load::<u32>(l4_off).ok()?;
     // The checksum must be inside the packet too, or the rewrite would fail half-way.
-    ctx.load::<u16>(l4_check_off).ok()?;
+    if let Some(off) = l4_check_off {
+        ctx.load::<u16>(off).ok()?;
+    }
     Some((l4_check_off, ports as u16, (ports >> 16) as u16))
 }
 
@@ -170,18 +175,20 @@ fn egress_v4(ctx: &TcContext) -> Option<Result<(), i64>> {
     let flags = l4_flags(pkt.proto);
     let pseudo = u64::from(BPF_F_PSEUDO_HDR);
     let rewrite = || {
-        ctx.l4_csum_replace(
-            pkt.l4_check_off,
-            u64::from(pkt.saddr),
-            u64::from(nat.vip_be),
-            flags | pseudo | 4,
-        )?;
-        ctx.l4_csum_replace(
-            pkt.l4_check_off,
-            u64::from(pkt.sport_be),
-            u64::from(nat.port_be),
-            flags | 2,
-        )?;
+        if let Some(check_off) = pkt.l4_check_off {
+            ctx.l4_csum_replace(
+                check_off,
+                u64::from(pkt.saddr),
+                u64::from(nat.vip_be),
+                flags | pseudo | 4,
+            )?;
+            ctx.l4_csum_replace(
+                check_off,
+                u64::from(pkt.sport_be),
+                u64::from(nat.port_be),
+                flags | 2,
+            )?;
+        }
         ctx.l3_csum_replace(
             ETH_LEN + IP_CHECK_OFF,
             u64::from(pkt.saddr),
@@ -212,22 +219,24 @@ fn egress_v6(ctx: &TcContext) -> Option<Result<(), i64>> {
     let flags = l4_flags(pkt.proto);
     let pseudo = u64::from(BPF_F_PSEUDO_HDR);
     let rewrite = || {
-        for i in 0..2 {
-            for half in [0u32, 32] {
-                ctx.l4_csum_replace(
-                    pkt.l4_check_off,
-                    u64::from((pkt.saddr[i] >> half) as u32),
-                    u64::from((nat.vip[i] >> half) as u32),
-                    flags | pseudo | 4,
-                )?;
+        if let Some(check_off) = pkt.l4_check_off {
+            for i in 0..2 {
+                for half in [0u32, 32] {
+                    ctx.l4_csum_replace(
+                        check_off,
+                        u64::from((pkt.saddr[i] >> half) as u32),
+                        u64::from((nat.vip[i] >> half) as u32),
+                        flags | pseudo | 4,
+                    )?;
+                }
             }
+            ctx.l4_csum_replace(
+                check_off,
+                u64::from(pkt.sport_be),
+                u64::from(nat.port_be),
+                flags | 2,
+            )?;
         }
-        ctx.l4_csum_replace(
-            pkt.l4_check_off,
-            u64::from(pkt.sport_be),
-            u64::from(nat.port_be),
-            flags | 2,
-        )?;
         // The address words hold the wire bytes.
         ctx.store(ETH_LEN + IP6_SRC_OFF, &nat.vip, 0)?;
         ctx.store(pkt.l4_off, &nat.port_be, 0)

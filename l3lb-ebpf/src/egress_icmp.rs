@@ -8,8 +8,8 @@
 //! updated arithmetically and written back with the fields.
 use aya_ebpf::programs::TcContext;
 use l3lb_common::{
-    FlowKeyV4, FlowKeyV6, FlowNatV4, FlowNatV6, Ip6, PROTO_TCP, PROTO_UDP, csum_apply, csum_diff2,
-    csum_diff4, udp_csum_apply,
+    FlowKeyV4, FlowKeyV6, FlowNatV4, FlowNatV6, Ip6, PROTO_SCTP, PROTO_TCP, PROTO_UDP, csum_apply,
+    csum_diff2, csum_diff4, udp_csum_apply,
 };
 
 use crate::{
@@ -33,6 +33,8 @@ fn quote(ctx: &TcContext, off: usize, proto: u8) -> Option<(u16, u16, Check)> {
     let check_off = match proto {
         PROTO_UDP => off + 6,
         PROTO_TCP => off + TCP_CHECK_OFF,
+        // SCTP's CRC32c covers no address, and its port is never translated.
+        PROTO_SCTP => return Some((ports as u16, (ports >> 16) as u16, None)),
         _ => return None,
     };
     let check = ctx.load::<u16>(check_off).ok().map(|c| (check_off, c));

@@ -5,8 +5,8 @@
 //! its path MTU: PMTU discovery works through a VIP.
 use aya_ebpf::programs::XdpContext;
 use l3lb_common::{
-    BackendV4, BackendV6, Ip6, PROTO_TCP, PROTO_UDP, csum_apply, csum_diff2, csum_diff4,
-    udp_csum_apply,
+    BackendV4, BackendV6, Ip6, PROTO_SCTP, PROTO_TCP, PROTO_UDP, csum_apply, csum_diff2,
+    csum_diff4, udp_csum_apply,
 };
 use network_types::ip::{Ipv4Hdr, Ipv6Hdr};
 
@@ -25,7 +25,7 @@ pub const ICMP_ERRORS: [u8; 2] = [3, 11];
 pub const ICMPV6_ERRORS: [u8; 4] = [1, 2, 3, 4];
 
 /// The quoted transport header's ports and, where quoted, its checksum (an 8-byte quote always
-/// holds UDP's; TCP's is 16 bytes in).
+/// holds UDP's; TCP's is 16 bytes in; SCTP's CRC32c covers no address and needs no change).
 struct Quote<'a> {
     head: &'a mut [u8; 8],
     tcp_check: Option<&'a mut [u8; 2]>,
@@ -34,7 +34,7 @@ struct Quote<'a> {
 
 #[inline(always)]
 fn quote(ctx: &XdpContext, off: usize, proto: u8) -> Option<Quote<'_>> {
-    if proto != PROTO_TCP && proto != PROTO_UDP {
+    if proto != PROTO_TCP && proto != PROTO_UDP && proto != PROTO_SCTP {
         return None;
     }
     let head = header_mut::<[u8; 8]>(ctx, off)?;

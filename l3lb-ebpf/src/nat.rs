@@ -165,6 +165,7 @@ fn rewrite_l4(l4: L4<'_>, addr: u32, dport_be: u16, port_be: u16) {
             udp.check = udp_csum_apply(u16::from_ne_bytes(udp.check), diff).to_ne_bytes();
             udp.dst = port_be.to_ne_bytes();
         }
+        L4::Sctp => {}
     }
 }
 

@@ -4,7 +4,7 @@
 //! access: every header is bounds-checked against `data_end` before a reference is made. TC reads
 //! through the skb helpers (`bpf_skb_load_bytes`), which bound-check in the kernel.
 use aya_ebpf::programs::XdpContext;
-use l3lb_common::{Ip6, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
+use l3lb_common::{Ip6, PROTO_ICMP, PROTO_ICMPV6, PROTO_SCTP, PROTO_TCP, PROTO_UDP};
 use network_types::{
     ip::{Ipv4Hdr, Ipv6Hdr},
     tcp::TcpHdr,
@@ -29,6 +29,9 @@ pub const IPV6_LEN: usize = 40;
 /// Offsets of the checksum inside the L4 header.
 pub const TCP_CHECK_OFF: usize = 16;
 pub const UDP_CHECK_OFF: usize = 6;
+/// Length of SCTP's common header, and the chunk type that opens an association.
+const SCTP_COMMON_LEN: usize = 12;
+const SCTP_INIT: u8 = 1;
 /// SYN and ACK in the TCP header's data-offset/flags bitfield.
 const TCP_SYN_BIT: usize = 9;
 const TCP_ACK_BIT: usize = 12;
@@ -77,6 +80,10 @@ pub fn header_mut<T: Header>(ctx: &XdpContext, offset: usize) -> Option<&mut T> 
 pub enum L4<'a> {
     Tcp(&'a mut TcpHdr),
     Udp(&'a mut UdpHdr),
+    /// SCTP: nothing in its common header changes with the destination address (its CRC32c
+    /// covers no pseudo header), and its port is never rewritten: the control plane programs
+    /// SCTP backends only on the frontend's own port, since XDP cannot recompute the CRC32c.
+    Sctp,
 }
 
 /// Addresses (raw, as on the wire), ports (network order) and protocol of a flow.
@@ -87,7 +94,7 @@ pub struct Tuple<A> {
     pub sport_be: u16,
     pub dport_be: u16,
     pub proto: u8,
-    /// A TCP SYN without ACK: the start of a new connection.
+    /// A TCP SYN without ACK or an SCTP INIT: the start of a new connection.
     pub syn: bool,
 }
 
@@ -207,7 +214,8 @@ pub fn set_addr6(field: &mut [u8; 16], addr: &Ip6) {
 
 /// What follows a fixed IP header, in XDP.
 pub enum Payload<'a> {
-    /// TCP or UDP, ports read.
+    /// TCP, UDP or SCTP: ports read, and whether it opens a connection (a TCP SYN, an SCTP
+    /// INIT).
     Packet(L4<'a>, u16, u16, bool),
     /// ICMP or ICMPv6 (as `icmp_proto` says): its type.
     Icmp(u8),
@@ -233,6 +241,19 @@ pub fn xdp_payload(ctx: &XdpContext, l4_off: usize, proto: u8, icmp_proto: u8) -
             };
             let (sport, dport) = (u16::from_ne_bytes(udp.src), u16::from_ne_bytes(udp.dst));
             Payload::Packet(L4::Udp(udp), sport, dport, false)
+        }
+        PROTO_SCTP => {
+            // The common header (ports, verification tag, checksum), then the first chunk's type.
+            let Some(common) = header_mut::<[u8; 12]>(ctx, l4_off) else {
+                return Payload::Other;
+            };
+            let (sport, dport) = (
+                u16::from_ne_bytes([common[0], common[1]]),
+                u16::from_ne_bytes([common[2], common[3]]),
+            );
+            let init = header_mut::<[u8; 2]>(ctx, l4_off + SCTP_COMMON_LEN)
+                .is_some_and(|chunk| chunk[0] == SCTP_INIT);
+            Payload::Packet(L4::Sctp, sport, dport, init)
         }
         p if p == icmp_proto && (p == PROTO_ICMP || p == PROTO_ICMPV6) => {
             // Type and code; every ICMP message is at least 4 bytes long.

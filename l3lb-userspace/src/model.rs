@@ -10,6 +10,8 @@ use std::{
 pub enum Proto {
     Tcp,
     Udp,
+    /// Forwarded to the Service's own port only (see `desired`).
+    Sctp,
 }
 
 impl Proto {
@@ -17,6 +19,7 @@ impl Proto {
         match self {
             Proto::Tcp => l3lb_common::PROTO_TCP,
             Proto::Udp => l3lb_common::PROTO_UDP,
+            Proto::Sctp => l3lb_common::PROTO_SCTP,
         }
     }
 
@@ -24,6 +27,7 @@ impl Proto {
         match n {
             l3lb_common::PROTO_TCP => Some(Proto::Tcp),
             l3lb_common::PROTO_UDP => Some(Proto::Udp),
+            l3lb_common::PROTO_SCTP => Some(Proto::Sctp),
             _ => None,
         }
     }
@@ -34,6 +38,7 @@ impl fmt::Display for Proto {
         f.write_str(match self {
             Proto::Tcp => "tcp",
             Proto::Udp => "udp",
+            Proto::Sctp => "sctp",
         })
     }
 }
@@ -50,7 +55,7 @@ impl FrontendId {
     /// Every frontend of `vip`, as a range (ids order by VIP first).
     pub fn vip_range(vip: IpAddr) -> std::ops::RangeInclusive<FrontendId> {
         let at = |port, proto| FrontendId { vip, port, proto };
-        at(0, Proto::Tcp)..=at(u16::MAX, Proto::Udp)
+        at(0, Proto::Tcp)..=at(u16::MAX, Proto::Sctp)
     }
 }
 

@@ -24,6 +24,8 @@ mod pinning;
 mod rows;
 #[path = "datapath/rows6.rs"]
 mod rows6;
+#[path = "datapath/sctp.rs"]
+mod sctp;
 #[path = "datapath/vip_filter.rs"]
 mod vip_filter;
 

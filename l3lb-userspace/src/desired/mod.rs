@@ -100,10 +100,10 @@ pub fn service_desired(svc: &Service, slices: &[&[Local]], prefixes: &[IpNet]) -
         .into_iter()
         .flatten()
     {
-        let proto = match port.protocol.as_deref().unwrap_or("TCP") {
-            "TCP" => Proto::Tcp,
-            "UDP" => Proto::Udp,
-            other => {
+        let proto = match parse_proto(port.protocol.as_deref().unwrap_or("TCP")) {
+            Some(proto) => proto,
+            None => {
+                let other = port.protocol.as_deref().unwrap_or_default();
                 out.refusals.push(format!(
                     "port {}: protocol {other} is not supported",
                     port.port
@@ -129,6 +129,9 @@ pub fn service_desired(svc: &Service, slices: &[&[Local]], prefixes: &[IpNet]) -
                 true => backends.ready.insert(local.endpoint),
                 false => backends.terminating.insert(local.endpoint),
             };
+        }
+        if proto == Proto::Sctp {
+            sctp_own_port(&mut backends, svc_port, &mut out.refusals);
         }
         // Named both ways (two slices disagreeing while they update): ready wins.
         let ready = backends.ready.clone();
@@ -337,7 +340,30 @@ fn parse_proto(p: &str) -> Option<Proto> {
     match p {
         "TCP" => Some(Proto::Tcp),
         "UDP" => Some(Proto::Udp),
+        "SCTP" => Some(Proto::Sctp),
         _ => None,
+    }
+}
+
+/// SCTP is forwarded to the Service's own port only: its CRC32c covers the ports, and XDP
+/// cannot afford to recompute it over the whole packet after a port rewrite. Endpoints on
+/// another port are left out, with a refusal that says how to fix the Service.
+fn sctp_own_port(backends: &mut Backends, port: u16, refusals: &mut Vec<String>) {
+    let mut other = None;
+    for set in [&mut backends.ready, &mut backends.terminating] {
+        set.retain(|e| {
+            let keep = e.port == port;
+            if !keep {
+                other.get_or_insert(e.port);
+            }
+            keep
+        });
+    }
+    if let Some(other) = other {
+        refusals.push(format!(
+            "port {port}/SCTP: endpoints listen on port {other}; l3lb forwards SCTP without \
+             changing the port (it cannot recompute SCTP's CRC32c), so set targetPort to {port}"
+        ));
     }
 }
 

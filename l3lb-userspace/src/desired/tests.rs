@@ -334,9 +334,45 @@ fn malformed_and_unsupported_inputs_are_refused_not_fatal() {
             d.refusals[0].reason
         );
     }
-    let sctp = json!([{"name": "s", "port": 90, "protocol": "SCTP"}]);
-    let d = run(&[svc("web", "198.51.100.10", sctp)], &[]);
-    assert!(d.refusals[0].reason.contains("SCTP is not supported"));
+    let other = json!([{"name": "s", "port": 90, "protocol": "DCCP"}]);
+    let d = run(&[svc("web", "198.51.100.10", other)], &[]);
+    assert!(d.refusals[0].reason.contains("DCCP is not supported"));
+}
+
+#[test]
+fn sctp_is_served_on_its_own_port_only() {
+    let ports = json!([
+        {"name": "sig", "port": 3868, "protocol": "SCTP"},
+        {"name": "m3ua", "port": 2905, "protocol": "SCTP"},
+    ]);
+    let slice_ports = json!([
+        {"name": "sig", "port": 3868, "protocol": "SCTP"},
+        {"name": "m3ua", "port": 12905, "protocol": "SCTP"},
+    ]);
+    let d = run(
+        &[svc("diameter", "198.51.100.38", ports)],
+        &[slice(
+            "diameter",
+            &[("10.244.1.9", NODE, Some(true))],
+            slice_ports,
+        )],
+    );
+    assert_eq!(
+        d.frontends.keys().copied().collect::<Vec<_>>(),
+        vec![fe("198.51.100.38", 3868, Proto::Sctp)],
+        "the port whose endpoints listen elsewhere is not served"
+    );
+    assert_eq!(
+        d.frontends[&fe("198.51.100.38", 3868, Proto::Sctp)],
+        Backends::from([ep("10.244.1.9", 3868)])
+    );
+    assert_eq!(d.refusals.len(), 1, "{:?}", d.refusals);
+    assert!(
+        d.refusals[0].reason.contains("port 2905/SCTP")
+            && d.refusals[0].reason.contains("set targetPort to 2905"),
+        "{}",
+        d.refusals[0].reason
+    );
 }
 
 #[test]
