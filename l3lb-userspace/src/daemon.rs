@@ -90,6 +90,7 @@ pub async fn run<F: FrontendTable, A: AddressTable>(
             _ = sleep_until_opt(drain_deadline) => false,
             _ = housekeeping.tick() => {
                 reconciler.refresh_counters();
+                reconciler.refresh_frontend_stats();
                 if !reconciler.check_uplinks().await {
                     continue;
                 }

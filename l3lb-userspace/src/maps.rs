@@ -89,6 +89,10 @@ impl FrontendTable for Datapath {
         Datapath::counters(self)
     }
 
+    fn frontend_stats(&self) -> Result<BTreeMap<FrontendId, Stat>, DatapathError> {
+        Datapath::frontend_stats(self)
+    }
+
     fn check_uplinks(&mut self) -> impl Future<Output = BTreeMap<String, String>> + Send {
         Datapath::check_uplinks(self)
     }

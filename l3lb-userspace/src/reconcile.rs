@@ -30,6 +30,8 @@ pub struct Reconciler<F, A> {
     known: Option<Observed>,
     /// Uplinks found not forwarding by the last check, with why.
     not_forwarding: BTreeMap<String, String>,
+    /// Frontends with a per-frontend series in the metrics.
+    stats_series: Vec<FrontendId>,
 }
 
 impl<F: FrontendTable, A: AddressTable> Reconciler<F, A> {
@@ -43,6 +45,7 @@ impl<F: FrontendTable, A: AddressTable> Reconciler<F, A> {
             renewed: None,
             known: None,
             not_forwarding: BTreeMap::new(),
+            stats_series: Vec::new(),
         }
     }
 
@@ -110,6 +113,19 @@ impl<F: FrontendTable, A: AddressTable> Reconciler<F, A> {
         match self.frontends.counters() {
             Ok(counters) => self.metrics.record_counters(&counters),
             Err(error) => debug!(%error, "cannot read the datapath counters"),
+        }
+    }
+
+    /// Mirrors the per-frontend counters into the metrics. One map read per frontend, so only
+    /// on the housekeeping tick, never on the passes that follow watch changes.
+    pub fn refresh_frontend_stats(&mut self) {
+        match self.frontends.frontend_stats() {
+            Ok(stats) => {
+                self.metrics
+                    .record_frontend_stats(&stats, &self.stats_series);
+                self.stats_series = stats.into_keys().collect();
+            }
+            Err(error) => debug!(%error, "cannot read the per-frontend counters"),
         }
     }
 

@@ -188,7 +188,7 @@ fn anycast_vip_end_to_end_with_frr() -> anyhow::Result<()> {
             Ok(Some(()))
         })?;
         wait_for(
-            &format!("node{i} /metrics: 1 VIP, 2 frontends, DNAT counted"),
+            &format!("node{i} /metrics: 1 VIP, 2 frontends, DNAT counted in all and per frontend"),
             CONVERGE,
             || {
                 let (code, body) = c.http_get(i, "/metrics")?;
@@ -206,9 +206,23 @@ fn anycast_vip_end_to_end_with_frr() -> anyhow::Result<()> {
                         .zip(dnat_via("xdp_redirect"))
                         .map(|(a, b)| a + b),
                 );
+                // Per frontend, from the datapath's per-frontend counters (housekeeping tick).
+                let per_frontend = |proto: &str| {
+                    metric(
+                        &body,
+                        &format!(
+                            r#"l3lb_frontend_packets_total{{vip="{VIP}",port="{PORT}",proto="{proto}"}}"#
+                        ),
+                    )
+                };
+                let (tcp, udp) = (per_frontend("tcp"), per_frontend("udp"));
                 ensure!(
                     vips == Some(1.0) && frontends == Some(2.0) && dnat.is_some_and(|n| n > 0.0),
                     "vips {vips:?} frontends {frontends:?} dnat {dnat:?}"
+                );
+                ensure!(
+                    tcp.is_some_and(|n| n > 0.0) && udp.is_some_and(|n| n > 0.0),
+                    "per-frontend packets: tcp {tcp:?} udp {udp:?}"
                 );
                 Ok(Some(()))
             },

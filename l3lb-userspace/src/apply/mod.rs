@@ -27,6 +27,10 @@ pub trait FrontendTable {
     fn counters(&self) -> Result<BTreeMap<Counter, Stat>, Self::Error> {
         Ok(BTreeMap::new())
     }
+    /// Packets and bytes DNATed per programmed frontend, summed over CPUs; none by default.
+    fn frontend_stats(&self) -> Result<BTreeMap<FrontendId, Stat>, Self::Error> {
+        Ok(BTreeMap::new())
+    }
     /// The uplinks where the datapath does not forward, with why, after trying to repair them.
     /// Empty: it forwards everywhere (the default).
     fn check_uplinks(&mut self) -> impl Future<Output = BTreeMap<String, String>> + Send {

@@ -162,3 +162,57 @@ async fn http_serves_metrics_health_and_readiness() {
     assert!(r.contains("l3lb_vips_assumed 2"), "{r}");
     assert!(get(addr, "/nope").await.starts_with("HTTP/1.1 404"));
 }
+
+#[test]
+fn frontend_counters_mirror_the_kernel_and_leave_with_their_frontend() {
+    let m = Metrics::default();
+    let id = |vip: &str, port, proto| FrontendId {
+        vip: vip.parse().unwrap(),
+        port,
+        proto,
+    };
+    let web = id("198.51.100.10", 80, Proto::Tcp);
+    let dns = id("2001:db8::53", 53, Proto::Udp);
+    let first = BTreeMap::from([
+        (
+            web,
+            Stat {
+                packets: 3,
+                bytes: 180,
+            },
+        ),
+        (
+            dns,
+            Stat {
+                packets: 1,
+                bytes: 90,
+            },
+        ),
+    ]);
+    m.record_frontend_stats(&first, &[]);
+    let out = text(&m);
+    for line in [
+        "l3lb_frontend_packets_total{vip=\"198.51.100.10\",port=\"80\",proto=\"tcp\"} 3",
+        "l3lb_frontend_bytes_total{vip=\"198.51.100.10\",port=\"80\",proto=\"tcp\"} 180",
+        "l3lb_frontend_packets_total{vip=\"2001:db8::53\",port=\"53\",proto=\"udp\"} 1",
+    ] {
+        assert!(out.contains(line), "no {line:?} in\n{out}");
+    }
+    // dns is no longer programmed: its series goes; web's value is replaced, not added.
+    let second = BTreeMap::from([(
+        web,
+        Stat {
+            packets: 5,
+            bytes: 300,
+        },
+    )]);
+    m.record_frontend_stats(&second, &[web, dns]);
+    let out = text(&m);
+    assert!(
+        out.contains(
+            "l3lb_frontend_packets_total{vip=\"198.51.100.10\",port=\"80\",proto=\"tcp\"} 5"
+        ),
+        "{out}"
+    );
+    assert!(!out.contains("2001:db8::53"), "{out}");
+}
