@@ -89,8 +89,12 @@ impl FrontendTable for Datapath {
         Datapath::counters(self)
     }
 
-    fn frontend_stats(&self) -> Result<BTreeMap<FrontendId, Stat>, DatapathError> {
-        Datapath::frontend_stats(self)
+    fn frontend_stats(
+        &self,
+        after: Option<FrontendId>,
+        limit: usize,
+    ) -> Result<BTreeMap<FrontendId, Stat>, DatapathError> {
+        Datapath::frontend_stats_after(self, after, limit)
     }
 
     fn check_uplinks(&mut self) -> impl Future<Output = BTreeMap<String, String>> + Send {

@@ -30,9 +30,12 @@ pub struct Reconciler<F, A> {
     known: Option<Observed>,
     /// Uplinks found not forwarding by the last check, with why.
     not_forwarding: BTreeMap<String, String>,
-    /// Frontends with a per-frontend series in the metrics.
-    stats_series: Vec<FrontendId>,
+    /// The last frontend whose counters the previous refresh read; None: start from the first.
+    stats_cursor: Option<FrontendId>,
 }
+
+/// How many frontends' counters one housekeeping tick reads.
+pub const FRONTEND_STATS_CHUNK: usize = 1024;
 
 impl<F: FrontendTable, A: AddressTable> Reconciler<F, A> {
     pub fn new(config: Config, frontends: F, addresses: A, metrics: Metrics) -> Self {
@@ -45,7 +48,7 @@ impl<F: FrontendTable, A: AddressTable> Reconciler<F, A> {
             renewed: None,
             known: None,
             not_forwarding: BTreeMap::new(),
-            stats_series: Vec::new(),
+            stats_cursor: None,
         }
     }
 
@@ -116,14 +119,21 @@ impl<F: FrontendTable, A: AddressTable> Reconciler<F, A> {
         }
     }
 
-    /// Mirrors the per-frontend counters into the metrics. One map read per frontend, so only
-    /// on the housekeeping tick, never on the passes that follow watch changes.
+    /// Mirrors the next chunk of per-frontend counters into the metrics. One map read per
+    /// frontend, so only on the housekeeping tick, and at most [`FRONTEND_STATS_CHUNK`] at a
+    /// time: a node with 10,000 frontends refreshes them over 10 ticks instead of stalling a
+    /// watch change behind 10,000 reads.
     pub fn refresh_frontend_stats(&mut self) {
-        match self.frontends.frontend_stats() {
-            Ok(stats) => {
-                self.metrics
-                    .record_frontend_stats(&stats, &self.stats_series);
-                self.stats_series = stats.into_keys().collect();
+        let after = self.stats_cursor;
+        match self.frontends.frontend_stats(after, FRONTEND_STATS_CHUNK) {
+            Ok(read) => {
+                // A short chunk reached the end: the next tick starts again from the first.
+                let upto = match read.len() < FRONTEND_STATS_CHUNK {
+                    true => None,
+                    false => read.keys().next_back().copied(),
+                };
+                self.metrics.frontend_stats.replace_range(after, upto, read);
+                self.stats_cursor = upto;
             }
             Err(error) => debug!(%error, "cannot read the per-frontend counters"),
         }

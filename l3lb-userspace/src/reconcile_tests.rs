@@ -1,14 +1,17 @@
 use std::{
-    collections::BTreeSet,
+    collections::{BTreeMap, BTreeSet},
     convert::Infallible,
     net::IpAddr,
+    ops::Bound,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
 use clap::Parser as _;
+use l3lb_common::Stat;
+use prometheus_client::{encoding::text::encode, registry::Registry};
 
-use super::{Reconciler, renew_due};
+use super::{FRONTEND_STATS_CHUNK, Reconciler, renew_due};
 use crate::{
     apply::{AddressTable, FrontendTable},
     config::{Cli, Command, Config},
@@ -31,6 +34,24 @@ impl FrontendTable for Maps {
     fn remove(&mut self, id: FrontendId) -> Result<(), Infallible> {
         self.0.remove(&id);
         Ok(())
+    }
+    /// Each frontend has counted its port number in packets.
+    fn frontend_stats(
+        &self,
+        after: Option<FrontendId>,
+        limit: usize,
+    ) -> Result<BTreeMap<FrontendId, Stat>, Infallible> {
+        let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
+        let stat = |id: &FrontendId| Stat {
+            packets: id.port.into(),
+            bytes: 0,
+        };
+        Ok(self
+            .0
+            .range((lower, Bound::Unbounded))
+            .take(limit)
+            .map(|(id, _)| (*id, stat(id)))
+            .collect())
     }
 }
 
@@ -180,4 +201,61 @@ async fn quick_passes_apply_changes_from_the_record() {
         addrs.present.lock().unwrap().contains(&vip),
         "advertised again"
     );
+}
+
+/// The `l3lb_frontend_packets_total` series in the metrics, as port -> value.
+fn frontend_series(metrics: &Metrics) -> BTreeMap<u16, u64> {
+    let mut registry = Registry::default();
+    metrics.register(&mut registry);
+    let mut out = String::new();
+    encode(&mut out, &registry).unwrap();
+    out.lines()
+        .filter_map(|l| l.strip_prefix("l3lb_frontend_packets_total{"))
+        .map(|l| {
+            let port = l
+                .split("port=\"")
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap();
+            let value = l.rsplit(' ').next().unwrap();
+            (port.parse().unwrap(), value.parse().unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn frontend_counters_are_refreshed_a_chunk_per_tick_and_leave_with_their_frontend() {
+    let n = 2 * FRONTEND_STATS_CHUNK + 100;
+    let id = |port: usize| FrontendId {
+        vip: "198.51.100.1".parse().unwrap(),
+        port: port as u16,
+        proto: Proto::Tcp,
+    };
+    let maps = Maps((1..=n).map(|p| (id(p), Backends::default())).collect());
+    let metrics = Metrics::default();
+    let mut r = Reconciler::new(config("60s"), maps, Addrs::default(), metrics.clone());
+    r.refresh_frontend_stats();
+    assert_eq!(frontend_series(&metrics).len(), FRONTEND_STATS_CHUNK);
+    r.refresh_frontend_stats();
+    r.refresh_frontend_stats();
+    let all = frontend_series(&metrics);
+    assert_eq!(all.len(), n);
+    assert!(
+        all.iter()
+            .all(|(port, packets)| u64::from(*port) == *packets)
+    );
+
+    // Every other frontend goes; one round of ticks later their series are gone, the rest kept.
+    for p in (2..=n).step_by(2) {
+        r.frontends.0.remove(&id(p));
+    }
+    // The next tick starts over from the first frontend.
+    for _ in 0..2 {
+        r.refresh_frontend_stats();
+    }
+    let left = frontend_series(&metrics);
+    assert_eq!(left.len(), n.div_ceil(2), "{} series left", left.len());
+    assert!(left.keys().all(|p| p % 2 == 1));
 }

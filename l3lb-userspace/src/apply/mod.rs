@@ -27,8 +27,13 @@ pub trait FrontendTable {
     fn counters(&self) -> Result<BTreeMap<Counter, Stat>, Self::Error> {
         Ok(BTreeMap::new())
     }
-    /// Packets and bytes DNATed per programmed frontend, summed over CPUs; none by default.
-    fn frontend_stats(&self) -> Result<BTreeMap<FrontendId, Stat>, Self::Error> {
+    /// Packets and bytes DNATed per programmed frontend, summed over CPUs, for at most `limit`
+    /// frontends in order after `after`; none by default.
+    fn frontend_stats(
+        &self,
+        _after: Option<FrontendId>,
+        _limit: usize,
+    ) -> Result<BTreeMap<FrontendId, Stat>, Self::Error> {
         Ok(BTreeMap::new())
     }
     /// The uplinks where the datapath does not forward, with why, after trying to repair them.

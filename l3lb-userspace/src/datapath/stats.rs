@@ -1,7 +1,7 @@
 //! Per-frontend and per-backend packet and byte counters, summed over CPUs: a plain read for
 //! the daemon (metrics) and tools. `bpftool map dump name L3LB_FRONTEND_STATS` shows the same per
 //! CPU, by slot.
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, ops::Bound};
 
 use aya::maps::{MapData, PerCpuArray};
 use l3lb_common::{MAP_FRONTEND_STATS, Stat};
@@ -26,8 +26,24 @@ impl Datapath {
 
     /// Packets and bytes DNATed for each programmed frontend since it was programmed.
     pub fn frontend_stats(&self) -> Result<BTreeMap<FrontendId, Stat>, DatapathError> {
+        self.frontend_stats_after(None, usize::MAX)
+    }
+
+    /// [`Self::frontend_stats`] for at most `limit` frontends, in order, after `after` (one map
+    /// read each: a caller can spread a large table over time).
+    pub fn frontend_stats_after(
+        &self,
+        after: Option<FrontendId>,
+        limit: usize,
+    ) -> Result<BTreeMap<FrontendId, Stat>, DatapathError> {
+        let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
         let mut out = BTreeMap::new();
-        for (id, p) in &self.slots.programmed {
+        for (id, p) in self
+            .slots
+            .programmed
+            .range((lower, Bound::Unbounded))
+            .take(limit)
+        {
             out.insert(*id, self.stat(MAP_FRONTEND_STATS, p.slot)?);
         }
         Ok(out)

@@ -21,30 +21,16 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use crate::model::{Backends, Desired, FrontendId, Observed};
+use crate::model::{Backends, Desired, Observed};
 
+mod frontend_stats;
 pub mod http;
+
+pub use frontend_stats::FrontendStats;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct VerdictLabels {
     pub verdict: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct FrontendLabels {
-    pub vip: String,
-    pub port: u16,
-    pub proto: &'static str,
-}
-
-impl From<&FrontendId> for FrontendLabels {
-    fn from(id: &FrontendId) -> Self {
-        Self {
-            vip: id.vip.to_string(),
-            port: id.port,
-            proto: id.proto.name(),
-        }
-    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -75,8 +61,7 @@ pub struct Metrics {
     pub map_entries: Family<MapLabels, Gauge>,
     pub datapath_packets: Family<VerdictLabels, Counter>,
     pub datapath_bytes: Family<VerdictLabels, Counter>,
-    pub frontend_packets: Family<FrontendLabels, Counter>,
-    pub frontend_bytes: Family<FrontendLabels, Counter>,
+    pub frontend_stats: FrontendStats,
     pub step_failures: Family<StepLabels, Counter>,
     pub watch_errors: Family<ResourceLabels, Counter>,
     pub events_dropped: Counter,
@@ -97,8 +82,7 @@ impl Default for Metrics {
             map_entries: Family::default(),
             datapath_packets: Family::default(),
             datapath_bytes: Family::default(),
-            frontend_packets: Family::default(),
-            frontend_bytes: Family::default(),
+            frontend_stats: FrontendStats::default(),
             step_failures: Family::default(),
             watch_errors: Family::default(),
             events_dropped: Counter::default(),
@@ -163,17 +147,7 @@ impl Metrics {
             "Bytes per datapath verdict, summed over CPUs",
             self.datapath_bytes.clone(),
         );
-        r.register(
-            "frontend_packets",
-            "Packets DNATed per frontend (VIP:port/proto), summed over CPUs; restarts from 0 when \
-             the frontend is programmed anew",
-            self.frontend_packets.clone(),
-        );
-        r.register(
-            "frontend_bytes",
-            "Bytes DNATed per frontend, summed over CPUs",
-            self.frontend_bytes.clone(),
-        );
+        r.register_collector(Box::new(self.frontend_stats.clone()));
         r.register(
             "step_failures",
             "Plan steps that failed (retried next pass), by step kind",
@@ -225,23 +199,6 @@ impl Metrics {
             let packets = self.datapath_packets.get_or_create(&labels);
             packets.inner().store(stat.packets, Ordering::Relaxed);
             let bytes = self.datapath_bytes.get_or_create(&labels);
-            bytes.inner().store(stat.bytes, Ordering::Relaxed);
-        }
-    }
-
-    /// Mirrors the per-frontend counters; the series of frontends in `before` that are no
-    /// longer programmed go.
-    pub fn record_frontend_stats(&self, stats: &BTreeMap<FrontendId, Stat>, before: &[FrontendId]) {
-        for id in before.iter().filter(|id| !stats.contains_key(id)) {
-            let labels = FrontendLabels::from(id);
-            self.frontend_packets.remove(&labels);
-            self.frontend_bytes.remove(&labels);
-        }
-        for (id, stat) in stats {
-            let labels = FrontendLabels::from(id);
-            let packets = self.frontend_packets.get_or_create(&labels);
-            packets.inner().store(stat.packets, Ordering::Relaxed);
-            let bytes = self.frontend_bytes.get_or_create(&labels);
             bytes.inner().store(stat.bytes, Ordering::Relaxed);
         }
     }

@@ -164,7 +164,7 @@ async fn http_serves_metrics_health_and_readiness() {
 }
 
 #[test]
-fn frontend_counters_mirror_the_kernel_and_leave_with_their_frontend() {
+fn frontend_counters_mirror_the_kernel_chunk_by_chunk_and_leave_with_their_frontend() {
     let m = Metrics::default();
     let id = |vip: &str, port, proto| FrontendId {
         vip: vip.parse().unwrap(),
@@ -173,23 +173,12 @@ fn frontend_counters_mirror_the_kernel_and_leave_with_their_frontend() {
     };
     let web = id("198.51.100.10", 80, Proto::Tcp);
     let dns = id("2001:db8::53", 53, Proto::Udp);
-    let first = BTreeMap::from([
-        (
-            web,
-            Stat {
-                packets: 3,
-                bytes: 180,
-            },
-        ),
-        (
-            dns,
-            Stat {
-                packets: 1,
-                bytes: 90,
-            },
-        ),
-    ]);
-    m.record_frontend_stats(&first, &[]);
+    let stat = |packets, bytes| Stat { packets, bytes };
+    // Two chunks: up to web, then the rest.
+    m.frontend_stats
+        .replace_range(None, Some(web), BTreeMap::from([(web, stat(3, 180))]));
+    m.frontend_stats
+        .replace_range(Some(web), None, BTreeMap::from([(dns, stat(1, 90))]));
     let out = text(&m);
     for line in [
         "l3lb_frontend_packets_total{vip=\"198.51.100.10\",port=\"80\",proto=\"tcp\"} 3",
@@ -198,15 +187,9 @@ fn frontend_counters_mirror_the_kernel_and_leave_with_their_frontend() {
     ] {
         assert!(out.contains(line), "no {line:?} in\n{out}");
     }
-    // dns is no longer programmed: its series goes; web's value is replaced, not added.
-    let second = BTreeMap::from([(
-        web,
-        Stat {
-            packets: 5,
-            bytes: 300,
-        },
-    )]);
-    m.record_frontend_stats(&second, &[web, dns]);
+    // A whole pass in one chunk: web's value replaced (not added), dns no longer programmed.
+    m.frontend_stats
+        .replace_range(None, None, BTreeMap::from([(web, stat(5, 300))]));
     let out = text(&m);
     assert!(
         out.contains(
@@ -215,4 +198,19 @@ fn frontend_counters_mirror_the_kernel_and_leave_with_their_frontend() {
         "{out}"
     );
     assert!(!out.contains("2001:db8::53"), "{out}");
+    // A chunk before dns leaves dns alone.
+    m.frontend_stats
+        .replace_range(None, Some(web), BTreeMap::from([(web, stat(6, 360))]));
+    m.frontend_stats
+        .replace_range(Some(web), None, BTreeMap::from([(dns, stat(2, 180))]));
+    m.frontend_stats
+        .replace_range(None, Some(web), BTreeMap::new());
+    let out = text(&m);
+    assert!(!out.contains("198.51.100.10"), "{out}");
+    assert!(
+        out.contains(
+            "l3lb_frontend_bytes_total{vip=\"2001:db8::53\",port=\"53\",proto=\"udp\"} 180"
+        ),
+        "{out}"
+    );
 }
