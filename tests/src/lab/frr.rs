@@ -179,33 +179,38 @@ pub(crate) fn peer_states(summary: &Value) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The next hops in the FIB of the selected, installed route for exactly `prefix`, from FRR's
+/// `show ip[v6] route <prefix> json`. An absent prefix gives none.
+pub(crate) fn fib_nexthops<'a>(
+    route: &'a Value,
+    prefix: &str,
+) -> anyhow::Result<impl Iterator<Item = &'a Value>> {
+    let entries = match route.get(prefix) {
+        None => &[][..],
+        Some(entries) => entries
+            .as_array()
+            .ok_or_else(|| anyhow!("route entry for {prefix} is not a list: {entries}"))?,
+    };
+    let flag = |v: &Value, k: &str| v.get(k).and_then(Value::as_bool).unwrap_or(false);
+    Ok(entries
+        .iter()
+        .filter(move |e| flag(e, "selected") && flag(e, "installed"))
+        .flat_map(|e| {
+            e.get("nexthops")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+        })
+        .filter(move |nh| flag(nh, "fib")))
+}
+
 /// Gateways of the selected, installed route for exactly `prefix`, from `show ip route <prefix> json`.
 /// An absent prefix gives an empty list.
 pub(crate) fn installed_nexthops(route: &Value, prefix: &str) -> anyhow::Result<Vec<Ipv4Addr>> {
-    let Some(entries) = route.get(prefix) else {
-        return Ok(Vec::new());
-    };
-    let entries = entries
-        .as_array()
-        .ok_or_else(|| anyhow!("route entry for {prefix} is not a list: {entries}"))?;
-    let mut hops = Vec::new();
-    for e in entries {
-        let flag = |k: &str| e.get(k).and_then(Value::as_bool).unwrap_or(false);
-        if !(flag("selected") && flag("installed")) {
-            continue;
-        }
-        for nh in e
-            .get("nexthops")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            let fib = nh.get("fib").and_then(Value::as_bool).unwrap_or(false);
-            if let (true, Some(ip)) = (fib, nh.get("ip").and_then(Value::as_str)) {
-                hops.push(ip.parse().with_context(|| format!("next hop {ip}"))?);
-            }
-        }
-    }
+    let mut hops = fib_nexthops(route, prefix)?
+        .filter_map(|nh| nh.get("ip").and_then(Value::as_str))
+        .map(|ip| ip.parse().with_context(|| format!("next hop {ip}")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     hops.sort();
     hops.dedup();
     Ok(hops)

@@ -113,29 +113,10 @@ impl Lab {
     pub fn router_nexthops6(&self, prefix: &str) -> anyhow::Result<Vec<String>> {
         let dir = self.frr_dir(&self.names.router);
         let json = frr::vtysh_json(&dir, &format!("show ipv6 route {prefix} json"))?;
-        let mut out = Vec::new();
-        for e in json
-            .get(prefix)
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            let flag = |k: &str| e.get(k).and_then(Value::as_bool).unwrap_or(false);
-            if !(flag("selected") && flag("installed")) {
-                continue;
-            }
-            for nh in e
-                .get("nexthops")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                let fib = nh.get("fib").and_then(Value::as_bool).unwrap_or(false);
-                if let (true, Some(dev)) = (fib, nh.get("interfaceName").and_then(Value::as_str)) {
-                    out.push(dev.to_owned());
-                }
-            }
-        }
+        let mut out: Vec<String> = frr::fib_nexthops(&json, prefix)?
+            .filter_map(|nh| nh.get("interfaceName").and_then(Value::as_str))
+            .map(str::to_owned)
+            .collect();
         out.sort();
         out.dedup();
         Ok(out)
