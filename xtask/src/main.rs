@@ -31,9 +31,6 @@ enum Task {
     Bench {
         #[command(subcommand)]
         which: Bench,
-        /// Extra arguments for the benchmark binary (after `--`), e.g. `--services 1000`.
-        #[arg(last = true)]
-        args: Vec<String>,
     },
     /// Build the demo lab (router, two nodes with FRR and l3lb, pods, a client), show each step,
     /// clean up. Needs root.
@@ -45,9 +42,15 @@ enum Bench {
     /// A real daemon against the test API server with 10,000 Services / 100,000 endpoints
     /// (10 % local): time to first sync, EndpointSlice change to address applied (p50/p99),
     /// peak RSS.
-    ControlPlane,
-    /// The same UDP (64-byte frames) and short-TCP load end to end through l3lb's XDP path and
-    /// through iptables DNAT on the same lab topology.
+    ControlPlane {
+        /// Arguments for the benchmark binary, after `--`: `--services N`,
+        /// `--endpoints-per-service N`, `--changes N`.
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// The XDP program's cost per packet (BPF_PROG_TEST_RUN rows), then the same UDP (64-byte
+    /// frames) and short-TCP load end to end through l3lb's XDP path and through iptables DNAT on
+    /// the same lab topology.
     Datapath,
 }
 
@@ -56,9 +59,11 @@ fn main() -> anyhow::Result<()> {
         Task::BuildEbpf => build_ebpf::run(),
         Task::Test { args } => test(&args),
         Task::Demo => demo(),
-        Task::Bench { which, args } => match which {
-            Bench::ControlPlane => bench("l3lb-bench-control-plane", "control-plane", &args),
-            Bench::Datapath => bench("l3lb-bench-datapath", "datapath", &args),
+        Task::Bench { which } => match which {
+            Bench::ControlPlane { args } => {
+                bench("l3lb-bench-control-plane", "control-plane", &args)
+            }
+            Bench::Datapath => bench("l3lb-bench-datapath", "datapath", &[]),
         },
     }
 }
