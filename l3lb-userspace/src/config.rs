@@ -30,12 +30,15 @@ pub enum Command {
     /// Run the node daemon (needs CAP_NET_ADMIN, CAP_BPF and CAP_SYS_ADMIN; hostNetwork in a pod).
     Run(RunArgs),
     /// Print the datapath counters (packets and bytes per verdict: DNATed, passed, replies
-    /// translated, ...) of the l3lb programs attached to an uplink. Run it in the node's network
-    /// namespace, as root.
+    /// translated, ...; or per frontend with --frontends) of the l3lb programs attached to an
+    /// uplink. Run it in the node's network namespace, as root.
     Stats {
         /// The uplink whose l3lb XDP program to read.
         #[arg(long, env = "L3LB_UPLINK")]
         uplink: String,
+        /// Packets and bytes DNATed per frontend (VIP:port/proto) instead of per verdict.
+        #[arg(long)]
+        frontends: bool,
     },
     /// Uninstall: unpin the XDP and TC links of the uplinks (detaching the programs) and the maps
     /// that `l3lb run` left in --bpffs-dir, then remove the directory. Stop the daemon first.

@@ -50,9 +50,14 @@ async fn main() -> anyhow::Result<()> {
             let reconciler = Reconciler::new(config, datapath, addresses, metrics);
             run(client, reconciler).await
         }
-        Command::Stats { uplink } => {
-            let counters = stats::attached_counters(&uplink).await?;
-            print!("{}", stats::render(&counters));
+        Command::Stats { uplink, frontends } => {
+            if frontends {
+                let per_frontend = stats::attached_frontend_stats(&uplink).await?;
+                print!("{}", stats::render_frontends(&per_frontend));
+            } else {
+                let counters = stats::attached_counters(&uplink).await?;
+                print!("{}", stats::render(&counters));
+            }
             Ok(())
         }
         Command::Cleanup { bpffs_dir, uplinks } => {

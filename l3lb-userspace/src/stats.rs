@@ -3,12 +3,20 @@
 use std::collections::BTreeMap;
 
 use aya::{
-    maps::{Map, MapData, MapError, MapInfo, PerCpuArray},
+    Pod,
+    maps::{HashMap, Map, MapData, MapError, MapInfo, PerCpuArray},
     programs::{ProgramError, loaded_programs},
 };
-use l3lb_common::{Counter, MAP_STATS, PROG_XDP_INGRESS, Stat};
+use l3lb_common::{
+    Counter, Frontend, FrontendKeyV4, FrontendKeyV6, MAP_FRONTEND_STATS, MAP_FRONTENDS_V4,
+    MAP_FRONTENDS_V6, MAP_STATS, PROG_XDP_INGRESS, Stat,
+};
 
-use crate::datapath::{DatapathError, UplinkFault, attached_xdp_id, sum_counters};
+use crate::{
+    datapath::{DatapathError, UplinkFault, attached_xdp_id, sum_counters},
+    maps::{id_of, id_of_v6},
+    model::FrontendId,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StatsError {
@@ -24,8 +32,8 @@ pub enum StatsError {
         #[source]
         source: ProgramError,
     },
-    #[error("the l3lb program on {0} has no {MAP_STATS} map")]
-    NoStatsMap(String),
+    #[error("the l3lb program on {uplink} has no {map} map")]
+    NoMap { uplink: String, map: &'static str },
     #[error("opening map {id}: {source}")]
     Map {
         id: u32,
@@ -36,8 +44,15 @@ pub enum StatsError {
     Datapath(#[from] DatapathError),
 }
 
-/// Counters of the l3lb XDP program attached to `uplink` in this network namespace.
-pub async fn attached_counters(uplink: &str) -> Result<BTreeMap<Counter, Stat>, StatsError> {
+/// A map of the attached program: its (kernel-truncated) name, id and key size.
+struct Attached {
+    name: String,
+    id: u32,
+    key_size: u32,
+}
+
+/// The maps of the l3lb XDP program attached to `uplink` in this network namespace.
+async fn attached_maps(uplink: &str) -> Result<Vec<Attached>, StatsError> {
     let prog_id = attached_xdp_id(uplink)
         .await?
         .ok_or_else(|| StatsError::NotAttached(uplink.to_owned()))?;
@@ -60,18 +75,89 @@ pub async fn attached_counters(uplink: &str) -> Result<BTreeMap<Counter, Stat>, 
             source,
         })?
         .unwrap_or_default();
+    let mut out = Vec::new();
     for id in map_ids {
         let info = MapInfo::from_id(id).map_err(|source| StatsError::Map { id, source })?;
-        if info.name_as_str() != Some(MAP_STATS) {
-            continue;
-        }
-        let data = MapData::from_id(id).map_err(|source| StatsError::Map { id, source })?;
-        let map = Map::PerCpuArray(data);
-        let stats: PerCpuArray<&MapData, Stat> =
-            PerCpuArray::try_from(&map).map_err(|source| StatsError::Map { id, source })?;
-        return Ok(sum_counters(&stats)?);
+        out.push(Attached {
+            name: info.name_as_str().unwrap_or_default().to_owned(),
+            id,
+            key_size: info.key_size(),
+        });
     }
-    Err(StatsError::NoStatsMap(uplink.to_owned()))
+    Ok(out)
+}
+
+/// The map `name` with keys of `K` among `maps` (of the program on `uplink`), opened. The kernel
+/// keeps the first 15 bytes of a map's name, so L3LB_FRONTENDS_V4 and _V6 differ only by key.
+fn open<K>(
+    maps: &[Attached],
+    uplink: &str,
+    name: &'static str,
+    as_map: fn(MapData) -> Map,
+) -> Result<(u32, Map), StatsError> {
+    let short = &name[..name.len().min(KERNEL_NAME_LEN)];
+    let id = maps
+        .iter()
+        .find(|m| m.name == short && m.key_size as usize == size_of::<K>())
+        .ok_or_else(|| StatsError::NoMap {
+            uplink: uplink.to_owned(),
+            map: name,
+        })?
+        .id;
+    let data = MapData::from_id(id).map_err(|source| StatsError::Map { id, source })?;
+    Ok((id, as_map(data)))
+}
+
+/// How much of a map's name the kernel keeps (BPF_OBJ_NAME_LEN less the NUL).
+const KERNEL_NAME_LEN: usize = 15;
+
+/// Counters of the l3lb XDP program attached to `uplink` in this network namespace.
+pub async fn attached_counters(uplink: &str) -> Result<BTreeMap<Counter, Stat>, StatsError> {
+    let maps = attached_maps(uplink).await?;
+    let (id, map) = open::<u32>(&maps, uplink, MAP_STATS, Map::PerCpuArray)?;
+    let stats: PerCpuArray<&MapData, Stat> =
+        PerCpuArray::try_from(&map).map_err(|source| StatsError::Map { id, source })?;
+    Ok(sum_counters(&stats)?)
+}
+
+/// Packets and bytes DNATed per frontend by the l3lb XDP program attached to `uplink`.
+pub async fn attached_frontend_stats(
+    uplink: &str,
+) -> Result<BTreeMap<FrontendId, Stat>, StatsError> {
+    let maps = attached_maps(uplink).await?;
+    let (id, map) = open::<u32>(&maps, uplink, MAP_FRONTEND_STATS, Map::PerCpuArray)?;
+    let stats: PerCpuArray<&MapData, Stat> =
+        PerCpuArray::try_from(&map).map_err(|source| StatsError::Map { id, source })?;
+    let mut out = BTreeMap::new();
+    let (id4, v4) = open::<FrontendKeyV4>(&maps, uplink, MAP_FRONTENDS_V4, Map::HashMap)?;
+    frontends_of(id4, &v4, id_of, &stats, &mut out)?;
+    let (id6, v6) = open::<FrontendKeyV6>(&maps, uplink, MAP_FRONTENDS_V6, Map::HashMap)?;
+    frontends_of(id6, &v6, id_of_v6, &stats, &mut out)?;
+    Ok(out)
+}
+
+/// Adds the counters of every frontend in `map` (map id `id`, keys `K`) to `out`. One entry at a
+/// time: each value carries its 16 KB Maglev table.
+fn frontends_of<K: Pod>(
+    id: u32,
+    map: &Map,
+    id_of: fn(&K) -> Option<FrontendId>,
+    stats: &PerCpuArray<&MapData, Stat>,
+    out: &mut BTreeMap<FrontendId, Stat>,
+) -> Result<(), StatsError> {
+    let err = |source| StatsError::Map { id, source };
+    let frontends: HashMap<&MapData, K, Frontend> = HashMap::try_from(map).map_err(err)?;
+    for entry in frontends.iter() {
+        let (key, frontend) = entry.map_err(err)?;
+        let Some(fid) = id_of(&key) else { continue };
+        let per_cpu = stats.get(&frontend.id, 0).map_err(err)?;
+        let total = per_cpu.iter().fold(Stat::default(), |a, s| Stat {
+            packets: a.packets + s.packets,
+            bytes: a.bytes + s.bytes,
+        });
+        out.insert(fid, total);
+    }
+    Ok(())
 }
 
 /// A table for people: one line per counter.
@@ -81,6 +167,20 @@ pub fn render(counters: &BTreeMap<Counter, Stat>) -> String {
         out += &format!(
             "{:<24} {:>14} {:>16}\n",
             counter.name(),
+            stat.packets,
+            stat.bytes
+        );
+    }
+    out
+}
+
+/// A table for people: one line per frontend.
+pub fn render_frontends(stats: &BTreeMap<FrontendId, Stat>) -> String {
+    let mut out = format!("{:<48} {:>14} {:>16}\n", "frontend", "packets", "bytes");
+    for (id, stat) in stats {
+        out += &format!(
+            "{:<48} {:>14} {:>16}\n",
+            id.to_string(),
             stat.packets,
             stat.bytes
         );

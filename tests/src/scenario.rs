@@ -276,12 +276,21 @@ impl Cluster {
 
     /// `l3lb stats` in node `i`'s namespace, as counter name -> packets.
     pub fn datapath_packets(&self, i: usize) -> anyhow::Result<BTreeMap<String, u64>> {
+        self.stats_packets(i, &[])
+    }
+
+    /// Packets DNATed per frontend (`VIP:port/proto`) on node `i`, from `l3lb stats --frontends`.
+    pub fn frontend_packets(&self, i: usize) -> anyhow::Result<BTreeMap<String, u64>> {
+        self.stats_packets(i, &["--frontends"])
+    }
+
+    /// The first two columns of `l3lb stats` on node `i` (with `extra` flags): name -> packets.
+    fn stats_packets(&self, i: usize, extra: &[&str]) -> anyhow::Result<BTreeMap<String, u64>> {
         let bin = l3lb_bin()?;
         let bin = bin.to_str().context("non-UTF-8 binary path")?;
-        let out = self.lab.exec(
-            self.lab.node_ns(i),
-            &[bin, "stats", "--uplink", self.lab.uplink()],
-        )?;
+        let mut args = vec![bin, "stats", "--uplink", self.lab.uplink()];
+        args.extend_from_slice(extra);
+        let out = self.lab.exec(self.lab.node_ns(i), &args)?;
         let mut packets = BTreeMap::new();
         for line in out.lines().skip(1) {
             let mut cols = line.split_whitespace();

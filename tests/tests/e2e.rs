@@ -129,6 +129,15 @@ fn anycast_vip_end_to_end_with_frr() -> anyhow::Result<()> {
             packets.get("tc_rev_nat_error") == Some(&0),
             "node{i}: {packets:?}"
         );
+        // Per frontend, as `l3lb stats --frontends` reads it: the TCP and UDP frontends both
+        // counted, and nothing else listed.
+        let per_frontend = c.frontend_packets(i)?;
+        let names: Vec<&String> = per_frontend.keys().collect();
+        ensure!(
+            names == [&format!("{VIP}:{PORT}/tcp"), &format!("{VIP}:{PORT}/udp")]
+                && per_frontend.values().all(|n| *n > 0),
+            "node{i}: per-frontend packets {per_frontend:?}"
+        );
     }
 
     // A host daemon listening on all addresses (an "sshd" on port 22 in each node) answers on
