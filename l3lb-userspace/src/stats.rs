@@ -13,7 +13,7 @@ use l3lb_common::{
 };
 
 use crate::{
-    datapath::{DatapathError, UplinkFault, attached_xdp_id, sum_counters},
+    datapath::{DatapathError, UplinkFault, attached_xdp_id, sum_counters, sum_cpus},
     maps::{id_of, id_of_v6},
     model::FrontendId,
 };
@@ -151,11 +151,7 @@ fn frontends_of<K: Pod>(
         let (key, frontend) = entry.map_err(err)?;
         let Some(fid) = id_of(&key) else { continue };
         let per_cpu = stats.get(&frontend.id, 0).map_err(err)?;
-        let total = per_cpu.iter().fold(Stat::default(), |a, s| Stat {
-            packets: a.packets + s.packets,
-            bytes: a.bytes + s.bytes,
-        });
-        out.insert(fid, total);
+        out.insert(fid, sum_cpus(&per_cpu));
     }
     Ok(())
 }

@@ -250,13 +250,17 @@ pub fn sum_counters<T: std::borrow::Borrow<MapData>>(
         let per_cpu = stats
             .get(&(counter as u32), 0)
             .map_err(map_err(MAP_STATS, "lookup"))?;
-        let total = per_cpu.iter().fold(Stat::default(), |acc, s| Stat {
-            packets: acc.packets + s.packets,
-            bytes: acc.bytes + s.bytes,
-        });
-        out.insert(counter, total);
+        out.insert(counter, sum_cpus(&per_cpu));
     }
     Ok(out)
+}
+
+/// One counter's per-CPU values, summed.
+pub fn sum_cpus(per_cpu: &[Stat]) -> Stat {
+    per_cpu.iter().fold(Stat::default(), |a, s| Stat {
+        packets: a.packets + s.packets,
+        bytes: a.bytes + s.bytes,
+    })
 }
 
 fn remove_absent_ok<K: aya::Pod, V: aya::Pod>(

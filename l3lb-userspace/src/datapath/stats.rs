@@ -18,10 +18,7 @@ impl Datapath {
         let stats: PerCpuArray<&MapData, Stat> =
             PerCpuArray::try_from(map).map_err(map_err(name, "open"))?;
         let per_cpu = stats.get(&slot, 0).map_err(map_err(name, "lookup"))?;
-        Ok(per_cpu.iter().fold(Stat::default(), |a, s| Stat {
-            packets: a.packets + s.packets,
-            bytes: a.bytes + s.bytes,
-        }))
+        Ok(super::sum_cpus(&per_cpu))
     }
 
     /// Packets and bytes DNATed for each programmed frontend since it was programmed.
