@@ -246,26 +246,41 @@ impl Cluster {
         name: &str,
         state: impl Fn(usize) -> Option<EndpointState>,
     ) -> anyhow::Result<()> {
+        let endpoints: Vec<(IpAddr, usize, EndpointState)> = (1..=self.lab.config().nodes)
+            .filter_map(|i| Some((IpAddr::V4(self.lab.pod_ip(i)), i, state(i)?)))
+            .collect();
+        self.apply_endpoint_list(name, &endpoints)
+    }
+
+    /// Creates or replaces the EndpointSlice of Service `name` with the given endpoints (address,
+    /// node index, state), all of the first one's family, serving the pods' echo port (TCP, UDP).
+    pub fn apply_endpoint_list(
+        &self,
+        name: &str,
+        endpoints: &[(IpAddr, usize, EndpointState)],
+    ) -> anyhow::Result<()> {
         let echo = self.lab.config().echo_port;
-        let endpoints: Vec<Value> = (1..=self.lab.config().nodes)
-            .filter_map(|i| {
-                let (ready, serving, terminating) = match state(i)? {
+        let v6 = endpoints.first().is_some_and(|(a, _, _)| a.is_ipv6());
+        let endpoints: Vec<Value> = endpoints
+            .iter()
+            .map(|(addr, i, state)| {
+                let (ready, serving, terminating) = match state {
                     EndpointState::Ready => (true, true, false),
                     EndpointState::NotReady => (false, false, false),
                     EndpointState::Terminating => (false, true, true),
                 };
-                Some(json!({
-                    "addresses": [self.lab.pod_ip(i).to_string()],
-                    "nodeName": node_name(i),
+                json!({
+                    "addresses": [addr.to_string()],
+                    "nodeName": node_name(*i),
                     "conditions": {"ready": ready, "serving": serving, "terminating": terminating},
-                }))
+                })
             })
             .collect();
         self.api.apply(json!({
             "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
             "metadata": {"namespace": "default", "name": format!("{name}-x1"),
                          "labels": {"kubernetes.io/service-name": name}},
-            "addressType": "IPv4",
+            "addressType": if v6 { "IPv6" } else { "IPv4" },
             "endpoints": endpoints,
             "ports": [
                 {"name": "tcp", "port": echo, "protocol": "TCP"},

@@ -7,16 +7,15 @@
 //! rehashed to B would reach an address that has no such connection and be reset. Then B leaves
 //! again, and the connections on A still work.
 use std::{
-    net::{Ipv4Addr, SocketAddr},
+    net::{IpAddr, Ipv4Addr, SocketAddr},
     time::Duration,
 };
 
 use anyhow::{Context as _, ensure};
 use l3lb_tests::{
     lab::{LabConfig, Stream, wait_for},
-    scenario::{Cluster, node_name},
+    scenario::{Cluster, EndpointState},
 };
-use serde_json::{Value, json};
 
 const VIP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 40);
 const PORT: u16 = 80;
@@ -25,20 +24,11 @@ const CONNECTIONS: usize = 16;
 
 /// The EndpointSlice of Service `web`: one Ready endpoint on node1 per address.
 fn endpoints(c: &Cluster, addrs: &[Ipv4Addr]) -> anyhow::Result<()> {
-    let echo = c.lab.config().echo_port;
-    let eps: Vec<Value> = addrs
+    let eps: Vec<_> = addrs
         .iter()
-        .map(|a| json!({"addresses": [a.to_string()], "nodeName": node_name(1), "conditions": {"ready": true}}))
+        .map(|a| (IpAddr::V4(*a), 1, EndpointState::Ready))
         .collect();
-    c.api.apply(json!({
-        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-        "metadata": {"namespace": "default", "name": "web-x",
-                     "labels": {"kubernetes.io/service-name": "web"}},
-        "addressType": "IPv4",
-        "endpoints": eps,
-        "ports": [{"name": "tcp", "port": echo, "protocol": "TCP"},
-                  {"name": "udp", "port": echo, "protocol": "UDP"}],
-    }))
+    c.apply_endpoint_list("web", &eps)
 }
 
 fn open(c: &Cluster, n: usize, what: &str) -> anyhow::Result<Vec<Stream>> {

@@ -11,9 +11,9 @@ use std::{
 use anyhow::{Context as _, bail, ensure};
 use l3lb_tests::{
     lab::{LabConfig, wait_for},
-    scenario::{Cluster, node_name},
+    scenario::{Cluster, EndpointState},
 };
-use serde_json::{Value, json};
+use serde_json::json;
 
 const VIP: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x100, 0, 0, 0, 0, 0x10);
 const PORT: u16 = 80;
@@ -31,23 +31,10 @@ fn apply(c: &Cluster) -> anyhow::Result<()> {
         "spec": {"type": "LoadBalancer", "ipFamilies": ["IPv6"], "loadBalancerIP": VIP.to_string(),
                  "ports": ports},
     }))?;
-    let endpoints: Vec<Value> = (1..=c.lab.config().nodes)
-        .map(|i| {
-            json!({"addresses": [c.lab.pod_ip6(i).to_string()], "nodeName": node_name(i),
-                   "conditions": {"ready": true, "serving": true, "terminating": false}})
-        })
+    let endpoints: Vec<_> = (1..=c.lab.config().nodes)
+        .map(|i| (IpAddr::V6(c.lab.pod_ip6(i)), i, EndpointState::Ready))
         .collect();
-    c.api.apply(json!({
-        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-        "metadata": {"namespace": "default", "name": "web6-x1",
-                     "labels": {"kubernetes.io/service-name": "web6"}},
-        "addressType": "IPv6",
-        "endpoints": endpoints,
-        "ports": [
-            {"name": "tcp", "port": echo, "protocol": "TCP"},
-            {"name": "udp", "port": echo, "protocol": "UDP"},
-        ],
-    }))
+    c.apply_endpoint_list("web6", &endpoints)
 }
 
 #[test]
