@@ -158,28 +158,27 @@ fn frontends_of<K: Pod>(
 
 /// A table for people: one line per counter.
 pub fn render(counters: &BTreeMap<Counter, Stat>) -> String {
-    let mut out = format!("{:<24} {:>14} {:>16}\n", "counter", "packets", "bytes");
-    for (counter, stat) in counters {
-        out += &format!(
-            "{:<24} {:>14} {:>16}\n",
-            counter.name(),
-            stat.packets,
-            stat.bytes
-        );
-    }
-    out
+    table(
+        "counter",
+        24,
+        counters.iter().map(|(c, s)| (c.name().to_owned(), s)),
+    )
 }
 
 /// A table for people: one line per frontend.
 pub fn render_frontends(stats: &BTreeMap<FrontendId, Stat>) -> String {
-    let mut out = format!("{:<48} {:>14} {:>16}\n", "frontend", "packets", "bytes");
-    for (id, stat) in stats {
-        out += &format!(
-            "{:<48} {:>14} {:>16}\n",
-            id.to_string(),
-            stat.packets,
-            stat.bytes
-        );
+    table(
+        "frontend",
+        48,
+        stats.iter().map(|(id, s)| (id.to_string(), s)),
+    )
+}
+
+/// Named rows of packets and bytes, the name column `width` wide.
+fn table<'a>(what: &str, width: usize, rows: impl Iterator<Item = (String, &'a Stat)>) -> String {
+    let mut out = format!("{what:<width$} {:>14} {:>16}\n", "packets", "bytes");
+    for (name, stat) in rows {
+        out += &format!("{name:<width$} {:>14} {:>16}\n", stat.packets, stat.bytes);
     }
     out
 }
