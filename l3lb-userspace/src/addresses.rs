@@ -1,4 +1,7 @@
-//! VIP addresses on the advertising interface, through rtnetlink.
+//! VIP addresses on the advertising interface, through rtnetlink. l3lb marks every address it
+//! adds with its own address protocol (IFA_PROTO, Linux >= 6.3), and only marked addresses are
+//! its to observe and remove: an address someone else put inside --prefix (a router id on `lo`,
+//! the host's own address) is never garbage-collected.
 use std::{
     collections::BTreeSet,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
@@ -12,13 +15,20 @@ use std::{
 use futures::TryStreamExt;
 use rtnetlink::{
     AddressMessageBuilder, Handle,
-    packet_route::address::{AddressAttribute, AddressMessage, CacheInfo},
+    packet_route::address::{AddressAttribute, AddressMessage, AddressProtocol, CacheInfo},
 };
 
 use crate::apply::AddressTable;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AddressError {
+    #[error(
+        "--prefix covers addresses l3lb did not add: {}. l3lb would announce and DNAT traffic \
+         meant for them; narrow --prefix so it holds only VIPs, or move those addresses out of \
+         it",
+        .found.join(", ")
+    )]
+    ForeignInPrefix { found: Vec<String> },
     #[error("cannot open a netlink socket: {0}")]
     Connect(#[source] std::io::Error),
     #[error("interface {interface} not found")]
@@ -30,6 +40,20 @@ pub enum AddressError {
         #[source]
         source: rtnetlink::Error,
     },
+}
+
+/// The address protocol (IFA_PROTO) l3lb's VIPs carry (`ip -d address` shows it as `proto 76`
+/// with iproute2 >= 6.3). The kernel reserves 0-3 for its own addresses.
+pub const L3LB_ADDRESS_PROTO: u8 = 76;
+
+/// One address anywhere on the host.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct HostAddress {
+    pub ip: IpAddr,
+    pub prefix_len: u8,
+    pub interface_index: u32,
+    /// Added by l3lb (carries [`L3LB_ADDRESS_PROTO`]).
+    pub ours: bool,
 }
 
 /// Host routes (/32, /128) on one interface.
@@ -148,14 +172,89 @@ fn address_of(msg: &AddressMessage) -> Option<IpAddr> {
     })
 }
 
+/// Whether l3lb added this address.
+fn is_ours(msg: &AddressMessage) -> bool {
+    msg.attributes
+        .iter()
+        .any(|a| matches!(a, AddressAttribute::Protocol(p) if u8::from(*p) == L3LB_ADDRESS_PROTO))
+}
+
+impl Netlink {
+    /// Refuses `prefixes` that cover an address l3lb did not add, on any interface: the host's
+    /// own addresses, a router id on `lo`, another daemon's.
+    pub async fn check_prefixes(&self, prefixes: &[ipnet::IpNet]) -> Result<(), AddressError> {
+        let foreign: Vec<HostAddress> = self
+            .host_addresses()
+            .await?
+            .into_iter()
+            .filter(|a| !a.ours && prefixes.iter().any(|p| p.contains(&a.ip)))
+            .collect();
+        if foreign.is_empty() {
+            return Ok(());
+        }
+        let names: std::collections::BTreeMap<u32, String> = self
+            .handle
+            .link()
+            .get()
+            .execute()
+            .try_collect::<Vec<_>>()
+            .await
+            .map_err(self.err("link dump"))?
+            .into_iter()
+            .filter_map(|l| {
+                let name = l.attributes.iter().find_map(|a| match a {
+                    rtnetlink::packet_route::link::LinkAttribute::IfName(n) => Some(n.clone()),
+                    _ => None,
+                })?;
+                Some((l.header.index, name))
+            })
+            .collect();
+        let found = foreign
+            .iter()
+            .map(|a| {
+                let dev = names.get(&a.interface_index).map_or("?", String::as_str);
+                format!("{}/{} on {dev}", a.ip, a.prefix_len)
+            })
+            .collect();
+        Err(AddressError::ForeignInPrefix { found })
+    }
+
+    /// Every address on every interface of the host.
+    pub async fn host_addresses(&self) -> Result<Vec<HostAddress>, AddressError> {
+        let msgs: Vec<AddressMessage> = self
+            .handle
+            .address()
+            .get()
+            .execute()
+            .try_collect()
+            .await
+            .map_err(self.err("address dump of every interface"))?;
+        let mut out: Vec<HostAddress> = msgs
+            .iter()
+            .filter_map(|m| {
+                Some(HostAddress {
+                    ip: address_of(m)?,
+                    prefix_len: m.header.prefix_len,
+                    interface_index: m.header.index,
+                    ours: is_ours(m),
+                })
+            })
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+}
+
 impl AddressTable for Netlink {
     type Error = AddressError;
 
+    /// l3lb's own addresses on the interface: those it marked.
     async fn addresses(&self) -> Result<BTreeSet<IpAddr>, AddressError> {
         Ok(self
             .messages()
             .await?
             .iter()
+            .filter(|m| is_ours(m))
             .filter_map(address_of)
             .collect())
     }
@@ -169,6 +268,11 @@ impl AddressTable for Netlink {
             .address()
             .add(index, ip, host_prefix(ip))
             .replace();
+        req.message_mut()
+            .attributes
+            .push(AddressAttribute::Protocol(AddressProtocol::from(
+                L3LB_ADDRESS_PROTO,
+            )));
         if let Some(secs) = self.lifetime_secs {
             let mut info = CacheInfo::default();
             info.ifa_preferred = secs;
@@ -180,6 +284,11 @@ impl AddressTable for Netlink {
         let res = req.execute().await;
         self.forget_index_on_enodev(res)
             .map_err(self.err(format!("add {ip}")))
+    }
+
+    async fn host_addresses(&self) -> Result<Vec<IpAddr>, AddressError> {
+        let all = Netlink::host_addresses(self).await?;
+        Ok(all.into_iter().map(|a| a.ip).collect())
     }
 
     /// Deletes the host route `ip` directly (no dump first); absent is success.

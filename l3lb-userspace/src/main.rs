@@ -40,6 +40,7 @@ async fn main() -> anyhow::Result<()> {
             // Translated packets go straight to pod interfaces that take redirected frames.
             datapath::redirect::spawn_refresh(config.bpffs_dir.clone());
             let addresses = Netlink::new(&config.interface, config.address_lifetime)?;
+            addresses.check_prefixes(&config.prefixes).await?;
             let metrics = Metrics::default();
             if let Some(addr) = config.metrics_addr {
                 let mut registry = Registry::default();

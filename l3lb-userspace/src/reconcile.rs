@@ -74,6 +74,11 @@ impl<F: FrontendTable, A: AddressTable> Reconciler<F, A> {
         true
     }
 
+    /// Every address on the host's interfaces.
+    pub async fn host_addresses(&self) -> anyhow::Result<Vec<IpAddr>> {
+        Ok(self.addresses.host_addresses().await?)
+    }
+
     /// The node as it is now: frontends in the maps, addresses inside the managed prefixes.
     pub async fn observe(&self) -> anyhow::Result<Observed> {
         let in_prefix = |ip: &IpAddr| self.config.prefixes.iter().any(|p| p.contains(ip));

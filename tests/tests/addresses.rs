@@ -16,8 +16,9 @@ const FOREVER: u64 = u32::MAX as u64;
 struct ScratchNetns(String);
 
 impl ScratchNetns {
-    fn new() -> anyhow::Result<Self> {
-        let name = format!("l3lb-addr-{}", std::process::id());
+    /// `tag` keeps the names of tests running at once apart.
+    fn new(tag: &str) -> anyhow::Result<Self> {
+        let name = format!("l3lb-addr-{}-{tag}", std::process::id());
         ip(&["netns", "add", &name])?;
         let ns = Self(name);
         ip(&["-n", &ns.0, "link", "set", "lo", "up"])?;
@@ -74,7 +75,7 @@ fn vip_lifetime_is_set_renewed_and_expires() -> anyhow::Result<()> {
         "this test adds addresses in a scratch network namespace and needs root: \
          `sudo -E env PATH=$PATH cargo test -p l3lb-tests --test addresses`"
     );
-    let ns = ScratchNetns::new()?;
+    let ns = ScratchNetns::new("life")?;
     let name = ns.0.clone();
     in_netns(&ns.0.clone(), move || run(&name))?
 }
@@ -144,5 +145,73 @@ fn run(ns: &str) -> anyhow::Result<()> {
         seen == Some((FOREVER, FOREVER)),
         "{long} with lifetime forever: {seen:?}"
     );
+    Ok(())
+}
+
+/// l3lb marks its addresses (IFA_PROTO) and only marked ones are its own: an address put inside
+/// the prefix by hand is neither observed nor removable by the daemon, and a --prefix covering
+/// one, on any interface, is refused at start.
+#[test]
+fn only_marked_addresses_are_ours_and_a_prefix_over_others_is_refused() -> anyhow::Result<()> {
+    let euid = std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m));
+    ensure!(
+        euid.ok() == Some(0),
+        "this test adds addresses in a scratch network namespace and needs root: \
+         `sudo -E env PATH=$PATH cargo test -p l3lb-tests --test addresses`"
+    );
+    let ns = ScratchNetns::new("mark")?;
+    ip(&["-n", &ns.0, "addr", "add", "198.51.100.50/32", "dev", "lo"])?;
+    ip(&[
+        "-n", &ns.0, "link", "add", "up0", "type", "veth", "peer", "name", "up1",
+    ])?;
+    ip(&["-n", &ns.0, "addr", "add", "203.0.113.1/24", "dev", "up0"])?;
+    in_netns(&ns.0.clone(), marked)?
+}
+
+fn marked() -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let ours: IpAddr = "198.51.100.7".parse()?;
+    let ours6: IpAddr = "2001:db8:100::7".parse()?;
+    let by_hand: IpAddr = "198.51.100.50".parse()?;
+    let lo = rt.block_on(async { Netlink::new("lo", None) })?;
+    rt.block_on(lo.add(ours))?;
+    rt.block_on(lo.add(ours6))?;
+    let seen = rt.block_on(lo.addresses())?;
+    ensure!(
+        seen.contains(&ours) && seen.contains(&ours6) && !seen.contains(&by_hand),
+        "l3lb's addresses on lo: {seen:?}"
+    );
+    let host = rt.block_on(lo.host_addresses())?;
+    ensure!(
+        host.iter().any(|a| a.ip == ours && a.ours)
+            && host.iter().any(|a| a.ip == by_hand && !a.ours),
+        "host addresses: {host:?}"
+    );
+
+    let refused = |prefix: &str| -> anyhow::Result<String> {
+        let prefixes = [prefix.parse()?];
+        match rt.block_on(lo.check_prefixes(&prefixes)) {
+            Ok(()) => Ok(String::new()),
+            Err(e) => Ok(e.to_string()),
+        }
+    };
+    let msg = refused("198.51.100.0/24")?;
+    ensure!(
+        msg.contains("198.51.100.50/32 on lo") && !msg.contains("198.51.100.7"),
+        "{msg:?}"
+    );
+    let msg = refused("203.0.113.0/24")?;
+    ensure!(msg.contains("203.0.113.1/24 on up0"), "{msg:?}");
+    ensure!(
+        refused("198.51.100.0/29")?.is_empty(),
+        "only l3lb's own address inside"
+    );
+
+    // Wanted by a Service, the hand-made address becomes l3lb's (the add replaces it, marked).
+    rt.block_on(lo.add(by_hand))?;
+    let seen = rt.block_on(lo.addresses())?;
+    ensure!(seen.contains(&by_hand), "taken over: {seen:?}");
     Ok(())
 }

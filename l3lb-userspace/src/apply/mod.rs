@@ -46,12 +46,17 @@ pub trait FrontendTable {
 /// The VIP addresses on the interface, as the executor sees them.
 pub trait AddressTable {
     type Error: Error + Send + Sync + 'static;
-    /// Addresses currently on the interface (all of them; the caller filters by prefix).
+    /// l3lb's own addresses currently on the interface (the caller filters by prefix).
     fn addresses(&self) -> impl Future<Output = Result<BTreeSet<IpAddr>, Self::Error>> + Send;
     /// Adding a present address succeeds.
     fn add(&self, ip: IpAddr) -> impl Future<Output = Result<(), Self::Error>> + Send;
     /// Removing an absent address succeeds.
     fn remove(&self, ip: IpAddr) -> impl Future<Output = Result<(), Self::Error>> + Send;
+    /// Every address on the host's interfaces (endpoints there would reach its sockets); none
+    /// by default.
+    fn host_addresses(&self) -> impl Future<Output = Result<Vec<IpAddr>, Self::Error>> + Send {
+        std::future::ready(Ok(Vec::new()))
+    }
 }
 
 /// What one pass of [`apply`] achieved.
