@@ -4,30 +4,19 @@
 //! logged once and becomes an Event on the Node.
 use std::collections::BTreeSet;
 
-use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::api::{core::v1::ObjectReference, events::v1::Event as ServiceEvent};
 use kube::{
-    Client,
+    Api, Client,
+    api::PostParams,
     runtime::events::{Event, EventType, Recorder, Reporter},
 };
 use tracing::{info, warn};
 
-use crate::{
-    desired::node::Exclusion,
-    model::{Refusal, ServiceKey},
-};
-
-/// What an Event about Service `key` regards.
-pub fn service_reference(key: &ServiceKey) -> ObjectReference {
-    ObjectReference {
-        api_version: Some("v1".into()),
-        kind: Some("Service".into()),
-        namespace: Some(key.namespace.clone()),
-        name: Some(key.name.clone()),
-        ..Default::default()
-    }
-}
+use crate::{desired::node::Exclusion, model::Refusal};
 
 pub struct RefusalEvents {
+    client: Client,
+    /// For the Node's Events.
     recorder: Recorder,
     node: String,
     /// Event reason and log message of the refusals.
@@ -48,7 +37,8 @@ impl RefusalEvents {
             instance: Some(node.to_owned()),
         };
         Self {
-            recorder: Recorder::new(client, reporter),
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
             node: node.to_owned(),
             reason: "AddressRefused",
             what: "service refused",
@@ -123,16 +113,18 @@ impl RefusalEvents {
         self.reported.retain(|r| current.contains(r));
         for refusal in current.difference(&self.reported.clone()) {
             warn!(service = %refusal.service, node = %self.node, reason = %refusal.reason, "{}", self.what);
-            let reference = service_reference(&refusal.service);
-            let event = Event {
-                type_: EventType::Warning,
-                reason: self.reason.into(),
-                note: Some(format!("l3lb on node {}: {}", self.node, refusal.reason)),
-                action: "Assign".into(),
-                secondary: None,
-            };
-            match self.recorder.publish(&event, &reference).await {
-                Ok(()) => {
+            let event = crate::vip_events::service_event(
+                &self.node,
+                &refusal.service,
+                "Warning",
+                self.reason,
+                "Assign",
+                &format!("l3lb on node {}: {}", self.node, refusal.reason),
+            );
+            let api: Api<ServiceEvent> =
+                Api::namespaced(self.client.clone(), &refusal.service.namespace);
+            match api.create(&PostParams::default(), &event).await {
+                Ok(_) => {
                     self.reported.insert(refusal.clone());
                 }
                 Err(error) => {

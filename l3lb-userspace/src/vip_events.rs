@@ -123,23 +123,37 @@ impl VipEvents {
 
 /// The events.k8s.io/v1 Event for `e`, reported by l3lb on `node`.
 fn to_event(node: &str, e: &VipEvent) -> Event {
+    service_event(node, &e.service, "Normal", e.reason, "Announce", &e.note)
+}
+
+/// A new events.k8s.io/v1 Event (`type_` Normal or Warning) about Service `service`, reported by
+/// l3lb on `node`. Created one by one rather than through kube's Recorder, whose series key
+/// leaves out the note: two different refusals of one Service would show as one.
+pub(crate) fn service_event(
+    node: &str,
+    service: &ServiceKey,
+    type_: &str,
+    reason: &str,
+    action: &str,
+    note: &str,
+) -> Event {
     let now = Timestamp::now();
     Event {
         metadata: ObjectMeta {
-            namespace: Some(e.service.namespace.clone()),
-            name: Some(format!("{}.{:x}", e.service.name, now.as_nanosecond())),
+            namespace: Some(service.namespace.clone()),
+            name: Some(format!("{}.{:x}", service.name, now.as_nanosecond())),
             ..ObjectMeta::default()
         },
         event_time: Some(MicroTime(now)),
-        type_: Some("Normal".into()),
-        reason: Some(e.reason.into()),
-        action: Some("Announce".into()),
-        note: Some(e.note.clone()),
+        type_: Some(type_.into()),
+        reason: Some(reason.into()),
+        action: Some(action.into()),
+        note: Some(note.to_owned()),
         regarding: Some(ObjectReference {
             api_version: Some("v1".into()),
             kind: Some("Service".into()),
-            namespace: Some(e.service.namespace.clone()),
-            name: Some(e.service.name.clone()),
+            namespace: Some(service.namespace.clone()),
+            name: Some(service.name.clone()),
             ..ObjectReference::default()
         }),
         reporting_controller: Some("l3lb".into()),
