@@ -3,7 +3,7 @@ use std::{path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::class::ClassFilter;
+use crate::{class::ClassFilter, ownership::ExternalIps};
 use ipnet::IpNet;
 use std::net::SocketAddr;
 
@@ -132,6 +132,24 @@ pub struct RunArgs {
     #[arg(long, env = "L3LB_LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
     pub lease_duration: Duration,
 
+    /// Which `spec.externalIPs` of l3lb's Services are served. `pool`: only addresses inside an
+    /// L3lbPool that allows the Service (its namespaces and serviceSelector), so the pools'
+    /// owner decides who may announce what. `prefix`: any address inside --prefix, from any
+    /// Service: whoever can edit a Service in any namespace can then announce any free address
+    /// of the range (CVE-2020-8554 class); only for clusters whose Service authors are all
+    /// trusted. `none`: no externalIPs. An address the allocator granted to a Service is never
+    /// served for another Service's externalIPs.
+    #[arg(long, env = "L3LB_EXTERNAL_IPS", value_enum, default_value_t = ExternalIps::Pool)]
+    pub external_ips: ExternalIps,
+
+    /// Where this node's pods get their addresses (repeatable; comma-separated in the env var).
+    /// Endpoints outside are never programmed (anyone who can write an EndpointSlice could point
+    /// a Service anywhere). Default: the Node's `spec.podCIDRs`; set it when the CNI allocates
+    /// pod addresses from its own pools (Calico IPAM, Cilium cluster-pool) instead. Loopback,
+    /// link-local, the node's own addresses and --prefix are refused whatever this says.
+    #[arg(long = "pod-cidr", env = "L3LB_POD_CIDR", value_delimiter = ',')]
+    pub pod_cidrs: Vec<IpNet>,
+
     /// bpffs directory where the maps and the XDP/TC links are pinned, so forwarding continues
     /// while the daemon is down or restarting and the next start reuses them (the programs are
     /// replaced atomically). Not on a bpffs: one is mounted there. `l3lb cleanup` removes it all.
@@ -156,6 +174,9 @@ pub struct Config {
     /// Which Services are l3lb's.
     pub class: ClassFilter,
     pub lease: LeaseConfig,
+    pub external_ips: ExternalIps,
+    /// `--pod-cidr`; empty: the Node's `spec.podCIDRs`.
+    pub pod_cidrs: Vec<IpNet>,
 }
 
 /// The allocator's leader election.
@@ -171,7 +192,7 @@ pub struct LeaseConfig {
 pub enum ConfigError {
     #[error("--node-name (NODE_NAME) must not be empty")]
     EmptyNodeName,
-    #[error("--prefix {given} has host bits set; did you mean {network}?")]
+    #[error("{given} has host bits set; did you mean {network}?")]
     HostBits { given: IpNet, network: IpNet },
     #[error(
         "--uplink {0:?} is also the VIP --interface; client traffic must arrive on another interface"
@@ -200,7 +221,7 @@ impl TryFrom<RunArgs> for Config {
         if a.node_name.trim().is_empty() {
             return Err(ConfigError::EmptyNodeName);
         }
-        for p in &a.prefixes {
+        for p in a.prefixes.iter().chain(&a.pod_cidrs) {
             if p.trunc() != *p {
                 return Err(ConfigError::HostBits {
                     given: *p,
@@ -249,6 +270,8 @@ impl TryFrom<RunArgs> for Config {
                 namespace: a.lease_namespace.filter(|n| !n.is_empty()),
                 duration: a.lease_duration,
             },
+            external_ips: a.external_ips,
+            pod_cidrs: a.pod_cidrs,
         })
     }
 }

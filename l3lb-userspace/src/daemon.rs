@@ -2,18 +2,20 @@
 //! and when a drain ends, compute desired state and run a reconcile pass. Watch-driven passes
 //! trust the executor's record of the node; the periodic resync observes it again and heals
 //! drift. Beside it run the allocator election and, while elected, the [`Allocator`].
-use std::{borrow::Cow, sync::Arc, time::Duration};
+use std::{borrow::Cow, net::IpAddr, sync::Arc, time::Duration};
 
 use kube::Client;
 use tokio::{sync::Notify, time::Instant};
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::{
+    allocate::pool::{L3lbPool, validate},
     allocator,
     apply::{AddressTable, FrontendTable},
     desired::{
+        Scope,
         cache::DesiredCache,
-        node::{exclude, exclusion},
+        node::{exclude, exclusion, facts},
     },
     events::RefusalEvents,
     reconcile::Reconciler,
@@ -33,6 +35,10 @@ const EVENTS_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often, between passes, the datapath counters are copied into the metrics and the uplinks
 /// are checked for their programs (a VIP must not stay announced where nothing forwards it).
 const HOUSEKEEPING: Duration = Duration::from_secs(5);
+
+/// Longest the start waits for the L3lbPools' first list (externalIPs are checked against them)
+/// before it serves without them; a cluster without the CRD never lists them.
+const POOLS_WAIT: Duration = Duration::from_secs(10);
 
 /// Longest a shutdown waits to release the allocator Lease.
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -72,13 +78,25 @@ pub async fn run<F: FrontendTable, A: AddressTable>(
         local_endpointslices = stores.slices.lock().len(),
         "watches synced"
     );
+    check_node_addresses(&stores, &config)?;
+    if tokio::time::timeout(POOLS_WAIT, stores.wait_until_pools_ready())
+        .await
+        .is_err()
+    {
+        warn!(wait = ?POOLS_WAIT, "L3lbPools not listed yet (is deploy/crd.yaml applied?); externalIPs are served once they are");
+    }
     metrics.health.set_synced();
+    let mut host = Vec::new();
+    refresh_host(&reconciler, &mut host).await;
 
     let mut resync = tokio::time::interval(config.resync_interval);
     let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
     housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut pass_no: u64 = 0;
-    let mut cache = DesiredCache::new(&config.prefixes, &config.class);
+    let mut cache = DesiredCache::new(Scope {
+        external_ips: config.external_ips,
+        ..Scope::new(&config.node_name, &config.prefixes, &config.class)
+    });
     loop {
         let drain_deadline = reconciler.next_drain_deadline().map(Instant::from_std);
         let full = tokio::select! {
@@ -91,7 +109,8 @@ pub async fn run<F: FrontendTable, A: AddressTable>(
             _ = housekeeping.tick() => {
                 reconciler.refresh_counters();
                 reconciler.refresh_frontend_stats();
-                if !reconciler.check_uplinks().await {
+                let host_changed = refresh_host(&reconciler, &mut host).await;
+                if !reconciler.check_uplinks().await && !host_changed {
                     continue;
                 }
                 false
@@ -105,14 +124,25 @@ pub async fn run<F: FrontendTable, A: AddressTable>(
         pass_no += 1;
         let span = info_span!("reconcile", pass = pass_no, full);
         async {
+            let node = stores.node(&config.node_name);
             if full {
                 // Recomputed from scratch on every resync, like the node is observed afresh.
-                cache = DesiredCache::new(&config.prefixes, &config.class);
+                cache = DesiredCache::new(cache.scope().clone());
+                refresh_host(&reconciler, &mut host).await;
             }
+            let pool_objects = stores.pools.state();
+            let pool_refs: Vec<&L3lbPool> = pool_objects.iter().map(AsRef::as_ref).collect();
+            cache.set_pools(validate(&pool_refs).0);
+            cache.set_facts(facts(
+                node.as_deref(),
+                &config.pod_cidrs,
+                &host,
+                &config.prefixes,
+            ));
             let (want, recomputed) =
                 cache.desired(&stores.services.state(), &mut stores.slices.lock());
             debug!(recomputed, "desired state");
-            let excluded = exclusion(stores.node(&config.node_name).as_deref());
+            let excluded = exclusion(node.as_deref());
             events.exclusion(excluded);
             metrics.node_excluded.set(i64::from(excluded.is_some()));
             let want = match excluded {
@@ -143,6 +173,9 @@ pub async fn run<F: FrontendTable, A: AddressTable>(
                 (None, true) => Forfeit::NotForwarding,
                 (None, false) => Forfeit::NoLocalEndpoint,
             };
+            metrics
+                .endpoints_refused
+                .set(cache.endpoints_refused() as i64);
             vip_events.send(owners.events(
                 &config.node_name,
                 &outcome.assumed,
@@ -154,6 +187,60 @@ pub async fn run<F: FrontendTable, A: AddressTable>(
         .instrument(span)
         .await;
     }
+}
+
+/// Reads the host's addresses outside the VIP prefixes into `host` (kept as they were when they
+/// cannot be read); returns whether they changed. VIPs are left out: they are refused as such,
+/// and with them the set would change on every announcement.
+async fn refresh_host<F: FrontendTable, A: AddressTable>(
+    reconciler: &Reconciler<F, A>,
+    host: &mut Vec<IpAddr>,
+) -> bool {
+    let prefixes = &reconciler.config().prefixes;
+    match reconciler.host_addresses().await {
+        Ok(mut now) => {
+            now.retain(|ip| !prefixes.iter().any(|p| p.contains(ip)));
+            now.sort();
+            now.dedup();
+            let changed = now != *host;
+            *host = now;
+            changed
+        }
+        Err(error) => {
+            warn!(%error, "cannot read the host's addresses; checking endpoints against the last known ones");
+            false
+        }
+    }
+}
+
+/// Refuses to run when a --prefix covers one of the Node's own addresses: l3lb would announce
+/// and DNAT what belongs to the node.
+fn check_node_addresses(
+    stores: &watch::Stores,
+    config: &crate::config::Config,
+) -> anyhow::Result<()> {
+    let node = stores.node(&config.node_name);
+    let covered: Vec<String> = node
+        .as_deref()
+        .and_then(|n| n.status.as_ref())
+        .and_then(|s| s.addresses.as_ref())
+        .into_iter()
+        .flatten()
+        .filter(|a| {
+            a.address
+                .parse::<IpAddr>()
+                .is_ok_and(|ip| config.prefixes.iter().any(|p| p.contains(&ip)))
+        })
+        .map(|a| format!("{} ({})", a.address, a.type_))
+        .collect();
+    if covered.is_empty() {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "--prefix covers addresses of Node {}: {}; narrow --prefix so it holds only VIPs",
+        config.node_name,
+        covered.join(", ")
+    )
 }
 
 async fn sleep_until_opt(deadline: Option<Instant>) {

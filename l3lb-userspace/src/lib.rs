@@ -17,6 +17,7 @@ pub mod leader;
 pub mod maps;
 pub mod metrics;
 pub mod model;
+pub mod ownership;
 pub mod plan;
 pub mod reconcile;
 pub mod stats;

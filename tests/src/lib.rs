@@ -3,6 +3,7 @@
 pub mod apiserver;
 pub mod lab;
 pub mod netns;
+pub mod nodes;
 pub mod packets;
 pub mod scenario;
 pub mod sctp;

@@ -117,6 +117,9 @@ impl Cluster {
             runtime,
         };
         for i in 1..=cluster.lab.config().nodes {
+            cluster.apply_node(i, json!({}), false)?;
+        }
+        for i in 1..=cluster.lab.config().nodes {
             let ns = cluster.lab.node_ns(i).to_owned();
             let addr = cluster.runtime.block_on(cluster.api.listen_in_netns(&ns))?;
             let path = cluster

@@ -43,6 +43,21 @@ fn wait_addr(c: &Cluster, node: usize, vip: Ipv4Addr, present: bool) -> anyhow::
 }
 
 /// The value of the sample `name` (with its labels, as exposed) in a Prometheus text body.
+/// Adds `ip` to `lo` in `ns` as l3lb does (marked as l3lb's).
+fn add_marked(ns: &str, ip: std::net::IpAddr) -> anyhow::Result<()> {
+    l3lb_tests::netns::in_netns(ns, move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(async {
+            use l3lb_userspace::apply::AddressTable as _;
+            let lo = l3lb_userspace::addresses::Netlink::new("lo", None)?;
+            lo.add(ip).await?;
+            Ok::<_, anyhow::Error>(())
+        })
+    })?
+}
+
 fn metric(body: &str, name: &str) -> Option<f64> {
     body.lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
@@ -267,8 +282,9 @@ fn anycast_vip_end_to_end_with_frr() -> anyhow::Result<()> {
         );
     }
 
-    // A stray address inside the prefix is removed; one outside it stays. The outside one goes on
-    // first, so the pass that removes the stray has seen it too.
+    // A stray address of l3lb's inside the prefix (one it added and no Service wants any more) is
+    // removed; one outside the prefix stays, and so does one inside it that l3lb did not add. The
+    // others go on first, so the pass that removes the stray has seen them too.
     let node1 = c.lab.node_ns(1).to_owned();
     c.lab.exec(
         &node1,
@@ -278,29 +294,49 @@ fn anycast_vip_end_to_end_with_frr() -> anyhow::Result<()> {
         &node1,
         &["ip", "addr", "add", "198.51.100.99/32", "dev", "lo"],
     )?;
-    wait_for("stray 198.51.100.99 removed from node1", CONVERGE, || {
+    add_marked(&node1, "198.51.100.98".parse()?)?;
+    wait_for("stray 198.51.100.98 removed from node1", CONVERGE, || {
         let lo = c.lab.lo_addresses(1)?;
-        if lo.contains(&"198.51.100.99".parse()?) {
+        if lo.contains(&"198.51.100.98".parse()?) {
             bail!("lo: {lo:?}")
         } else {
             Ok(Some(()))
         }
     })?;
-    ensure!(
-        has_vip(&c, 1, Ipv4Addr::new(203, 0, 113, 5))?,
-        "an address outside the prefix was touched"
-    );
+    // Two more full passes (every RESYNC) leave the others alone.
+    let passes = || -> anyhow::Result<f64> {
+        let (_, body) = c.http_get(1, "/metrics")?;
+        metric(&body, "l3lb_reconcile_duration_seconds_count").context("no pass count")
+    };
+    let before = passes()?;
+    wait_for("two more passes on node1", CONVERGE, || {
+        let now = passes()?;
+        if now >= before + 2.0 {
+            Ok(Some(()))
+        } else {
+            bail!("{now} passes")
+        }
+    })?;
+    for (ip, what) in [
+        (Ipv4Addr::new(203, 0, 113, 5), "outside the prefix"),
+        (
+            Ipv4Addr::new(198, 51, 100, 99),
+            "inside the prefix, not l3lb's",
+        ),
+    ] {
+        ensure!(has_vip(&c, 1, ip)?, "{ip} ({what}) was removed");
+    }
     ensure!(has_vip(&c, 1, VIP)?, "the stray removal took the VIP too");
+    // Gone again, so a restarted daemon's prefix check does not refuse it.
+    c.lab.exec(
+        &node1,
+        &["ip", "addr", "del", "198.51.100.99/32", "dev", "lo"],
+    )?;
 
     // node1 is labelled out of external load balancers: it withdraws the VIP (the router drops
     // that path, traffic goes to pod2 only) but keeps its frontends so flows drain; says why in
     // its log and an Event on the Node. Without the label it announces again.
-    let exclude = |labels: Value| {
-        c.api.apply(json!({
-            "apiVersion": "v1", "kind": "Node",
-            "metadata": {"name": "node1", "labels": labels},
-        }))
-    };
+    let exclude = |labels: Value| c.apply_node(1, labels, false);
     exclude(json!({"node.kubernetes.io/exclude-from-external-load-balancers": "true"}))?;
     wait_vip(&c, 1, false)?;
     c.wait_nexthops(VIP, &[n2])?;

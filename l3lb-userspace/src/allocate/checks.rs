@@ -9,7 +9,17 @@ use super::{
     Pool, Run,
     space::{Family, clip},
 };
-use crate::annotations::ALLOW_SHARED_IP;
+use crate::{
+    annotations::ALLOW_SHARED_IP,
+    ownership::{Basis, may_share, named_for, owner_of},
+};
+
+/// Whether an address is kept as a Service's grant or granted anew.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Keep {
+    Granted,
+    New,
+}
 
 impl Run<'_> {
     /// Whether `ip` may be `i`'s as far as pools and prefixes go.
@@ -46,35 +56,52 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// Whether `i` may hold `ip` next to its current holders.
-    pub(super) fn compatible(&self, i: usize, ip: IpAddr) -> Result<(), String> {
+    /// Whether `i` may hold `ip` next to its current holders: as the grant it already has
+    /// (`Keep::Granted`), which no externalIPs claim takes, or as a new one (`Keep::New`), which
+    /// an address claimed in any Service's externalIPs never is.
+    pub(super) fn compatible(&self, i: usize, ip: IpAddr, keep: Keep) -> Result<(), String> {
         let c = &self.claims[i];
-        for &h in self.holders.get(&ip).into_iter().flatten() {
+        let me = c.claimant(Basis::Granted);
+        for &(h, basis) in self.holders.get(&ip).into_iter().flatten() {
             let other = &self.claims[h];
             if h == i {
                 continue;
             }
-            if !other.ours {
+            if basis == Basis::External && keep == Keep::New {
                 return Err(format!(
-                    "{ip} is taken by Service {}, which l3lb does not handle",
-                    other.key
+                    "{ip} is in the spec.externalIPs of {}; l3lb never allocates an address \
+                     claimed there",
+                    named_for(&other.key, &c.key)
                 ));
             }
-            match (c.sharing, other.sharing) {
-                (Some(a), Some(b)) if a == b => {
-                    if let Some((port, proto)) = c.ports.intersection(&other.ports).next() {
-                        return Err(format!(
-                            "{ip} is shared with Service {} (key {a:?}), which already uses port {port}/{proto}",
-                            other.key
-                        ));
-                    }
-                }
-                _ => {
-                    return Err(format!(
-                        "{ip} is taken by Service {}; Services share an address only when both carry the annotation {ALLOW_SHARED_IP} with the same value",
-                        other.key
-                    ));
-                }
+            let held = other.claimant(basis);
+            // A grant kept is contested by the rule; a new one never takes what is held.
+            let owner = match keep {
+                Keep::Granted => owner_of([&held, &me]).unwrap_or(&held),
+                Keep::New => &held,
+            };
+            if owner.key == me.key {
+                continue;
+            }
+            if !other.ours {
+                return Err(format!(
+                    "{ip} is taken by {}, which l3lb does not handle",
+                    named_for(&other.key, &c.key)
+                ));
+            }
+            if !may_share(owner, &me) {
+                return Err(format!(
+                    "{ip} is taken by {}; Services of one namespace share an address only when \
+                     both carry the annotation {ALLOW_SHARED_IP} with the same value",
+                    named_for(&other.key, &c.key)
+                ));
+            }
+            if let Some((port, proto)) = c.ports.intersection(&other.ports).next() {
+                return Err(format!(
+                    "{ip} is shared with {} (key {:?}), which already uses port {port}/{proto}",
+                    named_for(&other.key, &c.key),
+                    c.sharing.unwrap_or_default()
+                ));
             }
         }
         Ok(())
@@ -126,7 +153,7 @@ impl Run<'_> {
             let shareable = self.holders.iter().find(|(ip, hs)| {
                 !hs.is_empty()
                     && cidrs.iter().any(|n| n.contains(*ip))
-                    && self.compatible(i, **ip).is_ok()
+                    && self.compatible(i, **ip, Keep::New).is_ok()
             });
             if let Some((ip, _)) = shareable {
                 return Ok(*ip);

@@ -13,6 +13,7 @@ use crate::{
     annotations::{Requested, requested, sharing_key},
     desired::service_key,
     model::ServiceKey,
+    ownership::{Basis, Claimant, Rank, rank},
 };
 
 /// A requested address, parsed.
@@ -90,10 +91,20 @@ impl<'a> Claim<'a> {
         })
     }
 
-    /// Priority order: older Services first (a Service without a creation time last), then by
-    /// namespace/name.
-    pub fn order(&self) -> (bool, Option<Timestamp>, &ServiceKey) {
-        (self.created.is_none(), self.created, &self.key)
+    /// Priority order: the rank of a grant (older Services first, one without a creation time
+    /// last, then by namespace/name), as [`crate::ownership`] ranks them.
+    pub fn order(&self) -> Rank<'_> {
+        rank(Basis::Granted, self.created, &self.key)
+    }
+
+    /// This Service's claim on an address, on `basis`.
+    pub fn claimant(&self, basis: Basis) -> Claimant<'_> {
+        Claimant {
+            key: &self.key,
+            basis,
+            created: self.created,
+            sharing: self.sharing,
+        }
     }
 
     pub fn wants(&self, family: Family) -> bool {

@@ -5,10 +5,11 @@
 //!
 //! A run goes through the Services oldest first, twice. First every Service keeps the addresses
 //! of its status that are still valid (right family, requested if it requests any, inside a pool
-//! that allows it, not clashing with an older holder). Then each Service missing an address gets
-//! the one it requests, or one from the first matching pool with auto-assign; a Service that
-//! cannot get every address it needs gets none and a refusal. Addresses held by Services of
-//! another class, and every `spec.externalIPs`, are never handed to anyone else.
+//! that allows it, and its own by [`crate::ownership`]'s rule: no `spec.externalIPs` takes a
+//! grant). Then each Service missing an address gets the one it requests, or one from the first
+//! matching pool with auto-assign; a Service that cannot get every address it needs gets none and
+//! a refusal. Addresses held by Services of another class, and every `spec.externalIPs` of any
+//! Service, are never handed to anyone else.
 use std::{collections::BTreeMap, net::IpAddr};
 
 use ipnet::IpNet;
@@ -17,6 +18,7 @@ use k8s_openapi::api::core::v1::Service;
 use crate::{
     class::ClassFilter,
     model::{Refusal, ServiceKey},
+    ownership::Basis,
 };
 
 mod checks;
@@ -25,6 +27,7 @@ pub mod pool;
 mod space;
 pub mod status;
 
+use checks::Keep;
 use claim::Claim;
 pub use pool::Pool;
 use space::{Cursors, Family};
@@ -39,8 +42,8 @@ pub struct Allocation {
     pub refusals: Vec<Refusal>,
 }
 
-/// Indices into the claims of the Services holding each address.
-type Holders = BTreeMap<IpAddr, Vec<usize>>;
+/// Indices into the claims of the Services holding each address, with what each holds it by.
+type Holders = BTreeMap<IpAddr, Vec<(usize, Basis)>>;
 
 struct Run<'a> {
     claims: Vec<Claim<'a>>,
@@ -60,11 +63,20 @@ pub fn allocate(
 ) -> Allocation {
     let is_lb =
         |s: &&&Service| s.spec.as_ref().and_then(|s| s.type_.as_deref()) == Some("LoadBalancer");
-    let claims: Vec<Claim> = services
+    let mut claims: Vec<Claim> = services
         .iter()
         .filter(is_lb)
         .filter_map(|s| Claim::new(s, class.owns(s)))
         .collect();
+    // Other Services count only for their externalIPs (kube-proxy serves those of any type).
+    let load_balancers = claims.len();
+    claims.extend(
+        services
+            .iter()
+            .filter(|s| !is_lb(s))
+            .filter_map(|s| Claim::new(s, false))
+            .filter(|c| !c.external.is_empty()),
+    );
     let mut run = Run {
         claims,
         pools,
@@ -77,12 +89,20 @@ pub fn allocate(
         .collect();
     order.sort_by(|a, b| run.claims[*a].order().cmp(&run.claims[*b].order()));
     for (i, c) in run.claims.iter().enumerate() {
-        let fixed = c
-            .external
-            .iter()
-            .chain(if c.ours { &[][..] } else { &c.current[..] });
-        for ip in fixed {
-            run.holders.entry(*ip).or_default().push(i);
+        for ip in &c.external {
+            run.holders
+                .entry(*ip)
+                .or_default()
+                .push((i, Basis::External));
+        }
+        // Another implementation's grants stay its own.
+        if !c.ours && i < load_balancers {
+            for ip in &c.current {
+                run.holders
+                    .entry(*ip)
+                    .or_default()
+                    .push((i, Basis::Granted));
+            }
         }
     }
     let kept: Vec<(usize, Vec<IpAddr>)> = order.iter().map(|&i| (i, run.keep(i))).collect();
@@ -114,7 +134,10 @@ pub fn allocate(
 
 impl Run<'_> {
     fn take(&mut self, ip: IpAddr, i: usize) {
-        self.holders.entry(ip).or_default().push(i);
+        self.holders
+            .entry(ip)
+            .or_default()
+            .push((i, Basis::Granted));
     }
 
     /// The addresses of `i`'s status it keeps (at most one per family), taken for it.
@@ -132,7 +155,7 @@ impl Run<'_> {
                 && !kept.iter().any(|k| Family::of(k) == family)
                 && requested_ok
                 && self.in_pool(i, ip, "").is_ok()
-                && self.compatible(i, ip).is_ok();
+                && self.compatible(i, ip, Keep::Granted).is_ok();
             if valid {
                 self.take(ip, i);
                 kept.push(ip);
@@ -166,7 +189,7 @@ impl Run<'_> {
         if !reasons.is_empty() {
             for ip in &got {
                 if let Some(h) = self.holders.get_mut(ip) {
-                    h.retain(|h| *h != i);
+                    h.retain(|(h, _)| *h != i);
                 }
             }
             return (Vec::new(), reasons);
@@ -212,7 +235,7 @@ impl Run<'_> {
             }
             match self
                 .in_pool(i, ip, source)
-                .and_then(|()| self.compatible(i, ip))
+                .and_then(|()| self.compatible(i, ip, Keep::New))
             {
                 Ok(()) => {
                     self.take(ip, i);

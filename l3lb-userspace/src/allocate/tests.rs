@@ -611,3 +611,87 @@ fn allocation_is_stable_across_runs_and_input_order() {
         "{first:?}"
     );
 }
+
+/// The contests of [`crate::ownership`]: a grant against externalIPs, requests against
+/// externalIPs and other tenants, sharing across namespaces, release and re-grant.
+#[test]
+fn one_owner_per_address() {
+    let external = |s: S, ips: &[&str]| s.set("externalIPs", json!(ips));
+    let cases = [
+        case(
+            "a grant keeps its address against an older Service's externalIPs",
+            vec![
+                svc("web", 30)
+                    .lb_ip("198.51.100.10")
+                    .status(&["198.51.100.10"]),
+                external(svc("grab", 1).ns("evil"), &["198.51.100.10"]),
+            ],
+        )
+        .want(&[("web", &["198.51.100.10"]), ("grab", &["198.51.100.1"])]),
+        case(
+            "an address claimed in externalIPs is never granted to a request",
+            vec![
+                external(svc("ext", 10).ns("evil"), &["198.51.100.10"]),
+                svc("web", 1).lb_ip("198.51.100.10"),
+            ],
+        )
+        .want(&[("ext", &["198.51.100.1"]), ("web", &[])])
+        .refused(&[(
+            "web",
+            "198.51.100.10 is in the spec.externalIPs of a Service in another namespace; l3lb \
+             never allocates an address claimed there",
+        )]),
+        case(
+            "nor auto-assigned, also when a ClusterIP Service claims it",
+            vec![
+                external(
+                    svc("plain", 1).set("type", json!("ClusterIP")),
+                    &["198.51.100.1"],
+                ),
+                svc("web", 2),
+            ],
+        )
+        .want(&[("web", &["198.51.100.2"])]),
+        case(
+            "another tenant's grant is refused to a request without naming it",
+            vec![
+                svc("web", 1).status(&["198.51.100.10"]),
+                svc("grab", 0).ns("evil").lb_ip("198.51.100.10"),
+            ],
+        )
+        .want(&[("grab", &[]), ("web", &["198.51.100.10"])])
+        .refused(&[(
+            "grab",
+            "198.51.100.10 is taken by a Service in another namespace;",
+        )]),
+        case(
+            "a sharing key from another namespace does not share",
+            vec![
+                svc("tcp", 1)
+                    .ns("dns")
+                    .share("k")
+                    .status(&["198.51.100.53"]),
+                svc("udp", 2)
+                    .ns("evil")
+                    .share("k")
+                    .port(53, "UDP")
+                    .lb_ip("198.51.100.53"),
+            ],
+        )
+        .want(&[("tcp", &["198.51.100.53"]), ("udp", &[])])
+        .refused(&[("udp", "is taken by a Service in another namespace")]),
+        case(
+            "released (no longer a LoadBalancer), the address is granted to the next request",
+            vec![
+                svc("web", 1)
+                    .set("type", json!("ClusterIP"))
+                    .status(&["198.51.100.10"]),
+                svc("next", 2).ns("other").lb_ip("198.51.100.10"),
+            ],
+        )
+        .want(&[("next", &["198.51.100.10"]), ("web", &[])]),
+    ];
+    for c in cases {
+        c.check();
+    }
+}

@@ -3,32 +3,34 @@
 //! and the cache holds the `Arc`s it last saw, so a pointer it does not know is a changed or new
 //! object, and a known pointer missing from the input is a changed or deleted one (a held
 //! allocation cannot be reused for another object); only pointers are hashed per call. The
-//! [`SliceIndex`] says itself which Services' local endpoints changed. The result equals
-//! [`desired`].
+//! [`SliceIndex`] says itself which Services' local endpoints changed. A change of the pools or of
+//! the node's facts (rare) recomputes every Service. The result equals [`desired`].
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap, HashSet, hash_map::Entry},
     sync::Arc,
 };
 
-use ipnet::IpNet;
 use k8s_openapi::api::core::v1::Service;
 
 use super::{
-    Local, ServiceDesired, merged::Merged, service_desired, service_key, slices::SliceIndex,
+    Local, Scope, ServiceDesired, merged::Merged, service_desired, service_key, slices::SliceIndex,
+    trust::NodeFacts,
 };
 use crate::{
-    class::ClassFilter,
+    allocate::Pool,
     model::{Desired, ServiceKey},
 };
 
 #[cfg(doc)]
 use super::desired;
 
-/// What the last call saw (by address), and each LoadBalancer Service's share, for one node,
-/// prefixes and class.
+/// What the last call saw (by address), and each LoadBalancer Service's share, for one scope.
 pub struct DesiredCache {
-    prefixes: Vec<IpNet>,
-    class: ClassFilter,
+    scope: Scope,
+    /// The scope changed since the last call: every Service is recomputed.
+    rescope: bool,
+    /// Untrusted local endpoint addresses left out, over all Services.
+    endpoints_refused: usize,
     services: HashMap<usize, Arc<Service>>,
     by_key: BTreeMap<ServiceKey, Arc<Service>>,
     parts: BTreeMap<ServiceKey, ServiceDesired>,
@@ -58,10 +60,11 @@ fn diff<T>(known: &mut HashMap<usize, Arc<T>>, input: &[Arc<T>]) -> (Vec<Arc<T>>
 }
 
 impl DesiredCache {
-    pub fn new(prefixes: &[IpNet], class: &ClassFilter) -> Self {
+    pub fn new(scope: Scope) -> Self {
         Self {
-            prefixes: prefixes.to_vec(),
-            class: class.clone(),
+            scope,
+            rescope: false,
+            endpoints_refused: 0,
             services: HashMap::new(),
             by_key: BTreeMap::new(),
             parts: BTreeMap::new(),
@@ -71,7 +74,32 @@ impl DesiredCache {
 
     /// The Services a wanted `vip` is announced for, as of the last [`DesiredCache::desired`].
     pub fn services_of(&self, vip: std::net::IpAddr) -> BTreeSet<ServiceKey> {
-        self.merged.services_of(vip)
+        self.merged.services_of(&self.parts, vip)
+    }
+
+    /// Local endpoint addresses left out as untrusted, as of the last [`DesiredCache::desired`].
+    pub fn endpoints_refused(&self) -> usize {
+        self.endpoints_refused
+    }
+
+    pub fn scope(&self) -> &Scope {
+        &self.scope
+    }
+
+    /// New pools: every Service is recomputed on the next call if they differ.
+    pub fn set_pools(&mut self, pools: Vec<Pool>) {
+        if self.scope.pools != pools {
+            self.scope.pools = pools;
+            self.rescope = true;
+        }
+    }
+
+    /// New facts about the node: every Service is recomputed on the next call if they differ.
+    pub fn set_facts(&mut self, facts: NodeFacts) {
+        if self.scope.facts != facts {
+            self.scope.facts = facts;
+            self.rescope = true;
+        }
     }
 
     /// The same as [`desired`] over these Services and slices, recomputing only the Services
@@ -97,15 +125,21 @@ impl DesiredCache {
                 dirty.insert(key);
             }
         }
+        if std::mem::take(&mut self.rescope) {
+            dirty.extend(self.by_key.keys().cloned());
+        }
         let recomputed = dirty.len();
         let mut changed = Vec::with_capacity(dirty.len());
         for key in dirty {
-            changed.push((key.clone(), self.parts.remove(&key)));
-            let Some(svc) = self.by_key.get(&key).filter(|s| self.class.owns(s)) else {
+            let old = self.parts.remove(&key);
+            self.endpoints_refused -= old.as_ref().map_or(0, |o| o.endpoints_refused);
+            changed.push((key.clone(), old));
+            let Some(svc) = self.by_key.get(&key).filter(|s| self.scope.class.owns(s)) else {
                 continue;
             };
             let own: Vec<&[Local]> = slices.endpoints_of(&key).collect();
-            let part = service_desired(svc, &own, &self.prefixes);
+            let part = service_desired(svc, &own, &self.scope);
+            self.endpoints_refused += part.endpoints_refused;
             self.parts.insert(key, part);
         }
         self.merged.update(&self.parts, changed);
@@ -122,8 +156,9 @@ mod tests {
 
     use super::DesiredCache;
     use crate::{
+        allocate::pool::{L3lbPool, validate},
         class::ClassFilter,
-        desired::{desired, slices::SliceIndex},
+        desired::{Scope, desired, slices::SliceIndex, trust::NodeFacts},
     };
 
     struct Rng(u64);
@@ -143,10 +178,19 @@ mod tests {
         let vip = r.pick(&[
             "198.51.100.1",
             "198.51.100.2",
-            "198.51.100.3",
+            "198.51.100.200",
             "203.0.113.1",
             "x",
         ]);
+        // Contests between grants and externalIPs, namespaces and ages.
+        let external = match r.next(3) {
+            0 => json!(["198.51.100.1"]),
+            1 => json!(["198.51.100.200", "198.51.100.2"]),
+            _ => json!(null),
+        };
+        let namespace = r.pick(&["ns", "ns", "ns2"]);
+        let created = r.pick(&["2024-01-01T00:00:00Z", "2024-01-02T00:00:00Z", ""]);
+        let created = (!created.is_empty()).then_some(created);
         let kind = r.pick(&["LoadBalancer", "LoadBalancer", "ClusterIP"]);
         let ports = match r.next(3) {
             0 => json!([{"name": "http", "port": 80}]),
@@ -164,8 +208,10 @@ mod tests {
         };
         let class = r.pick(&["l3lb.io/l3lb", "l3lb.io/l3lb", "l3lb.io/l3lb", "other"]);
         serde_json::from_value(json!({
-            "metadata": {"namespace": "ns", "name": format!("svc-{i}"), "annotations": annotations},
-            "spec": {"type": kind, "loadBalancerClass": class, "ports": ports},
+            "metadata": {"namespace": namespace, "name": format!("svc-{i}"),
+                         "annotations": annotations, "creationTimestamp": created},
+            "spec": {"type": kind, "loadBalancerClass": class, "ports": ports,
+                     "externalIPs": external},
             "status": {"loadBalancer": {"ingress": [{"ip": vip}]}},
         }))
         .unwrap()
@@ -175,12 +221,14 @@ mod tests {
         let owner = format!("svc-{}", r.next(5));
         let endpoints: Vec<_> = (0..r.next(3))
             .map(|k| {
-                json!({"addresses": [format!("10.0.{i}.{k}")], "nodeName": r.pick(&["n1", "n2"]),
+                // Some outside the pod CIDR 10.0.0.0/16, when it is known.
+                let net = r.pick(&["10.0", "10.0", "10.9"]);
+                json!({"addresses": [format!("{net}.{i}.{k}")], "nodeName": r.pick(&["n1", "n2"]),
                        "conditions": {"ready": r.next(4) != 0}})
             })
             .collect();
         serde_json::from_value(json!({
-            "metadata": {"namespace": "ns", "name": format!("slice-{i}"),
+            "metadata": {"namespace": r.pick(&["ns", "ns", "ns2"]), "name": format!("slice-{i}"),
                          "labels": {"kubernetes.io/service-name": owner}},
             "addressType": "IPv4", "endpoints": endpoints,
             "ports": [{"name": "http", "port": 8080}, {"name": "dns", "port": 5353, "protocol": "UDP"}]
@@ -189,7 +237,8 @@ mod tests {
     }
 
     /// Random changes (replace, delete, re-create a Service or a slice, move a slice to another
-    /// Service): after each, the cache gives exactly what a full recompute gives.
+    /// Service, learn or forget the node's pod CIDRs): after each, the cache gives exactly what a
+    /// full recompute gives.
     #[test]
     fn incremental_result_equals_full_recompute_on_random_changes() {
         let prefixes = ["198.51.100.0/24".parse().unwrap()];
@@ -203,9 +252,24 @@ mod tests {
             index.apply(s);
         }
         let class = ClassFilter::default();
-        let mut cache = DesiredCache::new(&prefixes, &class);
+        let pool: L3lbPool = serde_json::from_value(json!({"metadata": {"name": "p"},
+            "spec": {"addresses": ["198.51.100.0/25"], "namespaces": ["ns"]}}))
+        .unwrap();
+        let (pools, _) = validate(&[&pool]);
+        let mut scope = Scope::new("n1", &prefixes, &class);
+        scope.pools = pools;
+        let mut cache = DesiredCache::new(scope);
         for step in 0..3_000 {
-            if step % 500 == 499 {
+            if step % 250 == 125 {
+                let pod_cidrs = match (step / 250) % 2 {
+                    0 => vec!["10.0.0.0/16".parse().unwrap()],
+                    _ => vec![],
+                };
+                cache.set_facts(NodeFacts {
+                    pod_cidrs,
+                    ..NodeFacts::default()
+                });
+            } else if step % 500 == 499 {
                 // A relist: every object arrives again, as a new `Arc` with the same content.
                 for s in services.iter_mut().flatten() {
                     *s = Arc::new(Service::clone(s));
@@ -220,6 +284,11 @@ mod tests {
                 let i = r.next(8) as usize;
                 let new = (r.next(5) != 0).then(|| slice(&mut r, i));
                 match (&slices[i], &new) {
+                    (Some(old), Some(s)) if old.metadata.namespace != s.metadata.namespace => {
+                        // Another object, not the same one changed: the old one is gone.
+                        index.delete(old);
+                        index.apply(s)
+                    }
                     (_, Some(s)) => index.apply(s),
                     (Some(old), None) => index.delete(old),
                     (None, None) => false,
@@ -228,12 +297,13 @@ mod tests {
             }
             let svcs: Vec<Arc<Service>> = services.iter().flatten().cloned().collect();
             let (got, recomputed) = cache.desired(&svcs, &mut index);
+            let got = got.clone();
             let svc_refs: Vec<&Service> = svcs.iter().map(AsRef::as_ref).collect();
             let slice_refs: Vec<&EndpointSlice> = slices.iter().flatten().collect();
-            let want = desired(&svc_refs, &slice_refs, "n1", &prefixes, &class);
-            assert_eq!(*got, want, "step {step}");
+            let want = desired(&svc_refs, &slice_refs, cache.scope());
+            assert_eq!(got, want, "step {step}");
             assert!(
-                step == 0 || step % 500 == 499 || recomputed <= 2,
+                step == 0 || step % 500 == 499 || step % 250 == 125 || recomputed <= 2,
                 "step {step}: {recomputed} Services recomputed"
             );
         }

@@ -3,7 +3,7 @@
 use k8s_openapi::api::{core::v1::Service, discovery::v1::EndpointSlice};
 use serde_json::{Value, json};
 
-use super::desired;
+use super::{Scope, desired};
 use crate::{
     class::ClassFilter,
     model::{Backends, Desired, Endpoint, FrontendId, Proto},
@@ -37,13 +37,12 @@ fn slice(family: &str, endpoints: Value) -> EndpointSlice {
 
 fn run(svc: &Service, slices: &[EndpointSlice]) -> Desired {
     let s: Vec<&EndpointSlice> = slices.iter().collect();
-    desired(
-        &[svc],
-        &s,
+    let scope = Scope::new(
         NODE,
         &["198.51.100.0/24".parse().unwrap()],
         &ClassFilter::default(),
-    )
+    );
+    desired(&[svc], &s, &scope)
 }
 
 fn fe() -> FrontendId {

@@ -1,73 +1,107 @@
-//! [`merge`] kept up to date: when some Services' shares change, only the VIPs they name (had or
-//! have), the frontends of those VIPs and the refusals of every Service naming them are looked at
-//! again. The result equals [`merge`] over all shares.
+//! Frontends that several Services claim, resolved by [`crate::ownership`]'s rule and kept up to
+//! date: when some Services' shares change, only the VIPs they name (had or have), the frontends
+//! of those VIPs and the refusals of every Service naming them are looked at again. Feeding every
+//! share at once gives the from-scratch result ([`super::desired`]).
 use std::{
     collections::{BTreeMap, BTreeSet},
     net::IpAddr,
 };
 
-use super::{ServiceDesired, may_share, not_shared};
-use crate::model::{Desired, FrontendId, Refusal, ServiceKey};
+use k8s_openapi::jiff::Timestamp;
 
-#[cfg(doc)]
-use super::merge;
+use super::ServiceDesired;
+use crate::{
+    annotations::ALLOW_SHARED_IP,
+    model::{Desired, FrontendId, Refusal, ServiceKey},
+    ownership::{Basis, Claimant, may_share, named_for, owner_of},
+};
 
 #[derive(Default)]
 pub struct Merged {
-    /// Services naming each frontend, in Service order.
+    /// Services naming each frontend, in rank order.
     claimants: BTreeMap<FrontendId, Claimants>,
-    /// Services naming each VIP; the first has it, the others share it or are refused.
+    /// Services naming each VIP, in rank order; the owner has it, the others share it or are
+    /// refused.
     vip_claimants: BTreeMap<IpAddr, Claimants>,
     refusals_of: BTreeMap<ServiceKey, Vec<Refusal>>,
     desired: Desired,
 }
 
-/// Services in Service order. Nearly always one, so a sorted Vec sized to fit: a BTreeSet
-/// allocates a node of about half a kilobyte even for one key (5 MB at 10,000 frontends).
+/// A Service's claim as ranked by [`crate::ownership::rank`] (fields in that order).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Ranked {
+    basis: Basis,
+    undated: bool,
+    created: Option<Timestamp>,
+    key: ServiceKey,
+}
+
+impl Ranked {
+    fn new(key: &ServiceKey, part: &ServiceDesired, vip: IpAddr) -> Self {
+        let c = part.claimant(key, vip);
+        let (basis, undated, created, _) = c.rank();
+        Self {
+            basis,
+            undated,
+            created,
+            key: key.clone(),
+        }
+    }
+}
+
+/// Claims in rank order. Nearly always one, so a sorted Vec sized to fit: a BTreeSet allocates
+/// a node of about half a kilobyte even for one key (5 MB at 10,000 frontends).
 #[derive(Default)]
-struct Claimants(Vec<ServiceKey>);
+struct Claimants(Vec<Ranked>);
 
 impl Claimants {
-    fn insert(&mut self, key: &ServiceKey) {
-        if let Err(at) = self.0.binary_search(key) {
+    fn insert(&mut self, claim: Ranked) {
+        if let Err(at) = self.0.binary_search(&claim) {
             self.0.reserve_exact(1);
-            self.0.insert(at, key.clone());
+            self.0.insert(at, claim);
         }
     }
 
     fn remove(&mut self, key: &ServiceKey) {
-        if let Ok(at) = self.0.binary_search(key) {
-            self.0.remove(at);
-        }
+        self.0.retain(|c| c.key != *key);
     }
 
-    fn first(&self) -> Option<&ServiceKey> {
-        self.0.first()
-    }
-
-    fn iter(&self) -> std::slice::Iter<'_, ServiceKey> {
-        self.0.iter()
+    fn keys(&self) -> impl Iterator<Item = &ServiceKey> {
+        self.0.iter().map(|c| &c.key)
     }
 }
 
-impl<'a> IntoIterator for &'a Claimants {
-    type Item = &'a ServiceKey;
-    type IntoIter = std::slice::Iter<'a, ServiceKey>;
-    fn into_iter(self) -> Self::IntoIter {
-        self.iter()
+/// Adds or removes `key`'s claim on `at` (on VIP `vip`).
+fn claim<K: Ord + Copy>(
+    map: &mut BTreeMap<K, Claimants>,
+    at: K,
+    vip: IpAddr,
+    key: &ServiceKey,
+    part: Option<&ServiceDesired>,
+) {
+    match part {
+        Some(part) => map
+            .entry(at)
+            .or_default()
+            .insert(Ranked::new(key, part, vip)),
+        None => {
+            if let Some(c) = map.get_mut(&at) {
+                c.remove(key);
+                if c.0.is_empty() {
+                    map.remove(&at);
+                }
+            }
+        }
     }
 }
 
-/// Adds or removes `key` as a claimant of `at`.
-fn claim<K: Ord + Copy>(map: &mut BTreeMap<K, Claimants>, at: K, key: &ServiceKey, on: bool) {
-    if on {
-        map.entry(at).or_default().insert(key);
-    } else if let Some(c) = map.get_mut(&at) {
-        c.remove(key);
-        if c.0.is_empty() {
-            map.remove(&at);
-        }
-    }
+/// The refusal of a Service that may not use `vip`, which `owner` has.
+fn not_shared(vip: IpAddr, owner: &ServiceKey, key: &ServiceKey) -> String {
+    let owner = named_for(owner, key);
+    format!(
+        "{vip} belongs to {owner}; Services of one namespace share a VIP only when both carry the \
+         annotation {ALLOW_SHARED_IP} with the same value"
+    )
 }
 
 impl Merged {
@@ -76,11 +110,15 @@ impl Merged {
     }
 
     /// The Services serving a frontend of `vip` (those it is wanted for).
-    pub fn services_of(&self, vip: IpAddr) -> BTreeSet<ServiceKey> {
+    pub fn services_of(
+        &self,
+        parts: &BTreeMap<ServiceKey, ServiceDesired>,
+        vip: IpAddr,
+    ) -> BTreeSet<ServiceKey> {
         self.desired
             .frontends
             .range(vip_range(vip))
-            .filter_map(|(id, _)| self.claimants.get(id)?.first().cloned())
+            .filter_map(|(id, _)| self.server(parts, id).cloned())
             .collect()
     }
 
@@ -96,13 +134,14 @@ impl Merged {
         for (key, old) in changed {
             for (id, _) in old.iter().flat_map(|o| &o.claims) {
                 vips.insert(id.vip);
-                claim(&mut self.claimants, *id, &key, false);
-                claim(&mut self.vip_claimants, id.vip, &key, false);
+                claim(&mut self.claimants, *id, id.vip, &key, None);
+                claim(&mut self.vip_claimants, id.vip, id.vip, &key, None);
             }
-            for (id, _) in parts.get(&key).iter().flat_map(|p| &p.claims) {
+            let part = parts.get(&key);
+            for (id, _) in part.iter().flat_map(|p| &p.claims) {
                 vips.insert(id.vip);
-                claim(&mut self.claimants, *id, &key, true);
-                claim(&mut self.vip_claimants, id.vip, &key, true);
+                claim(&mut self.claimants, *id, id.vip, &key, part);
+                claim(&mut self.vip_claimants, id.vip, id.vip, &key, part);
             }
             refusers.insert(key);
         }
@@ -141,7 +180,13 @@ impl Merged {
             } else {
                 self.desired.addresses.remove(&vip);
             }
-            refusers.extend(self.vip_claimants.get(&vip).into_iter().flatten().cloned());
+            refusers.extend(
+                self.vip_claimants
+                    .get(&vip)
+                    .into_iter()
+                    .flat_map(Claimants::keys)
+                    .cloned(),
+            );
         }
         for key in refusers {
             match parts.get(&key) {
@@ -160,28 +205,34 @@ impl Merged {
         self.desired.refusals = all;
     }
 
-    /// The Service that has `vip`, if `key` may not share it.
+    /// The owner of `vip` among the Services naming it, if `key` may not share it.
     fn vip_denied<'s>(
         &'s self,
-        parts: &BTreeMap<ServiceKey, ServiceDesired>,
+        parts: &'s BTreeMap<ServiceKey, ServiceDesired>,
         vip: IpAddr,
         key: &ServiceKey,
     ) -> Option<&'s ServiceKey> {
-        let first = self.vip_claimants.get(&vip)?.first()?;
-        let first_sharing = parts.get(first).and_then(|p| p.sharing.as_deref());
-        let part = parts.get(key)?;
-        (!may_share(first, first_sharing, key, part)).then_some(first)
+        let claimants: Vec<Claimant<'s>> = self
+            .vip_claimants
+            .get(&vip)?
+            .keys()
+            .filter_map(|k| Some(parts.get(k)?.claimant(k, vip)))
+            .collect();
+        let owner = owner_of(&claimants)?;
+        let me = parts.get(key)?.claimant(key, vip);
+        (!may_share(owner, &me)).then_some(owner.key)
     }
 
-    /// The Service serving frontend `id`: its first claimant that may use the VIP.
+    /// The Service serving frontend `id`: its first claimant (in rank order) that may use the
+    /// VIP.
     fn server<'s>(
         &'s self,
-        parts: &BTreeMap<ServiceKey, ServiceDesired>,
+        parts: &'s BTreeMap<ServiceKey, ServiceDesired>,
         id: &FrontendId,
     ) -> Option<&'s ServiceKey> {
         self.claimants
             .get(id)?
-            .iter()
+            .keys()
             .find(|k| self.vip_denied(parts, id.vip, k).is_none())
     }
 
@@ -197,13 +248,14 @@ impl Merged {
         };
         let mut out: Vec<Refusal> = part.refusals.iter().cloned().map(refuse).collect();
         for (id, _) in &part.claims {
-            if let Some(first) = self.vip_denied(parts, id.vip, key) {
-                out.push(refuse(not_shared(id.vip, first)));
+            if let Some(owner) = self.vip_denied(parts, id.vip, key) {
+                out.push(refuse(not_shared(id.vip, owner, key)));
                 continue;
             }
             if let Some(winner) = self.server(parts, id).filter(|w| *w != key) {
                 out.push(refuse(format!(
-                    "{id} is already served for Service {winner}"
+                    "{id} is already served for {}",
+                    named_for(winner, key)
                 )));
             }
         }

@@ -1,63 +1,98 @@
 //! Desired state: which frontends and VIPs this node should serve. A pure function of the watched
-//! Services and EndpointSlices, the node's name and the managed prefixes.
+//! Services and EndpointSlices and the [`Scope`]: the node's name and facts, the managed prefixes,
+//! the class, the pools and the external IP policy.
 use std::{
     collections::{BTreeMap, BTreeSet},
     net::IpAddr,
 };
 
 use ipnet::IpNet;
-use k8s_openapi::api::{core::v1::Service, discovery::v1::EndpointSlice};
+use k8s_openapi::{
+    api::{core::v1::Service, discovery::v1::EndpointSlice},
+    jiff::Timestamp,
+};
 
 use crate::{
-    annotations::{ALLOW_SHARED_IP, sharing_key},
+    allocate::Pool,
+    annotations::sharing_key,
     class::ClassFilter,
-    model::{Backends, Desired, Endpoint, FrontendId, Proto, Refusal, ServiceKey},
+    model::{Backends, Desired, Endpoint, FrontendId, Proto, ServiceKey},
+    ownership::{Basis, Claimant, ExternalIps},
 };
 
 pub mod cache;
 mod merged;
 pub mod slices;
+pub mod trust;
 
+use merged::Merged;
 use slices::SliceIndex;
+use trust::{NodeFacts, distrust};
 pub mod node;
 
 /// Label that ties an EndpointSlice to its Service.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
-/// Computes what this node should serve.
+/// What desired state is computed against, besides the Services and EndpointSlices.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Scope {
+    /// This node's name, as in EndpointSlice endpoints' `nodeName`.
+    pub node: String,
+    pub prefixes: Vec<IpNet>,
+    pub class: ClassFilter,
+    /// Which `spec.externalIPs` are served.
+    pub external_ips: ExternalIps,
+    /// The validated L3lbPools (which externalIPs a Service may have).
+    pub pools: Vec<Pool>,
+    pub facts: NodeFacts,
+}
+
+impl Scope {
+    /// No pools, nothing known of the node, externalIPs only from pools.
+    pub fn new(node: &str, prefixes: &[IpNet], class: &ClassFilter) -> Self {
+        Self {
+            node: node.to_owned(),
+            prefixes: prefixes.to_vec(),
+            class: class.clone(),
+            external_ips: ExternalIps::default(),
+            pools: Vec::new(),
+            facts: NodeFacts::default(),
+        }
+    }
+}
+
+/// Computes what this node should serve from scratch (the daemon keeps it up to date
+/// incrementally with [`cache::DesiredCache`], which gives the same result).
 ///
-/// The Services are the LoadBalancer Services `class` owns. A Service's VIPs are
+/// The Services are the LoadBalancer Services the class owns. A Service's VIPs are
 /// `status.loadBalancer.ingress[].ip` (what the allocator granted; a requested address counts
-/// once it is there) and `spec.externalIPs`, kept when inside a prefix. A VIP is wanted when at
-/// least one of its frontends has a Ready endpoint on `node`; a frontend whose endpoints there
-/// are all terminating (not Ready, still serving) is kept for its pinned flows, without its VIP.
-pub fn desired(
-    services: &[&Service],
-    slices: &[&EndpointSlice],
-    node: &str,
-    prefixes: &[IpNet],
-    class: &ClassFilter,
-) -> Desired {
-    let mut index = SliceIndex::new(node);
+/// once it is there) and the `spec.externalIPs` the policy allows, kept when inside a prefix;
+/// who serves a VIP that several Services name is [`crate::ownership`]'s rule. A VIP is wanted
+/// when at least one of its frontends has a Ready endpoint on the node; a frontend whose
+/// endpoints there are all terminating (not Ready, still serving) is kept for its pinned flows,
+/// without its VIP. Endpoints the node must not trust ([`trust`]) are left out.
+pub fn desired(services: &[&Service], slices: &[&EndpointSlice], scope: &Scope) -> Desired {
+    let mut index = SliceIndex::new(&scope.node);
     for slice in slices {
         index.apply(slice);
     }
-    let mut parts: Vec<(ServiceKey, ServiceDesired)> = services
+    let parts: BTreeMap<ServiceKey, ServiceDesired> = services
         .iter()
-        .filter(|s| class.owns(s))
+        .filter(|s| scope.class.owns(s))
         .filter_map(|s| {
             let key = service_key(s)?;
             let own: Vec<&[Local]> = index.endpoints_of(&key).collect();
-            let part = service_desired(s, &own, prefixes);
+            let part = service_desired(s, &own, scope);
             Some((key, part))
         })
         .collect();
-    parts.sort_by(|a, b| a.0.cmp(&b.0));
-    merge(parts.iter().map(|(k, p)| (k, p)))
+    let mut merged = Merged::default();
+    merged.update(&parts, parts.keys().map(|k| (k.clone(), None)).collect());
+    merged.desired().clone()
 }
 
-/// One Service's share of the desired state, before frontends that two Services claim are
-/// resolved by [`merge`].
+/// One Service's share of the desired state, before frontends that several Services claim are
+/// resolved (`merged`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ServiceDesired {
     /// Every frontend the Service names, in order, with its local backends (maybe none).
@@ -65,33 +100,80 @@ pub struct ServiceDesired {
     refusals: Vec<String>,
     /// The key under which it shares its VIPs, if it opts in.
     sharing: Option<String>,
+    created: Option<Timestamp>,
+    /// Its VIPs granted by the allocator (in its status); the others are externalIPs.
+    granted: Vec<IpAddr>,
+    /// Local endpoint addresses left out as untrusted.
+    pub endpoints_refused: usize,
+}
+
+impl ServiceDesired {
+    /// This Service's claim on `vip`, for [`crate::ownership`].
+    fn claimant<'a>(&'a self, key: &'a ServiceKey, vip: IpAddr) -> Claimant<'a> {
+        Claimant {
+            key,
+            basis: match self.granted.contains(&vip) {
+                true => Basis::Granted,
+                false => Basis::External,
+            },
+            created: self.created,
+            sharing: self.sharing.as_deref(),
+        }
+    }
 }
 
 /// What one LoadBalancer Service wants, given its own EndpointSlices' local endpoints.
-pub fn service_desired(svc: &Service, slices: &[&[Local]], prefixes: &[IpNet]) -> ServiceDesired {
+pub fn service_desired(svc: &Service, slices: &[&[Local]], scope: &Scope) -> ServiceDesired {
+    let prefixes = &scope.prefixes[..];
     let mut out = ServiceDesired {
         sharing: sharing_key(svc).map(str::to_owned),
+        created: svc.metadata.creation_timestamp.as_ref().map(|t| t.0),
         ..ServiceDesired::default()
     };
     let mut vips = BTreeSet::new();
-    for (ip, source) in candidate_vips(svc) {
+    for (ip, basis) in candidate_vips(svc) {
         match ip.parse::<IpAddr>() {
             Err(_) => out
                 .refusals
-                .push(format!("{source} {ip:?} is not an IP address")),
+                .push(format!("{basis} {ip:?} is not an IP address")),
             Ok(ip) if !prefixes.iter().any(|p| p.contains(&ip)) => out.refusals.push(format!(
-                "{source} {ip} is outside every prefix this node manages ({})",
+                "{basis} {ip} is outside every prefix this node manages ({})",
                 list(prefixes)
             )),
+            Ok(ip) if basis == Basis::External => match external_allowed(svc, ip, scope) {
+                Ok(()) => {
+                    vips.insert(ip);
+                }
+                Err(reason) => out.refusals.push(reason),
+            },
             Ok(ip) => {
                 vips.insert(ip);
+                out.granted.push(ip);
             }
         }
     }
     if vips.is_empty() {
         return out;
     }
-    let endpoints = slices.iter().copied().flatten();
+    let mut distrusted = BTreeMap::new();
+    let trusted: Vec<&Local> = slices
+        .iter()
+        .copied()
+        .flatten()
+        .filter(
+            |l| match distrust(l.endpoint.addr, &scope.facts, prefixes) {
+                None => true,
+                Some(why) => {
+                    distrusted.insert(l.endpoint.addr, why);
+                    false
+                }
+            },
+        )
+        .collect();
+    out.endpoints_refused = distrusted.len();
+    out.refusals
+        .extend(trust::refusals(&distrusted, &scope.facts));
+    let endpoints = trusted.iter().copied();
     let affinity_timeout_s = client_ip_affinity(svc);
     for port in svc
         .spec
@@ -162,70 +244,6 @@ pub fn service_desired(svc: &Service, slices: &[&[Local]], prefixes: &[IpNet]) -
     out
 }
 
-/// Combines per-Service results, given in Service order. The first Service to name a VIP has
-/// it; a later one shares it only when both carry the same sharing key, and is refused for that
-/// VIP otherwise. Of the Services on a VIP, the first to claim a frontend serves it, later ones
-/// are refused for it. A frontend is wanted while it has endpoints, ready or terminating; its
-/// VIP only while one of its frontends has a ready one.
-pub fn merge<'a>(parts: impl IntoIterator<Item = (&'a ServiceKey, &'a ServiceDesired)>) -> Desired {
-    let mut out = Desired::default();
-    let mut owner: BTreeMap<FrontendId, &ServiceKey> = BTreeMap::new();
-    let mut vip_owner: BTreeMap<IpAddr, (&ServiceKey, Option<&str>)> = BTreeMap::new();
-    for (key, part) in parts {
-        let refuse = |reason: String| Refusal {
-            service: key.clone(),
-            reason,
-        };
-        out.refusals
-            .extend(part.refusals.iter().cloned().map(refuse));
-        for (id, backends) in &part.claims {
-            let (first, first_sharing) = *vip_owner
-                .entry(id.vip)
-                .or_insert((key, part.sharing.as_deref()));
-            if !may_share(first, first_sharing, key, part) {
-                out.refusals.push(refuse(not_shared(id.vip, first)));
-                continue;
-            }
-            if let Some(other) = owner.get(id) {
-                if *other != key {
-                    out.refusals.push(refuse(format!(
-                        "{id} is already served for Service {other}"
-                    )));
-                }
-                continue;
-            }
-            owner.insert(*id, key);
-            if !backends.is_empty() {
-                out.frontends.insert(*id, backends.clone());
-            }
-            // Advertised only while a frontend has a Ready endpoint: terminating ones drain.
-            if !backends.ready.is_empty() {
-                out.addresses.insert(id.vip);
-            }
-        }
-    }
-    out.refusals.sort();
-    out.refusals.dedup();
-    out
-}
-
-/// Whether Service `key` may serve frontends of a VIP that `first` (with sharing key
-/// `first_sharing`) named before it.
-pub(crate) fn may_share(
-    first: &ServiceKey,
-    first_sharing: Option<&str>,
-    key: &ServiceKey,
-    part: &ServiceDesired,
-) -> bool {
-    first == key || (first_sharing.is_some() && part.sharing.as_deref() == first_sharing)
-}
-
-pub(crate) fn not_shared(vip: IpAddr, first: &ServiceKey) -> String {
-    format!(
-        "{vip} is used by Service {first}; Services share a VIP only when both carry the annotation {ALLOW_SHARED_IP} with the same value"
-    )
-}
-
 pub(crate) fn service_key(svc: &Service) -> Option<ServiceKey> {
     Some(ServiceKey {
         namespace: svc.metadata.namespace.clone()?,
@@ -233,7 +251,9 @@ pub(crate) fn service_key(svc: &Service) -> Option<ServiceKey> {
     })
 }
 
-fn candidate_vips(svc: &Service) -> Vec<(String, &'static str)> {
+/// The addresses a Service names as VIPs, with what each claim rests on. An address in both its
+/// status and its externalIPs is a grant.
+fn candidate_vips(svc: &Service) -> Vec<(String, Basis)> {
     let mut out = Vec::new();
     let ingress = svc.status.as_ref().and_then(|s| s.load_balancer.as_ref());
     for ing in ingress
@@ -242,20 +262,51 @@ fn candidate_vips(svc: &Service) -> Vec<(String, &'static str)> {
         .flatten()
     {
         if let Some(ip) = &ing.ip {
-            out.push((ip.clone(), "status.loadBalancer.ingress ip"));
+            out.push((ip.clone(), Basis::Granted));
         }
     }
     // spec.loadBalancerIP and the request annotations count only once the allocator granted
     // them into the status.
     if let Some(spec) = &svc.spec {
         for ip in spec.external_ips.iter().flatten() {
-            out.push((ip.clone(), "spec.externalIPs"));
+            out.push((ip.clone(), Basis::External));
         }
     }
     // The same address named twice is one VIP.
     let mut seen = BTreeSet::new();
     out.retain(|(ip, _)| seen.insert(ip.clone()));
     out
+}
+
+/// Whether the external IP policy lets `svc` have `ip` (inside a prefix) from its externalIPs.
+fn external_allowed(svc: &Service, ip: IpAddr, scope: &Scope) -> Result<(), String> {
+    let what = format!("{} {ip}", Basis::External);
+    match scope.external_ips {
+        ExternalIps::Prefix => Ok(()),
+        ExternalIps::None => Err(format!(
+            "{what} is not served: this l3lb serves no externalIPs (--external-ips=none)"
+        )),
+        ExternalIps::Pool => {
+            let namespace = svc.metadata.namespace.as_deref().unwrap_or_default();
+            let labels = svc.metadata.labels.clone().unwrap_or_default();
+            let containing: Vec<&Pool> = scope.pools.iter().filter(|p| p.contains(&ip)).collect();
+            if containing.iter().any(|p| p.allows(namespace, &labels)) {
+                return Ok(());
+            }
+            let names: Vec<&str> = containing.iter().map(|p| p.name.as_str()).collect();
+            Err(match names.is_empty() {
+                true => format!(
+                    "{what} is in no L3lbPool; l3lb serves an external IP only inside a pool that \
+                     allows the Service (--external-ips=pool)"
+                ),
+                false => format!(
+                    "{what} is in pool {}, which does not allow this Service (namespaces or \
+                     serviceSelector)",
+                    names.join(", ")
+                ),
+            })
+        }
+    }
 }
 
 /// Default `sessionAffinityConfig.clientIP.timeoutSeconds` (3 hours), as in Kubernetes.
@@ -380,3 +431,6 @@ mod tests;
 
 #[cfg(test)]
 mod endpoint_tests;
+
+#[cfg(test)]
+mod ownership_tests;

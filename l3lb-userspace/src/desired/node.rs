@@ -1,8 +1,11 @@
-//! Whether this node takes part in load balancing at all, from its own Node object. Pure.
-use std::fmt;
+//! What this node's own Node object says: whether the node takes part in load balancing at all,
+//! and the facts its endpoints are checked against. Pure.
+use std::{fmt, net::IpAddr};
 
+use ipnet::IpNet;
 use k8s_openapi::api::core::v1::Node;
 
+use super::trust::NodeFacts;
 use crate::model::Desired;
 
 /// The well-known label that keeps a node out of external load balancers (its value is ignored,
@@ -59,6 +62,47 @@ pub fn exclude(mut desired: Desired, exclusion: Option<Exclusion>) -> Desired {
     desired
 }
 
+/// The facts endpoints are checked against: the pod CIDRs (`pod_cidrs` when given, else the
+/// Node's `spec.podCIDRs`) and the node's own addresses (the Node's `status.addresses` and
+/// `host`, the addresses on the node's interfaces). Addresses inside `prefixes` are left out:
+/// those are VIPs, refused as such, and they come and go with every announcement.
+pub fn facts(
+    node: Option<&Node>,
+    pod_cidrs: &[IpNet],
+    host: &[IpAddr],
+    prefixes: &[IpNet],
+) -> NodeFacts {
+    let spec = node.and_then(|n| n.spec.as_ref());
+    let pod_cidrs = match pod_cidrs.is_empty() {
+        false => pod_cidrs.to_vec(),
+        true => spec
+            .and_then(|s| {
+                s.pod_cidrs
+                    .clone()
+                    .or_else(|| s.pod_cidr.clone().map(|c| vec![c]))
+            })
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.parse::<IpNet>().ok())
+            .map(|c| c.trunc())
+            .collect(),
+    };
+    let listed = node
+        .and_then(|n| n.status.as_ref())
+        .and_then(|s| s.addresses.as_ref())
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a.address.parse::<IpAddr>().ok());
+    let own_addresses = listed
+        .chain(host.iter().copied())
+        .filter(|ip| !prefixes.iter().any(|p| p.contains(ip)))
+        .collect();
+    NodeFacts {
+        pod_cidrs,
+        own_addresses,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -99,6 +143,36 @@ mod tests {
             assert_eq!(exclusion(Some(&node(n.clone()))), want, "{n}");
         }
         assert_eq!(exclusion(None), None, "an unseen Node withdraws nothing");
+    }
+
+    #[test]
+    fn facts_from_the_node_and_the_host() {
+        let n = node(json!({"metadata": {"name": "n1"},
+            "spec": {"podCIDR": "10.244.1.0/24", "podCIDRs": ["10.244.1.0/24", "fd00:244:1::/64"]},
+            "status": {"addresses": [{"type": "InternalIP", "address": "10.100.1.2"},
+                                     {"type": "Hostname", "address": "n1"}]}}));
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let prefixes: Vec<IpNet> = vec!["198.51.100.0/24".parse().unwrap()];
+        let host = [ip("10.244.1.1"), ip("198.51.100.7"), ip("127.0.0.1")];
+        let f = facts(Some(&n), &[], &host, &prefixes);
+        assert_eq!(
+            f.pod_cidrs,
+            [
+                "10.244.1.0/24".parse::<IpNet>().unwrap(),
+                "fd00:244:1::/64".parse().unwrap()
+            ]
+        );
+        assert_eq!(
+            f.own_addresses,
+            [ip("10.100.1.2"), ip("10.244.1.1"), ip("127.0.0.1")].into(),
+            "host and Node addresses, but no VIP"
+        );
+        // --pod-cidr wins over the Node's; a Node without podCIDRs gives none.
+        let over: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        assert_eq!(facts(Some(&n), &over, &[], &prefixes).pod_cidrs, over);
+        let bare = node(json!({"metadata": {"name": "n1"}}));
+        assert!(facts(Some(&bare), &[], &[], &prefixes).pod_cidrs.is_empty());
+        assert_eq!(facts(None, &[], &[], &prefixes), NodeFacts::default());
     }
 
     #[test]

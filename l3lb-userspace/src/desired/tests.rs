@@ -4,7 +4,7 @@ use ipnet::IpNet;
 use k8s_openapi::api::{core::v1::Service, discovery::v1::EndpointSlice};
 use serde_json::json;
 
-use super::desired;
+use super::{Scope, desired};
 use crate::{
     class::ClassFilter,
     model::{Backends, Desired, Endpoint, FrontendId, Proto},
@@ -55,10 +55,19 @@ fn web_ports() -> serde_json::Value {
     json!([{"name": "http", "port": 8080, "protocol": "TCP"}])
 }
 
+/// The scope these tests run in: externalIPs anywhere inside the prefix (the policies have tests
+/// of their own, in `ownership_tests`).
+fn scope(class: &ClassFilter) -> Scope {
+    Scope {
+        external_ips: crate::ownership::ExternalIps::Prefix,
+        ..Scope::new(NODE, &prefixes(), class)
+    }
+}
+
 fn run(services: &[Service], slices: &[EndpointSlice]) -> Desired {
     let s: Vec<&Service> = services.iter().collect();
     let e: Vec<&EndpointSlice> = slices.iter().collect();
-    desired(&s, &e, NODE, &prefixes(), &ClassFilter::default())
+    desired(&s, &e, &scope(&ClassFilter::default()))
 }
 
 fn fe(vip: &str, port: u16, proto: Proto) -> FrontendId {
@@ -214,7 +223,7 @@ fn only_services_of_our_class_are_served() {
     ];
     for (class, filter, vips) in cases {
         let s = with_class(class.clone());
-        let d = desired(&[&s], &e, NODE, &prefixes(), &filter);
+        let d = desired(&[&s], &e, &scope(&filter));
         assert_eq!(d.addresses.len(), vips, "{class} {filter:?}");
         assert!(
             d.refusals.is_empty(),
@@ -254,19 +263,19 @@ fn a_vip_is_shared_only_by_services_with_the_same_sharing_key() {
             Some("dns"),
             None,
             1,
-            Some("198.51.100.53 is used by Service default/a"),
+            Some("198.51.100.53 belongs to Service default/a"),
         ),
         (
             None,
             Some("dns"),
             1,
-            Some("198.51.100.53 is used by Service default/a"),
+            Some("198.51.100.53 belongs to Service default/a"),
         ),
         (
             Some("x"),
             Some("y"),
             1,
-            Some("198.51.100.53 is used by Service default/a"),
+            Some("198.51.100.53 belongs to Service default/a"),
         ),
     ];
     for (key_a, key_b, frontends, refusal) in cases {
@@ -441,7 +450,7 @@ fn second_service_on_the_same_vip_without_sharing_is_refused() {
     assert!(
         d.refusals[0]
             .reason
-            .contains("198.51.100.10 is used by Service default/a"),
+            .contains("198.51.100.10 belongs to Service default/a"),
         "{}",
         d.refusals[0].reason
     );

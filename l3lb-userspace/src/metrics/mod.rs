@@ -58,6 +58,7 @@ pub struct Metrics {
     pub backends: Gauge,
     pub node_excluded: Gauge,
     pub uplinks_not_forwarding: Gauge,
+    pub endpoints_refused: Gauge,
     pub map_entries: Family<MapLabels, Gauge>,
     pub datapath_packets: Family<VerdictLabels, Counter>,
     pub datapath_bytes: Family<VerdictLabels, Counter>,
@@ -79,6 +80,7 @@ impl Default for Metrics {
             backends: Gauge::default(),
             node_excluded: Gauge::default(),
             uplinks_not_forwarding: Gauge::default(),
+            endpoints_refused: Gauge::default(),
             map_entries: Family::default(),
             datapath_packets: Family::default(),
             datapath_bytes: Family::default(),
@@ -114,6 +116,12 @@ impl Metrics {
             "vips_assumed",
             "VIPs on the advertising interface (inside the managed prefixes)",
             self.vips.clone(),
+        );
+        r.register(
+            "endpoints_refused",
+            "Local endpoint addresses of l3lb's Services left out as untrusted (outside the pod \
+             CIDRs, the node's own, loopback, link-local, inside --prefix)",
+            self.endpoints_refused.clone(),
         );
         r.register(
             "backends",

@@ -4,8 +4,8 @@
 //! memory.
 use k8s_openapi::{
     api::core::v1::{
-        LoadBalancerIngress, LoadBalancerStatus, Node, Service, ServicePort, ServiceSpec,
-        ServiceStatus,
+        LoadBalancerIngress, LoadBalancerStatus, Node, NodeStatus, Service, ServicePort,
+        ServiceSpec, ServiceStatus,
     },
     apimachinery::pkg::apis::meta::v1::ObjectMeta,
 };
@@ -82,11 +82,15 @@ pub fn pool(pool: &mut L3lbPool) {
     pool.metadata.annotations = None;
 }
 
-/// One object: only the bulky fields go.
+/// One object: only the bulky fields go. Of the status only the addresses stay (endpoints at the
+/// node's own addresses are refused).
 pub fn node(node: &mut Node) {
     node.metadata.managed_fields = None;
     node.metadata.annotations = None;
-    node.status = None;
+    node.status = node.status.take().map(|s| NodeStatus {
+        addresses: s.addresses,
+        ..NodeStatus::default()
+    });
 }
 
 #[cfg(test)]
@@ -94,7 +98,11 @@ mod tests {
     use k8s_openapi::api::{core::v1::Service, discovery::v1::EndpointSlice};
     use serde_json::json;
 
-    use crate::{class::ClassFilter, desired::desired};
+    use crate::{
+        class::ClassFilter,
+        desired::{Scope, desired},
+        ownership::ExternalIps,
+    };
 
     fn from<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> T {
         serde_json::from_value(v).unwrap()
@@ -133,15 +141,16 @@ mod tests {
         }));
         let prefixes = ["198.51.100.0/24".parse().unwrap()];
         let class = ClassFilter::default();
-        let full = desired(&[&svc], &[&slice], "n1", &prefixes, &class);
+        let scope = Scope {
+            external_ips: ExternalIps::Prefix,
+            ..Scope::new("n1", &prefixes, &class)
+        };
+        let full = desired(&[&svc], &[&slice], &scope);
         // status and externalIPs; loadBalancerIP only once granted into the status.
         assert_eq!(full.frontends.len(), 4);
         let mut small_svc = svc.clone();
         super::service(&mut small_svc);
-        assert_eq!(
-            desired(&[&small_svc], &[&slice], "n1", &prefixes, &class),
-            full
-        );
+        assert_eq!(desired(&[&small_svc], &[&slice], &scope), full);
         let annotations = small_svc.metadata.annotations.as_ref().unwrap();
         assert_eq!(
             annotations.keys().collect::<Vec<_>>(),

@@ -132,6 +132,23 @@ impl Lab {
         topology::ip6(i, true, 2)
     }
 
+    /// Node `i`'s pod networks, as its Node's `spec.podCIDRs` lists them: 10.244.<i>.0/24 and
+    /// fd00:244:<i>::/64.
+    pub fn pod_cidrs(&self, i: usize) -> [String; 2] {
+        [
+            format!(
+                "{}/24",
+                topology::pod_gw(i) & std::net::Ipv4Addr::new(255, 255, 255, 0)
+            ),
+            format!("{}/64", topology::ip6(i, true, 0)),
+        ]
+    }
+
+    /// fd00:100:<i>::2, node `i`'s uplink address (IPv6).
+    pub fn node_ip6(&self, i: usize) -> std::net::Ipv6Addr {
+        topology::ip6(i, false, 2)
+    }
+
     /// fd00:100::2, the client's IPv6 address.
     pub fn client_ip6(&self) -> std::net::Ipv6Addr {
         topology::CLIENT_IP6
