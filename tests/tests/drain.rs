@@ -99,7 +99,27 @@ fn terminating_pod_drains_with_the_route_withdrawn_and_loses_no_connection() -> 
         dropped.get("xdp_no_backend").copied().unwrap_or(0) > 0,
         "no SYN counted as without backend: {dropped:?}"
     );
-    std::thread::sleep(Duration::from_secs(2));
+    // Passes go on (the resync runs every two seconds) and do not end the drain early.
+    let passes = |c: &Cluster| -> anyhow::Result<f64> {
+        let (_, body) = c.http_get(1, "/metrics")?;
+        body.lines()
+            .find_map(|l| l.strip_prefix("l3lb_reconcile_duration_seconds_count "))
+            .and_then(|v| v.trim().parse().ok())
+            .context("no pass count in /metrics")
+    };
+    let before = passes(&c)?;
+    wait_for("two more passes on node1", CONVERGE, || {
+        let now = passes(&c)?;
+        if now >= before + 2.0 {
+            Ok(Some(()))
+        } else {
+            bail!("{now} passes")
+        }
+    })?;
+    ensure!(
+        t_term.elapsed() < DRAIN,
+        "the passes took the whole drain; nothing was checked before it ended"
+    );
     exchange_all(&mut streams, "still-terminating")?;
     ensure!(!c.daemon_log(1).contains("frontend removed"));
 

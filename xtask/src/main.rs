@@ -21,7 +21,8 @@ enum Task {
     /// Build the eBPF object through the daemon's build script (aya-build) and copy it to
     /// target/bpf/l3lb.o for bpftool.
     BuildEbpf,
-    /// Run every test tier: fmt, clippy, unit, build-ebpf, kube client, datapath, end-to-end. Needs root.
+    /// Run every test tier: fmt, clippy, build-ebpf, unit and kube client (no root needed), then
+    /// datapath and end-to-end (root).
     Test {
         /// Extra arguments for `cargo test` (after `--`), e.g. a test name filter.
         #[arg(last = true)]
@@ -104,9 +105,13 @@ fn run(mut cmd: Command, args: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn require_root(what: &str) -> anyhow::Result<()> {
+fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn require_root(what: &str) -> anyhow::Result<()> {
+    if !is_root() {
         bail!(
             "{what} needs root (network namespaces, XDP, FRR): run it with sudo, after `sudo bash .ci/setup`"
         );
@@ -114,8 +119,30 @@ fn require_root(what: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Integration tests of `l3lb-tests` that need no root: the test API server and the daemon's
+/// kube-client code against it. Every other file in tests/tests/ is a root tier.
+const UNPRIVILEGED_TESTS: [&str; 3] = ["apiserver", "allocator", "leader"];
+
+/// The root-tier test targets: every integration test of `l3lb-tests` not listed above.
+fn root_tests() -> anyhow::Result<Vec<String>> {
+    let dir = workspace_root().join("tests/tests");
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "rs")
+            && let Some(stem) = path.file_stem().and_then(|s| s.to_str())
+            && !UNPRIVILEGED_TESTS.contains(&stem)
+        {
+            names.push(stem.to_owned());
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// Every tier: fmt, clippy, the eBPF build, unit and kube-client tests (no root needed), then
+/// the datapath and end-to-end tiers (root; without it they fail with a hint, never skip).
 fn test(extra: &[String]) -> anyhow::Result<()> {
-    require_root("cargo xtask test")?;
     cargo(&["fmt", "--all", "--", "--check"])?;
     cargo(&[
         "clippy",
@@ -147,16 +174,45 @@ fn test(extra: &[String]) -> anyhow::Result<()> {
     let bin = workspace_root().join("target/debug/l3lb");
     // SAFETY: single-threaded at this point; the child cargo inherits it.
     unsafe { std::env::set_var("L3LB_BIN", &bin) };
-    let mut args = vec!["test", "--no-fail-fast"];
+    let mut unprivileged = vec!["test", "--no-fail-fast", "--lib", "--bins"];
+    unprivileged.extend(["--test", "config"]);
+    for t in UNPRIVILEGED_TESTS {
+        unprivileged.extend(["--test", t]);
+    }
+    let (mut passed, mut failed) = cargo_test(&with_filter(unprivileged, extra))?;
+    let root = is_root();
+    if root {
+        let names = root_tests()?;
+        let mut privileged = vec!["test", "--no-fail-fast", "-p", "l3lb-tests"];
+        for t in &names {
+            privileged.extend(["--test", t.as_str()]);
+        }
+        let (p, f) = cargo_test(&with_filter(privileged, extra))?;
+        passed += p;
+        failed += f;
+    }
+    println!("\ntests: {passed} passed, {failed} failed");
+    if failed > 0 {
+        bail!("cargo test failed");
+    }
+    if passed == 0 {
+        bail!("cargo test ran no test");
+    }
+    require_root("the datapath and end-to-end tiers of `cargo xtask test` (the others passed)")
+}
+
+/// `args` with the user's test filter (after `--`) appended.
+fn with_filter<'a>(mut args: Vec<&'a str>, extra: &'a [String]) -> Vec<&'a str> {
     if !extra.is_empty() {
         args.push("--");
         args.extend(extra.iter().map(String::as_str));
     }
-    cargo_test(&args)
+    args
 }
 
-/// Runs `cargo test`, echoing its output, and closes with the totals over every test binary.
-fn cargo_test(args: &[&str]) -> anyhow::Result<()> {
+/// Runs `cargo test`, echoing its output; returns (passed, failed) over every test binary. A
+/// run whose cargo failed without a failed test (a build error) is an error.
+fn cargo_test(args: &[&str]) -> anyhow::Result<(u64, u64)> {
     use std::io::{BufRead as _, BufReader};
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     println!("\n==> cargo {}", args.join(" "));
@@ -178,14 +234,10 @@ fn cargo_test(args: &[&str]) -> anyhow::Result<()> {
         }
     }
     let status = child.wait()?;
-    println!("\ntests: {passed} passed, {failed} failed");
-    if !status.success() || failed > 0 {
-        bail!("cargo test failed ({status})");
+    if !status.success() && failed == 0 {
+        bail!("cargo test failed ({status}) before any test failed: see above");
     }
-    if passed == 0 {
-        bail!("cargo test ran no test");
-    }
-    Ok(())
+    Ok((passed, failed))
 }
 
 /// The number before `label` in a libtest summary ("ok. 5 passed; 0 failed; ...").
