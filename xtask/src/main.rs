@@ -8,6 +8,7 @@ use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
 
 mod build_ebpf;
+mod cycles;
 
 #[derive(Parser)]
 #[command(name = "xtask", about = "l3lb project tasks")]
@@ -33,6 +34,8 @@ enum Task {
         #[command(subcommand)]
         which: Bench,
     },
+    /// Fail on import cycles between modules in any crate.
+    CheckCycles,
     /// Build the demo lab (router, two nodes with FRR and l3lb, pods, a client), show each step,
     /// clean up. Needs root.
     Demo,
@@ -60,6 +63,7 @@ fn main() -> anyhow::Result<()> {
         Task::BuildEbpf => build_ebpf::run(),
         Task::Test { args } => test(&args),
         Task::Demo => demo(),
+        Task::CheckCycles => cycles::run(&workspace_root()),
         Task::Bench { which } => match which {
             Bench::ControlPlane { args } => {
                 bench("l3lb-bench-control-plane", "control-plane", &args)
