@@ -1,7 +1,9 @@
 //! The address allocator: while this daemon holds the allocator Lease, it turns the Services and
 //! L3lbPools into `status.loadBalancer.ingress` writes ([`allocate`], pure, then
 //! [`status::changes`]) and Warning Events for the Services it cannot give addresses to. Only the
-//! Lease holder runs passes, so every refusal is reported once, not once per node.
+//! Lease holder runs passes, so every refusal is reported once, not once per node. It runs inside
+//! every `l3lb run` (single-binary mode) or alone as `l3lb allocate` ([`crate::daemon::allocate`]):
+//! the same [`start`] either way.
 use std::{
     collections::{BTreeSet, HashMap},
     sync::Arc,
@@ -24,7 +26,7 @@ use crate::{
         status::{self, StatusChange},
     },
     class::ClassFilter,
-    config::Config,
+    config::AllocatorConfig,
     events::RefusalEvents,
     leader::{
         Leadership,
@@ -32,7 +34,7 @@ use crate::{
     },
     model::ServiceKey,
     vip_events::{VipEvent, VipEvents},
-    watch::Stores,
+    watch::AllocatorStores,
 };
 
 /// Services written (or found changed) since the store's copy: the resourceVersion that copy has.
@@ -53,12 +55,12 @@ enum Written {
 
 pub struct Allocator {
     pub client: Client,
-    /// Identity in the Lease and in Events (the node name).
+    /// Identity in the Lease and in Events (a node's name, or an `l3lb allocate` replica's).
     pub identity: String,
     pub prefixes: Vec<IpNet>,
     pub class: ClassFilter,
     /// Services and pools are read from here.
-    pub stores: Stores,
+    pub stores: AllocatorStores,
     /// Notified on Service and pool changes.
     pub trigger: Arc<Notify>,
     pub leadership: watch::Receiver<Leadership>,
@@ -72,8 +74,8 @@ pub struct Allocator {
 /// returned handle releases the Lease.
 pub fn start(
     client: Client,
-    config: &Config,
-    stores: &Stores,
+    config: &AllocatorConfig,
+    stores: AllocatorStores,
     trigger: Arc<Notify>,
     events: VipEvents,
 ) -> ElectorHandle {
@@ -82,22 +84,22 @@ pub fn start(
         .namespace
         .clone()
         .unwrap_or_else(|| client.default_namespace().to_owned());
-    info!(lease = %config.lease.name, %namespace, identity = %config.node_name,
+    info!(lease = %config.lease.name, %namespace, identity = %config.identity,
         duration = ?config.lease.duration, "standing for the address allocator Lease");
     let (elector, leadership) = Elector::new(
         client.clone(),
         &namespace,
         &config.lease.name,
-        &config.node_name,
+        &config.identity,
         config.lease.duration,
     );
     tokio::spawn(
         Allocator {
             client,
-            identity: config.node_name.clone(),
+            identity: config.identity.clone(),
             prefixes: config.prefixes.clone(),
             class: config.class.clone(),
-            stores: stores.clone(),
+            stores,
             trigger,
             leadership,
             resync: config.resync_interval,
@@ -125,7 +127,7 @@ impl Allocator {
             }
             let mut leader = self.leadership.clone();
             tokio::select! {
-                ready = self.stores.wait_until_pools_ready() => if ready.is_err() { return },
+                ready = self.stores.wait_until_ready() => if ready.is_err() { return },
                 _ = until_leading(&mut leader, false) => continue,
             }
             info!(identity = %self.identity, pools = self.stores.pools.len(), "allocating addresses for LoadBalancer Services");

@@ -1,7 +1,7 @@
 //! Command line and environment, validated once into a typed [`Config`].
 use std::{path::PathBuf, time::Duration};
 
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgAction, Args, Parser, Subcommand};
 
 use crate::{class::ClassFilter, ownership::ExternalIps};
 use ipnet::IpNet;
@@ -27,8 +27,13 @@ pub struct Cli {
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the node daemon (needs CAP_NET_ADMIN, CAP_BPF and CAP_SYS_ADMIN; hostNetwork in a pod).
+    /// Run the node daemon (needs CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON; hostNetwork in a pod).
+    /// By default it also stands for the allocator Lease (single-binary mode, e.g. systemd hosts).
     Run(RunArgs),
+    /// Run only the address allocator: elected over a Lease, it writes the LoadBalancer Services'
+    /// `status.loadBalancer.ingress` from the L3lbPools. Needs no root, no capability and no node
+    /// (a Deployment, beside nodes running `l3lb run --allocator=false`).
+    Allocate(AllocateArgs),
     /// Print the datapath counters (packets and bytes per verdict: DNATed, passed, replies
     /// translated, ...; or per frontend with --frontends) of the l3lb programs attached to an
     /// uplink. Run it in the node's network namespace, as root.
@@ -155,6 +160,64 @@ pub struct RunArgs {
     /// replaced atomically). Not on a bpffs: one is mounted there. `l3lb cleanup` removes it all.
     #[arg(long, env = "L3LB_BPFFS_DIR", default_value = crate::datapath::DEFAULT_BPFFS_DIR)]
     pub bpffs_dir: PathBuf,
+
+    /// Also stand for the allocator Lease and, while holding it, allocate addresses (needs
+    /// `services/status` patch rights). `false` when `l3lb allocate` runs separately, so the
+    /// nodes' identity cannot write any Service's status.
+    #[arg(long, env = "L3LB_ALLOCATOR", default_value_t = true, action = ArgAction::Set)]
+    pub allocator: bool,
+}
+
+/// Arguments of `l3lb allocate`.
+#[derive(Debug, Args)]
+pub struct AllocateArgs {
+    /// Holder identity in the Lease and reporting instance of the Events; unique per replica.
+    /// Default: the hostname (a pod's name).
+    #[arg(long, env = "L3LB_IDENTITY")]
+    pub identity: Option<String>,
+
+    /// VIP prefix addresses may be allocated from (repeatable; comma-separated in the env var):
+    /// the nodes' --prefix. Pool addresses outside every prefix are not handed out.
+    #[arg(
+        long = "prefix",
+        env = "L3LB_PREFIX",
+        value_delimiter = ',',
+        required = true
+    )]
+    pub prefixes: Vec<IpNet>,
+
+    /// `spec.loadBalancerClass` of the Services to allocate for (as the nodes' flag).
+    #[arg(long, env = "L3LB_LOAD_BALANCER_CLASS", default_value = crate::class::DEFAULT_CLASS)]
+    pub load_balancer_class: String,
+
+    /// Also allocate for LoadBalancer Services without a `spec.loadBalancerClass` (as the
+    /// nodes' flag).
+    #[arg(long, env = "L3LB_DEFAULT_LOAD_BALANCER")]
+    pub default_load_balancer: bool,
+
+    /// Name of the coordination.k8s.io Lease the allocators elect their leader with.
+    #[arg(long, env = "L3LB_LEASE_NAME", default_value = "l3lb-allocator")]
+    pub lease_name: String,
+
+    /// Namespace of that Lease; default: the process's own (its service account's, or the
+    /// kubeconfig context's).
+    #[arg(long, env = "L3LB_LEASE_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+
+    /// How long a leader's Lease lasts without renewal: when it dies, another replica takes
+    /// over about this long after its last renewal (at once when it stops cleanly).
+    #[arg(long, env = "L3LB_LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
+    pub lease_duration: Duration,
+
+    /// An allocation pass at least this often while leading (besides every Service or pool
+    /// change).
+    #[arg(long, env = "L3LB_RESYNC_INTERVAL", default_value = "20s", value_parser = parse_duration)]
+    pub resync_interval: Duration,
+
+    /// Listen address for Prometheus /metrics, /healthz (alive) and /readyz (the Service and
+    /// pool watches listed once); `off` disables the listener.
+    #[arg(long, env = "L3LB_METRICS_ADDR", default_value = "0.0.0.0:9465", value_parser = parse_listen_addr)]
+    pub metrics_addr: ListenAddr,
 }
 
 /// Validated settings of `l3lb run`.
@@ -177,6 +240,40 @@ pub struct Config {
     pub external_ips: ExternalIps,
     /// `--pod-cidr`; empty: the Node's `spec.podCIDRs`.
     pub pod_cidrs: Vec<IpNet>,
+    /// Whether this daemon also runs the allocator.
+    pub allocator: bool,
+}
+
+/// Validated settings of the allocator, in `l3lb allocate` or inside `l3lb run`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AllocatorConfig {
+    /// Holder identity in the Lease and reporting instance of the Events (a node's name).
+    pub identity: String,
+    pub prefixes: Vec<IpNet>,
+    pub class: ClassFilter,
+    pub lease: LeaseConfig,
+    pub resync_interval: Duration,
+}
+
+impl Config {
+    /// The allocator's settings when this daemon runs it: identified by the node's name.
+    pub fn allocator_config(&self) -> AllocatorConfig {
+        AllocatorConfig {
+            identity: self.node_name.clone(),
+            prefixes: self.prefixes.clone(),
+            class: self.class.clone(),
+            lease: self.lease.clone(),
+            resync_interval: self.resync_interval,
+        }
+    }
+}
+
+/// Validated settings of `l3lb allocate`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AllocateConfig {
+    pub allocator: AllocatorConfig,
+    /// Where /metrics, /healthz and /readyz are served; `None`: not at all.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 /// The allocator's leader election.
@@ -192,6 +289,8 @@ pub struct LeaseConfig {
 pub enum ConfigError {
     #[error("--node-name (NODE_NAME) must not be empty")]
     EmptyNodeName,
+    #[error("--identity (L3LB_IDENTITY) must not be empty; no hostname to default to")]
+    EmptyIdentity,
     #[error("{given} has host bits set; did you mean {network}?")]
     HostBits { given: IpNet, network: IpNet },
     #[error(
@@ -272,6 +371,53 @@ impl TryFrom<RunArgs> for Config {
             },
             external_ips: a.external_ips,
             pod_cidrs: a.pod_cidrs,
+            allocator: a.allocator,
+        })
+    }
+}
+
+impl AllocateArgs {
+    /// Validates the arguments; `hostname` is the identity when --identity is not given.
+    pub fn into_config(self, hostname: Option<String>) -> Result<AllocateConfig, ConfigError> {
+        let identity = self
+            .identity
+            .or(hostname)
+            .map(|i| i.trim().to_owned())
+            .filter(|i| !i.is_empty())
+            .ok_or(ConfigError::EmptyIdentity)?;
+        for p in &self.prefixes {
+            if p.trunc() != *p {
+                return Err(ConfigError::HostBits {
+                    given: *p,
+                    network: p.trunc(),
+                });
+            }
+        }
+        if self.resync_interval < Duration::from_secs(1) {
+            return Err(ConfigError::ResyncTooShort);
+        }
+        if self.lease_duration < Duration::from_secs(5) {
+            return Err(ConfigError::LeaseTooShort);
+        }
+        if self.load_balancer_class.trim().is_empty() {
+            return Err(ConfigError::EmptyClass);
+        }
+        Ok(AllocateConfig {
+            allocator: AllocatorConfig {
+                identity,
+                prefixes: self.prefixes,
+                class: ClassFilter {
+                    class: self.load_balancer_class,
+                    default: self.default_load_balancer,
+                },
+                lease: LeaseConfig {
+                    name: self.lease_name,
+                    namespace: self.lease_namespace.filter(|n| !n.is_empty()),
+                    duration: self.lease_duration,
+                },
+                resync_interval: self.resync_interval,
+            },
+            metrics_addr: self.metrics_addr.0,
         })
     }
 }
@@ -376,5 +522,70 @@ mod tests {
             parse(&["--load-balancer-class= "]),
             Err(ConfigError::EmptyClass)
         );
+    }
+
+    #[test]
+    fn run_allocates_unless_told_not_to() {
+        assert!(
+            parse(&[]).unwrap().allocator,
+            "single-binary mode by default"
+        );
+        assert!(!parse(&["--allocator=false"]).unwrap().allocator);
+        assert!(!parse(&["--allocator", "false"]).unwrap().allocator);
+        assert!(parse(&["--allocator=true"]).unwrap().allocator);
+        let base = ["l3lb", "run", "--node-name=n1", "--prefix=198.51.100.0/24"];
+        let bad = Cli::try_parse_from(base.iter().chain(&["--uplink=eth0", "--allocator=no"]));
+        assert!(bad.is_err(), "only true or false");
+        let c = parse(&["--lease-namespace=lb"]).unwrap().allocator_config();
+        assert_eq!(c.identity, "n1", "a node allocates under its own name");
+        assert_eq!(c.lease.namespace.as_deref(), Some("lb"));
+        assert_eq!(c.prefixes, ["198.51.100.0/24".parse::<IpNet>().unwrap()]);
+    }
+
+    fn allocate(extra: &[&str], hostname: Option<&str>) -> Result<AllocateConfig, ConfigError> {
+        let base = ["l3lb", "allocate", "--prefix=198.51.100.0/24"];
+        let cli = Cli::try_parse_from(base.iter().chain(extra)).unwrap();
+        let Command::Allocate(args) = cli.command else {
+            unreachable!()
+        };
+        args.into_config(hostname.map(str::to_owned))
+    }
+
+    #[test]
+    fn allocate_needs_no_node_and_takes_its_identity_from_the_hostname() {
+        let c = allocate(&[], Some("l3lb-allocator-7d9f-x2")).unwrap();
+        assert_eq!(c.allocator.identity, "l3lb-allocator-7d9f-x2");
+        assert_eq!(c.allocator.lease.name, "l3lb-allocator");
+        assert_eq!(c.allocator.lease.duration, Duration::from_secs(15));
+        assert_eq!(c.allocator.resync_interval, Duration::from_secs(20));
+        assert_eq!(c.allocator.class, ClassFilter::default());
+        assert_eq!(c.metrics_addr, Some("0.0.0.0:9465".parse().unwrap()));
+        let c = allocate(
+            &[
+                "--identity=a1",
+                "--default-load-balancer",
+                "--lease-namespace=lb",
+                "--metrics-addr=off",
+            ],
+            Some("host"),
+        )
+        .unwrap();
+        assert_eq!(c.allocator.identity, "a1");
+        assert!(c.allocator.class.default);
+        assert_eq!(c.allocator.lease.namespace.as_deref(), Some("lb"));
+        assert_eq!(c.metrics_addr, None);
+        assert_eq!(allocate(&[], None), Err(ConfigError::EmptyIdentity));
+        assert_eq!(
+            allocate(&["--identity= "], None),
+            Err(ConfigError::EmptyIdentity)
+        );
+        assert_eq!(
+            allocate(&["--lease-duration=1s"], Some("h")),
+            Err(ConfigError::LeaseTooShort)
+        );
+        assert!(matches!(
+            allocate(&["--prefix=198.51.100.1/24"], Some("h")),
+            Err(ConfigError::HostBits { .. })
+        ));
     }
 }

@@ -1,7 +1,9 @@
 //! The daemon's loop: on watch changes (coalesced for a few milliseconds), on a periodic resync
 //! and when a drain ends, compute desired state and run a reconcile pass. Watch-driven passes
 //! trust the executor's record of the node; the periodic resync observes it again and heals
-//! drift. Beside it run the allocator election and, while elected, the [`Allocator`].
+//! drift. Beside it run, unless turned off (`--allocator=false`), the allocator election and,
+//! while elected, the [`Allocator`](allocator::Allocator). [`allocate`] runs only those
+//! (`l3lb allocate`).
 use std::{borrow::Cow, net::IpAddr, sync::Arc, time::Duration};
 
 use kube::Client;
@@ -12,15 +14,18 @@ use crate::{
     allocate::pool::{L3lbPool, validate},
     allocator,
     apply::{AddressTable, FrontendTable},
+    config::AllocatorConfig,
     desired::{
         Scope,
         cache::DesiredCache,
         node::{exclude, exclusion, facts},
     },
     events::RefusalEvents,
+    leader::elector::ElectorHandle,
+    metrics::Metrics,
     reconcile::Reconciler,
     vip_events::{Forfeit, Owners, VipEvents},
-    watch,
+    watch::{self, AllocatorStores},
 };
 
 /// A pass starts once the watches have been quiet this long after a change...
@@ -62,14 +67,20 @@ pub async fn run<F: FrontendTable, A: AddressTable>(
     );
     let mut events = RefusalEvents::new(client.clone(), &config.node_name);
     let vip_events = VipEvents::start(client.clone(), &config.node_name, metrics.clone());
-    let elector = allocator::start(client, &config, &stores, allocate, vip_events.clone());
+    // Single-binary mode: this daemon also stands for the allocator Lease, sharing its Service
+    // watch; otherwise `l3lb allocate` runs elsewhere, under an identity that may write status.
+    let elector = config.allocator.then(|| {
+        let stores = stores.for_allocator();
+        let config = config.allocator_config();
+        allocator::start(client, &config, stores, allocate, vip_events.clone())
+    });
     let mut owners = Owners::default();
 
     info!(node = %config.node_name, "waiting for the first list of Services, EndpointSlices and the Node");
     tokio::select! {
         ready = stores.wait_until_ready() => ready?,
         _ = shutdown() => {
-            elector.stop(RELEASE_TIMEOUT).await;
+            stop(elector).await;
             return Ok(());
         }
     }
@@ -117,7 +128,7 @@ pub async fn run<F: FrontendTable, A: AddressTable>(
             }
             _ = shutdown() => {
                 info!("shutting down; addresses and maps stay in place for the next start");
-                elector.stop(RELEASE_TIMEOUT).await;
+                stop(elector).await;
                 return Ok(());
             }
         };
@@ -241,6 +252,46 @@ fn check_node_addresses(
         config.node_name,
         covered.join(", ")
     )
+}
+
+/// `l3lb allocate`: only the allocator, with its own Service and pool watches, until
+/// SIGTERM/SIGINT (which releases a held Lease). Ready (`metrics.health`) once both were listed.
+pub async fn allocate(
+    client: Client,
+    config: &AllocatorConfig,
+    metrics: Metrics,
+) -> anyhow::Result<()> {
+    let trigger = Arc::new(Notify::new());
+    let stores = AllocatorStores::start(client.clone(), trigger.clone(), metrics.clone());
+    let events = VipEvents::start(client.clone(), &config.identity, metrics.clone());
+    let elector = allocator::start(client, config, stores.clone(), trigger, events);
+    info!(identity = %config.identity, "waiting for the first list of Services and L3lbPools");
+    tokio::select! {
+        ready = stores.wait_until_ready() => ready?,
+        _ = shutdown() => {
+            stop(Some(elector)).await;
+            return Ok(());
+        }
+    }
+    info!(
+        services = stores.services.len(),
+        pools = stores.pools.len(),
+        "watches synced"
+    );
+    // Nothing else to wait for: a standby replica is as ready as the leader.
+    metrics.health.set_synced();
+    metrics.health.pass_done(0);
+    shutdown().await;
+    info!("shutting down");
+    stop(Some(elector)).await;
+    Ok(())
+}
+
+/// Releases the allocator Lease, if this process stands for it.
+async fn stop(elector: Option<ElectorHandle>) {
+    if let Some(elector) = elector {
+        elector.stop(RELEASE_TIMEOUT).await;
+    }
 }
 
 async fn sleep_until_opt(deadline: Option<Instant>) {

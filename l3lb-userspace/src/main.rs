@@ -3,7 +3,7 @@ use clap::Parser as _;
 use l3lb_userspace::{
     addresses::Netlink,
     config::{Cli, Command, Config},
-    daemon::run,
+    daemon::{allocate, run},
     datapath::{self, Datapath},
     metrics::{Metrics, http::serve as serve_metrics},
     reconcile::Reconciler,
@@ -51,6 +51,20 @@ async fn main() -> anyhow::Result<()> {
             let reconciler = Reconciler::new(config, datapath, addresses, metrics);
             run(client, reconciler).await
         }
+        Command::Allocate(args) => {
+            let config = args.into_config(hostname())?;
+            let allocator = &config.allocator;
+            info!(identity = %allocator.identity, prefixes = ?allocator.prefixes, "starting the l3lb allocator");
+            let client = kube::Client::try_default().await.context(
+                "no Kubernetes client configuration (in-cluster service account or KUBECONFIG)",
+            )?;
+            let metrics = Metrics::default();
+            if let Some(addr) = config.metrics_addr {
+                serve_metrics(addr, allocator_registry(&metrics), metrics.health.clone()).await?;
+                info!(%addr, "serving /metrics, /healthz, /readyz");
+            }
+            allocate(client, allocator, metrics).await
+        }
         Command::Stats { uplink, frontends } => {
             if frontends {
                 let per_frontend = stats::attached_frontend_stats(&uplink).await?;
@@ -68,4 +82,29 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// This host's name (a pod's name, in a pod), the allocator's default identity.
+fn hostname() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+}
+
+/// What `l3lb allocate` has to show: its watches' errors and its dropped Events (the node's
+/// datapath and reconcile metrics would only read 0 there).
+fn allocator_registry(metrics: &Metrics) -> Registry {
+    let mut registry = Registry::default();
+    let r = registry.sub_registry_with_prefix("l3lb");
+    r.register(
+        "watch_errors",
+        "Kubernetes watch errors (retried with backoff), by resource",
+        metrics.watch_errors.clone(),
+    );
+    r.register(
+        "events_dropped",
+        "Normal Events not published because the queue to the API server was full",
+        metrics.events_dropped.clone(),
+    );
+    registry
 }

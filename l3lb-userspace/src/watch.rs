@@ -1,6 +1,8 @@
-//! Watches: kube reflector stores of Services, this node's own Node and the L3lbPools, the
-//! index of this node's EndpointSlice endpoints ([`slices`]), and triggers that fire on changes:
-//! the reconciler's on every change, the allocator's on Services and pools.
+//! Watches: the node's kube reflector stores of Services, L3lbPools (which externalIPs a Service
+//! may have) and its own Node and the index of its EndpointSlice endpoints ([`slices`]); the
+//! allocator's of Services and L3lbPools (sharing the node's stores when both run in one
+//! process); and triggers that fire on changes: the reconciler's on every node change, the
+//! allocator's on Services and pools.
 use std::sync::Arc;
 
 use futures::StreamExt;
@@ -30,13 +32,25 @@ pub struct Stores {
     pub slices: slices::LocalSlices,
     /// Only this node's Node (field selector on its name): at most one object.
     pub node: Store<Node>,
-    /// Read by the allocator only; not part of [`Stores::wait_until_ready`], so a cluster
-    /// without the CRD still has its VIPs served.
+    /// Not part of [`Stores::wait_until_ready`], so a cluster without the CRD still has its
+    /// VIPs served.
     pub pools: Store<L3lbPool>,
     /// Set once the Service, EndpointSlice and Node stores completed their first list.
     synced: watch::Receiver<bool>,
     /// Set once the pool store did.
     pools_synced: watch::Receiver<bool>,
+}
+
+/// Read handles to what the allocator reads: every Service and every L3lbPool.
+#[derive(Clone)]
+pub struct AllocatorStores {
+    pub services: Store<Service>,
+    /// Not part of the node's [`Stores::wait_until_ready`], so a cluster without the CRD still
+    /// has its VIPs served.
+    pub pools: Store<L3lbPool>,
+    /// Set once the Service store (with the node: every node store) and the pool store
+    /// completed their first list.
+    synced: watch::Receiver<bool>,
 }
 
 /// A flag set when `ready` resolves. kube's `Store::wait_until_ready` wakes only the last task
@@ -72,10 +86,30 @@ impl Stores {
         wait_flag(&self.synced).await
     }
 
-    /// Resolves once the pool watch too has completed its first list (the allocator's start).
+    /// Resolves once the pool watch completed its first list.
     pub async fn wait_until_pools_ready(&self) -> anyhow::Result<()> {
-        wait_flag(&self.synced).await?;
         wait_flag(&self.pools_synced).await
+    }
+
+    /// The allocator's view for a daemon that also allocates: this node's Service and pool
+    /// stores (whose watches notify `allocate` too).
+    pub fn for_allocator(&self) -> AllocatorStores {
+        let synced = {
+            let (node, pools) = (self.synced.clone(), self.pools_synced.clone());
+            let (tx, rx) = watch::channel(false);
+            tokio::spawn(async move {
+                if wait_flag(&node).await.is_ok() && wait_flag(&pools).await.is_ok() {
+                    tx.send_replace(true);
+                    tx.closed().await;
+                }
+            });
+            rx
+        };
+        AllocatorStores {
+            services: self.services.clone(),
+            pools: self.pools.clone(),
+            synced,
+        }
     }
 
     /// This node's Node object, if the API server has one.
@@ -87,8 +121,47 @@ impl Stores {
     }
 }
 
-/// Starts the watches on the current runtime. `changed` is notified on every watch event,
-/// `allocate` on Service and L3lbPool events. Watch errors are counted in `metrics`.
+impl AllocatorStores {
+    /// Starts the allocator's own watches on the current runtime (`l3lb allocate`: no node);
+    /// `allocate` is notified on Service and L3lbPool events.
+    pub fn start(client: Client, allocate: Arc<Notify>, metrics: Metrics) -> Self {
+        let services = spawn_watch::<Service>(
+            Api::all(client.clone()),
+            watcher::Config::default(),
+            trim::service,
+            vec![allocate.clone()],
+            metrics.clone(),
+        );
+        let pools = spawn_pools(client, vec![allocate], metrics);
+        let synced = {
+            let (services, pools) = (services.clone(), pools.clone());
+            flag(async move {
+                services.wait_until_ready().await?;
+                pools.wait_until_ready().await
+            })
+        };
+        Self {
+            services,
+            pools,
+            synced,
+        }
+    }
+
+    /// Resolves once the Services and the pools were listed (the allocator's start). Any
+    /// number of tasks may wait at once.
+    pub async fn wait_until_ready(&self) -> anyhow::Result<()> {
+        wait_flag(&self.synced).await
+    }
+}
+
+fn spawn_pools(client: Client, notify: Vec<Arc<Notify>>, metrics: Metrics) -> Store<L3lbPool> {
+    let all = watcher::Config::default();
+    spawn_watch::<L3lbPool>(Api::all(client), all, trim::pool, notify, metrics)
+}
+
+/// Starts the node's watches on the current runtime. `changed` is notified on every watch
+/// event, `allocate` on Service and pool events (for an allocator in this process, see
+/// [`Stores::for_allocator`]). Watch errors are counted in `metrics`.
 pub fn start(
     client: Client,
     node: &str,
@@ -116,11 +189,14 @@ pub fn start(
         Api::all(client.clone()),
         this_node,
         trim::node,
-        vec![changed],
+        vec![changed.clone()],
         metrics.clone(),
     );
-    let pools =
-        spawn_watch::<L3lbPool>(Api::all(client), all(), trim::pool, vec![allocate], metrics);
+    let pools = spawn_pools(client, vec![changed, allocate], metrics);
+    let pools_synced = {
+        let pools = pools.clone();
+        flag(async move { pools.wait_until_ready().await })
+    };
     let synced = {
         let (services, slices, node) = (services.clone(), slices.clone(), node.clone());
         flag(async move {
@@ -131,10 +207,6 @@ pub fn start(
             }
             node.wait_until_ready().await
         })
-    };
-    let pools_synced = {
-        let pools = pools.clone();
-        flag(async move { pools.wait_until_ready().await })
     };
     Stores {
         services,

@@ -1,5 +1,7 @@
 //! The lab as a small cluster: the netns lab, a test API server reachable from every node
-//! namespace, and one real `l3lb run` per node. Shared by the end-to-end test and the demo.
+//! namespace, and one real `l3lb run` per node (or, split as deployed, `l3lb run
+//! --allocator=false` per node and one `l3lb allocate`, under the identities and privileges a
+//! [`Setup`] gives). Shared by the end-to-end test and the demo.
 use std::{
     collections::{BTreeMap, BTreeSet},
     io::{Read as _, Write as _},
@@ -14,7 +16,7 @@ use serde_json::{Value, json};
 
 use crate::{
     apiserver::ApiServer,
-    lab::{Lab, LabConfig, wait_for},
+    lab::{Lab, LabConfig, Privileges, wait_for},
 };
 
 /// How often each daemon does a full pass; short so drift repair is quick to observe.
@@ -33,6 +35,36 @@ pub const ALLOCATOR_LEASE: &str = "l3lb-allocator";
 /// is its own namespace, so they all use the same port).
 pub const METRICS_ADDR: ([u8; 4], u16) = ([127, 0, 0, 1], 9465);
 
+/// The split allocator's listener, in node 1's namespace beside that node's daemon.
+pub const ALLOCATOR_METRICS_ADDR: ([u8; 4], u16) = ([127, 0, 0, 1], 9466);
+
+/// The split allocator's identity in the Lease.
+pub const ALLOCATOR_IDENTITY: &str = "l3lb-allocator-0";
+
+/// How [`Cluster::start_with`] runs l3lb. The default, [`Cluster::start`]: each node's `l3lb
+/// run` as root with every capability and no token (full API access), each standing for the
+/// allocator Lease (single-binary mode).
+#[derive(Clone, Debug, Default)]
+pub struct Setup {
+    /// Applied to the API server before anything starts (RBAC objects, say).
+    pub manifests: Vec<String>,
+    /// Who the node daemons are.
+    pub nodes: Identity,
+    /// `Some`: `l3lb allocate` runs as its own process (in node 1's network namespace) as this
+    /// identity, and the node daemons with `--allocator=false`.
+    pub allocator: Option<Identity>,
+}
+
+/// Who a process is to the API server and to the kernel.
+#[derive(Clone, Debug, Default)]
+pub struct Identity {
+    /// The ServiceAccount `(namespace, name)` whose token its kubeconfig carries, with that
+    /// namespace as the context's (a pod's own); `None`: no token (full access), `default`.
+    pub service_account: Option<(String, String)>,
+    /// `None`: as the test runs (root, every capability).
+    pub privileges: Option<Privileges>,
+}
+
 /// An EndpointSlice endpoint's conditions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EndpointState {
@@ -50,6 +82,9 @@ pub struct Cluster {
     daemons: BTreeMap<usize, u32>,
     kubeconfigs: BTreeMap<usize, PathBuf>,
     starts: BTreeMap<usize, usize>,
+    setup: Setup,
+    /// The split allocator's pid and its starts so far.
+    allocator: (Option<u32>, usize),
     /// Extra `l3lb run` arguments for the daemons started from now on.
     pub daemon_args: Vec<String>,
     pub runtime: tokio::runtime::Runtime,
@@ -84,6 +119,11 @@ pub fn node_name(i: usize) -> String {
 impl Cluster {
     /// Builds the lab, serves the API inside every node namespace and starts a daemon per node.
     pub fn start(cfg: LabConfig) -> anyhow::Result<Cluster> {
+        Self::start_with(cfg, Setup::default())
+    }
+
+    /// [`Cluster::start`], running l3lb as `setup` says.
+    pub fn start_with(cfg: LabConfig, setup: Setup) -> anyhow::Result<Cluster> {
         let bin = l3lb_bin()?;
         anyhow::ensure!(
             bin.is_file(),
@@ -107,12 +147,17 @@ impl Cluster {
             "metadata": {"name": LAB_POOL},
             "spec": {"addresses": addresses},
         }))?;
+        for manifest in &setup.manifests {
+            api.apply_yaml(manifest)?;
+        }
         let mut cluster = Cluster {
             lab,
             api,
             daemons: BTreeMap::new(),
             kubeconfigs: BTreeMap::new(),
             starts: BTreeMap::new(),
+            setup,
+            allocator: (None, 0),
             daemon_args: Vec::new(),
             runtime,
         };
@@ -126,16 +171,116 @@ impl Cluster {
                 .lab
                 .workdir()
                 .join(format!("kubeconfig-{}", node_name(i)));
-            ApiServer::write_kubeconfig(addr, &path)?;
+            cluster.write_kubeconfig(addr, &path, &cluster.setup.nodes)?;
             cluster.kubeconfigs.insert(i, path);
             cluster.start_daemon(i)?;
         }
+        if cluster.setup.allocator.is_some() {
+            cluster.start_allocator()?;
+        }
         Ok(cluster)
+    }
+
+    /// A kubeconfig at `path` for `who` (its token, if any), readable by its uid alone.
+    fn write_kubeconfig(
+        &self,
+        addr: SocketAddr,
+        path: &std::path::Path,
+        who: &Identity,
+    ) -> anyhow::Result<()> {
+        let token = who
+            .service_account
+            .as_ref()
+            .map(|(ns, name)| (ns.as_str(), self.api.token_for(ns, name)));
+        let namespace = token.as_ref().map_or("default", |(ns, _)| ns);
+        let token = token.as_ref().map(|(_, t)| t.as_str());
+        ApiServer::write_kubeconfig_as(addr, path, namespace, token)?;
+        if let Some(p) = &who.privileges {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::os::unix::fs::chown(path, Some(p.uid), Some(p.gid))?;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        }
+        Ok(())
+    }
+
+    /// Starts `l3lb allocate` (with a [`Setup::allocator`]) in node 1's network namespace,
+    /// against the API server there; its log is [`Cluster::allocator_log`].
+    pub fn start_allocator(&mut self) -> anyhow::Result<u32> {
+        let who = self
+            .setup
+            .allocator
+            .clone()
+            .context("no split allocator in this cluster's setup")?;
+        let ns = self.lab.node_ns(1).to_owned();
+        let path = self.lab.workdir().join("kubeconfig-allocator");
+        if !path.exists() {
+            let addr = self.runtime.block_on(self.api.listen_in_netns(&ns))?;
+            self.write_kubeconfig(addr, &path, &who)?;
+        }
+        let prefix = self.lab.config().vip_prefix.to_string();
+        let prefix6 = self.lab.config().vip_prefix6.to_string();
+        let listen = SocketAddr::from(ALLOCATOR_METRICS_ADDR).to_string();
+        let mut cmd = Command::new(l3lb_bin()?);
+        cmd.args(["allocate", "--identity", ALLOCATOR_IDENTITY])
+            .args(["--prefix", &prefix, "--prefix", &prefix6])
+            .args(["--resync-interval", RESYNC, "--metrics-addr", &listen])
+            .arg("--default-load-balancer")
+            .env("KUBECONFIG", &path)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1");
+        if let Some(p) = &who.privileges {
+            cmd = p.wrap(&cmd)?;
+        }
+        self.allocator.1 += 1;
+        let log = format!("l3lb-allocator-{}", self.allocator.1);
+        let pid = self.lab.spawn_in_netns_only(&ns, &log, cmd)?;
+        self.allocator.0 = Some(pid);
+        Ok(pid)
+    }
+
+    /// Stops the split allocator with SIGTERM (as the kubelet would).
+    pub fn stop_allocator(&mut self) -> anyhow::Result<()> {
+        let pid = self.allocator.0.take().context("allocator not running")?;
+        self.lab.stop(pid)
+    }
+
+    /// The split allocator's current log.
+    pub fn allocator_log(&self) -> String {
+        let path = self
+            .lab
+            .workdir()
+            .join(format!("l3lb-allocator-{}.log", self.allocator.1));
+        std::fs::read_to_string(path).unwrap_or_default()
+    }
+
+    /// The pid of the split allocator, if it runs.
+    pub fn allocator_pid(&self) -> Option<u32> {
+        self.allocator.0
+    }
+
+    /// The kubeconfig node `i`'s daemon uses.
+    pub fn kubeconfig(&self, i: usize) -> Option<&std::path::Path> {
+        self.kubeconfigs.get(&i).map(PathBuf::as_path)
+    }
+
+    /// The pid of node `i`'s daemon, if it runs.
+    pub fn daemon_pid(&self, i: usize) -> Option<u32> {
+        self.daemons.get(&i).copied()
     }
 
     /// Starts `l3lb run` in node `i`'s namespace, pinning into `lab.bpffs_dir(i)`; its log is
     /// `daemon_log(i)`.
     pub fn start_daemon(&mut self, i: usize) -> anyhow::Result<u32> {
+        let privileges = self.setup.nodes.privileges.clone();
+        self.start_daemon_as(i, privileges.as_ref())
+    }
+
+    /// [`Cluster::start_daemon`] under `privileges` instead of the setup's (`None`: the test's).
+    pub fn start_daemon_as(
+        &mut self,
+        i: usize,
+        privileges: Option<&Privileges>,
+    ) -> anyhow::Result<u32> {
         let prefix = self.lab.config().vip_prefix.to_string();
         let prefix6 = self.lab.config().vip_prefix6.to_string();
         let mut cmd = Command::new(l3lb_bin()?);
@@ -156,6 +301,12 @@ impl Cluster {
         .arg("--bpffs-dir")
         .arg(self.lab.bpffs_dir(i))
         .args(["--metrics-addr", &metrics_addr().to_string()])
+        .args(
+            self.setup
+                .allocator
+                .is_some()
+                .then_some("--allocator=false"),
+        )
         .args(&self.daemon_args)
         .env("KUBECONFIG", &self.kubeconfigs[&i])
         .env("RUST_LOG", "info")
@@ -164,6 +315,9 @@ impl Cluster {
         *n += 1;
         let log = format!("l3lb-{}-{n}", node_name(i));
         let ns = self.lab.node_ns(i).to_owned();
+        if let Some(p) = privileges {
+            cmd = p.wrap(&cmd)?;
+        }
         // Host mounts, so the daemon pins into the host's bpffs and the pins outlive it.
         let pid = self.lab.spawn_in_netns_only(&ns, &log, cmd)?;
         self.daemons.insert(i, pid);
@@ -292,6 +446,38 @@ impl Cluster {
         }))
     }
 
+    /// Sends `n` TCP connections and `n` UDP requests from the client to `vip:port`: every one
+    /// must be answered, by a pod that saw the client's own address. Answers per `pod/proto`.
+    pub fn spread(
+        &self,
+        vip: Ipv4Addr,
+        port: u16,
+        n: usize,
+    ) -> anyhow::Result<BTreeMap<String, usize>> {
+        let client = self.lab.client_ip().to_string();
+        let mut per_pod = BTreeMap::new();
+        for i in 0..n {
+            for (proto, answer) in [
+                ("tcp", self.lab.tcp_request(vip, port)),
+                ("udp", self.lab.udp_request(vip, port)),
+            ] {
+                let answer =
+                    answer.with_context(|| format!("{proto} request {i} to {vip}:{port}"))?;
+                let mut words = answer.split_whitespace();
+                let (Some(pod), Some(peer)) = (words.next(), words.next()) else {
+                    bail!("odd answer {answer:?}")
+                };
+                let peer_ip = peer.rsplit_once(':').map_or(peer, |(ip, _)| ip);
+                anyhow::ensure!(
+                    peer_ip == client,
+                    "{pod} saw {peer_ip} over {proto}, not the client's {client}"
+                );
+                *per_pod.entry(format!("{pod}/{proto}")).or_insert(0) += 1;
+            }
+        }
+        Ok(per_pod)
+    }
+
     /// `l3lb stats` in node `i`'s namespace, as counter name -> packets.
     pub fn datapath_packets(&self, i: usize) -> anyhow::Result<BTreeMap<String, u64>> {
         self.stats_packets(i, &[])
@@ -321,9 +507,24 @@ impl Cluster {
 
     /// `GET path` from node `i`'s metrics listener: (status code, body).
     pub fn http_get(&self, i: usize, path: &str) -> anyhow::Result<(u16, String)> {
+        self.http_get_from(i, metrics_addr(), path)
+    }
+
+    /// `GET path` from the split allocator's listener.
+    pub fn allocator_http_get(&self, path: &str) -> anyhow::Result<(u16, String)> {
+        self.http_get_from(1, SocketAddr::from(ALLOCATOR_METRICS_ADDR), path)
+    }
+
+    /// `GET path` from `addr` in node `i`'s namespace: (status code, body).
+    fn http_get_from(
+        &self,
+        i: usize,
+        addr: SocketAddr,
+        path: &str,
+    ) -> anyhow::Result<(u16, String)> {
         let request = format!("GET {path} HTTP/1.1\r\nHost: l3lb\r\nConnection: close\r\n\r\n");
         let response = crate::netns::in_netns(self.lab.node_ns(i), move || {
-            let mut stream = TcpStream::connect_timeout(&metrics_addr(), Duration::from_secs(2))?;
+            let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
             stream.set_read_timeout(Some(Duration::from_secs(5)))?;
             stream.write_all(request.as_bytes())?;
             let mut out = String::new();
@@ -361,18 +562,15 @@ impl Cluster {
         .with_context(|| self.log_tails(20))
     }
 
-    /// The last `n` lines of each daemon's current log.
+    /// The last `n` lines of each daemon's current log (and the split allocator's).
     pub fn log_tails(&self, n: usize) -> String {
         let mut out = String::new();
-        for i in 1..=self.lab.config().nodes {
-            let log = self.daemon_log(i);
+        let split = (self.allocator.1 > 0).then(|| ("allocator".to_owned(), self.allocator_log()));
+        let logs = (1..=self.lab.config().nodes).map(|i| (node_name(i), self.daemon_log(i)));
+        for (name, log) in logs.chain(split) {
             let lines: Vec<&str> = log.lines().collect();
             let tail = &lines[lines.len().saturating_sub(n)..];
-            out += &format!(
-                "--- {} (last {n} lines)\n{}\n",
-                node_name(i),
-                tail.join("\n")
-            );
+            out += &format!("--- {name} (last {n} lines)\n{}\n", tail.join("\n"));
         }
         out
     }

@@ -12,7 +12,7 @@ use l3lb_userspace::{
     leader::elector::{Elector, ElectorHandle},
     metrics::Metrics,
     vip_events::VipEvents,
-    watch,
+    watch::{self, AllocatorStores},
 };
 use serde_json::{Value, json};
 use tokio::{sync::Notify, task::JoinHandle};
@@ -28,15 +28,8 @@ struct Daemon {
 
 impl Daemon {
     fn start(client: &kube::Client, node: &str) -> Self {
-        let changed = Arc::new(Notify::new());
         let trigger = Arc::new(Notify::new());
-        let stores = watch::start(
-            client.clone(),
-            node,
-            changed,
-            trigger.clone(),
-            Metrics::default(),
-        );
+        let stores = AllocatorStores::start(client.clone(), trigger.clone(), Metrics::default());
         let (elector, leadership) = Elector::new(
             client.clone(),
             "default",
@@ -274,8 +267,8 @@ async fn custom_resources_are_served_only_while_their_crd_exists() {
 
 /// The daemon loop and the allocator both wait for the first lists. kube's
 /// `Store::wait_until_ready` wakes only the last task that polled it (at 5,000 Services one of two
-/// raw waiters never woke); [`watch::Stores`] has one task wait per store and everyone else wait
-/// on its flag.
+/// raw waiters never woke); [`watch::Stores`] and [`AllocatorStores`] have one task wait per
+/// store and everyone else wait on its flag.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_task_waiting_for_the_first_lists_wakes() {
     let api = ApiServer::new();
@@ -285,19 +278,21 @@ async fn every_task_waiting_for_the_first_lists_wakes() {
     }
     let addr = api.listen().await.unwrap();
     let client = ApiServer::client(addr).unwrap();
+    let allocate = Arc::new(Notify::new());
     let stores = watch::start(
-        client,
+        client.clone(),
         "node-a",
         Arc::new(Notify::new()),
-        Arc::new(Notify::new()),
+        allocate.clone(),
         Metrics::default(),
     );
+    let pools = stores.for_allocator();
     let waiters: Vec<_> = (0..3)
         .map(|i| {
-            let stores = stores.clone();
+            let (stores, pools) = (stores.clone(), pools.clone());
             tokio::spawn(async move {
                 if i == 0 {
-                    stores.wait_until_pools_ready().await
+                    pools.wait_until_ready().await
                 } else {
                     stores.wait_until_ready().await
                 }

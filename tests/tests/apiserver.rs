@@ -33,6 +33,7 @@ struct Fixture {
     server: ApiServer,
     client: Client,
     kubeconfig: PathBuf,
+    addr: std::net::SocketAddr,
 }
 
 impl Fixture {
@@ -56,6 +57,7 @@ impl Fixture {
             server,
             client,
             kubeconfig,
+            addr,
         }
     }
 }
@@ -714,4 +716,281 @@ async fn unknown_paths_and_missing_objects_get_status_404() {
     assert_eq!(patched.spec.unwrap().lease_duration_seconds, Some(15));
     let all: Vec<_> = leases.list(&ListParams::default()).await.unwrap().items;
     assert_eq!(names(all), ["l3lb"]);
+}
+
+/// A client authenticating with `token`, built from a kubeconfig as the daemons' are (context
+/// namespace `namespace`).
+async fn client_with_token(fx: &Fixture, token: &str, namespace: &str) -> Client {
+    let path = std::env::temp_dir().join(format!(
+        "l3lb-apiserver-{}-{}-{token}.kubeconfig",
+        std::process::id(),
+        fx.addr.port()
+    ));
+    ApiServer::write_kubeconfig_as(fx.addr, &path, namespace, Some(token))
+        .expect("writing the kubeconfig");
+    let kubeconfig = Kubeconfig::read_from(&path).expect("reading the written kubeconfig");
+    let _ = std::fs::remove_file(&path);
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .expect("a kube Config from the written kubeconfig");
+    Client::try_from(config).expect("a kube Client")
+}
+
+/// The HTTP status a call ended with: 200 for success, the API error's code otherwise.
+fn code<T>(result: Result<T, kube::Error>) -> u16 {
+    match result {
+        Ok(_) => 200,
+        Err(kube::Error::Api(status)) => status.code,
+        Err(other) => panic!("not an API answer: {other}"),
+    }
+}
+
+/// What l3lb's identities ask of the API, each as one call (the status code it got).
+async fn l3lb_calls(client: &Client) -> Vec<(&'static str, u16)> {
+    use k8s_openapi::api::{coordination::v1::Lease, core::v1::Node, events::v1::Event};
+    let services: Api<Service> = Api::all(client.clone());
+    let web: Api<Service> = Api::namespaced(client.clone(), "default");
+    let slices: Api<EndpointSlice> = Api::all(client.clone());
+    let nodes: Api<Node> = Api::all(client.clone());
+    let pools: Api<l3lb_userspace::allocate::pool::L3lbPool> = Api::all(client.clone());
+    let events: Api<Event> = Api::namespaced(client.clone(), "default");
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "l3lb-system");
+    let other_leases: Api<Lease> = Api::namespaced(client.clone(), "default");
+    let status =
+        Patch::Merge(json!({"status": {"loadBalancer": {"ingress": [{"ip": "198.51.100.1"}]}}}));
+    let lease = |name: &str| {
+        serde_json::from_value::<Lease>(json!({"metadata": {"name": name}, "spec": {}})).unwrap()
+    };
+    let event = serde_json::from_value::<Event>(json!({
+        "metadata": {"generateName": "web."}, "eventTime": "2025-01-01T00:00:00.000000Z",
+        "reason": "Test", "action": "Test", "type": "Normal", "reportingController": "l3lb",
+        "reportingInstance": "test", "regarding": {"kind": "Service", "namespace": "default", "name": "web"},
+    }))
+    .unwrap();
+    let pp = PostParams::default();
+    let own_node = ListParams::default().fields("metadata.name=node1");
+    vec![
+        (
+            "list services",
+            code(services.list(&ListParams::default()).await),
+        ),
+        (
+            "watch services",
+            code(
+                services
+                    .watch(&WatchParams::default().timeout(1), "0")
+                    .await,
+            ),
+        ),
+        (
+            "list endpointslices",
+            code(slices.list(&ListParams::default()).await),
+        ),
+        ("list own node", code(nodes.list(&own_node).await)),
+        (
+            "list l3lbpools",
+            code(pools.list(&ListParams::default()).await),
+        ),
+        ("create event", code(events.create(&pp, &event).await)),
+        (
+            "patch service status",
+            code(
+                web.patch_status("web", &PatchParams::default(), &status)
+                    .await,
+            ),
+        ),
+        (
+            "patch service",
+            code(
+                web.patch(
+                    "web",
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"metadata": {"labels": {"x": "y"}}})),
+                )
+                .await,
+            ),
+        ),
+        (
+            "create lease",
+            code(leases.create(&pp, &lease("l3lb-allocator")).await),
+        ),
+        ("get lease", code(leases.get("l3lb-allocator").await)),
+        (
+            "update lease",
+            code(
+                leases
+                    .replace("l3lb-allocator", &pp, &lease("l3lb-allocator"))
+                    .await,
+            ),
+        ),
+        ("get another lease", code(leases.get("other").await)),
+        (
+            "create lease elsewhere",
+            code(other_leases.create(&pp, &lease("l3lb-allocator")).await),
+        ),
+        (
+            "delete service",
+            code(web.delete("web", &Default::default()).await),
+        ),
+    ]
+}
+
+/// The rules of deploy/rbac.yaml (and deploy/systemd/rbac.yaml), applied to the API server as
+/// shipped: each identity may do what its process calls and nothing else.
+#[tokio::test]
+async fn service_account_tokens_are_held_to_the_shipped_rbac() {
+    let fx = Fixture::new().await;
+    for manifest in [
+        include_str!("../../deploy/namespace.yaml"),
+        include_str!("../../deploy/crd.yaml"),
+        include_str!("../../deploy/rbac.yaml"),
+        include_str!("../../deploy/systemd/rbac.yaml"),
+    ] {
+        fx.server.apply_yaml(manifest).unwrap();
+    }
+    let (node, allocator, host) = (
+        fx.server.token_for("l3lb-system", "l3lb-node"),
+        fx.server.token_for("l3lb-system", "l3lb-allocator"),
+        fx.server.token_for("l3lb-system", "l3lb-host"),
+    );
+    // Each call succeeds where allowed (update after create: the Lease exists by then).
+    let allowed_node = [
+        "list services",
+        "watch services",
+        "list endpointslices",
+        "list own node",
+        "list l3lbpools",
+        "create event",
+    ];
+    let allowed_allocator = [
+        "list services",
+        "watch services",
+        "list l3lbpools",
+        "create event",
+        "patch service status",
+        "create lease",
+        "get lease",
+        "update lease",
+    ];
+    for (token, allowed) in [
+        (&node, allowed_node.to_vec()),
+        (&allocator, allowed_allocator.to_vec()),
+        // Systemd hosts: both, one process.
+        (
+            &host,
+            [allowed_node.to_vec(), allowed_allocator.to_vec()].concat(),
+        ),
+    ] {
+        fx.server.apply(service("web", json!({}))).unwrap();
+        let _ = fx.server.delete(
+            "coordination.k8s.io/v1",
+            "Lease",
+            Some("l3lb-system"),
+            "l3lb-allocator",
+        );
+        let client = client_with_token(&fx, token, "l3lb-system").await;
+        for (call, got) in l3lb_calls(&client).await {
+            let want = if allowed.contains(&call) { 200 } else { 403 };
+            assert_eq!(got, want, "{token}: {call}");
+        }
+    }
+    // A 403 is a Status saying who may not do what, as the real server words it.
+    let client = client_with_token(&fx, &node, "l3lb-system").await;
+    let web: Api<Service> = Api::namespaced(client, "default");
+    let patch =
+        Patch::Merge(json!({"status": {"loadBalancer": {"ingress": [{"ip": "198.51.100.9"}]}}}));
+    match web
+        .patch_status("web", &PatchParams::default(), &patch)
+        .await
+    {
+        Err(kube::Error::Api(s)) => {
+            assert_eq!((s.code, s.reason.as_str()), (403, "Forbidden"), "{s:?}");
+            assert_eq!(
+                s.message,
+                "services \"web\" is forbidden: User \"system:serviceaccount:l3lb-system:l3lb-node\" \
+                 cannot patch resource \"services/status\" in API group \"\" in the namespace \"default\""
+            );
+        }
+        other => panic!("the node's status write was not refused: {other:?}"),
+    }
+    assert_eq!(fx.server.ingress_ips("default", "web"), ["198.51.100.1"]);
+    let audit = fx.server.audit();
+    assert!(
+        audit.iter().any(|a| a.code == 403
+            && a.user.as_deref() == Some("system:serviceaccount:l3lb-system:l3lb-node")
+            && a.request
+                .starts_with("PATCH /api/v1/namespaces/default/services/web/status")),
+        "{audit:#?}"
+    );
+}
+
+#[tokio::test]
+async fn unknown_tokens_get_401_and_requests_without_one_may_do_anything() {
+    let fx = Fixture::new().await;
+    fx.server.apply(service("web", json!({}))).unwrap();
+    fx.server
+        .apply_yaml(
+            "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: n, namespace: default}\n---\n\
+             apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: node1}\n\
+             rules: [{apiGroups: [''], resources: [nodes], resourceNames: [node1], verbs: [list, watch]}]\n---\n\
+             apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: n}\n\
+             roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: node1}\n\
+             subjects: [{kind: ServiceAccount, name: n, namespace: default}]\n",
+        )
+        .unwrap();
+    let services = |c: &Client| Api::<Service>::all(c.clone());
+
+    let stranger = client_with_token(&fx, "not-a-token", "default").await;
+    match services(&stranger).list(&ListParams::default()).await {
+        Err(kube::Error::Api(s)) => {
+            assert_eq!((s.code, s.reason.as_str()), (401, "Unauthorized"), "{s:?}")
+        }
+        other => panic!("an unknown token was let in: {other:?}"),
+    }
+
+    // A list or watch naming one object (field selector on metadata.name) is authorized as a
+    // request for that object: `resourceNames` rules allow exactly it.
+    let token = fx.server.token_for("default", "n");
+    let n = client_with_token(&fx, &token, "default").await;
+    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(n.clone());
+    let by_name = |name: &str| ListParams::default().fields(&format!("metadata.name={name}"));
+    assert_eq!(code(nodes.list(&by_name("node1")).await), 200);
+    assert_eq!(
+        code(
+            nodes
+                .watch(
+                    &WatchParams::default()
+                        .fields("metadata.name=node1")
+                        .timeout(1),
+                    "0"
+                )
+                .await
+        ),
+        200
+    );
+    assert_eq!(code(nodes.list(&by_name("node2")).await), 403);
+    assert_eq!(code(nodes.list(&ListParams::default()).await), 403);
+    assert_eq!(code(services(&n).list(&ListParams::default()).await), 403);
+    // Discovery is open to every authenticated user (system:discovery).
+    assert!(n.list_api_groups().await.is_ok());
+
+    // A token outlives nothing: its ServiceAccount deleted, it is refused.
+    fx.server
+        .delete("v1", "ServiceAccount", Some("default"), "n")
+        .unwrap();
+    assert_eq!(code(nodes.list(&by_name("node1")).await), 401);
+
+    // No credentials: anything goes (the harness and the tests that predate RBAC).
+    let web: Api<Service> = Api::namespaced(fx.client.clone(), "default");
+    web.delete("web", &Default::default()).await.unwrap();
+    let audit = fx.server.audit();
+    assert!(
+        audit.iter().all(|a| !a.request.starts_with("DELETE")),
+        "{audit:#?}"
+    );
+    assert_eq!(
+        audit.iter().filter(|a| a.code == 401).count(),
+        2,
+        "{audit:#?}"
+    );
 }

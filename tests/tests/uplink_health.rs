@@ -66,6 +66,7 @@ fn detached_or_displaced_programs_are_repaired_or_reported() {
     }
     let dir = s.dir.clone();
     let link_pin = s.dir.join("link_xdp_up0");
+    let tc_pin = s.dir.join("link_tc_egress_up0");
     let steps = l3lb_tests::netns::in_netns(&s.ns, move || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -85,6 +86,15 @@ fn detached_or_displaced_programs_are_repaired_or_reported() {
             let gone = attached_xdp_id("up0").await.map_err(|e| e.to_string())?;
             let repaired = dp.check_uplinks().await;
             let back = attached_xdp_id("up0").await.map_err(|e| e.to_string())?;
+            // The TC egress link too: noticed by program id, re-attached.
+            run(
+                "bpftool",
+                &["link", "detach", "pinned", &tc_pin.to_string_lossy()],
+            );
+            let tc_programs = || Datapath::tc_egress_programs("up0").map_err(|e| e.to_string());
+            let tc_gone = tc_programs()?;
+            let tc_repaired = dp.check_uplinks().await;
+            let tc_back = tc_programs()?;
 
             // Another program takes the uplink while ours is off it.
             run(
@@ -113,6 +123,7 @@ fn detached_or_displaced_programs_are_repaired_or_reported() {
                 gone,
                 repaired,
                 back,
+                (tc_gone, tc_repaired, tc_back),
                 displaced,
                 still_broken,
                 freed,
@@ -122,7 +133,7 @@ fn detached_or_displaced_programs_are_repaired_or_reported() {
     })
     .expect("entering the scratch namespace")
     .expect("the checks ran");
-    let (healthy, ours, gone, repaired, back, displaced, still_broken, freed, last) = steps;
+    let (healthy, ours, gone, repaired, back, tc, displaced, still_broken, freed, last) = steps;
     assert!(
         healthy.is_empty(),
         "fresh attach reported broken: {healthy:?}"
@@ -134,6 +145,20 @@ fn detached_or_displaced_programs_are_repaired_or_reported() {
         "a detached link was not repaired: {repaired:?}"
     );
     assert_eq!(back, ours, "after the repair up0 runs l3lb's program again");
+    let (tc_gone, tc_repaired, tc_back) = tc;
+    assert!(
+        tc_gone.is_empty(),
+        "TC egress after the detach: {tc_gone:?}"
+    );
+    assert!(
+        tc_repaired.is_empty(),
+        "a detached TC link was not repaired: {tc_repaired:?}"
+    );
+    assert_eq!(
+        tc_back,
+        [l3lb_common::PROG_TC_EGRESS],
+        "TC egress re-attached"
+    );
     let reason = displaced
         .get("up0")
         .unwrap_or_else(|| panic!("a foreign XDP program went unreported: {displaced:?}"));

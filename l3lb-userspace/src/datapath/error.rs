@@ -52,6 +52,12 @@ pub enum DatapathError {
         #[source]
         source: ProgramError,
     },
+    #[error("reading the ids of the TC egress programs of {uplink} failed")]
+    TcIds {
+        uplink: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("the eBPF object has no map {name}")]
     MissingMap { name: &'static str },
     #[error("map {name}: {op} failed")]

@@ -4,12 +4,11 @@
 //! what stays broken is reported so the VIPs are withdrawn.
 use std::collections::BTreeMap;
 
-use aya::programs::{SchedClassifier, TcAttachType};
 use futures::TryStreamExt;
 use rtnetlink::packet_route::link::{LinkAttribute, LinkXdp};
 use tracing::{info, warn};
 
-use super::{Datapath, DatapathError, links, tc_mut, xdp_mut};
+use super::{Datapath, DatapathError, links, tc_mut, tcx, xdp_mut};
 
 /// Why an uplink does not forward through l3lb.
 #[derive(Debug, thiserror::Error)]
@@ -125,12 +124,12 @@ impl Datapath {
             .info()
             .map_err(|source| DatapathError::ProgramInfo { source })?
             .id();
-        let (_revision, attached) = SchedClassifier::query_tcx(uplink, TcAttachType::Egress)
-            .map_err(|source| DatapathError::TcQuery {
-                uplink: uplink.to_owned(),
-                source,
-            })?;
-        if !attached.iter().any(|p| p.id() == tc) {
+        // Ids only: opening the programs by id would need CAP_SYS_ADMIN.
+        let attached = tcx::egress_prog_ids(uplink).map_err(|source| DatapathError::TcIds {
+            uplink: uplink.to_owned(),
+            source,
+        })?;
+        if !attached.contains(&tc) {
             return Err(UplinkFault::NoTc(uplink.to_owned()));
         }
         Ok(())

@@ -11,6 +11,7 @@ mod links;
 mod pin;
 pub mod redirect;
 mod stats;
+mod tcx;
 mod testrun;
 mod vips;
 

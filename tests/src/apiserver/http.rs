@@ -11,8 +11,9 @@ use axum::{
 use serde_json::{Value, json};
 
 use super::{
-    Shared, discovery,
+    Audited, Shared, auth, discovery,
     patch::{self, PatchKind},
+    rbac::{Attributes, forbidden_message},
     resources::{RESOURCES, Route, Target, parse_path},
     selector::Selector,
     status::ApiError,
@@ -47,11 +48,67 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    shared.log_request(format!("{method} {uri}"));
+    let line = format!("{method} {uri}");
+    shared.log_request(line.clone());
     let query: Query = form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
         .into_owned()
         .collect();
-    let result = match parse_path(uri.path()) {
+    let target = parse_path(uri.path());
+    // Without credentials: full access (the harness, and clients not under test for RBAC).
+    let Some(token) = auth::bearer(&headers) else {
+        return serve(&shared, &method, &uri, target, &query, &headers, &body);
+    };
+    let user = match shared.token_account(token) {
+        Some(account) => shared.read(|s| auth::service_account_user(s, &account)),
+        None => Err(ApiError::unauthorized()),
+    };
+    let user = match user {
+        Ok(user) => user,
+        Err(e) => {
+            shared.log_audit(Audited {
+                user: None,
+                request: line,
+                code: e.code,
+            });
+            return error_response(&e);
+        }
+    };
+    let attrs = auth::attributes(&method, uri.path(), target.as_ref(), &query);
+    let response = if shared.read(|s| auth::policy(s).allows(&user, &attrs)) {
+        serve(&shared, &method, &uri, target, &query, &headers, &body)
+    } else {
+        let about = match &attrs {
+            Attributes::Resource {
+                resource,
+                name: Some(name),
+                ..
+            } => Some((resource.clone(), name.clone())),
+            _ => None,
+        };
+        error_response(&ApiError::forbidden(
+            forbidden_message(&user, &attrs),
+            about,
+        ))
+    };
+    shared.log_audit(Audited {
+        user: Some(user.name),
+        request: line,
+        code: response.status().as_u16(),
+    });
+    response
+}
+
+/// Answers a request that may be served.
+fn serve(
+    shared: &Arc<Shared>,
+    method: &Method,
+    uri: &Uri,
+    target: Option<Target>,
+    query: &Query,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Response {
+    let result = match target {
         None => Err(ApiError::path_not_found(uri.path())),
         Some(_) if method != Method::GET && query.contains_key("dryRun") => Err(
             ApiError::bad_request("dryRun is not supported by the test API server"),
@@ -72,9 +129,7 @@ async fn handle(
         Some(Target::Resource(route)) if !shared.read(|s| s.serves(route.res)) => {
             Err(ApiError::path_not_found(uri.path()))
         }
-        Some(Target::Resource(route)) => {
-            resource(&shared, &method, &route, &query, &headers, &body)
-        }
+        Some(Target::Resource(route)) => resource(shared, method, &route, query, headers, body),
     };
     result.unwrap_or_else(|e| error_response(&e))
 }

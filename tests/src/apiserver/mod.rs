@@ -1,18 +1,22 @@
 //! An in-process Kubernetes API server for tests and the demo.
 //!
-//! It speaks the real list/watch protocol over plain HTTP (no TLS, no auth), so the daemon's
-//! kube-rs client runs unchanged against it: lists with `limit`/`continue`, watches from a
+//! It speaks the real list/watch protocol over plain HTTP (no TLS), so the daemon's kube-rs
+//! client runs unchanged against it: lists with `limit`/`continue`, watches from a
 //! resourceVersion with BOOKMARKs and 410 Gone after [`ApiServer::compact`], label and field
 //! selectors, create/replace/patch (merge, JSON, strategic and apply approximated as merge) and
 //! the `/status` subresource. Events posted by clients are kept for [`ApiServer::events`].
+//! Clients given a ServiceAccount token ([`ApiServer::token_for`]) are held to the RBAC objects
+//! applied to it ([`auth`], [`rbac`]); clients without credentials may do anything.
 //!
-//! Not modelled: authentication, admission, defaulting (clusterIP allocation etc.), finalizers
-//! (DELETE removes at once), dry runs, deletecollection, managedFields.
+//! Not modelled: client certificates, admission, defaulting (clusterIP allocation etc.),
+//! finalizers (DELETE removes at once), dry runs, deletecollection, managedFields.
+mod auth;
 mod discovery;
 mod http;
 mod meta;
 mod outage;
 mod patch;
+pub mod rbac;
 mod resources;
 mod selector;
 mod status;
@@ -22,6 +26,7 @@ mod store_tests;
 mod watch;
 
 use std::{
+    collections::HashMap,
     net::SocketAddr,
     path::Path,
     sync::{Arc, Mutex, PoisonError},
@@ -41,6 +46,20 @@ struct Shared {
     changed: tokio::sync::watch::Sender<u64>,
     requests: Mutex<Vec<String>>,
     served: Mutex<Vec<outage::Served>>,
+    /// Bearer token -> the ServiceAccount (namespace, name) it was minted for.
+    tokens: Mutex<HashMap<String, (String, String)>>,
+    audit: Mutex<Vec<Audited>>,
+}
+
+/// One request that carried a bearer token, and how it was answered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Audited {
+    /// The authenticated user; `None`: the token was refused (401).
+    pub user: Option<String>,
+    /// `METHOD path?query`.
+    pub request: String,
+    /// The response's status code (a watch's is its first).
+    pub code: u16,
 }
 
 impl Shared {
@@ -64,6 +83,19 @@ impl Shared {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push(line);
+    }
+
+    /// The ServiceAccount `token` was minted for, if it was.
+    fn token_account(&self, token: &str) -> Option<(String, String)> {
+        let tokens = self.tokens.lock().unwrap_or_else(PoisonError::into_inner);
+        tokens.get(token).cloned()
+    }
+
+    fn log_audit(&self, entry: Audited) {
+        self.audit
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(entry);
     }
 }
 
@@ -93,6 +125,8 @@ impl ApiServer {
                 changed: tokio::sync::watch::channel(0).0,
                 requests: Mutex::new(Vec::new()),
                 served: Mutex::new(Vec::new()),
+                tokens: Mutex::new(HashMap::new()),
+                audit: Mutex::new(Vec::new()),
             }),
         }
     }
@@ -122,13 +156,51 @@ impl ApiServer {
 
     /// Writes a kubeconfig (plain http, no credentials, namespace `default`) pointing at `addr`.
     pub fn write_kubeconfig(addr: SocketAddr, path: &Path) -> anyhow::Result<()> {
+        Self::write_kubeconfig_as(addr, path, "default", None)
+    }
+
+    /// Writes a kubeconfig pointing at `addr` with context namespace `namespace` (a pod's own)
+    /// and, if given, a bearer token (see [`ApiServer::token_for`]).
+    pub fn write_kubeconfig_as(
+        addr: SocketAddr,
+        path: &Path,
+        namespace: &str,
+        token: Option<&str>,
+    ) -> anyhow::Result<()> {
+        let user = match token {
+            Some(token) => format!("\n    token: {token}"),
+            None => " {}".to_owned(),
+        };
         let config = format!(
             "apiVersion: v1\nkind: Config\nclusters:\n- name: l3lb-test\n  cluster:\n    server: http://{addr}\n\
-             users:\n- name: l3lb-test\n  user: {{}}\ncontexts:\n- name: l3lb-test\n  context:\n    \
-             cluster: l3lb-test\n    user: l3lb-test\n    namespace: default\ncurrent-context: l3lb-test\n"
+             users:\n- name: l3lb-test\n  user:{user}\ncontexts:\n- name: l3lb-test\n  context:\n    \
+             cluster: l3lb-test\n    user: l3lb-test\n    namespace: {namespace}\ncurrent-context: l3lb-test\n"
         );
         std::fs::write(path, config)
             .with_context(|| format!("writing kubeconfig {}", path.display()))
+    }
+
+    /// A bearer token that authenticates as ServiceAccount `namespace/name`
+    /// (`system:serviceaccount:<namespace>:<name>`) for as long as that ServiceAccount exists.
+    /// Requests with it are authorized by the RBAC objects applied to this server.
+    pub fn token_for(&self, namespace: &str, name: &str) -> String {
+        let mut tokens = self
+            .shared
+            .tokens
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let token = format!("l3lb-test.{namespace}.{name}.{}", tokens.len() + 1);
+        tokens.insert(token.clone(), (namespace.to_owned(), name.to_owned()));
+        token
+    }
+
+    /// Every request that carried a bearer token so far, oldest first.
+    pub fn audit(&self) -> Vec<Audited> {
+        self.shared
+            .audit
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Create-or-replace every object of a (multi-document) YAML manifest; `List` kinds are expanded.

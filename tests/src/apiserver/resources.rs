@@ -86,6 +86,8 @@ pub static RESOURCES: &[ResourceType] = &[
     rt("", "services", "Service", true, true),
     rt("", "endpoints", "Endpoints", true, false),
     rt("", "configmaps", "ConfigMap", true, false),
+    rt("", "secrets", "Secret", true, false),
+    rt("", "serviceaccounts", "ServiceAccount", true, false),
     rt("", "events", "Event", true, false),
     rt(
         "discovery.k8s.io",
@@ -102,6 +104,29 @@ pub static RESOURCES: &[ResourceType] = &[
         "CustomResourceDefinition",
         false,
         true,
+    ),
+    // RBAC, enforced for clients with a ServiceAccount token (see `auth`).
+    rt("rbac.authorization.k8s.io", "roles", "Role", true, false),
+    rt(
+        "rbac.authorization.k8s.io",
+        "clusterroles",
+        "ClusterRole",
+        false,
+        false,
+    ),
+    rt(
+        "rbac.authorization.k8s.io",
+        "rolebindings",
+        "RoleBinding",
+        true,
+        false,
+    ),
+    rt(
+        "rbac.authorization.k8s.io",
+        "clusterrolebindings",
+        "ClusterRoleBinding",
+        false,
+        false,
     ),
     // l3lb's address pools (deploy/crd.yaml), once their CRD is applied.
     custom("l3lb.io", "v1alpha1", "l3lbpools", "L3lbPool", false),

@@ -128,6 +128,14 @@ impl Selector {
         })
     }
 
+    /// The value `key` must equal, if a term requires exactly that (`key=value`).
+    pub fn exact(&self, key: &str) -> Option<&str> {
+        self.terms.iter().find_map(|t| match &t.op {
+            Op::Eq(v) if t.key == key => Some(v.as_str()),
+            _ => None,
+        })
+    }
+
     pub fn matches(&self, obj: &Value) -> bool {
         self.terms.iter().all(|t| {
             if self.fields {
@@ -203,5 +211,8 @@ mod tests {
             );
         }
         assert!(Selector::fields("a in (b)").is_err());
+        let s = Selector::fields("spec.nodeName!=n2,metadata.name==node1").unwrap();
+        assert_eq!(s.exact("metadata.name"), Some("node1"));
+        assert_eq!(s.exact("spec.nodeName"), None, "!= is not an exact match");
     }
 }

@@ -95,6 +95,19 @@ impl ApiError {
         )
     }
 
+    /// No credentials the server accepts (an unknown token).
+    pub fn unauthorized() -> Self {
+        Self::new(401, "Unauthorized", "Unauthorized".into())
+    }
+
+    /// Authenticated, but RBAC allows it nothing of the kind.
+    pub fn forbidden(message: String, about: Option<(String, String)>) -> Self {
+        Self {
+            details: about,
+            ..Self::new(403, "Forbidden", message)
+        }
+    }
+
     /// A watch from a resourceVersion older than the retained history.
     pub fn gone(rv: u64, oldest: u64) -> Self {
         Self::new(

@@ -10,6 +10,7 @@ mod client;
 pub mod frr;
 mod instance;
 mod prereq;
+pub mod privileges;
 mod process;
 mod queries;
 pub mod topology;
@@ -19,6 +20,7 @@ use std::{net::Ipv4Addr, path::PathBuf};
 
 pub use client::{REQUEST_TIMEOUT, Stream};
 pub use instance::Lab;
+pub use privileges::Privileges;
 pub use wait::wait_for;
 
 /// Shape of a lab.
