@@ -32,6 +32,7 @@ use crate::{
         Leadership,
         elector::{Elector, ElectorHandle},
     },
+    metrics::Metrics,
     model::ServiceKey,
     vip_events::{VipEvent, VipEvents},
     watch::AllocatorStores,
@@ -68,6 +69,8 @@ pub struct Allocator {
     pub resync: Duration,
     /// Where the Normal `AddressAssigned` Events go (published in the background).
     pub events: VipEvents,
+    /// Counts the passes.
+    pub metrics: Metrics,
 }
 
 /// Stands for the allocator Lease and runs the [`Allocator`] on the current runtime; stopping the
@@ -78,6 +81,7 @@ pub fn start(
     stores: AllocatorStores,
     trigger: Arc<Notify>,
     events: VipEvents,
+    metrics: Metrics,
 ) -> ElectorHandle {
     let namespace = config
         .lease
@@ -104,6 +108,7 @@ pub fn start(
             leadership,
             resync: config.resync_interval,
             events,
+            metrics,
         }
         .run(),
     );
@@ -142,6 +147,7 @@ impl Allocator {
                     .pass(&mut refusals, &mut problems, &mut outdated)
                     .instrument(info_span!("allocate", pass = term))
                     .await;
+                self.metrics.allocation_passes.inc();
                 let retry = async {
                     if failed {
                         tokio::time::sleep(RETRY).await

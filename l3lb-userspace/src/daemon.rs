@@ -72,7 +72,14 @@ pub async fn run<F: FrontendTable, A: AddressTable>(
     let elector = config.allocator.then(|| {
         let stores = stores.for_allocator();
         let config = config.allocator_config();
-        allocator::start(client, &config, stores, allocate, vip_events.clone())
+        allocator::start(
+            client,
+            &config,
+            stores,
+            allocate,
+            vip_events.clone(),
+            metrics.clone(),
+        )
     });
     let mut owners = Owners::default();
 
@@ -264,7 +271,14 @@ pub async fn allocate(
     let trigger = Arc::new(Notify::new());
     let stores = AllocatorStores::start(client.clone(), trigger.clone(), metrics.clone());
     let events = VipEvents::start(client.clone(), &config.identity, metrics.clone());
-    let elector = allocator::start(client, config, stores.clone(), trigger, events);
+    let elector = allocator::start(
+        client,
+        config,
+        stores.clone(),
+        trigger,
+        events,
+        metrics.clone(),
+    );
     info!(identity = %config.identity, "waiting for the first list of Services and L3lbPools");
     tokio::select! {
         ready = stores.wait_until_ready() => ready?,

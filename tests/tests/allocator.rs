@@ -24,12 +24,14 @@ const DEADLINE: Duration = Duration::from_secs(15);
 struct Daemon {
     elector: ElectorHandle,
     task: JoinHandle<()>,
+    metrics: Metrics,
 }
 
 impl Daemon {
     fn start(client: &kube::Client, node: &str) -> Self {
         let trigger = Arc::new(Notify::new());
-        let stores = AllocatorStores::start(client.clone(), trigger.clone(), Metrics::default());
+        let metrics = Metrics::default();
+        let stores = AllocatorStores::start(client.clone(), trigger.clone(), metrics.clone());
         let (elector, leadership) = Elector::new(
             client.clone(),
             "default",
@@ -50,14 +52,31 @@ impl Daemon {
                 trigger,
                 leadership,
                 resync: Duration::from_secs(2),
-                events: VipEvents::start(client.clone(), node, Metrics::default()),
+                events: VipEvents::start(client.clone(), node, metrics.clone()),
+                metrics: metrics.clone(),
             }
             .run(),
         );
         Daemon {
             elector: elector.spawn(),
             task,
+            metrics,
         }
+    }
+
+    /// Allocation passes this daemon ran as the leader.
+    fn passes(&self) -> u64 {
+        self.metrics.allocation_passes.get()
+    }
+
+    /// Waits until this daemon has run `n` more allocation passes.
+    async fn wait_passes(&self, n: u64) {
+        let from = self.passes();
+        wait(&format!("{n} more allocation passes"), || {
+            let done = self.passes() - from;
+            (done >= n).then_some(()).ok_or(format!("{done}"))
+        })
+        .await
     }
 
     async fn stop(self) {
@@ -168,8 +187,11 @@ async fn the_leader_allocates_once_and_a_successor_keeps_every_address() {
         "{note}"
     );
     assert_eq!(events(&api, "auto", "AddressAssigned").len(), 1);
-    // A couple of resyncs later: still one Event, no status rewritten, other classes untouched.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Two more passes of the leader later: still one Event, no status rewritten, other classes
+    // untouched.
+    let leader = holder(&api).expect("a leader");
+    let leading = if leader == "node-a" { &a } else { &b };
+    leading.wait_passes(2).await;
     assert_eq!(events(&api, "outside", "AllocationFailed").len(), 1);
     assert_eq!(status_writes(&api), 2, "{:#?}", api.requests());
     assert!(ingress(&api, "other-class").is_empty());
@@ -177,7 +199,6 @@ async fn the_leader_allocates_once_and_a_successor_keeps_every_address() {
 
     // The leader stops (as on SIGTERM): the other takes over, keeps every address and gives a new
     // Service the next free one, not one that is on record.
-    let leader = holder(&api).expect("a leader");
     let (gone, survivor) = if leader == "node-a" { (a, b) } else { (b, a) };
     let versions = (
         resource_version(&api, "asks"),
@@ -222,7 +243,7 @@ async fn the_leader_allocates_once_and_a_successor_keeps_every_address() {
             .ok_or(format!("{h:?}"))
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    again.wait_passes(2).await;
     assert_eq!(status_writes(&api), writes, "{:#?}", api.requests());
     again.stop().await;
 }

@@ -66,6 +66,7 @@ pub struct Metrics {
     pub step_failures: Family<StepLabels, Counter>,
     pub watch_errors: Family<ResourceLabels, Counter>,
     pub events_dropped: Counter,
+    pub allocation_passes: Counter,
     pub health: Health,
 }
 
@@ -88,6 +89,7 @@ impl Default for Metrics {
             step_failures: Family::default(),
             watch_errors: Family::default(),
             events_dropped: Counter::default(),
+            allocation_passes: Counter::default(),
             health: Health::default(),
         }
     }
@@ -170,6 +172,11 @@ impl Metrics {
             "events_dropped",
             "Normal VIP Events not published because the queue to the API server was full",
             self.events_dropped.clone(),
+        );
+        r.register(
+            "allocation_passes",
+            "Allocation passes this process ran while it held the allocator Lease",
+            self.allocation_passes.clone(),
         );
     }
 
