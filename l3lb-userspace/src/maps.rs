@@ -9,13 +9,12 @@ use l3lb_common::{
     BackendV4, BackendV6, Counter, FrontendKeyV4, FrontendKeyV6, Stat, ip6, ip6_octets,
 };
 
-use crate::{
-    apply::FrontendTable,
-    datapath::{Datapath, DatapathError},
-    model::{Backends, Endpoint, FrontendId, Frontends, Proto},
-};
-
 pub use crate::datapath::DatapathError as MapError;
+use crate::{
+    core::model::{Backends, Endpoint, FrontendId, Frontends, Proto},
+    datapath::{Datapath, DatapathError},
+    node::executor::FrontendTable,
+};
 
 /// The frontend map key of an IPv4 frontend.
 pub fn key_of(id: &FrontendId) -> Option<FrontendKeyV4> {

@@ -13,9 +13,9 @@ use l3lb_common::{
 };
 
 use crate::{
+    core::model::FrontendId,
     datapath::{DatapathError, UplinkFault, attached_xdp_id, sum_counters, sum_cpus},
     maps::{id_of, id_of_v6},
-    model::FrontendId,
 };
 
 #[derive(Debug, thiserror::Error)]

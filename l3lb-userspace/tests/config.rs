@@ -2,7 +2,10 @@
 use std::{net::SocketAddr, time::Duration};
 
 use clap::Parser as _;
-use l3lb_userspace::config::{Cli, Command, Config, ConfigError};
+use l3lb_userspace::{
+    cli::{Cli, Command, ConfigError},
+    core::config::Config,
+};
 
 fn config(extra: &[&str]) -> Result<Config, ConfigError> {
     let mut argv = vec![

@@ -4,7 +4,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use etherparse::{IpHeaders, IpNumber, Ipv4Header, PacketBuilder};
 use l3lb_common::{ConnKeyV4, FlowKeyV4, FlowNatV4, PROTO_TCP, PROTO_UDP};
-use l3lb_userspace::model::{Backends, Endpoint, FrontendId, Proto};
+use l3lb_userspace::core::model::{Backends, Endpoint, FrontendId, Proto};
 
 pub const XDP_DROP: u32 = 1;
 pub const XDP_PASS: u32 = 2;

@@ -6,7 +6,7 @@ use std::{net::IpAddr, process::Command, time::Duration};
 
 use anyhow::{Context as _, bail, ensure};
 use l3lb_tests::{lab::wait_for, netns::in_netns};
-use l3lb_userspace::{addresses::Netlink, apply::AddressTable as _};
+use l3lb_userspace::node::{addresses::Netlink, executor::AddressTable as _};
 use serde_json::Value;
 
 /// The kernel's "forever" lifetime.

@@ -7,12 +7,14 @@ use std::{
 
 use l3lb_tests::{apiserver::ApiServer, scenario::POOL_CRD};
 use l3lb_userspace::{
-    allocator::Allocator,
-    class::ClassFilter,
-    leader::elector::{Elector, ElectorHandle},
+    core::class::ClassFilter,
+    k8s::{
+        allocator::Allocator,
+        events::announcements::VipEvents,
+        leader::elector::{Elector, ElectorHandle},
+        watch::{self, AllocatorStores},
+    },
     metrics::Metrics,
-    vip_events::VipEvents,
-    watch::{self, AllocatorStores},
 };
 use serde_json::{Value, json};
 use tokio::{sync::Notify, task::JoinHandle};
@@ -253,7 +255,7 @@ async fn custom_resources_are_served_only_while_their_crd_exists() {
     let api = ApiServer::new();
     let addr = api.listen().await.unwrap();
     let client = ApiServer::client(addr).unwrap();
-    let pools: kube::Api<l3lb_userspace::allocate::pool::L3lbPool> = kube::Api::all(client);
+    let pools: kube::Api<l3lb_userspace::core::pool::L3lbPool> = kube::Api::all(client);
     let err = pools.list(&Default::default()).await.unwrap_err();
     assert!(
         matches!(&err, kube::Error::Api(s) if s.code == 404),

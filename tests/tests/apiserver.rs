@@ -752,7 +752,7 @@ async fn l3lb_calls(client: &Client) -> Vec<(&'static str, u16)> {
     let web: Api<Service> = Api::namespaced(client.clone(), "default");
     let slices: Api<EndpointSlice> = Api::all(client.clone());
     let nodes: Api<Node> = Api::all(client.clone());
-    let pools: Api<l3lb_userspace::allocate::pool::L3lbPool> = Api::all(client.clone());
+    let pools: Api<l3lb_userspace::core::pool::L3lbPool> = Api::all(client.clone());
     let events: Api<Event> = Api::namespaced(client.clone(), "default");
     let leases: Api<Lease> = Api::namespaced(client.clone(), "l3lb-system");
     let other_leases: Api<Lease> = Api::namespaced(client.clone(), "default");

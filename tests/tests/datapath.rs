@@ -6,8 +6,8 @@ use std::{collections::BTreeMap, os::unix::fs::MetadataExt as _};
 
 use l3lb_common::{ConnKeyV4, Counter, FlowKeyV4, FlowNatV4, Stat};
 use l3lb_userspace::{
+    core::model::{Backends, Endpoint, FrontendId},
     datapath::Datapath,
-    model::{Backends, Endpoint, FrontendId},
 };
 
 #[path = "datapath/attach.rs"]

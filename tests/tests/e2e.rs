@@ -50,8 +50,8 @@ fn add_marked(ns: &str, ip: std::net::IpAddr) -> anyhow::Result<()> {
             .enable_all()
             .build()?;
         rt.block_on(async {
-            use l3lb_userspace::apply::AddressTable as _;
-            let lo = l3lb_userspace::addresses::Netlink::new("lo", None)?;
+            use l3lb_userspace::node::executor::AddressTable as _;
+            let lo = l3lb_userspace::node::addresses::Netlink::new("lo", None)?;
             lo.add(ip).await?;
             Ok::<_, anyhow::Error>(())
         })

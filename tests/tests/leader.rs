@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use l3lb_tests::apiserver::ApiServer;
-use l3lb_userspace::leader::{Leadership, elector::Elector};
+use l3lb_userspace::k8s::leader::{Leadership, elector::Elector};
 use tokio::sync::watch;
 
 const LEASE: &str = "l3lb-allocator";

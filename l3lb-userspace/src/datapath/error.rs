@@ -68,7 +68,9 @@ pub enum DatapathError {
         source: MapError,
     },
     #[error("endpoint {endpoint} is not of its backend slot's address family")]
-    WrongFamily { endpoint: crate::model::Endpoint },
+    WrongFamily {
+        endpoint: crate::core::model::Endpoint,
+    },
     #[error("no free {what} left")]
     Full { what: &'static str },
     #[error("more than {max} VIP prefixes of one family")]

@@ -8,7 +8,7 @@ use l3lb_common::{
 };
 
 use super::{Datapath, DatapathError, family::Fam, map_err, remove_absent_ok};
-use crate::model::Endpoint;
+use crate::core::model::Endpoint;
 
 impl Datapath {
     /// Every translated flow (reply key -> VIP:port).

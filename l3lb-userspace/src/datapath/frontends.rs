@@ -21,7 +21,7 @@ use super::{
     ids::Ids,
     map_err,
 };
-use crate::model::{Backends, Endpoint, FrontendId, Frontends};
+use crate::core::model::{Backends, Endpoint, FrontendId, Frontends};
 
 /// What is programmed for one frontend: its counter slot and its endpoints' backend slots.
 #[derive(Debug, Clone, Default)]

@@ -25,10 +25,9 @@ use aya::{
     maps::{HashMap, MapData, MapError, PerCpuArray},
     programs::{SchedClassifier, TcAttachType, Xdp, XdpMode},
 };
-use l3lb_common::{COUNTER_SLOTS, Counter, MAP_STATS, PROG_TC_EGRESS, PROG_XDP_INGRESS, Stat};
-
 pub use error::DatapathError;
 pub use health::{UplinkFault, attached_xdp_id};
+use l3lb_common::{COUNTER_SLOTS, Counter, MAP_STATS, PROG_TC_EGRESS, PROG_XDP_INGRESS, Stat};
 pub use links::Attachment;
 pub use pin::{Cleanup, DEFAULT_BPFFS_DIR, cleanup, map_names as pinned_map_names};
 pub use testrun::TestRunOutput;

@@ -7,7 +7,7 @@ use aya::maps::{MapData, PerCpuArray};
 use l3lb_common::{MAP_FRONTEND_STATS, Stat};
 
 use super::{Datapath, DatapathError, family::Fam, frontends::backend_stats_map, map_err};
-use crate::model::{Endpoint, FrontendId};
+use crate::core::model::{Endpoint, FrontendId};
 
 impl Datapath {
     fn stat(&self, name: &'static str, slot: u32) -> Result<Stat, DatapathError> {

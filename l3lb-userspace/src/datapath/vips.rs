@@ -13,7 +13,7 @@ use l3lb_common::{MAP_VIPS_V4, MAP_VIPS_V6, VipKeyV4, VipKeyV6, VipV4, ip6, ip6_
 use tracing::info;
 
 use super::{Datapath, DatapathError, map_err, remove_absent_ok};
-use crate::model::FrontendId;
+use crate::core::model::FrontendId;
 
 /// The frontends in the frontend maps; a VIP's are a range of them (ids order by VIP first).
 /// One set, not a set per VIP: that cost a tree node per VIP.

@@ -18,7 +18,7 @@ use prometheus_client::{
     metrics::{MetricType, counter::ConstCounter},
 };
 
-use crate::model::FrontendId;
+use crate::core::model::FrontendId;
 
 /// A metric drawn from the snapshot: name, help, and its value of a frontend's counters.
 type Kind = (&'static str, &'static str, fn(&Stat) -> u64);

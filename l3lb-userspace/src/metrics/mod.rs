@@ -21,7 +21,7 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use crate::model::{Backends, Desired, Observed};
+use crate::core::model::{Backends, Desired, Observed};
 
 mod frontend_stats;
 pub mod http;

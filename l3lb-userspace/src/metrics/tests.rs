@@ -8,7 +8,7 @@ use prometheus_client::{encoding::text::encode, registry::Registry};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::{Health, Metrics, http::router};
-use crate::model::{Backends, Desired, Endpoint, FrontendId, Observed, Proto};
+use crate::core::model::{Backends, Desired, Endpoint, FrontendId, Observed, Proto};
 
 fn fe(vip: &str, port: u16) -> FrontendId {
     FrontendId {

@@ -8,8 +8,8 @@ use etherparse::{NetSlice, SlicedPacket, TransportSlice};
 use l3lb_common::{Counter, PROTO_TCP};
 use l3lb_tests::packets::{CLIENT, HTTP, TC_ACT_OK, VIP, XDP_PASS, backends, ep, fe, tcp, tcp_ack};
 use l3lb_userspace::{
+    core::model::{Backends, Endpoint},
     datapath::Datapath,
-    model::{Backends, Endpoint},
 };
 
 use crate::require_root;

@@ -9,8 +9,8 @@ use crate::{Row, tc_row, xdp_drop, xdp_row};
 
 const NEW: &[Counter] = &[Counter::XdpFlowNew];
 
-fn terminating(eps: &[([u8; 4], u16)]) -> l3lb_userspace::model::Backends {
-    l3lb_userspace::model::Backends {
+fn terminating(eps: &[([u8; 4], u16)]) -> l3lb_userspace::core::model::Backends {
+    l3lb_userspace::core::model::Backends {
         terminating: eps.iter().map(|(a, p)| ep(*a, *p)).collect(),
         ..Default::default()
     }

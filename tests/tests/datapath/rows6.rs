@@ -7,8 +7,8 @@ use l3lb_tests::packets::{
     XDP_PASS, backends6, ep6, fe6, icmp6, ipv6_ext, tcp6, udp6,
 };
 use l3lb_userspace::{
+    core::model::{Backends, FrontendId},
     datapath::Datapath,
-    model::{Backends, FrontendId},
 };
 
 use crate::{Prog, Row, require_root, run_table, xdp_drop, xdp_row};

@@ -1,0 +1,260 @@
+//! `l3lb run`: the node daemon (and, unless `--allocator=false`, the allocator beside it).
+use std::{path::PathBuf, time::Duration};
+
+use anyhow::Context as _;
+use clap::{ArgAction, Args};
+use ipnet::IpNet;
+use prometheus_client::registry::Registry;
+use tracing::info;
+
+use super::{
+    ConfigError, kube_client,
+    parse::{Lifetime, ListenAddr, parse_duration, parse_lifetime, parse_listen_addr},
+    shared::{ClassArgs, LeaseArgs, check_networks, check_resync},
+};
+use crate::{
+    core::config::Config,
+    core::ownership::ExternalIps,
+    daemon::{self, pass::Reconciler},
+    datapath::{self, Datapath},
+    metrics::{Metrics, http::serve as serve_metrics},
+    node::addresses::Netlink,
+};
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// This node's name, as in EndpointSlice endpoints' `nodeName` (the downward API's spec.nodeName).
+    #[arg(long, env = "NODE_NAME")]
+    pub node_name: String,
+
+    /// VIP prefix l3lb manages (repeatable; comma-separated in the env var). VIPs outside every
+    /// prefix are refused; addresses on --interface inside a prefix that no Service wants are removed;
+    /// nothing outside is ever touched.
+    #[arg(
+        long = "prefix",
+        env = "L3LB_PREFIX",
+        value_delimiter = ',',
+        required = true
+    )]
+    pub prefixes: Vec<IpNet>,
+
+    /// Interface VIPs are added to; FRR redistributes its connected routes.
+    #[arg(long, env = "L3LB_INTERFACE", default_value = "lo")]
+    pub interface: String,
+
+    /// Listen address for Prometheus /metrics, /healthz (alive) and /readyz (watches synced and a
+    /// pass applied without failures); `off` disables the listener.
+    #[arg(long, env = "L3LB_METRICS_ADDR", default_value = "0.0.0.0:9465", value_parser = parse_listen_addr)]
+    pub metrics_addr: ListenAddr,
+
+    /// Kernel lifetime of the VIP addresses, renewed about every --resync-interval: if the daemon
+    /// dies or hangs, its VIPs expire and FRR withdraws them, while a quick restart keeps them.
+    /// `0` or `forever`: no lifetime. Must be more than twice --resync-interval.
+    #[arg(long, env = "L3LB_ADDRESS_LIFETIME", default_value = "60s", value_parser = parse_lifetime)]
+    pub address_lifetime: Lifetime,
+
+    /// Interface where client traffic arrives; the XDP and TC programs attach here (repeatable;
+    /// comma-separated in the env var).
+    #[arg(
+        long = "uplink",
+        env = "L3LB_UPLINK",
+        value_delimiter = ',',
+        required = true
+    )]
+    pub uplinks: Vec<String>,
+
+    /// How long a frontend stays in the maps after its VIP is withdrawn (its Service gone, or
+    /// all its local endpoints terminating), so in-flight flows drain.
+    #[arg(long, env = "L3LB_DRAIN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub drain_timeout: Duration,
+
+    /// Full reconcile pass at least this often, which also repairs drift (an address removed by hand)
+    /// and renews the VIPs' --address-lifetime (so less than half of it).
+    #[arg(long, env = "L3LB_RESYNC_INTERVAL", default_value = "20s", value_parser = parse_duration)]
+    pub resync_interval: Duration,
+
+    #[command(flatten)]
+    pub class: ClassArgs,
+
+    #[command(flatten)]
+    pub lease: LeaseArgs,
+
+    /// Which `spec.externalIPs` of l3lb's Services are served. `pool`: only addresses inside an
+    /// L3lbPool that allows the Service (its namespaces and serviceSelector), so the pools'
+    /// owner decides who may announce what. `prefix`: any address inside --prefix, from any
+    /// Service: whoever can edit a Service in any namespace can then announce any free address
+    /// of the range (CVE-2020-8554 class); only for clusters whose Service authors are all
+    /// trusted. `none`: no externalIPs. An address the allocator granted to a Service is never
+    /// served for another Service's externalIPs.
+    #[arg(long, env = "L3LB_EXTERNAL_IPS", value_enum, default_value_t = ExternalIps::Pool)]
+    pub external_ips: ExternalIps,
+
+    /// Where this node's pods get their addresses (repeatable; comma-separated in the env var).
+    /// Endpoints outside are never programmed (anyone who can write an EndpointSlice could point
+    /// a Service anywhere). Default: the Node's `spec.podCIDRs`; set it when the CNI allocates
+    /// pod addresses from its own pools (Calico IPAM, Cilium cluster-pool) instead. Loopback,
+    /// link-local, the node's own addresses and --prefix are refused whatever this says.
+    #[arg(long = "pod-cidr", env = "L3LB_POD_CIDR", value_delimiter = ',')]
+    pub pod_cidrs: Vec<IpNet>,
+
+    /// bpffs directory where the maps and the XDP/TC links are pinned, so forwarding continues
+    /// while the daemon is down or restarting and the next start reuses them (the programs are
+    /// replaced atomically). Not on a bpffs: one is mounted there. `l3lb cleanup` removes it all.
+    #[arg(long, env = "L3LB_BPFFS_DIR", default_value = crate::datapath::DEFAULT_BPFFS_DIR)]
+    pub bpffs_dir: PathBuf,
+
+    /// Also stand for the allocator Lease and, while holding it, allocate addresses (needs
+    /// `services/status` patch rights). `false` when `l3lb allocate` runs separately, so the
+    /// nodes' identity cannot write any Service's status.
+    #[arg(long, env = "L3LB_ALLOCATOR", default_value_t = true, action = ArgAction::Set)]
+    pub allocator: bool,
+}
+
+impl TryFrom<RunArgs> for Config {
+    type Error = ConfigError;
+
+    fn try_from(a: RunArgs) -> Result<Self, ConfigError> {
+        if a.node_name.trim().is_empty() {
+            return Err(ConfigError::EmptyNodeName);
+        }
+        check_networks(a.prefixes.iter().chain(&a.pod_cidrs))?;
+        if let Some(u) = a.uplinks.iter().find(|u| **u == a.interface) {
+            return Err(ConfigError::UplinkIsInterface(u.clone()));
+        }
+        check_resync(a.resync_interval)?;
+        if let Lifetime(Some(lifetime)) = a.address_lifetime
+            && a.resync_interval >= lifetime / 2
+        {
+            return Err(ConfigError::LifetimeTooShort {
+                lifetime,
+                resync: a.resync_interval,
+            });
+        }
+        let mut uplinks = a.uplinks;
+        uplinks.dedup();
+        Ok(Config {
+            node_name: a.node_name,
+            prefixes: a.prefixes,
+            interface: a.interface,
+            metrics_addr: a.metrics_addr.0,
+            address_lifetime: a.address_lifetime.0,
+            uplinks,
+            drain_timeout: a.drain_timeout,
+            resync_interval: a.resync_interval,
+            bpffs_dir: a.bpffs_dir,
+            class: a.class.filter()?,
+            lease: a.lease.config()?,
+            external_ips: a.external_ips,
+            pod_cidrs: a.pod_cidrs,
+            allocator: a.allocator,
+        })
+    }
+}
+
+/// Sets up the datapath, the addresses and the metrics listener, then runs the daemon until
+/// SIGTERM.
+pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let config = Config::try_from(args)?;
+    info!(node = %config.node_name, prefixes = ?config.prefixes, interface = %config.interface,
+        uplinks = ?config.uplinks, "starting l3lb");
+    let client = kube_client().await?;
+    let mut datapath = Datapath::attach_pinned(&config.uplinks, &config.bpffs_dir)
+        .context("cannot set up the datapath")?;
+    datapath
+        .set_prefixes(&config.prefixes)
+        .context("cannot configure the datapath's VIP prefixes")?;
+    // Translated packets go straight to pod interfaces that take redirected frames.
+    datapath::redirect::spawn_refresh(config.bpffs_dir.clone());
+    let addresses = Netlink::new(&config.interface, config.address_lifetime)?;
+    addresses.check_prefixes(&config.prefixes).await?;
+    let metrics = Metrics::default();
+    if let Some(addr) = config.metrics_addr {
+        let mut registry = Registry::default();
+        metrics.register(&mut registry);
+        serve_metrics(addr, registry, metrics.health.clone()).await?;
+        info!(%addr, "serving /metrics, /healthz, /readyz");
+    }
+    let reconciler = Reconciler::new(config, datapath, addresses, metrics);
+    daemon::run(client, reconciler).await
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+    use crate::{
+        cli::{Cli, Command},
+        core::class::ClassFilter,
+    };
+
+    fn parse(extra: &[&str]) -> Result<Config, ConfigError> {
+        let base = [
+            "l3lb",
+            "run",
+            "--node-name=n1",
+            "--prefix=198.51.100.0/24",
+            "--uplink=eth0",
+        ];
+        let cli = Cli::try_parse_from(base.iter().chain(extra)).unwrap();
+        let Command::Run(args) = cli.command else {
+            unreachable!()
+        };
+        Config::try_from(args)
+    }
+
+    #[test]
+    fn class_and_lease_flags() {
+        let c = parse(&[]).unwrap();
+        assert_eq!(c.class, ClassFilter::default());
+        assert!(
+            !c.class.default,
+            "classless Services are not ours unless asked"
+        );
+        assert_eq!(c.lease.name, "l3lb-allocator");
+        assert_eq!(c.lease.namespace, None);
+        assert_eq!(c.lease.duration, Duration::from_secs(15));
+        let c = parse(&[
+            "--load-balancer-class=example.com/lb",
+            "--default-load-balancer",
+            "--lease-namespace=lb",
+            "--lease-duration=30s",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.class,
+            ClassFilter {
+                class: "example.com/lb".into(),
+                default: true
+            }
+        );
+        assert_eq!(c.lease.namespace.as_deref(), Some("lb"));
+        assert_eq!(c.lease.duration, Duration::from_secs(30));
+        assert_eq!(
+            parse(&["--lease-duration=2s"]),
+            Err(ConfigError::LeaseTooShort)
+        );
+        assert_eq!(
+            parse(&["--load-balancer-class= "]),
+            Err(ConfigError::EmptyClass)
+        );
+    }
+
+    #[test]
+    fn run_allocates_unless_told_not_to() {
+        assert!(
+            parse(&[]).unwrap().allocator,
+            "single-binary mode by default"
+        );
+        assert!(!parse(&["--allocator=false"]).unwrap().allocator);
+        assert!(!parse(&["--allocator", "false"]).unwrap().allocator);
+        assert!(parse(&["--allocator=true"]).unwrap().allocator);
+        let base = ["l3lb", "run", "--node-name=n1", "--prefix=198.51.100.0/24"];
+        let bad = Cli::try_parse_from(base.iter().chain(&["--uplink=eth0", "--allocator=no"]));
+        assert!(bad.is_err(), "only true or false");
+        let c = parse(&["--lease-namespace=lb"]).unwrap().allocator_config();
+        assert_eq!(c.identity, "n1", "a node allocates under its own name");
+        assert_eq!(c.lease.namespace.as_deref(), Some("lb"));
+        assert_eq!(c.prefixes, ["198.51.100.0/24".parse::<IpNet>().unwrap()]);
+    }
+}

@@ -1,0 +1,231 @@
+//! EndpointSlices as l3lb keeps them: of each slice only its Service and its endpoints on this
+//! node, and a slice without any is not kept at all. At 100,000 endpoints over 10,000 Services
+//! whole slice objects were most of the daemon's memory, and on a large cluster most slices have
+//! no endpoint on any one node. A change is marked only when this node's endpoints change, so
+//! endpoints moving on other nodes cost no recompute here.
+use std::collections::{BTreeSet, HashMap};
+
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+
+use super::{Local, SERVICE_NAME_LABEL, local_endpoints};
+use crate::core::model::ServiceKey;
+
+/// A slice's namespace and name.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SliceId {
+    pub namespace: String,
+    pub name: String,
+}
+
+/// The local endpoints of every slice that has some, by Service, and the Services whose local
+/// endpoints changed since [`SliceIndex::take_dirty`].
+#[derive(Debug, Default)]
+pub struct SliceIndex {
+    node: String,
+    /// Per Service: (slice name, its local endpoints), by slice name.
+    by_service: HashMap<ServiceKey, Vec<(String, Vec<Local>)>>,
+    /// The Service each kept slice belongs to.
+    owner: HashMap<SliceId, ServiceKey>,
+    dirty: BTreeSet<ServiceKey>,
+}
+
+/// The Service an EndpointSlice belongs to (its `kubernetes.io/service-name` label).
+pub fn slice_owner(slice: &EndpointSlice) -> Option<ServiceKey> {
+    Some(ServiceKey {
+        namespace: slice.metadata.namespace.clone()?,
+        name: slice
+            .metadata
+            .labels
+            .as_ref()?
+            .get(SERVICE_NAME_LABEL)?
+            .clone(),
+    })
+}
+
+fn slice_id(slice: &EndpointSlice) -> Option<SliceId> {
+    Some(SliceId {
+        namespace: slice.metadata.namespace.clone()?,
+        name: slice.metadata.name.clone()?,
+    })
+}
+
+impl SliceIndex {
+    pub fn new(node: &str) -> Self {
+        Self {
+            node: node.to_owned(),
+            ..Self::default()
+        }
+    }
+
+    /// A slice was added or changed. Returns whether this node's endpoints changed.
+    pub fn apply(&mut self, slice: &EndpointSlice) -> bool {
+        let Some(id) = slice_id(slice) else {
+            return false;
+        };
+        let locals = local_endpoints(slice, &self.node);
+        match slice_owner(slice).filter(|_| !locals.is_empty()) {
+            Some(owner) => self.put(id, owner, locals),
+            None => self.remove(&id),
+        }
+    }
+
+    /// A slice was deleted. Returns whether this node's endpoints changed.
+    pub fn delete(&mut self, slice: &EndpointSlice) -> bool {
+        slice_id(slice).is_some_and(|id| self.remove(&id))
+    }
+
+    /// The id of `slice` if it is kept (it has endpoints on this node).
+    pub fn kept(&self, slice: &EndpointSlice) -> Option<SliceId> {
+        slice_id(slice).filter(|id| self.owner.contains_key(id))
+    }
+
+    /// Forgets every kept slice `keep` says no to (those a relist did not return).
+    pub fn retain(&mut self, keep: impl Fn(&SliceId) -> bool) {
+        let gone: Vec<SliceId> = self.owner.keys().filter(|id| !keep(id)).cloned().collect();
+        for id in gone {
+            self.remove(&id);
+        }
+    }
+
+    /// The local endpoints of Service `key`'s slices.
+    pub fn endpoints_of(&self, key: &ServiceKey) -> impl Iterator<Item = &[Local]> {
+        self.by_service
+            .get(key)
+            .into_iter()
+            .flatten()
+            .map(|(_, locals)| locals.as_slice())
+    }
+
+    /// The Services whose local endpoints changed since the last call.
+    pub fn take_dirty(&mut self) -> BTreeSet<ServiceKey> {
+        std::mem::take(&mut self.dirty)
+    }
+
+    /// How many slices are kept (those with an endpoint on this node).
+    pub fn len(&self) -> usize {
+        self.owner.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.owner.is_empty()
+    }
+
+    fn put(&mut self, id: SliceId, owner: ServiceKey, mut locals: Vec<Local>) -> bool {
+        if self.owner.get(&id).is_some_and(|o| *o != owner) {
+            // Relabelled to another Service: it leaves the old one.
+            self.remove(&id);
+        }
+        locals.shrink_to_fit();
+        let own = self.by_service.entry(owner.clone()).or_default();
+        match own.binary_search_by(|(name, _)| name.as_str().cmp(&id.name)) {
+            Ok(at) if own[at].1 == locals => return false,
+            Ok(at) => own[at].1 = locals,
+            Err(at) => {
+                own.reserve_exact(1);
+                own.insert(at, (id.name.clone(), locals));
+            }
+        }
+        self.dirty.insert(owner.clone());
+        self.owner.insert(id, owner);
+        true
+    }
+
+    fn remove(&mut self, id: &SliceId) -> bool {
+        let Some(owner) = self.owner.remove(id) else {
+            return false;
+        };
+        if let Some(own) = self.by_service.get_mut(&owner) {
+            own.retain(|(name, _)| *name != id.name);
+            if own.is_empty() {
+                self.by_service.remove(&owner);
+            }
+        }
+        self.dirty.insert(owner);
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    fn slice(name: &str, service: &str, endpoints: Value) -> EndpointSlice {
+        serde_json::from_value(json!({
+            "metadata": {"namespace": "ns", "name": name,
+                         "labels": {"kubernetes.io/service-name": service}},
+            "addressType": "IPv4",
+            "endpoints": endpoints,
+            "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+        }))
+        .unwrap()
+    }
+
+    fn key(name: &str) -> ServiceKey {
+        ServiceKey {
+            namespace: "ns".into(),
+            name: name.into(),
+        }
+    }
+
+    fn addrs(index: &SliceIndex, service: &str) -> Vec<String> {
+        index
+            .endpoints_of(&key(service))
+            .flatten()
+            .map(|l| format!("{}{}", l.endpoint, if l.ready { "" } else { "~" }))
+            .collect()
+    }
+
+    #[test]
+    fn keeps_only_slices_with_local_endpoints_and_marks_only_local_changes() {
+        let mut index = SliceIndex::new("n1");
+        let here = json!([{"addresses": ["10.0.0.1"], "nodeName": "n1"},
+                          {"addresses": ["10.0.0.2"], "nodeName": "n2"}]);
+        let elsewhere = json!([{"addresses": ["10.0.1.1"], "nodeName": "n2"}]);
+        assert!(index.apply(&slice("a-1", "a", here.clone())));
+        assert!(!index.apply(&slice("b-1", "b", elsewhere)), "nothing on n1");
+        assert_eq!(index.len(), 1);
+        assert_eq!(index.take_dirty(), BTreeSet::from([key("a")]));
+        assert_eq!(addrs(&index, "a"), ["10.0.0.1:8080"]);
+
+        // Another node's endpoint changes: nothing to recompute here.
+        let moved = json!([{"addresses": ["10.0.0.1"], "nodeName": "n1"},
+                           {"addresses": ["10.0.0.9"], "nodeName": "n3"}]);
+        assert!(!index.apply(&slice("a-1", "a", moved)));
+        assert!(index.take_dirty().is_empty());
+
+        // The local one turns terminating, a second slice adds one, then the first goes.
+        let terminating = json!([{"addresses": ["10.0.0.1"], "nodeName": "n1",
+                                  "conditions": {"ready": false, "serving": true}}]);
+        assert!(index.apply(&slice("a-1", "a", terminating)));
+        assert!(index.apply(&slice("a-2", "a", here)));
+        assert_eq!(addrs(&index, "a"), ["10.0.0.1:8080~", "10.0.0.1:8080"]);
+        assert!(index.delete(&slice("a-1", "a", json!([]))));
+        assert_eq!(addrs(&index, "a"), ["10.0.0.1:8080"]);
+        assert_eq!(index.take_dirty(), BTreeSet::from([key("a")]));
+        assert!(!index.delete(&slice("b-1", "b", json!([]))), "never kept");
+    }
+
+    #[test]
+    fn a_relabelled_slice_moves_and_a_relist_forgets_what_it_did_not_return() {
+        let mut index = SliceIndex::new("n1");
+        let here = json!([{"addresses": ["10.0.0.1"], "nodeName": "n1"}]);
+        index.apply(&slice("s-1", "a", here.clone()));
+        index.apply(&slice("s-2", "a", here.clone()));
+        index.take_dirty();
+        assert!(index.apply(&slice("s-1", "b", here.clone())));
+        assert_eq!(index.take_dirty(), BTreeSet::from([key("a"), key("b")]));
+        assert_eq!(addrs(&index, "a"), ["10.0.0.1:8080"]);
+        assert_eq!(addrs(&index, "b"), ["10.0.0.1:8080"]);
+        assert_eq!(
+            index.kept(&slice("s-2", "a", json!([]))).map(|id| id.name),
+            Some("s-2".to_owned())
+        );
+
+        index.retain(|id| id.name == "s-1");
+        assert_eq!(index.len(), 1);
+        assert!(addrs(&index, "a").is_empty());
+        assert_eq!(index.take_dirty(), BTreeSet::from([key("a")]));
+    }
+}

@@ -1,0 +1,264 @@
+//! One reconcile pass: observe the node (or trust the executor's record of it), plan against the
+//! desired state, apply. The loop that drives the passes is in [`crate::daemon`].
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::IpAddr,
+    time::Duration,
+};
+
+use tracing::{debug, info, warn};
+
+use crate::{
+    core::config::Config,
+    core::{
+        model::{Desired, FrontendId, Observed},
+        plan::{plan, renewals},
+    },
+    metrics::Metrics,
+    node::executor::{AddressTable, FrontendTable, Outcome, apply},
+};
+
+/// Owns the node-side state between passes.
+pub struct Reconciler<F, A> {
+    config: Config,
+    frontends: F,
+    addresses: A,
+    draining: BTreeMap<FrontendId, std::time::Instant>,
+    metrics: Metrics,
+    /// When the wanted VIPs last had their lifetime renewed (all of them successfully).
+    renewed: Option<std::time::Instant>,
+    /// The node as last observed plus every step applied since; `None` after a failed step, so
+    /// the next pass observes again.
+    known: Option<Observed>,
+    /// Uplinks found not forwarding by the last check, with why.
+    not_forwarding: BTreeMap<String, String>,
+    /// The last frontend whose counters the previous refresh read; None: start from the first.
+    stats_cursor: Option<FrontendId>,
+}
+
+/// How many frontends' counters one housekeeping tick reads.
+pub const FRONTEND_STATS_CHUNK: usize = 1024;
+
+impl<F: FrontendTable, A: AddressTable> Reconciler<F, A> {
+    pub fn new(config: Config, frontends: F, addresses: A, metrics: Metrics) -> Self {
+        Self {
+            config,
+            frontends,
+            addresses,
+            draining: BTreeMap::new(),
+            metrics,
+            renewed: None,
+            known: None,
+            not_forwarding: BTreeMap::new(),
+            stats_cursor: None,
+        }
+    }
+
+    /// Checks (and repairs where it can) the programs on every uplink; logs each change once.
+    /// Returns whether the set of uplinks that do not forward changed, so the caller runs a pass.
+    pub async fn check_uplinks(&mut self) -> bool {
+        let now = self.frontends.check_uplinks().await;
+        if now == self.not_forwarding {
+            return false;
+        }
+        for (uplink, reason) in &now {
+            if self.not_forwarding.get(uplink) != Some(reason) {
+                warn!(uplink, %reason, "uplink does not forward; withdrawing every VIP of this node");
+            }
+        }
+        for uplink in self.not_forwarding.keys() {
+            if !now.contains_key(uplink) {
+                info!(uplink, "uplink forwards again; announcing VIPs");
+            }
+        }
+        self.metrics.uplinks_not_forwarding.set(now.len() as i64);
+        self.not_forwarding = now;
+        true
+    }
+
+    /// Every address on the host's interfaces.
+    pub async fn host_addresses(&self) -> anyhow::Result<Vec<IpAddr>> {
+        Ok(self.addresses.host_addresses().await?)
+    }
+
+    /// The node as it is now: frontends in the maps, addresses inside the managed prefixes.
+    pub async fn observe(&self) -> anyhow::Result<Observed> {
+        let in_prefix = |ip: &IpAddr| self.config.prefixes.iter().any(|p| p.contains(ip));
+        let addresses: BTreeSet<IpAddr> = self
+            .addresses
+            .addresses()
+            .await?
+            .into_iter()
+            .filter(in_prefix)
+            .collect();
+        Ok(Observed {
+            frontends: self.frontends.frontends()?,
+            addresses,
+            not_forwarding: self.not_forwarding.clone(),
+        })
+    }
+
+    /// One full pass: observe, plan, apply, record metrics. Errors are logged; the next pass
+    /// retries. Heals drift (an address removed by hand).
+    pub async fn pass(&mut self, desired: &Desired) -> Outcome {
+        self.known = None;
+        self.check_uplinks().await;
+        self.quick_pass(desired).await
+    }
+
+    /// A pass that trusts the executor's own record of the node since the last full pass
+    /// instead of observing it again (one netlink dump and a walk of the maps saved). Observes
+    /// when there is no record: at start and after a failed step.
+    pub async fn quick_pass(&mut self, desired: &Desired) -> Outcome {
+        let started = std::time::Instant::now();
+        let outcome = self.pass_inner(desired).await;
+        self.refresh_counters();
+        self.metrics
+            .record_pass(started.elapsed(), &outcome.failed_steps);
+        outcome
+    }
+
+    /// Mirrors the datapath's verdict counters into the metrics.
+    pub fn refresh_counters(&self) {
+        match self.frontends.counters() {
+            Ok(counters) => self.metrics.record_counters(&counters),
+            Err(error) => debug!(%error, "cannot read the datapath counters"),
+        }
+    }
+
+    /// Mirrors the next chunk of per-frontend counters into the metrics. One map read per
+    /// frontend, so only on the housekeeping tick, and at most [`FRONTEND_STATS_CHUNK`] at a
+    /// time: a node with 10,000 frontends refreshes them over 10 ticks instead of stalling a
+    /// watch change behind 10,000 reads.
+    pub fn refresh_frontend_stats(&mut self) {
+        let after = self.stats_cursor;
+        match self.frontends.frontend_stats(after, FRONTEND_STATS_CHUNK) {
+            Ok(read) => {
+                // A short chunk reached the end: the next tick starts again from the first.
+                let upto = match read.len() < FRONTEND_STATS_CHUNK {
+                    true => None,
+                    false => read.keys().next_back().copied(),
+                };
+                self.metrics.frontend_stats.replace_range(after, upto, read);
+                self.stats_cursor = upto;
+            }
+            Err(error) => debug!(%error, "cannot read the per-frontend counters"),
+        }
+    }
+
+    async fn pass_inner(&mut self, desired: &Desired) -> Outcome {
+        let known = match self.known.take() {
+            Some(known) => Ok(known),
+            None => self.observe().await,
+        };
+        let mut observed = match known {
+            Ok(o) => Observed {
+                not_forwarding: self.not_forwarding.clone(),
+                ..o
+            },
+            Err(error) => {
+                warn!(%error, "cannot read the node's state; retrying next pass");
+                return Outcome {
+                    failed: 1,
+                    failed_steps: [("observe", 1)].into(),
+                    ..Outcome::default()
+                };
+            }
+        };
+        let now = std::time::Instant::now();
+        let renew = renew_due(
+            self.config.address_lifetime,
+            self.config.resync_interval,
+            self.renewed,
+            now,
+        );
+        let p = plan(
+            desired,
+            &observed,
+            &self.config.prefixes,
+            &self.draining,
+            now,
+            self.config.drain_timeout,
+        );
+        for id in p
+            .draining
+            .keys()
+            .filter(|id| !self.draining.contains_key(id))
+        {
+            info!(frontend = %id, drain = ?self.config.drain_timeout, "frontend draining");
+        }
+        self.draining = p.draining;
+        let mut steps = p.steps;
+        if renew {
+            steps.extend(renewals(desired, &observed, &self.config.prefixes));
+        }
+        let outcome = apply(&steps, &mut self.frontends, &self.addresses).await;
+        if renew && !outcome.failed_steps.contains_key("renew_address") {
+            self.renewed = Some(now);
+        }
+        if outcome.failed == 0 {
+            observed.record(&steps);
+            self.known = Some(observed);
+        }
+        match &self.known {
+            // Every step succeeded, so every wanted frontend is programmed as wanted.
+            Some(after) => {
+                self.metrics
+                    .record_programmed(desired.frontends.len(), after, self.draining.len())
+            }
+            None => match self.observe().await {
+                Ok(after) => self
+                    .metrics
+                    .record_state(desired, &after, self.draining.len()),
+                Err(error) => debug!(%error, "cannot re-read the node's state for metrics"),
+            },
+        }
+        outcome
+    }
+
+    /// Whether the last check found an uplink that does not forward.
+    pub fn not_forwarding(&self) -> bool {
+        !self.not_forwarding.is_empty()
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// When the earliest drain ends, if any frontend is draining.
+    pub fn next_drain_deadline(&self) -> Option<std::time::Instant> {
+        let now = std::time::Instant::now();
+        self.draining
+            .values()
+            .map(|since| *since + self.config.drain_timeout)
+            // Past: already drained (a frontend whose endpoints all stay terminating).
+            .filter(|deadline| *deadline > now)
+            .min()
+    }
+}
+
+/// Whether this pass renews the VIPs' lifetimes: on the first pass (without a lifetime too, so
+/// addresses an earlier run gave one become permanent), then, with a lifetime, once at least half
+/// a resync interval has passed. Passes come at least every resync interval, so renewals are
+/// never more than about one interval apart (config keeps that under half the lifetime), yet a
+/// burst of watch-driven passes does not re-add every VIP each time.
+pub fn renew_due(
+    lifetime: Option<Duration>,
+    resync: Duration,
+    last: Option<std::time::Instant>,
+    now: std::time::Instant,
+) -> bool {
+    match (lifetime, last) {
+        (_, None) => true,
+        (None, Some(_)) => false,
+        (Some(_), Some(last)) => now.saturating_duration_since(last) >= resync / 2,
+    }
+}
+
+#[cfg(test)]
+#[path = "pass_tests.rs"]
+mod tests;

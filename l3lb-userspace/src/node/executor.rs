@@ -1,0 +1,195 @@
+//! The executor: carries out a plan against the maps and the interface. Idempotent and dumb:
+//! a failed step is logged and retried on the next pass, and never stops the others.
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    error::Error,
+    future::Future,
+    net::IpAddr,
+};
+
+use l3lb_common::{Counter, Stat};
+use tracing::{debug, info, warn};
+
+use crate::core::{
+    model::{Backends, FrontendId, Frontends},
+    plan::Step,
+};
+
+/// The frontend maps, as the executor sees them.
+pub trait FrontendTable {
+    type Error: Error + Send + Sync + 'static;
+    fn frontends(&self) -> Result<Frontends, Self::Error>;
+    fn upsert(&mut self, id: FrontendId, endpoints: &Backends) -> Result<(), Self::Error>;
+    /// Removing an absent frontend succeeds.
+    fn remove(&mut self, id: FrontendId) -> Result<(), Self::Error>;
+    /// The datapath's verdict counters, summed over CPUs; none by default.
+    fn counters(&self) -> Result<BTreeMap<Counter, Stat>, Self::Error> {
+        Ok(BTreeMap::new())
+    }
+    /// Packets and bytes DNATed per programmed frontend, summed over CPUs, for at most `limit`
+    /// frontends in order after `after`; none by default.
+    fn frontend_stats(
+        &self,
+        _after: Option<FrontendId>,
+        _limit: usize,
+    ) -> Result<BTreeMap<FrontendId, Stat>, Self::Error> {
+        Ok(BTreeMap::new())
+    }
+    /// The uplinks where the datapath does not forward, with why, after trying to repair them.
+    /// Empty: it forwards everywhere (the default).
+    fn check_uplinks(&mut self) -> impl Future<Output = BTreeMap<String, String>> + Send {
+        std::future::ready(BTreeMap::new())
+    }
+}
+
+/// The VIP addresses on the interface, as the executor sees them.
+pub trait AddressTable {
+    type Error: Error + Send + Sync + 'static;
+    /// l3lb's own addresses currently on the interface (the caller filters by prefix).
+    fn addresses(&self) -> impl Future<Output = Result<BTreeSet<IpAddr>, Self::Error>> + Send;
+    /// Adding a present address succeeds.
+    fn add(&self, ip: IpAddr) -> impl Future<Output = Result<(), Self::Error>> + Send;
+    /// Removing an absent address succeeds.
+    fn remove(&self, ip: IpAddr) -> impl Future<Output = Result<(), Self::Error>> + Send;
+    /// Every address on the host's interfaces (endpoints there would reach its sockets); none
+    /// by default.
+    fn host_addresses(&self) -> impl Future<Output = Result<Vec<IpAddr>, Self::Error>> + Send {
+        std::future::ready(Ok(Vec::new()))
+    }
+}
+
+/// What one pass of [`apply`] achieved.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Outcome {
+    pub applied: usize,
+    pub failed: usize,
+    /// Failed steps by [`Step::kind`].
+    pub failed_steps: BTreeMap<&'static str, usize>,
+    /// VIPs put on the interface (announced), in order.
+    pub assumed: Vec<IpAddr>,
+    /// VIPs taken off the interface (withdrawn), in order.
+    pub forfeited: Vec<IpAddr>,
+}
+
+/// Applies `steps` in order. Nothing is advertised that does not forward: an address is only
+/// added when every frontend of its VIP that this plan programs succeeded, and a VIP already on
+/// the interface is withdrawn when one of its frontends missing from the maps fails to program
+/// (nodes with replicas serve it meanwhile); the next pass retries both. A failed update of a
+/// frontend in the maps withdraws nothing: its previous backends still serve.
+pub async fn apply<F: FrontendTable, A: AddressTable>(
+    steps: &[Step],
+    frontends: &mut F,
+    addresses: &A,
+) -> Outcome {
+    let mut out = Outcome::default();
+    let mut unprogrammed: BTreeSet<IpAddr> = BTreeSet::new();
+    let mut withdrawn: BTreeSet<IpAddr> = BTreeSet::new();
+    let added: BTreeSet<IpAddr> = steps
+        .iter()
+        .filter_map(|s| match s {
+            Step::AddAddress(ip) => Some(*ip),
+            _ => None,
+        })
+        .collect();
+    for step in steps {
+        let result: Result<(), Box<dyn Error + Send + Sync>> = match step {
+            Step::UpsertFrontend {
+                id,
+                endpoints,
+                missing,
+            } => {
+                let r = frontends.upsert(*id, endpoints);
+                match &r {
+                    Ok(()) => info!(
+                        frontend = %id,
+                        endpoints = %endpoints,
+                        "frontend programmed"
+                    ),
+                    Err(error) => {
+                        unprogrammed.insert(id.vip);
+                        if *missing
+                            && !added.contains(&id.vip)
+                            && withdrawn.insert(id.vip)
+                            && withdraw_unprogrammed(addresses, *id, error).await
+                        {
+                            out.forfeited.push(id.vip);
+                        }
+                    }
+                }
+                r.map_err(Into::into)
+            }
+            Step::AddAddress(ip) if unprogrammed.contains(ip) => {
+                warn!(address = %ip, "not assuming address {ip}: its frontends failed to program");
+                Err("frontend not programmed".into())
+            }
+            Step::AddAddress(ip) => {
+                let r = addresses.add(*ip).await;
+                if r.is_ok() {
+                    info!(address = %ip, "assuming address {ip}");
+                    out.assumed.push(*ip);
+                }
+                r.map_err(Into::into)
+            }
+            Step::RenewAddress(ip) if withdrawn.contains(ip) => {
+                Err("withdrawn: a frontend is not programmed".into())
+            }
+            Step::RenewAddress(ip) => {
+                let r = addresses.add(*ip).await;
+                if r.is_ok() {
+                    debug!(address = %ip, "address lifetime renewed");
+                }
+                r.map_err(Into::into)
+            }
+            Step::RemoveAddress(ip) => {
+                let r = addresses.remove(*ip).await;
+                if r.is_ok() {
+                    info!(address = %ip, "forfeiting address {ip}");
+                    out.forfeited.push(*ip);
+                }
+                r.map_err(Into::into)
+            }
+            Step::RemoveFrontend(id) => {
+                let r = frontends.remove(*id);
+                if r.is_ok() {
+                    info!(frontend = %id, "frontend removed");
+                }
+                r.map_err(Into::into)
+            }
+        };
+        match result {
+            Ok(()) => out.applied += 1,
+            Err(error) => {
+                out.failed += 1;
+                *out.failed_steps.entry(step.kind()).or_default() += 1;
+                warn!(?step, %error, "step failed; retrying next pass");
+            }
+        }
+    }
+    out
+}
+
+/// Takes the VIP of a frontend that failed to program off the interface (absent already: fine).
+/// Returns whether it is off.
+async fn withdraw_unprogrammed<A: AddressTable>(
+    addresses: &A,
+    id: FrontendId,
+    error: &(dyn Error + Send + Sync),
+) -> bool {
+    let ip = id.vip;
+    match addresses.remove(ip).await {
+        Ok(()) => {
+            warn!(address = %ip, frontend = %id, %error,
+                "withdrawing address {ip}: frontend {id} could not be programmed");
+            true
+        }
+        Err(remove) => {
+            warn!(address = %ip, frontend = %id, error = %remove,
+                "frontend {id} could not be programmed and its address could not be withdrawn");
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "executor_tests.rs"]
+mod tests;
