@@ -5,7 +5,7 @@
 //! while elected, the [`Allocator`](allocator::Allocator). [`allocate`] runs only those
 //! (`l3lb allocate`).
 pub mod pass;
-use std::{borrow::Cow, net::IpAddr, sync::Arc, time::Duration};
+use std::{net::IpAddr, sync::Arc, time::Duration};
 
 use kube::Client;
 use tokio::{sync::Notify, time::Instant};
@@ -17,7 +17,7 @@ use crate::{
         desired::{
             Scope,
             cache::DesiredCache,
-            node::{exclude, exclusion, facts},
+            node::{exclusion, facts},
         },
         pool::{L3lbPool, validate},
     },
@@ -158,16 +158,16 @@ pub async fn run<F: FrontendTable, A: AddressTable>(
                 &host,
                 &config.prefixes,
             ));
-            let (want, recomputed) =
-                cache.desired(&stores.services.state(), &mut stores.slices.lock());
-            debug!(recomputed, "desired state");
             let excluded = exclusion(node.as_deref());
             events.exclusion(excluded);
             metrics.node_excluded.set(i64::from(excluded.is_some()));
-            let want = match excluded {
-                None => Cow::Borrowed(want),
-                Some(_) => Cow::Owned(exclude(want.clone(), excluded)),
+            cache.set_exclusion(excluded);
+            let (want, recomputed) = {
+                let mut slices = stores.slices.lock();
+                let dirty = slices.take_dirty();
+                cache.desired(&stores.services.state(), &slices, dirty)
             };
+            debug!(recomputed, "desired state");
             let outcome = if full {
                 reconciler.pass(&want).await
             } else {

@@ -6,6 +6,7 @@
 //! [`SliceIndex`] says itself which Services' local endpoints changed. A change of the pools or of
 //! the node's facts (rare) recomputes every Service. The result equals [`desired`].
 use std::{
+    borrow::Cow,
     collections::{BTreeMap, BTreeSet, HashMap, HashSet, hash_map::Entry},
     sync::Arc,
 };
@@ -15,7 +16,11 @@ use k8s_openapi::api::core::v1::Service;
 #[cfg(doc)]
 use super::desired;
 use super::{
-    Local, Scope, ServiceDesired, merged::Merged, service_desired, slices::SliceIndex,
+    Local, Scope, ServiceDesired,
+    merged::Merged,
+    node::{Exclusion, exclude},
+    service_desired,
+    slices::SliceIndex,
     trust::NodeFacts,
 };
 use crate::core::{
@@ -101,14 +106,22 @@ impl DesiredCache {
         }
     }
 
+    /// Whether the node is excluded from load balancing: while it is, [`DesiredCache::desired`]
+    /// wants no VIP.
+    pub fn set_exclusion(&mut self, exclusion: Option<Exclusion>) {
+        self.scope.exclusion = exclusion;
+    }
+
     /// The same as [`desired`] over these Services and slices, recomputing only the Services
-    /// whose inputs changed since the last call. Returns how many Services were recomputed.
+    /// whose Service object changed since the last call or that `dirty` names (those whose local
+    /// endpoints changed: [`SliceIndex::take_dirty`]). Returns how many Services were
+    /// recomputed.
     pub fn desired(
         &mut self,
         services: &[Arc<Service>],
-        slices: &mut SliceIndex,
-    ) -> (&Desired, usize) {
-        let mut dirty: BTreeSet<ServiceKey> = slices.take_dirty();
+        slices: &SliceIndex,
+        mut dirty: BTreeSet<ServiceKey>,
+    ) -> (Cow<'_, Desired>, usize) {
         let (removed, added) = diff(&mut self.services, services);
         for svc in removed {
             if let Some(key) = ServiceKey::of(&svc) {
@@ -142,7 +155,10 @@ impl DesiredCache {
             self.parts.insert(key, part);
         }
         self.merged.update(&self.parts, changed);
-        (self.merged.desired(), recomputed)
+        (
+            exclude(self.merged.desired(), self.scope.exclusion),
+            recomputed,
+        )
     }
 }
 
@@ -156,7 +172,7 @@ mod tests {
     use super::DesiredCache;
     use crate::core::{
         class::ClassFilter,
-        desired::{Scope, desired, slices::SliceIndex, trust::NodeFacts},
+        desired::{Scope, desired, node::Exclusion, slices::SliceIndex, trust::NodeFacts},
         pool::{L3lbPool, validate},
     };
 
@@ -268,6 +284,9 @@ mod tests {
                     pod_cidrs,
                     ..NodeFacts::default()
                 });
+            } else if step % 333 == 0 {
+                // Cordoned and uncordoned: VIPs go and come back, frontends stay.
+                cache.set_exclusion(((step / 333) % 2 == 1).then_some(Exclusion::Cordoned));
             } else if step % 500 == 499 {
                 // A relist: every object arrives again, as a new `Arc` with the same content.
                 for s in services.iter_mut().flatten() {
@@ -295,8 +314,9 @@ mod tests {
                 slices[i] = new;
             }
             let svcs: Vec<Arc<Service>> = services.iter().flatten().cloned().collect();
-            let (got, recomputed) = cache.desired(&svcs, &mut index);
-            let got = got.clone();
+            let dirty = index.take_dirty();
+            let (got, recomputed) = cache.desired(&svcs, &index, dirty);
+            let got = got.into_owned();
             let svc_refs: Vec<&Service> = svcs.iter().map(AsRef::as_ref).collect();
             let slice_refs: Vec<&EndpointSlice> = slices.iter().flatten().collect();
             let want = desired(&svc_refs, &slice_refs, cache.scope());

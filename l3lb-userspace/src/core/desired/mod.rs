@@ -45,6 +45,8 @@ pub struct Scope {
     /// The validated L3lbPools (which externalIPs a Service may have).
     pub pools: Vec<Pool>,
     pub facts: NodeFacts,
+    /// Why the node is excluded from load balancing, if it is: it then wants no VIP.
+    pub exclusion: Option<node::Exclusion>,
 }
 
 impl Scope {
@@ -57,6 +59,7 @@ impl Scope {
             external_ips: ExternalIps::default(),
             pools: Vec::new(),
             facts: NodeFacts::default(),
+            exclusion: None,
         }
     }
 }
@@ -70,7 +73,8 @@ impl Scope {
 /// who serves a VIP that several Services name is [`crate::core::ownership`]'s rule. A VIP is wanted
 /// when at least one of its frontends has a Ready endpoint on the node; a frontend whose
 /// endpoints there are all terminating (not Ready, still serving) is kept for its pinned flows,
-/// without its VIP. Endpoints the node must not trust ([`trust`]) are left out.
+/// without its VIP. Endpoints the node must not trust ([`trust`]) are left out. An excluded node
+/// ([`node::exclusion`]) wants no VIP at all, but keeps its frontends so flows drain.
 pub fn desired(services: &[&Service], slices: &[&EndpointSlice], scope: &Scope) -> Desired {
     let mut index = SliceIndex::new(&scope.node);
     for slice in slices {
@@ -88,7 +92,7 @@ pub fn desired(services: &[&Service], slices: &[&EndpointSlice], scope: &Scope) 
         .collect();
     let mut merged = Merged::default();
     merged.update(&parts, parts.keys().map(|k| (k.clone(), None)).collect());
-    merged.desired().clone()
+    node::exclude(merged.desired(), scope.exclusion).into_owned()
 }
 
 /// One Service's share of the desired state, before frontends that several Services claim are

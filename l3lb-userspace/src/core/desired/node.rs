@@ -1,6 +1,6 @@
 //! What this node's own Node object says: whether the node takes part in load balancing at all,
 //! and the facts its endpoints are checked against. Pure.
-use std::{fmt, net::IpAddr};
+use std::{borrow::Cow, fmt, net::IpAddr};
 
 use ipnet::IpNet;
 use k8s_openapi::api::core::v1::Node;
@@ -53,13 +53,17 @@ pub fn exclusion(node: Option<&Node>) -> Option<Exclusion> {
     }
 }
 
-/// What an excluded node should have: no VIPs (every route withdrawn), but the same frontends, so
-/// connections that still arrive while the routers converge are forwarded and drain.
-pub fn exclude(mut desired: Desired, exclusion: Option<Exclusion>) -> Desired {
-    if exclusion.is_some() {
-        desired.addresses.clear();
+/// What a node should have given its `exclusion`: an excluded one no VIPs (every route
+/// withdrawn), but the same frontends, so connections that still arrive while the routers
+/// converge are forwarded and drain.
+pub fn exclude(desired: &Desired, exclusion: Option<Exclusion>) -> Cow<'_, Desired> {
+    match exclusion {
+        None => Cow::Borrowed(desired),
+        Some(_) => Cow::Owned(Desired {
+            addresses: Default::default(),
+            ..desired.clone()
+        }),
     }
-    desired
 }
 
 /// The facts endpoints are checked against: the pod CIDRs (`pod_cidrs` when given, else the
@@ -195,8 +199,8 @@ mod tests {
             addresses: [id.vip].into(),
             refusals: vec![],
         };
-        assert_eq!(exclude(want.clone(), None), want);
-        let out = exclude(want.clone(), Some(Exclusion::Cordoned));
+        assert_eq!(*exclude(&want, None), want);
+        let out = exclude(&want, Some(Exclusion::Cordoned));
         assert!(out.addresses.is_empty());
         assert_eq!(out.frontends, want.frontends);
     }
