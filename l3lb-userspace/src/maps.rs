@@ -13,7 +13,7 @@ pub use crate::datapath::DatapathError as MapError;
 use crate::{
     core::model::{Backends, Endpoint, FrontendId, Frontends, Proto},
     datapath::{Datapath, DatapathError},
-    node::executor::FrontendTable,
+    node::{executor::FrontendTable, observe::FrontendObserver},
 };
 
 /// The frontend map key of an IPv4 frontend.
@@ -72,16 +72,20 @@ pub fn endpoint_of_v4(b: &BackendV4) -> Endpoint {
 impl FrontendTable for Datapath {
     type Error = DatapathError;
 
-    fn frontends(&self) -> Result<Frontends, DatapathError> {
-        Datapath::frontends(self)
-    }
-
     fn upsert(&mut self, id: FrontendId, endpoints: &Backends) -> Result<(), DatapathError> {
         self.set_frontend(id, endpoints)
     }
 
     fn remove(&mut self, id: FrontendId) -> Result<(), DatapathError> {
         self.remove_frontend(id)
+    }
+}
+
+impl FrontendObserver for Datapath {
+    type Error = DatapathError;
+
+    fn frontends(&self) -> Result<Frontends, DatapathError> {
+        Datapath::frontends(self)
     }
 
     fn counters(&self) -> Result<BTreeMap<Counter, Stat>, DatapathError> {

@@ -6,7 +6,9 @@ use std::{net::IpAddr, process::Command, time::Duration};
 
 use anyhow::{Context as _, bail, ensure};
 use l3lb_tests::{lab::wait_for, netns::in_netns};
-use l3lb_userspace::node::{addresses::Netlink, executor::AddressTable as _};
+use l3lb_userspace::node::{
+    addresses::Netlink, executor::AddressTable as _, observe::AddressObserver as _,
+};
 use serde_json::Value;
 
 /// The kernel's "forever" lifetime.
@@ -183,7 +185,7 @@ fn marked() -> anyhow::Result<()> {
         seen.contains(&ours) && seen.contains(&ours6) && !seen.contains(&by_hand),
         "l3lb's addresses on lo: {seen:?}"
     );
-    let host = rt.block_on(lo.host_addresses())?;
+    let host = rt.block_on(lo.all_addresses())?;
     ensure!(
         host.iter().any(|a| a.ip == ours && a.ours)
             && host.iter().any(|a| a.ip == by_hand && !a.ours),

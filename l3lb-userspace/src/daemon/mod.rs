@@ -3,16 +3,22 @@
 //! trust the executor's record of the node; the periodic resync observes it again and heals
 //! drift. Beside it run, unless turned off (`--allocator=false`), the allocator election and,
 //! while elected, the [`Allocator`](allocator::Allocator). [`allocate`] runs only those
-//! (`l3lb allocate`).
+//! (`l3lb allocate`); [`pass`] is one reconcile pass.
+mod allocate;
+mod node_facts;
 pub mod pass;
-use std::{net::IpAddr, sync::Arc, time::Duration};
+mod signals;
 
+use std::{sync::Arc, time::Duration};
+
+pub use allocate::allocate;
 use kube::Client;
+use node_facts::{check_node_addresses, refresh_host};
+use signals::{shutdown, stop};
 use tokio::{sync::Notify, time::Instant};
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::{
-    core::config::AllocatorConfig,
     core::{
         desired::{
             Scope,
@@ -28,11 +34,12 @@ use crate::{
             announcements::{Forfeit, Owners, VipEvents},
             refusals::RefusalEvents,
         },
-        leader::elector::ElectorHandle,
-        watch::{self, AllocatorStores},
+        watch,
     },
-    metrics::Metrics,
-    node::executor::{AddressTable, FrontendTable},
+    node::{
+        executor::{AddressTable, FrontendTable},
+        observe::{AddressObserver, FrontendObserver},
+    },
 };
 
 /// Longest a pass waits for its Events to be published.
@@ -46,12 +53,9 @@ const HOUSEKEEPING: Duration = Duration::from_secs(5);
 /// before it serves without them; a cluster without the CRD never lists them.
 const POOLS_WAIT: Duration = Duration::from_secs(10);
 
-/// Longest a shutdown waits to release the allocator Lease.
-const RELEASE_TIMEOUT: Duration = Duration::from_secs(3);
-
 /// Runs until SIGTERM/SIGINT. Addresses and maps are left as they are on exit, so a restarted
 /// daemon finds them wanted and changes nothing.
-pub async fn run<F: FrontendTable, A: AddressTable>(
+pub async fn run<F: FrontendTable + FrontendObserver, A: AddressTable + AddressObserver>(
     client: Client,
     mut reconciler: Reconciler<F, A>,
 ) -> anyhow::Result<()> {
@@ -208,126 +212,9 @@ pub async fn run<F: FrontendTable, A: AddressTable>(
     }
 }
 
-/// Reads the host's addresses outside the VIP prefixes into `host` (kept as they were when they
-/// cannot be read); returns whether they changed. VIPs are left out: they are refused as such,
-/// and with them the set would change on every announcement.
-async fn refresh_host<F: FrontendTable, A: AddressTable>(
-    reconciler: &Reconciler<F, A>,
-    host: &mut Vec<IpAddr>,
-) -> bool {
-    let prefixes = &reconciler.config().prefixes;
-    match reconciler.host_addresses().await {
-        Ok(mut now) => {
-            now.retain(|ip| !prefixes.iter().any(|p| p.contains(ip)));
-            now.sort();
-            now.dedup();
-            let changed = now != *host;
-            *host = now;
-            changed
-        }
-        Err(error) => {
-            warn!(%error, "cannot read the host's addresses; checking endpoints against the last known ones");
-            false
-        }
-    }
-}
-
-/// Refuses to run when a --prefix covers one of the Node's own addresses: l3lb would announce
-/// and DNAT what belongs to the node.
-fn check_node_addresses(
-    stores: &watch::Stores,
-    config: &crate::core::config::Config,
-) -> anyhow::Result<()> {
-    let node = stores.node(&config.node_name);
-    let covered: Vec<String> = node
-        .as_deref()
-        .and_then(|n| n.status.as_ref())
-        .and_then(|s| s.addresses.as_ref())
-        .into_iter()
-        .flatten()
-        .filter(|a| {
-            a.address
-                .parse::<IpAddr>()
-                .is_ok_and(|ip| config.prefixes.iter().any(|p| p.contains(&ip)))
-        })
-        .map(|a| format!("{} ({})", a.address, a.type_))
-        .collect();
-    if covered.is_empty() {
-        return Ok(());
-    }
-    anyhow::bail!(
-        "--prefix covers addresses of Node {}: {}; narrow --prefix so it holds only VIPs",
-        config.node_name,
-        covered.join(", ")
-    )
-}
-
-/// `l3lb allocate`: only the allocator, with its own Service and pool watches, until
-/// SIGTERM/SIGINT (which releases a held Lease). Ready (`metrics.health`) once both were listed.
-pub async fn allocate(
-    client: Client,
-    config: &AllocatorConfig,
-    metrics: Metrics,
-) -> anyhow::Result<()> {
-    let trigger = Arc::new(Notify::new());
-    let stores = AllocatorStores::start(client.clone(), trigger.clone(), metrics.clone());
-    let events = VipEvents::start(client.clone(), &config.identity, metrics.clone());
-    let elector = allocator::start(
-        client,
-        config,
-        stores.clone(),
-        trigger,
-        events,
-        metrics.clone(),
-    );
-    info!(identity = %config.identity, "waiting for the first list of Services and L3lbPools");
-    tokio::select! {
-        ready = stores.wait_until_ready() => ready?,
-        _ = shutdown() => {
-            stop(Some(elector)).await;
-            return Ok(());
-        }
-    }
-    info!(
-        services = stores.services.len(),
-        pools = stores.pools.len(),
-        "watches synced"
-    );
-    // Nothing else to wait for: a standby replica is as ready as the leader.
-    metrics.health.set_synced();
-    metrics.health.pass_done(0);
-    shutdown().await;
-    info!("shutting down");
-    stop(Some(elector)).await;
-    Ok(())
-}
-
-/// Releases the allocator Lease, if this process stands for it.
-async fn stop(elector: Option<ElectorHandle>) {
-    if let Some(elector) = elector {
-        elector.stop(RELEASE_TIMEOUT).await;
-    }
-}
-
 async fn sleep_until_opt(deadline: Option<Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
-    }
-}
-
-async fn shutdown() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {},
-                _ = tokio::signal::ctrl_c() => {},
-            }
-        }
-        Err(error) => {
-            warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops the daemon");
-            let _ = tokio::signal::ctrl_c().await;
-        }
     }
 }

@@ -15,7 +15,10 @@ use crate::{
         plan::{plan, renewals},
     },
     metrics::Metrics,
-    node::executor::{AddressTable, FrontendTable, Outcome, apply},
+    node::{
+        executor::{AddressTable, FrontendTable, Outcome, apply},
+        observe::{AddressObserver, FrontendObserver},
+    },
 };
 
 /// Owns the node-side state between passes.
@@ -39,7 +42,7 @@ pub struct Reconciler<F, A> {
 /// How many frontends' counters one housekeeping tick reads.
 pub const FRONTEND_STATS_CHUNK: usize = 1024;
 
-impl<F: FrontendTable, A: AddressTable> Reconciler<F, A> {
+impl<F: FrontendTable + FrontendObserver, A: AddressTable + AddressObserver> Reconciler<F, A> {
     pub fn new(config: Config, frontends: F, addresses: A, metrics: Metrics) -> Self {
         Self {
             config,

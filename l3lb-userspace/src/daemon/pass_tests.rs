@@ -19,7 +19,10 @@ use crate::{
         ownership::ExternalIps,
     },
     metrics::Metrics,
-    node::executor::{AddressTable, FrontendTable},
+    node::{
+        executor::{AddressTable, FrontendTable},
+        observe::{AddressObserver, FrontendObserver},
+    },
 };
 
 #[derive(Default)]
@@ -27,9 +30,6 @@ struct Maps(Frontends);
 
 impl FrontendTable for Maps {
     type Error = Infallible;
-    fn frontends(&self) -> Result<Frontends, Infallible> {
-        Ok(self.0.clone())
-    }
     fn upsert(&mut self, id: FrontendId, eps: &Backends) -> Result<(), Infallible> {
         self.0.insert(id, eps.clone());
         Ok(())
@@ -37,6 +37,13 @@ impl FrontendTable for Maps {
     fn remove(&mut self, id: FrontendId) -> Result<(), Infallible> {
         self.0.remove(&id);
         Ok(())
+    }
+}
+
+impl FrontendObserver for Maps {
+    type Error = Infallible;
+    fn frontends(&self) -> Result<Frontends, Infallible> {
+        Ok(self.0.clone())
     }
     /// Each frontend has counted its port number in packets.
     fn frontend_stats(
@@ -65,11 +72,15 @@ struct Addrs {
     adds: Arc<Mutex<Vec<IpAddr>>>,
 }
 
-impl AddressTable for Addrs {
+impl AddressObserver for Addrs {
     type Error = Infallible;
     async fn addresses(&self) -> Result<BTreeSet<IpAddr>, Infallible> {
         Ok(self.present.lock().unwrap().clone())
     }
+}
+
+impl AddressTable for Addrs {
+    type Error = Infallible;
     async fn add(&self, ip: IpAddr) -> Result<(), Infallible> {
         self.adds.lock().unwrap().push(ip);
         self.present.lock().unwrap().insert(ip);
@@ -81,7 +92,6 @@ impl AddressTable for Addrs {
     }
 }
 
-/// Parsed as the operator would pass it, so every other field has its default.
 const MINUTE: Option<Duration> = Some(Duration::from_secs(60));
 
 /// A node's settings with VIP lifetime `lifetime` (`None`: forever) and a 2 s resync.

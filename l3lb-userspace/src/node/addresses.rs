@@ -18,7 +18,7 @@ use rtnetlink::{
     packet_route::address::{AddressAttribute, AddressMessage, AddressProtocol, CacheInfo},
 };
 
-use crate::node::executor::AddressTable;
+use crate::node::{executor::AddressTable, observe::AddressObserver};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AddressError {
@@ -46,20 +46,10 @@ pub enum AddressError {
 /// with iproute2 >= 6.3). The kernel reserves 0-3 for its own addresses.
 pub const L3LB_ADDRESS_PROTO: u8 = 76;
 
-/// One address anywhere on the host.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct HostAddress {
-    pub ip: IpAddr,
-    pub prefix_len: u8,
-    pub interface_index: u32,
-    /// Added by l3lb (carries [`L3LB_ADDRESS_PROTO`]).
-    pub ours: bool,
-}
-
 /// Host routes (/32, /128) on one interface.
 #[derive(Clone)]
 pub struct Netlink {
-    handle: Handle,
+    pub(super) handle: Handle,
     interface: String,
     /// Valid and preferred lifetime in seconds set by every add; `None`: forever.
     lifetime_secs: Option<u32>,
@@ -82,7 +72,10 @@ impl Netlink {
         })
     }
 
-    fn err(&self, what: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> AddressError + '_ {
+    pub(super) fn err(
+        &self,
+        what: impl Into<String>,
+    ) -> impl FnOnce(rtnetlink::Error) -> AddressError + '_ {
         let what = what.into();
         move |source| AddressError::Netlink {
             what,
@@ -165,7 +158,7 @@ fn host_prefix(ip: IpAddr) -> u8 {
     if ip.is_ipv4() { 32 } else { 128 }
 }
 
-fn address_of(msg: &AddressMessage) -> Option<IpAddr> {
+pub(super) fn address_of(msg: &AddressMessage) -> Option<IpAddr> {
     msg.attributes.iter().find_map(|a| match a {
         AddressAttribute::Address(ip) => Some(*ip),
         _ => None,
@@ -173,79 +166,13 @@ fn address_of(msg: &AddressMessage) -> Option<IpAddr> {
 }
 
 /// Whether l3lb added this address.
-fn is_ours(msg: &AddressMessage) -> bool {
+pub(super) fn is_ours(msg: &AddressMessage) -> bool {
     msg.attributes
         .iter()
         .any(|a| matches!(a, AddressAttribute::Protocol(p) if u8::from(*p) == L3LB_ADDRESS_PROTO))
 }
 
-impl Netlink {
-    /// Refuses `prefixes` that cover an address l3lb did not add, on any interface: the host's
-    /// own addresses, a router id on `lo`, another daemon's.
-    pub async fn check_prefixes(&self, prefixes: &[ipnet::IpNet]) -> Result<(), AddressError> {
-        let foreign: Vec<HostAddress> = self
-            .host_addresses()
-            .await?
-            .into_iter()
-            .filter(|a| !a.ours && prefixes.iter().any(|p| p.contains(&a.ip)))
-            .collect();
-        if foreign.is_empty() {
-            return Ok(());
-        }
-        let names: std::collections::BTreeMap<u32, String> = self
-            .handle
-            .link()
-            .get()
-            .execute()
-            .try_collect::<Vec<_>>()
-            .await
-            .map_err(self.err("link dump"))?
-            .into_iter()
-            .filter_map(|l| {
-                let name = l.attributes.iter().find_map(|a| match a {
-                    rtnetlink::packet_route::link::LinkAttribute::IfName(n) => Some(n.clone()),
-                    _ => None,
-                })?;
-                Some((l.header.index, name))
-            })
-            .collect();
-        let found = foreign
-            .iter()
-            .map(|a| {
-                let dev = names.get(&a.interface_index).map_or("?", String::as_str);
-                format!("{}/{} on {dev}", a.ip, a.prefix_len)
-            })
-            .collect();
-        Err(AddressError::ForeignInPrefix { found })
-    }
-
-    /// Every address on every interface of the host.
-    pub async fn host_addresses(&self) -> Result<Vec<HostAddress>, AddressError> {
-        let msgs: Vec<AddressMessage> = self
-            .handle
-            .address()
-            .get()
-            .execute()
-            .try_collect()
-            .await
-            .map_err(self.err("address dump of every interface"))?;
-        let mut out: Vec<HostAddress> = msgs
-            .iter()
-            .filter_map(|m| {
-                Some(HostAddress {
-                    ip: address_of(m)?,
-                    prefix_len: m.header.prefix_len,
-                    interface_index: m.header.index,
-                    ours: is_ours(m),
-                })
-            })
-            .collect();
-        out.sort();
-        Ok(out)
-    }
-}
-
-impl AddressTable for Netlink {
+impl AddressObserver for Netlink {
     type Error = AddressError;
 
     /// l3lb's own addresses on the interface: those it marked.
@@ -258,6 +185,15 @@ impl AddressTable for Netlink {
             .filter_map(address_of)
             .collect())
     }
+
+    async fn host_addresses(&self) -> Result<Vec<IpAddr>, AddressError> {
+        let all = self.all_addresses().await?;
+        Ok(all.into_iter().map(|a| a.ip).collect())
+    }
+}
+
+impl AddressTable for Netlink {
+    type Error = AddressError;
 
     /// Adds or replaces `ip`, (re)setting its lifetime: the kernel updates the lifetime of an
     /// address that is already there (NLM_F_REPLACE), without withdrawing it.
@@ -284,11 +220,6 @@ impl AddressTable for Netlink {
         let res = req.execute().await;
         self.forget_index_on_enodev(res)
             .map_err(self.err(format!("add {ip}")))
-    }
-
-    async fn host_addresses(&self) -> Result<Vec<IpAddr>, AddressError> {
-        let all = Netlink::host_addresses(self).await?;
-        Ok(all.into_iter().map(|a| a.ip).collect())
     }
 
     /// Deletes the host route `ip` directly (no dump first); absent is success.

@@ -7,55 +7,30 @@ use std::{
     net::IpAddr,
 };
 
-use l3lb_common::{Counter, Stat};
 use tracing::{debug, info, warn};
 
 use crate::core::{
-    model::{Backends, FrontendId, Frontends},
+    model::{Backends, FrontendId},
     plan::Step,
 };
 
-/// The frontend maps, as the executor sees them.
+/// The frontend maps, as the executor changes them (reading them back is
+/// [`FrontendObserver`](super::observe::FrontendObserver)'s).
 pub trait FrontendTable {
     type Error: Error + Send + Sync + 'static;
-    fn frontends(&self) -> Result<Frontends, Self::Error>;
     fn upsert(&mut self, id: FrontendId, endpoints: &Backends) -> Result<(), Self::Error>;
     /// Removing an absent frontend succeeds.
     fn remove(&mut self, id: FrontendId) -> Result<(), Self::Error>;
-    /// The datapath's verdict counters, summed over CPUs; none by default.
-    fn counters(&self) -> Result<BTreeMap<Counter, Stat>, Self::Error> {
-        Ok(BTreeMap::new())
-    }
-    /// Packets and bytes DNATed per programmed frontend, summed over CPUs, for at most `limit`
-    /// frontends in order after `after`; none by default.
-    fn frontend_stats(
-        &self,
-        _after: Option<FrontendId>,
-        _limit: usize,
-    ) -> Result<BTreeMap<FrontendId, Stat>, Self::Error> {
-        Ok(BTreeMap::new())
-    }
-    /// The uplinks where the datapath does not forward, with why, after trying to repair them.
-    /// Empty: it forwards everywhere (the default).
-    fn check_uplinks(&mut self) -> impl Future<Output = BTreeMap<String, String>> + Send {
-        std::future::ready(BTreeMap::new())
-    }
 }
 
-/// The VIP addresses on the interface, as the executor sees them.
+/// The VIP addresses on the interface, as the executor changes them (reading them back is
+/// [`AddressObserver`](super::observe::AddressObserver)'s).
 pub trait AddressTable {
     type Error: Error + Send + Sync + 'static;
-    /// l3lb's own addresses currently on the interface (the caller filters by prefix).
-    fn addresses(&self) -> impl Future<Output = Result<BTreeSet<IpAddr>, Self::Error>> + Send;
     /// Adding a present address succeeds.
     fn add(&self, ip: IpAddr) -> impl Future<Output = Result<(), Self::Error>> + Send;
     /// Removing an absent address succeeds.
     fn remove(&self, ip: IpAddr) -> impl Future<Output = Result<(), Self::Error>> + Send;
-    /// Every address on the host's interfaces (endpoints there would reach its sockets); none
-    /// by default.
-    fn host_addresses(&self) -> impl Future<Output = Result<Vec<IpAddr>, Self::Error>> + Send {
-        std::future::ready(Ok(Vec::new()))
-    }
 }
 
 /// What one pass of [`apply`] achieved.

@@ -32,9 +32,6 @@ struct FakeAddrs {
 
 impl FrontendTable for Fake {
     type Error = Injected;
-    fn frontends(&self) -> Result<Frontends, Injected> {
-        Ok(self.frontends.clone())
-    }
     fn upsert(&mut self, id: FrontendId, endpoints: &Backends) -> Result<(), Injected> {
         self.log.borrow_mut().push(format!("upsert {id}"));
         if self.fail_upsert.contains(&id) {
@@ -52,9 +49,6 @@ impl FrontendTable for Fake {
 
 impl AddressTable for FakeAddrs {
     type Error = Injected;
-    async fn addresses(&self) -> Result<BTreeSet<IpAddr>, Injected> {
-        Ok(self.addrs.lock().unwrap().clone())
-    }
     async fn add(&self, ip: IpAddr) -> Result<(), Injected> {
         self.log.lock().unwrap().push(format!("add {ip}"));
         if self.fail.contains(&ip) {

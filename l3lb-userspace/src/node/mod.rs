@@ -3,3 +3,5 @@
 //! (maps, addresses, counters, uplink health); [`addresses`] is the rtnetlink side of both.
 pub mod addresses;
 pub mod executor;
+pub mod host;
+pub mod observe;
