@@ -137,6 +137,14 @@ pub struct RunArgs {
     /// replaced atomically). Not on a bpffs: one is mounted there. `l3lb cleanup` removes it all.
     #[arg(long, env = "L3LB_BPFFS_DIR", default_value = crate::datapath::DEFAULT_BPFFS_DIR)]
     pub bpffs_dir: PathBuf,
+
+    /// Redirect DNATed frames straight into the pod's interface (XDP_REDIRECT) where its driver
+    /// takes them, instead of the kernel's forwarding path. Faster, but redirected packets skip
+    /// the node's IP stack: host netfilter and tc do not see them, so iptables-based
+    /// NetworkPolicy and host firewall rules are not applied to them. Off: every DNATed packet
+    /// takes the kernel's forwarding path.
+    #[arg(long, env = "L3LB_XDP_REDIRECT")]
+    pub xdp_redirect: bool,
 }
 
 /// Validated settings of `l3lb run`.
@@ -156,6 +164,8 @@ pub struct Config {
     /// Which Services are l3lb's.
     pub class: ClassFilter,
     pub lease: LeaseConfig,
+    /// DNATed frames may skip the kernel's forwarding path (`--xdp-redirect`).
+    pub xdp_redirect: bool,
 }
 
 /// The allocator's leader election.
@@ -249,6 +259,7 @@ impl TryFrom<RunArgs> for Config {
                 namespace: a.lease_namespace.filter(|n| !n.is_empty()),
                 duration: a.lease_duration,
             },
+            xdp_redirect: a.xdp_redirect,
         })
     }
 }
@@ -353,5 +364,14 @@ mod tests {
             parse(&["--load-balancer-class= "]),
             Err(ConfigError::EmptyClass)
         );
+    }
+
+    #[test]
+    fn xdp_redirect_is_opt_in() {
+        assert!(
+            !parse(&[]).unwrap().xdp_redirect,
+            "the kernel's path by default"
+        );
+        assert!(parse(&["--xdp-redirect"]).unwrap().xdp_redirect);
     }
 }

@@ -37,8 +37,14 @@ async fn main() -> anyhow::Result<()> {
             datapath
                 .set_prefixes(&config.prefixes)
                 .context("cannot configure the datapath's VIP prefixes")?;
-            // Translated packets go straight to pod interfaces that take redirected frames.
-            datapath::redirect::spawn_refresh(config.bpffs_dir.clone());
+            if config.xdp_redirect {
+                // Translated packets go straight to pod interfaces that take redirected frames.
+                datapath::redirect::spawn_refresh(config.bpffs_dir.clone());
+            } else {
+                // Also what an earlier run with --xdp-redirect left in the pinned maps.
+                datapath::redirect::disable(&config.bpffs_dir)
+                    .context("cannot turn XDP redirect off")?;
+            }
             let addresses = Netlink::new(&config.interface, config.address_lifetime)?;
             let metrics = Metrics::default();
             if let Some(addr) = config.metrics_addr {
