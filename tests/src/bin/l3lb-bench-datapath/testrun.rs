@@ -3,8 +3,9 @@
 //!
 //! The kernel reuses the (rewritten) frame across repeats, so each hit row uses a backend equal
 //! to the VIP:port: the rewrite is idempotent and every repeat takes the named path. The
-//! matching counter must have grown by exactly `repeat`, and the new-flow counter by `repeat`
-//! for the new-flow row and by 0 for the others, which proves it.
+//! matching counter must have grown by exactly `repeat`, the new-flow counter by `repeat` for
+//! the new-flow row and by 0 for the others, and no flow may have been established during a
+//! run, which proves it.
 use anyhow::{Context as _, ensure};
 use l3lb_common::{Counter, PROTO_TCP, PROTO_UDP};
 use l3lb_tests::packets::{
@@ -42,11 +43,13 @@ pub fn rows() -> anyhow::Result<Vec<Value>> {
     let noop = dp.test_run_xdp_noop(&ack4, REPEAT)?;
     ensure!(noop.verdict == XDP_PASS, "noop returned {}", noop.verdict);
     let mut out = vec![row("noop", noop.duration.as_nanos() as f64)];
-    // Established rows: one packet first pins the flow, so every repeat finds the pin (no new
-    // flow is counted during the run).
-    dp.test_run_xdp(&ack4, 1)?;
-    dp.test_run_xdp(&udp4, 1)?;
-    dp.test_run_xdp(&ack6, 1)?;
+    // Established rows: two packets first (the first pins the flow as new, the second
+    // establishes it), so every repeat finds the established pin (no new flow is counted during
+    // the run).
+    for packet in [&ack4, &udp4, &ack6] {
+        dp.test_run_xdp(packet, 1)?;
+        dp.test_run_xdp(packet, 1)?;
+    }
     for (name, packet, counter, new_flows) in [
         ("pass_non_vip", &other, Counter::XdpPassNotOurs, 0),
         ("hit_tcp4_new", &syn4, Counter::XdpDnatPass, REPEAT),
@@ -54,10 +57,20 @@ pub fn rows() -> anyhow::Result<Vec<Value>> {
         ("hit_tcp6_established", &ack6, Counter::XdpDnatPass, 0),
         ("hit_udp4", &udp4, Counter::XdpDnatPass, 0),
     ] {
-        let before = (packets(&dp, counter)?, packets(&dp, Counter::XdpFlowNew)?);
+        let before = (
+            packets(&dp, counter)?,
+            packets(&dp, Counter::XdpFlowNew)?,
+            packets(&dp, Counter::XdpFlowEstablished)?,
+        );
         let run = dp.test_run_xdp(packet, REPEAT)?;
         let hits = packets(&dp, counter)? - before.0;
         let new = packets(&dp, Counter::XdpFlowNew)? - before.1;
+        // An established row finds the established pin: no flow moves there during the run.
+        let established = packets(&dp, Counter::XdpFlowEstablished)? - before.2;
+        ensure!(
+            established == 0,
+            "{name}: {established} flows established during the run"
+        );
         ensure!(run.verdict == XDP_PASS, "{name}: verdict {}", run.verdict);
         ensure!(
             hits == u64::from(REPEAT),
