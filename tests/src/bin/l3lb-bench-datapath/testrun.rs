@@ -1,5 +1,6 @@
 //! Rows measured with BPF_PROG_TEST_RUN on the daemon's embedded object: the kernel runs the
-//! program `repeat` times on one frame and reports the mean time per run.
+//! program (XDP, and for the `tc_*` rows TC egress) `repeat` times on one frame and reports the
+//! mean time per run.
 //!
 //! The kernel reuses the (rewritten) frame across repeats, so each hit row uses a backend equal
 //! to the VIP:port: the rewrite is idempotent and every repeat takes the named path. The
@@ -9,8 +10,8 @@
 use anyhow::{Context as _, ensure};
 use l3lb_common::{Counter, PROTO_TCP, PROTO_UDP};
 use l3lb_tests::packets::{
-    CLIENT, CLIENT_PORT, CLIENT6, DNS, HTTP, VIP, VIP6, XDP_PASS, backends, backends6, fe, fe6,
-    tcp, tcp_ack, tcp6, udp,
+    CLIENT, CLIENT_PORT, CLIENT6, DNS, HTTP, TC_ACT_OK, VIP, VIP6, XDP_PASS, backends, backends6,
+    fe, fe6, tcp, tcp_ack, tcp6, udp,
 };
 use l3lb_userspace::datapath::Datapath;
 use serde_json::{Value, json};
@@ -80,6 +81,25 @@ pub fn rows() -> anyhow::Result<Vec<Value>> {
         ensure!(
             new == u64::from(new_flows),
             "{name}: {new} new flows, want {new_flows}"
+        );
+        out.push(row(name, run.duration.as_nanos() as f64));
+    }
+    // TC egress: the reply of the established flow of `ack4` (its backend is the VIP:port, so the
+    // rewrite is idempotent too), and a packet that is not l3lb's (the node's own).
+    let reply4 = tcp((VIP, HTTP), (CLIENT, CLIENT_PORT + 1), &[], Some(1));
+    let node_out = tcp_ack((NODE, 22), (CLIENT, CLIENT_PORT));
+    for (name, packet, counter) in [
+        ("tc_pass_not_ours", &node_out, Counter::TcPassNotOurs),
+        ("tc_rev_nat_established", &reply4, Counter::TcRevNat),
+    ] {
+        let before = packets(&dp, counter)?;
+        let run = dp.test_run_tc_egress(packet, REPEAT)?;
+        let hits = packets(&dp, counter)? - before;
+        ensure!(run.verdict == TC_ACT_OK, "{name}: verdict {}", run.verdict);
+        ensure!(
+            hits == u64::from(REPEAT),
+            "{name}: {} counted {hits} times, not {REPEAT}",
+            counter.name()
         );
         out.push(row(name, run.duration.as_nanos() as f64));
     }
