@@ -142,6 +142,10 @@ fn blast(to: SocketAddrV4, secs: u64) -> anyhow::Result<u64> {
             Ok(results) => sent += results.count() as u64,
             // A full device queue: the next call tries again.
             Err(Errno::ENOBUFS | Errno::EAGAIN) => {}
+            // The pod's port unreachable (nothing listens on the sink port), translated back to
+            // the VIP as it should be, reaches this connected socket: a few a second (the pod's
+            // ICMP rate limit). It surfaces only when it hits a call's first datagram.
+            Err(Errno::ECONNREFUSED) => {}
             Err(e) => return Err(e).context("sendmmsg"),
         }
     }
