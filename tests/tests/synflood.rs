@@ -39,9 +39,11 @@ const FLOOD: u64 = 1_000_000;
 const ROUND_EVERY: u64 = MAX_FLOWS as u64 + 70_000;
 /// Spoofed sources: the router routes them back to the client's namespace.
 const SPOOFED: &str = "100.64.0.0/10";
-/// Bounds of the flood, whatever the counters say.
+/// Bounds of the flood, whatever the counters say. On the 2-core test machine the flood takes
+/// about 20 s when idle (some 60,000 SYNs a second through the whole chain), but over 2 minutes
+/// while other builds hold both cores (7,300 a second seen).
 const FLOOD_MAX_PACKETS: u64 = 4_000_000;
-const FLOOD_MAX_TIME: Duration = Duration::from_secs(150);
+const FLOOD_MAX_TIME: Duration = Duration::from_secs(240);
 /// A round's reads may wait behind the flood's queues and a retransmission or two.
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
 /// Source prefixes of pod addresses (IPv4, IPv6) in the lab.
