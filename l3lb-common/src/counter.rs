@@ -12,7 +12,7 @@ pub enum Counter {
     /// XDP: a frontend without an endpoint for new flows: dropped (the host's sockets must not
     /// answer for it).
     XdpNoBackend = 2,
-    /// TC egress: reply of a translated flow, source restored to VIP:port.
+    /// TC egress: reply of an established translated flow, source restored to VIP:port.
     TcRevNat = 3,
     /// TC egress: not a translated flow: passed untouched.
     TcPassNotOurs = 4,
@@ -45,11 +45,17 @@ pub enum Counter {
     XdpAffinityHit = 16,
     /// Event: a pinned flow's backend was gone; the flow was given a new one.
     XdpFlowStale = 17,
+    /// Event: the client's second packet of a new flow (its handshake ACK, a second datagram)
+    /// moved it to the established tables.
+    XdpFlowEstablished = 18,
+    /// TC egress: reply of a new flow (a SYN-ACK, an answer to a first datagram), source
+    /// restored to VIP:port from the new-flow table.
+    TcRevNatNew = 19,
 }
 
 impl Counter {
     /// Every counter, in slot order.
-    pub const ALL: [Counter; 18] = [
+    pub const ALL: [Counter; 20] = [
         Counter::XdpPassNotOurs,
         Counter::XdpDnatPass,
         Counter::XdpNoBackend,
@@ -68,6 +74,8 @@ impl Counter {
         Counter::XdpFlowNew,
         Counter::XdpAffinityHit,
         Counter::XdpFlowStale,
+        Counter::XdpFlowEstablished,
+        Counter::TcRevNatNew,
     ];
 
     /// Stable snake_case name, for metrics and logs.
@@ -91,6 +99,8 @@ impl Counter {
             Counter::XdpFlowNew => "xdp_flow_new",
             Counter::XdpAffinityHit => "xdp_affinity_hit",
             Counter::XdpFlowStale => "xdp_flow_stale",
+            Counter::XdpFlowEstablished => "xdp_flow_established",
+            Counter::TcRevNatNew => "tc_rev_nat_new",
         }
     }
 
@@ -102,6 +112,7 @@ impl Counter {
                 | Counter::XdpFlowNew
                 | Counter::XdpAffinityHit
                 | Counter::XdpFlowStale
+                | Counter::XdpFlowEstablished
         )
     }
 }

@@ -152,7 +152,8 @@ pub struct BackendV6 {
     pub _pad2: u32,
 }
 
-/// A flow as it arrives from the client (key of `L3LB_CONNS_V4`): client -> VIP:port.
+/// A flow as it arrives from the client (key of `L3LB_CONNS_V4` and `L3LB_NEW_CONNS_V4`):
+/// client -> VIP:port.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ConnKeyV4 {
@@ -178,7 +179,8 @@ pub struct ConnKeyV6 {
     pub _pad2: u16,
 }
 
-/// The backend a flow is pinned to (value of the conn and affinity tables).
+/// The backend a flow is pinned to (value of the conn tables, established and new, and of the
+/// affinity tables).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Pin {
@@ -235,7 +237,8 @@ pub struct Affinity {
     pub since_ns: u64,
 }
 
-/// A translated flow as the endpoint's reply carries it: endpoint -> client.
+/// A translated flow as the endpoint's reply carries it (key of `L3LB_FLOWS_V4` and
+/// `L3LB_NEW_FLOWS_V4`): endpoint -> client.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct FlowKeyV4 {

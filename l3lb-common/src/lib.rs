@@ -25,14 +25,21 @@ pub const PROG_TC_EGRESS: &str = "l3lb_tc_egress";
 pub const MAP_FRONTENDS_V4: &str = "L3LB_FRONTENDS_V4";
 /// Backend slots (pod address and port), indexed by backend id.
 pub const MAP_BACKENDS_V4: &str = "L3LB_BACKENDS_V4";
-/// Flows as they arrive (client -> VIP:port) -> the backend they are pinned to.
+/// Established flows as they arrive (client -> VIP:port) -> the backend they are pinned to.
 pub const MAP_CONNS_V4: &str = "L3LB_CONNS_V4";
 /// Copies of pins in an array, found by the flow's hash: the established path's one lookup.
 pub const MAP_FLOW_CACHE_V4: &str = "L3LB_FLOW_CACHE_V4";
 /// `sessionAffinity: ClientIP`: (frontend, client) -> backend and since when.
 pub const MAP_AFFINITY_V4: &str = "L3LB_AFFINITY_V4";
-/// Translated flows, keyed as the endpoint's reply will look, so egress can restore VIP:port.
+/// Established translated flows, keyed as the endpoint's reply will look, so egress can restore
+/// VIP:port.
 pub const MAP_FLOWS_V4: &str = "L3LB_FLOWS_V4";
+/// Pins of new flows (seen one packet from the client: a SYN, a first datagram), apart from the
+/// established ones so a flood of them cannot evict those. The client's next packet moves a
+/// flow to `L3LB_CONNS_V4` and `L3LB_FLOWS_V4`.
+pub const MAP_NEW_CONNS_V4: &str = "L3LB_NEW_CONNS_V4";
+/// Reply-path records of new flows (the SYN-ACK's, a first answer's).
+pub const MAP_NEW_FLOWS_V4: &str = "L3LB_NEW_FLOWS_V4";
 /// The VIPs with at least one frontend: XDP drops what reaches them on no frontend.
 pub const MAP_VIPS_V4: &str = "L3LB_VIPS_V4";
 /// The IPv6 counterparts of the maps above.
@@ -42,6 +49,8 @@ pub const MAP_CONNS_V6: &str = "L3LB_CONNS_V6";
 pub const MAP_FLOW_CACHE_V6: &str = "L3LB_FLOW_CACHE_V6";
 pub const MAP_AFFINITY_V6: &str = "L3LB_AFFINITY_V6";
 pub const MAP_FLOWS_V6: &str = "L3LB_FLOWS_V6";
+pub const MAP_NEW_CONNS_V6: &str = "L3LB_NEW_CONNS_V6";
+pub const MAP_NEW_FLOWS_V6: &str = "L3LB_NEW_FLOWS_V6";
 pub const MAP_VIPS_V6: &str = "L3LB_VIPS_V6";
 pub const MAP_BACKEND_STATS_V6: &str = "L3LB_BACKEND_STATS_V6";
 /// Per-CPU verdict counters, indexed by [`Counter`].
@@ -59,8 +68,11 @@ pub const MAP_CONFIG: &str = "L3LB_CONFIG";
 pub const MAX_FRONTENDS: u32 = 16_384;
 /// Capacity of each family's backend array: the local endpoints of all frontends together.
 pub const MAX_BACKEND_SLOTS: u32 = 32_768;
-/// Capacity of each family's flow tables (LRU).
+/// Capacity of each family's established flow tables (LRU).
 pub const MAX_FLOWS: u32 = 262_144;
+/// Capacity of each family's new-flow tables (LRU): flows between their first and second client
+/// packet (a handshake's round trip), and one-datagram exchanges.
+pub const MAX_NEW_FLOWS: u32 = 65_536;
 /// Slots of each family's flow cache (a power of two).
 pub const FLOW_CACHE_SLOTS: u32 = 65_536;
 const _: () = assert!(FLOW_CACHE_SLOTS.is_power_of_two());

@@ -1,16 +1,18 @@
-//! Egress (TC): a reply matching a recorded flow gets its source restored to VIP:port. The skb
+//! Egress (TC): a reply matching a recorded flow gets its source restored to VIP:port: an
+//! established flow's record first, else a new flow's (a SYN-ACK, a first answer). The skb
 //! checksum helpers handle CHECKSUM_PARTIAL packets from local pods correctly.
 use aya_ebpf::{
     bindings::{BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR, TC_ACT_OK, TC_ACT_SHOT},
     programs::TcContext,
 };
 use l3lb_common::{
-    Counter, FlowKeyV4, FlowKeyV6, Ip6, PROTO_ICMP, PROTO_ICMPV6, PROTO_SCTP, PROTO_TCP, PROTO_UDP,
+    Counter, FlowKeyV4, FlowKeyV6, FlowNatV4, FlowNatV6, Ip6, PROTO_ICMP, PROTO_ICMPV6, PROTO_SCTP,
+    PROTO_TCP, PROTO_UDP,
 };
 
 use crate::{
     egress_icmp,
-    maps::{L3LB_FLOWS_V4, L3LB_FLOWS_V6},
+    maps::{L3LB_FLOWS_V4, L3LB_FLOWS_V6, L3LB_NEW_FLOWS_V4, L3LB_NEW_FLOWS_V6},
     parse::{
         ETH_LEN, ETH_P_IP, ETH_P_IPV6, ETHER_TYPE_OFF, IP_CHECK_OFF, IP_SRC_OFF, IP6_NEXT_OFF,
         IP6_SRC_OFF, IPV4_MIN_LEN, IPV6_LEN, TCP_CHECK_OFF, UDP_CHECK_OFF, ipv4_header_len,
@@ -102,25 +104,48 @@ pub fn tc_egress(ctx: &TcContext) -> (i32, Counter) {
         return (TC_ACT_OK, Counter::TcPassNotOurs);
     };
     let ether_type = ether_type.to_ne_bytes();
-    let (done, counter) = if ether_type == ETH_P_IP {
+    let done = if ether_type == ETH_P_IP {
         match icmp_v4(ctx) {
-            Some(done) => (Some(done), Counter::TcIcmpErrorNat),
-            None => (egress_v4(ctx), Counter::TcRevNat),
+            Some(done) => Some((done, Counter::TcIcmpErrorNat)),
+            None => egress_v4(ctx),
         }
     } else if ether_type == ETH_P_IPV6 {
         match icmp_v6(ctx) {
-            Some(done) => (Some(done), Counter::TcIcmpErrorNat),
-            None => (egress_v6(ctx), Counter::TcRevNat),
+            Some(done) => Some((done, Counter::TcIcmpErrorNat)),
+            None => egress_v6(ctx),
         }
     } else {
-        (None, Counter::TcPassNotOurs)
+        None
     };
     match done {
         None => (TC_ACT_OK, Counter::TcPassNotOurs),
-        Some(Ok(())) => (TC_ACT_OK, counter),
+        Some((Ok(()), counter)) => (TC_ACT_OK, counter),
         // Checksums and fields may disagree now: a corrupted packet must not leave the node.
-        Some(Err(_)) => (TC_ACT_SHOT, Counter::TcRevNatError),
+        Some((Err(_), _)) => (TC_ACT_SHOT, Counter::TcRevNatError),
     }
+}
+
+/// The translation of reply `key`: an established flow's, else a new flow's; with the counter
+/// of the table it came from.
+#[inline(always)]
+pub fn flow_v4(key: &FlowKeyV4) -> Option<(FlowNatV4, Counter)> {
+    let (nat, counter) = match L3LB_FLOWS_V4.get_ptr(key) {
+        Some(nat) => (nat, Counter::TcRevNat),
+        None => (L3LB_NEW_FLOWS_V4.get_ptr(key)?, Counter::TcRevNatNew),
+    };
+    // SAFETY: pointer from a successful lookup, read once.
+    Some((unsafe { *nat }, counter))
+}
+
+/// [`flow_v4`] for IPv6.
+#[inline(always)]
+pub fn flow_v6(key: &FlowKeyV6) -> Option<(FlowNatV6, Counter)> {
+    let (nat, counter) = match L3LB_FLOWS_V6.get_ptr(key) {
+        Some(nat) => (nat, Counter::TcRevNat),
+        None => (L3LB_NEW_FLOWS_V6.get_ptr(key)?, Counter::TcRevNatNew),
+    };
+    // SAFETY: pointer from a successful lookup, read once.
+    Some((unsafe { *nat }, counter))
 }
 
 /// An ICMP error (IPv4 header without options, not a fragment) about a translated flow.
@@ -158,7 +183,7 @@ fn l4_flags(proto: u8) -> u64 {
 }
 
 #[inline(always)]
-fn egress_v4(ctx: &TcContext) -> Option<Result<(), i64>> {
+fn egress_v4(ctx: &TcContext) -> Option<(Result<(), i64>, Counter)> {
     let pkt = parse_v4(ctx)?;
     let key = FlowKeyV4 {
         backend_addr_be: pkt.saddr,
@@ -169,9 +194,7 @@ fn egress_v4(ctx: &TcContext) -> Option<Result<(), i64>> {
         _pad: 0,
         _pad2: 0,
     };
-    let nat = L3LB_FLOWS_V4.get_ptr(key)?;
-    // SAFETY: pointer from a successful lookup, read once.
-    let nat = unsafe { *nat };
+    let (nat, counter) = flow_v4(&key)?;
     let flags = l4_flags(pkt.proto);
     let pseudo = u64::from(BPF_F_PSEUDO_HDR);
     let rewrite = || {
@@ -198,11 +221,11 @@ fn egress_v4(ctx: &TcContext) -> Option<Result<(), i64>> {
         ctx.store(ETH_LEN + IP_SRC_OFF, &nat.vip_be, 0)?;
         ctx.store(pkt.l4_off, &nat.port_be, 0)
     };
-    Some(rewrite())
+    Some((rewrite(), counter))
 }
 
 #[inline(always)]
-fn egress_v6(ctx: &TcContext) -> Option<Result<(), i64>> {
+fn egress_v6(ctx: &TcContext) -> Option<(Result<(), i64>, Counter)> {
     let pkt = parse_v6(ctx)?;
     let key = FlowKeyV6 {
         backend_addr: pkt.saddr,
@@ -213,9 +236,7 @@ fn egress_v6(ctx: &TcContext) -> Option<Result<(), i64>> {
         _pad: 0,
         _pad2: 0,
     };
-    let nat = L3LB_FLOWS_V6.get_ptr(key)?;
-    // SAFETY: pointer from a successful lookup, read once.
-    let nat = unsafe { *nat };
+    let (nat, counter) = flow_v6(&key)?;
     let flags = l4_flags(pkt.proto);
     let pseudo = u64::from(BPF_F_PSEUDO_HDR);
     let rewrite = || {
@@ -241,5 +262,5 @@ fn egress_v6(ctx: &TcContext) -> Option<Result<(), i64>> {
         ctx.store(ETH_LEN + IP6_SRC_OFF, &nat.vip, 0)?;
         ctx.store(pkt.l4_off, &nat.port_be, 0)
     };
-    Some(rewrite())
+    Some((rewrite(), counter))
 }

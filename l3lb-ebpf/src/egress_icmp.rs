@@ -13,7 +13,7 @@ use l3lb_common::{
 };
 
 use crate::{
-    maps::{L3LB_FLOWS_V4, L3LB_FLOWS_V6},
+    egress::{flow_v4, flow_v6},
     nat::diff_v6,
     parse::{
         ETH_LEN, IP_CHECK_OFF, IP_SRC_OFF, IP6_SRC_OFF, IPV4_MIN_LEN, IPV6_LEN, TCP_CHECK_OFF,
@@ -94,11 +94,13 @@ pub fn error_v4(ctx: &TcContext, saddr: u32, icmp_type: u8) -> Option<Result<(),
         _pad: 0,
         _pad2: 0,
     };
-    let nat = L3LB_FLOWS_V4.get_ptr(key)?;
-    // SAFETY: pointer from a successful lookup, read once.
-    let FlowNatV4 {
-        vip_be, port_be, ..
-    } = unsafe { *nat };
+    // An established flow's record, else a new flow's.
+    let (
+        FlowNatV4 {
+            vip_be, port_be, ..
+        },
+        _,
+    ) = flow_v4(&key)?;
     let rewrite = || {
         let addr = csum_diff4(backend, vip_be);
         let old_inner = (w[1] >> 16) as u16;
@@ -143,9 +145,7 @@ pub fn error_v6(ctx: &TcContext, saddr: Ip6, icmp_type: u8) -> Option<Result<(),
         _pad: 0,
         _pad2: 0,
     };
-    let nat = L3LB_FLOWS_V6.get_ptr(key)?;
-    // SAFETY: pointer from a successful lookup, read once.
-    let FlowNatV6 { vip, port_be, .. } = unsafe { *nat };
+    let (FlowNatV6 { vip, port_be, .. }, _) = flow_v6(&key)?;
     let rewrite = || {
         let addr = diff_v6(&backend, &vip);
         ctx.store(inner + IP6_SRC_OFF + 16, &vip, 0)?;

@@ -11,7 +11,7 @@ use l3lb_common::{
 };
 
 use crate::{
-    maps::{self, AFFINITY, CACHE, FLOWS, FRONTENDS, NO_PREALLOC, SLOTS},
+    maps::{self, AFFINITY, CACHE, FLOWS, FRONTENDS, NEW_FLOWS, NO_PREALLOC, SLOTS},
     parse::Tuple,
 };
 
@@ -41,9 +41,11 @@ pub trait Family {
     fn frontends() -> &'static HashMap<Self::FrontendKey, Frontend, FRONTENDS, NO_PREALLOC>;
     fn backends() -> &'static Array<Self::Backend, SLOTS>;
     fn conns() -> &'static LruHashMap<Self::Conn, Pin, FLOWS>;
+    fn new_conns() -> &'static LruHashMap<Self::Conn, Pin, NEW_FLOWS>;
     fn cache() -> &'static Array<Self::Cache, CACHE>;
     fn affinity() -> &'static LruHashMap<Self::AffinityKey, Affinity, AFFINITY>;
     fn replies() -> &'static LruHashMap<Self::Reply, Self::Nat, FLOWS>;
+    fn new_replies() -> &'static LruHashMap<Self::Reply, Self::Nat, NEW_FLOWS>;
     fn backend_stats() -> &'static PerCpuArray<Stat, SLOTS>;
     fn is_vip(addr: Self::Addr) -> bool;
 
@@ -131,6 +133,9 @@ impl Family for V4 {
     fn conns() -> &'static LruHashMap<ConnKeyV4, Pin, FLOWS> {
         &maps::L3LB_CONNS_V4
     }
+    fn new_conns() -> &'static LruHashMap<ConnKeyV4, Pin, NEW_FLOWS> {
+        &maps::L3LB_NEW_CONNS_V4
+    }
     fn cache() -> &'static Array<CachedPinV4, CACHE> {
         &maps::L3LB_FLOW_CACHE_V4
     }
@@ -139,6 +144,9 @@ impl Family for V4 {
     }
     fn replies() -> &'static LruHashMap<FlowKeyV4, FlowNatV4, FLOWS> {
         &maps::L3LB_FLOWS_V4
+    }
+    fn new_replies() -> &'static LruHashMap<FlowKeyV4, FlowNatV4, NEW_FLOWS> {
+        &maps::L3LB_NEW_FLOWS_V4
     }
     fn backend_stats() -> &'static PerCpuArray<Stat, SLOTS> {
         &maps::L3LB_BACKEND_STATS_V4
@@ -226,6 +234,9 @@ impl Family for V6 {
     fn conns() -> &'static LruHashMap<ConnKeyV6, Pin, FLOWS> {
         &maps::L3LB_CONNS_V6
     }
+    fn new_conns() -> &'static LruHashMap<ConnKeyV6, Pin, NEW_FLOWS> {
+        &maps::L3LB_NEW_CONNS_V6
+    }
     fn cache() -> &'static Array<CachedPinV6, CACHE> {
         &maps::L3LB_FLOW_CACHE_V6
     }
@@ -234,6 +245,9 @@ impl Family for V6 {
     }
     fn replies() -> &'static LruHashMap<FlowKeyV6, FlowNatV6, FLOWS> {
         &maps::L3LB_FLOWS_V6
+    }
+    fn new_replies() -> &'static LruHashMap<FlowKeyV6, FlowNatV6, NEW_FLOWS> {
+        &maps::L3LB_NEW_FLOWS_V6
     }
     fn backend_stats() -> &'static PerCpuArray<Stat, SLOTS> {
         &maps::L3LB_BACKEND_STATS_V6

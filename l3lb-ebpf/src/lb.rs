@@ -2,6 +2,12 @@
 //! backend its client is affine to (`sessionAffinity: ClientIP`), else the one the frontend's
 //! Maglev table names for the flow's hash. New flows are pinned (and recorded for the reply
 //! path) here.
+//!
+//! A flow's first packet (a SYN, a first datagram, a packet of a flow whose pin was lost) is
+//! pinned and recorded in the *new-flow* tables; the client's next packet moves it to the
+//! *established* ones (and the flow cache). Spoofed sources never send that second packet, so a
+//! flood of them only churns the new-flow tables and cannot evict established flows, whose
+//! replies would then leave untranslated.
 use aya_ebpf::helpers::bpf_ktime_get_ns;
 use l3lb_common::{
     Affinity, BACKEND_ACTIVE, Counter, FRONTEND_AFFINITY, Frontend, MAX_BACKENDS, Pin,
@@ -26,6 +32,16 @@ pub enum Choice<B> {
     NotFound,
 }
 
+/// What a flow's established pin says.
+enum Pinned<B> {
+    /// A live backend, and its slot.
+    Live(B, u32),
+    /// A pin whose backend is gone: the flow was established.
+    Stale,
+    /// No established pin.
+    Missing,
+}
+
 /// The backend of the flow `t` belongs to: its pin, or a new pick. A TCP SYN (without ACK)
 /// always starts a new flow, so a client reusing a port after the old flow's end is balanced
 /// like any new connection.
@@ -34,11 +50,24 @@ pub fn choose<F: Family>(t: &Tuple<F::Addr>) -> Choice<F::Backend> {
     let conn = F::conn(t);
     let hash = F::cache_hash(t);
     let cache = F::cache().get_ptr_mut(cache_slot(hash));
-    if !t.syn
-        && let Some((backend, slot)) = pinned::<F>(&conn, hash, cache)
-    {
-        return Choice::Backend(backend, slot);
-    }
+    // Whether a new pick for this flow goes to the established tables: it was established
+    // (its backend left, or a SYN reuses the tuple of an established flow: the pick must then
+    // replace its pin, and any copy of it in the flow cache, or the next packet would find
+    // the old one).
+    let established = if t.syn {
+        cached::<F>(cache, &conn) || F::conns().get_ptr(conn).is_some()
+    } else {
+        match pinned::<F>(&conn, hash, cache) {
+            Pinned::Live(backend, slot) => return Choice::Backend(backend, slot),
+            Pinned::Stale => true,
+            Pinned::Missing => {
+                if let Some((backend, slot)) = establish::<F>(t, &conn, hash, cache) {
+                    return Choice::Backend(backend, slot);
+                }
+                false
+            }
+        }
+    };
     let Some(frontend) = F::frontends().get_ptr(F::frontend_key(t)) else {
         return Choice::NotFound;
     };
@@ -54,25 +83,43 @@ pub fn choose<F: Family>(t: &Tuple<F::Addr>) -> Choice<F::Backend> {
     stats::count(Counter::XdpFlowNew, 0);
     let (reply, nat) = F::reply(t, &backend);
     // Reply path first: once the pin exists, later packets skip straight to the backend.
-    let recorded =
-        F::replies().insert(reply, nat, 0).is_ok() && F::conns().insert(conn, pin, 0).is_ok();
-    if recorded {
-        remember::<F>(cache, conn, pin, hash);
+    let recorded = if established {
+        let done =
+            F::replies().insert(&reply, &nat, 0).is_ok() && F::conns().insert(conn, pin, 0).is_ok();
+        if done {
+            remember::<F>(cache, conn, pin, hash);
+        }
+        done
     } else {
+        F::new_replies().insert(&reply, &nat, 0).is_ok()
+            && F::new_conns().insert(conn, pin, 0).is_ok()
+    };
+    if !recorded {
         // Still translated: the next packet finds no pin and retries.
         stats::count(Counter::XdpFlowInsertFailed, 0);
     }
     Choice::Backend(backend, pin.backend)
 }
 
-/// The live backend of flow `conn` (whose cache hash is `hash`, its cache slot `cache`): from
+/// Whether the flow-cache slot holds a copy of `conn`'s pin (live or not).
+#[inline(always)]
+fn cached<F: Family>(cache: Option<*mut F::Cache>, conn: &F::Conn) -> bool {
+    let Some(cached) = cache else {
+        return false;
+    };
+    // SAFETY: an array slot, valid for the program run; copied out at once.
+    let cached = unsafe { *cached };
+    cached.parts().0 == conn
+}
+
+/// The established pin of flow `conn` (whose cache hash is `hash`, its cache slot `cache`): from
 /// the flow cache, else from the conn table (then cached).
 #[inline(always)]
 fn pinned<F: Family>(
     conn: &F::Conn,
     hash: u32,
     cache: Option<*mut F::Cache>,
-) -> Option<(F::Backend, u32)> {
+) -> Pinned<F::Backend> {
     if let Some(cached) = cache {
         // SAFETY: an array slot, valid for the program run; copied out at once (another CPU
         // may be rewriting it: the check word catches a torn copy).
@@ -82,30 +129,68 @@ fn pinned<F: Family>(
             && check == pin_check(hash, pin)
             && let Some(backend) = F::pinned(pin)
         {
-            return Some((backend, pin.backend));
+            return Pinned::Live(backend, pin.backend);
         }
     }
-    let pin = F::conns().get_ptr(conn)?;
+    let Some(pin) = F::conns().get_ptr(conn) else {
+        return Pinned::Missing;
+    };
     // SAFETY: pointer from a successful lookup, read once.
     let pin = unsafe { *pin };
     match F::pinned(&pin) {
         Some(backend) => {
             remember::<F>(cache, *conn, pin, hash);
-            Some((backend, pin.backend))
+            Pinned::Live(backend, pin.backend)
         }
         None => {
             stats::count(Counter::XdpFlowStale, 0);
-            None
+            Pinned::Stale
         }
     }
 }
 
-/// The live backend a translated flow `t` is pinned to, if any: no new pick (ICMP errors).
+/// The client's second packet of new flow `t`: its pin and reply record move to the established
+/// tables (and the pin to the flow cache). None: no live pin among the new flows.
+#[inline(always)]
+fn establish<F: Family>(
+    t: &Tuple<F::Addr>,
+    conn: &F::Conn,
+    hash: u32,
+    cache: Option<*mut F::Cache>,
+) -> Option<(F::Backend, u32)> {
+    let pin = F::new_conns().get_ptr(conn)?;
+    // SAFETY: pointer from a successful lookup, read once.
+    let pin = unsafe { *pin };
+    let Some(backend) = F::pinned(&pin) else {
+        stats::count(Counter::XdpFlowStale, 0);
+        return None;
+    };
+    let (reply, nat) = F::reply(t, &backend);
+    // The new-flow entries stay until evicted: egress and later packets look in the
+    // established tables first.
+    if F::replies().insert(&reply, &nat, 0).is_ok() && F::conns().insert(conn, pin, 0).is_ok() {
+        remember::<F>(cache, *conn, pin, hash);
+        stats::count(Counter::XdpFlowEstablished, 0);
+    } else {
+        stats::count(Counter::XdpFlowInsertFailed, 0);
+    }
+    Some((backend, pin.backend))
+}
+
+/// The live backend a translated flow `t` is pinned to, established or new, if any: no new
+/// pick, nothing moved (ICMP errors).
 #[inline(always)]
 pub fn pinned_flow<F: Family>(t: &Tuple<F::Addr>) -> Option<F::Backend> {
     let hash = F::cache_hash(t);
     let cache = F::cache().get_ptr_mut(cache_slot(hash));
-    pinned::<F>(&F::conn(t), hash, cache).map(|(b, _)| b)
+    let conn = F::conn(t);
+    if let Pinned::Live(backend, _) = pinned::<F>(&conn, hash, cache) {
+        return Some(backend);
+    }
+    let pin = F::new_conns().get_ptr(conn)?;
+    // SAFETY: pointer from a successful lookup, read once.
+    let pin = unsafe { *pin };
+    F::pinned(&pin)
 }
 
 /// Copies a pin into its flow-cache slot.

@@ -11,11 +11,13 @@ use l3lb_common::{
     Affinity, AffinityKeyV4, AffinityKeyV6, BackendV4, BackendV6, COUNTER_SLOTS, CachedPinV4,
     CachedPinV6, Config, ConnKeyV4, ConnKeyV6, FLOW_CACHE_SLOTS, FlowKeyV4, FlowKeyV6, FlowNatV4,
     FlowNatV6, Frontend, FrontendKeyV4, FrontendKeyV6, Ip6, MAX_AFFINITY, MAX_BACKEND_SLOTS,
-    MAX_FLOWS, MAX_FRONTENDS, MAX_REDIRECT, MAX_VIPS, Pin, Stat, VipKeyV4, VipKeyV6, VipV4,
+    MAX_FLOWS, MAX_FRONTENDS, MAX_NEW_FLOWS, MAX_REDIRECT, MAX_VIPS, Pin, Stat, VipKeyV4, VipKeyV6,
+    VipV4,
 };
 
 pub const NO_PREALLOC: usize = BPF_F_NO_PREALLOC as usize;
 pub const FLOWS: usize = MAX_FLOWS as usize;
+pub const NEW_FLOWS: usize = MAX_NEW_FLOWS as usize;
 pub const SLOTS: usize = MAX_BACKEND_SLOTS as usize;
 pub const CACHE: usize = FLOW_CACHE_SLOTS as usize;
 pub const AFFINITY: usize = MAX_AFFINITY as usize;
@@ -39,6 +41,13 @@ pub static L3LB_CONNS_V4: LruHashMap<ConnKeyV4, Pin, FLOWS> = LruHashMap::new();
 #[btf_map]
 pub static L3LB_CONNS_V6: LruHashMap<ConnKeyV6, Pin, FLOWS> = LruHashMap::new();
 
+/// New flows (one client packet so far) apart from the established ones above: a flood of
+/// them churns only these.
+#[btf_map]
+pub static L3LB_NEW_CONNS_V4: LruHashMap<ConnKeyV4, Pin, NEW_FLOWS> = LruHashMap::new();
+#[btf_map]
+pub static L3LB_NEW_CONNS_V6: LruHashMap<ConnKeyV6, Pin, NEW_FLOWS> = LruHashMap::new();
+
 #[btf_map]
 pub static L3LB_FLOW_CACHE_V4: Array<CachedPinV4, CACHE> = Array::new();
 #[btf_map]
@@ -53,6 +62,11 @@ pub static L3LB_AFFINITY_V6: LruHashMap<AffinityKeyV6, Affinity, AFFINITY> = Lru
 pub static L3LB_FLOWS_V4: LruHashMap<FlowKeyV4, FlowNatV4, FLOWS> = LruHashMap::new();
 #[btf_map]
 pub static L3LB_FLOWS_V6: LruHashMap<FlowKeyV6, FlowNatV6, FLOWS> = LruHashMap::new();
+
+#[btf_map]
+pub static L3LB_NEW_FLOWS_V4: LruHashMap<FlowKeyV4, FlowNatV4, NEW_FLOWS> = LruHashMap::new();
+#[btf_map]
+pub static L3LB_NEW_FLOWS_V6: LruHashMap<FlowKeyV6, FlowNatV6, NEW_FLOWS> = LruHashMap::new();
 
 #[btf_map]
 pub static L3LB_VIPS_V4: HashMap<VipKeyV4, VipV4, { MAX_VIPS as usize }> = HashMap::new();

@@ -1,6 +1,7 @@
 //! Test fixtures for l3lb: a Kubernetes test API server and a network-namespace lab.
 //! Used by the integration tests in `tests/tests/` and by `cargo xtask demo`.
 pub mod apiserver;
+pub mod flood;
 pub mod lab;
 pub mod netns;
 pub mod nodes;

@@ -14,6 +14,8 @@ use l3lb_userspace::{
 mod attach;
 #[path = "datapath/balance.rs"]
 mod balance;
+#[path = "datapath/flood.rs"]
+mod flood;
 #[path = "datapath/fuzz.rs"]
 mod fuzz;
 #[path = "datapath/icmp.rs"]
@@ -44,7 +46,7 @@ pub struct Row {
     pub name: &'static str,
     pub prog: Prog,
     pub frontends: Vec<(FrontendId, Backends)>,
-    /// Reply-path translations recorded before the run.
+    /// Established reply-path translations recorded before the run.
     pub flows: Vec<(FlowKeyV4, FlowNatV4)>,
     /// Packets XDP sees before the input (their counters are not part of the expectation).
     pub before: Vec<Vec<u8>>,
@@ -58,10 +60,14 @@ pub struct Row {
     pub counter: Counter,
     /// Event counters the input adds (each once).
     pub events: Vec<Counter>,
-    /// Reply-path table after the run; None: unchanged from `flows`.
+    /// Established reply-path table after the run; None: unchanged from before it.
     pub flows_after: Option<Vec<(FlowKeyV4, FlowNatV4)>>,
-    /// Pinned flows (resolved to their endpoints) after the run; None: not checked.
+    /// New flows' reply-path table after the run; None: unchanged from before it.
+    pub new_flows_after: Option<Vec<(FlowKeyV4, FlowNatV4)>>,
+    /// Established pinned flows (resolved to their endpoints) after the run; None: not checked.
     pub pins_after: Option<Vec<(ConnKeyV4, Endpoint)>>,
+    /// New flows' pins (resolved to their endpoints) after the run; None: not checked.
+    pub new_pins_after: Option<Vec<(ConnKeyV4, Endpoint)>>,
 }
 
 /// The frontends most rows run against.
@@ -93,7 +99,9 @@ pub fn xdp_row(
         counter,
         events: vec![],
         flows_after: None,
+        new_flows_after: None,
         pins_after: None,
+        new_pins_after: None,
     }
 }
 
@@ -175,6 +183,7 @@ fn run_row(row: &Row) -> Result<(), String> {
             .map_err(|e| format!("{e:?}"))?;
     }
     let flows_before = dp.flows().map_err(|e| format!("{e:?}"))?;
+    let new_flows_before = dp.new_flows().map_err(|e| format!("{e:?}"))?;
     let counters_before = dp.counters().map_err(|e| format!("{e:?}"))?;
     let out = match row.prog {
         Prog::Xdp => dp.test_run_xdp(&row.input, 1),
@@ -210,19 +219,33 @@ fn run_row(row: &Row) -> Result<(), String> {
             row.input.len()
         ));
     }
-    let flows = dp.flows().map_err(|e| format!("{e:?}"))?;
-    let want_flows: BTreeMap<_, _> = match &row.flows_after {
-        Some(f) => f.iter().copied().collect(),
-        None => flows_before,
-    };
-    if flows != want_flows {
-        return Err(format!("flows {flows:?}\nwant {want_flows:?}"));
-    }
-    if let Some(pins) = &row.pins_after {
-        let got = dp.pinned_flows().map_err(|e| format!("{e:?}"))?;
-        let want: BTreeMap<_, _> = pins.iter().copied().collect();
+    for (what, got, after, before) in [
+        ("flows", dp.flows(), &row.flows_after, flows_before),
+        (
+            "new flows",
+            dp.new_flows(),
+            &row.new_flows_after,
+            new_flows_before,
+        ),
+    ] {
+        let got = got.map_err(|e| format!("{e:?}"))?;
+        let want: BTreeMap<_, _> = match after {
+            Some(f) => f.iter().copied().collect(),
+            None => before,
+        };
         if got != want {
-            return Err(format!("pins {got:?}\nwant {want:?}"));
+            return Err(format!("{what} {got:?}\nwant {want:?}"));
+        }
+    }
+    for (what, got, want) in [
+        ("pins", dp.pinned_flows(), &row.pins_after),
+        ("new pins", dp.new_pinned_flows(), &row.new_pins_after),
+    ] {
+        let Some(want) = want else { continue };
+        let got = got.map_err(|e| format!("{e:?}"))?;
+        let want: BTreeMap<_, _> = want.iter().copied().collect();
+        if got != want {
+            return Err(format!("{what} {got:?}\nwant {want:?}"));
         }
     }
     Ok(())

@@ -1,14 +1,21 @@
-//! Advertise only what forwards, end to end as root: when another XDP program takes node1's
-//! uplink, its daemon withdraws the VIP (the router keeps only node2's path), says why in its log
-//! and metrics, and announces again once the uplink is free and its program back.
+//! Forwarding end to end, as root.
+//!
+//! Advertise only what forwards: when another XDP program takes node1's uplink, its daemon
+//! withdraws the VIP (the router keeps only node2's path), says why in its log and metrics, and
+//! announces again once the uplink is free and its program back.
+//!
+//! Redirect into pod interfaces is opt-in: without `--xdp-redirect` every DNATed packet takes
+//! the kernel's forwarding path (where host netfilter sees it); with it, packets are redirected
+//! into the pod's veth; a restart without it clears what the earlier run left in the pinned maps.
 use std::{net::Ipv4Addr, process::Command, time::Duration};
 
 use anyhow::{Context as _, bail, ensure};
 use aya::{
     Ebpf,
+    maps::{Array, DevMapHash, Map, MapData},
     programs::{Xdp, XdpMode},
 };
-use l3lb_common::PROG_XDP_NOOP;
+use l3lb_common::{CONFIG_REDIRECT, Config, MAP_CONFIG, MAP_REDIRECT, PROG_XDP_NOOP};
 use l3lb_tests::{
     lab::{LabConfig, wait_for},
     netns::in_netns,
@@ -102,6 +109,91 @@ fn a_displaced_xdp_program_withdraws_the_vip_until_the_uplink_forwards_again() -
     ensure!(
         c.daemon_log(1).contains("uplink forwards again"),
         "node1's log does not record the recovery"
+    );
+    Ok(())
+}
+
+/// Packets node 1's datapath DNATed to the kernel's path and redirected, over `n` TCP and UDP
+/// requests through the VIP.
+fn dnat_paths(c: &Cluster, n: usize) -> anyhow::Result<(u64, u64)> {
+    let count = |name: &str| -> anyhow::Result<u64> {
+        Ok(c.datapath_packets(1)?.get(name).copied().unwrap_or(0))
+    };
+    let before = (count("xdp_dnat_pass")?, count("xdp_redirect")?);
+    for i in 0..n {
+        let tcp = c.lab.tcp_request(VIP, PORT)?;
+        let udp = c.lab.udp_request(VIP, PORT)?;
+        ensure!(
+            tcp.starts_with("pod1") && udp.starts_with("pod1"),
+            "request {i}: answers {tcp:?}, {udp:?}"
+        );
+    }
+    Ok((
+        count("xdp_dnat_pass")? - before.0,
+        count("xdp_redirect")? - before.1,
+    ))
+}
+
+/// What node 1's pinned maps say: the redirect flag, and how many interfaces are listed.
+fn redirect_state(c: &Cluster) -> anyhow::Result<(bool, usize)> {
+    let dir = c.lab.bpffs_dir(1);
+    let config: Array<MapData, Config> =
+        Array::try_from(Map::Array(MapData::from_pin(dir.join(MAP_CONFIG))?))?;
+    let flag = config.get(&0, 0)?.flags & CONFIG_REDIRECT != 0;
+    let targets: DevMapHash<MapData> =
+        DevMapHash::try_from(Map::DevMapHash(MapData::from_pin(dir.join(MAP_REDIRECT))?))?;
+    Ok((flag, targets.keys().count()))
+}
+
+#[test]
+fn xdp_redirect_is_opt_in_and_a_restart_without_it_turns_it_off() -> anyhow::Result<()> {
+    let mut c = Cluster::start(LabConfig {
+        nodes: 1,
+        ..LabConfig::default()
+    })?;
+    c.apply_service("web", VIP, PORT)?;
+    c.apply_endpoints("web", |_| true)?;
+    c.wait_nexthops(VIP, &[c.lab.node_ip(1)])?;
+
+    // By default: the kernel's path, nothing listed (the pod's veth could take redirects).
+    let (pass, redirected) = dnat_paths(&c, 10)?;
+    ensure!(
+        pass > 0 && redirected == 0,
+        "default: {pass} passed, {redirected} redirected"
+    );
+    ensure!(
+        redirect_state(&c)? == (false, 0),
+        "default: {:?}",
+        redirect_state(&c)?
+    );
+
+    // With --xdp-redirect: the pod's veth is listed (within a refresh) and packets go into it.
+    c.stop_daemon(1)?;
+    c.daemon_args = vec!["--xdp-redirect".into()];
+    c.start_daemon(1)?;
+    wait_for("requests redirected into the pod's veth", CONVERGE, || {
+        let (_, redirected) = dnat_paths(&c, 2)?;
+        Ok((redirected > 0).then_some(()))
+    })?;
+    let (flag, targets) = redirect_state(&c)?;
+    ensure!(
+        flag && targets > 0,
+        "with --xdp-redirect: flag {flag}, {targets} targets"
+    );
+
+    // Restarted without it: the daemon clears what the earlier run left in the pinned maps.
+    c.stop_daemon(1)?;
+    c.daemon_args.clear();
+    c.start_daemon(1)?;
+    wait_for("the pinned maps without redirect", CONVERGE, || {
+        let state = redirect_state(&c)?;
+        ensure!(state == (false, 0), "flag and targets {state:?}");
+        Ok(Some(()))
+    })?;
+    let (pass, redirected) = dnat_paths(&c, 10)?;
+    ensure!(
+        pass > 0 && redirected == 0,
+        "after the restart: {pass} passed, {redirected} redirected"
     );
     Ok(())
 }

@@ -39,7 +39,13 @@ fn apply(c: &Cluster) -> anyhow::Result<()> {
 
 #[test]
 fn ipv6_vip_end_to_end_with_source_preserved() -> anyhow::Result<()> {
-    let c = Cluster::start(LabConfig::default())?;
+    let mut c = Cluster::start(LabConfig::default())?;
+    // Redirect into the pods' veths is opt-in; this test covers it for IPv6.
+    c.daemon_args = vec!["--xdp-redirect".into()];
+    for i in [1, 2] {
+        c.stop_daemon(i)?;
+        c.start_daemon(i)?;
+    }
     apply(&c)?;
     for i in [1, 2] {
         wait_for(&format!("{VIP} on lo of node{i}"), CONVERGE, || {

@@ -103,6 +103,14 @@ pub struct RunArgs {
     #[arg(long, env = "L3LB_BPFFS_DIR", default_value = crate::datapath::DEFAULT_BPFFS_DIR)]
     pub bpffs_dir: PathBuf,
 
+    /// Redirect DNATed frames straight into the pod's interface (XDP_REDIRECT) where its driver
+    /// takes them, instead of the kernel's forwarding path. Faster, but redirected packets skip
+    /// the node's IP stack: host netfilter and tc do not see them, so iptables-based
+    /// NetworkPolicy and host firewall rules are not applied to them. Off: every DNATed packet
+    /// takes the kernel's forwarding path.
+    #[arg(long, env = "L3LB_XDP_REDIRECT")]
+    pub xdp_redirect: bool,
+
     /// Also stand for the allocator Lease and, while holding it, allocate addresses (needs
     /// `services/status` patch rights). `false` when `l3lb allocate` runs separately, so the
     /// nodes' identity cannot write any Service's status.
@@ -147,6 +155,7 @@ impl TryFrom<RunArgs> for Config {
             external_ips: a.external_ips,
             pod_cidrs: a.pod_cidrs,
             allocator: a.allocator,
+            xdp_redirect: a.xdp_redirect,
         })
     }
 }
@@ -163,8 +172,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     datapath
         .set_prefixes(&config.prefixes)
         .context("cannot configure the datapath's VIP prefixes")?;
-    // Translated packets go straight to pod interfaces that take redirected frames.
-    datapath::redirect::spawn_refresh(config.bpffs_dir.clone());
+    if config.xdp_redirect {
+        // Translated packets go straight to pod interfaces that take redirected frames.
+        datapath::redirect::spawn_refresh(config.bpffs_dir.clone());
+    } else {
+        // Also what an earlier run with --xdp-redirect left in the pinned maps.
+        datapath::redirect::disable(&config.bpffs_dir).context("cannot turn XDP redirect off")?;
+    }
     let addresses = Netlink::new(&config.interface, config.address_lifetime)?;
     addresses.check_prefixes(&config.prefixes).await?;
     let metrics = Metrics::default();
@@ -256,5 +270,14 @@ mod tests {
         assert_eq!(c.identity, "n1", "a node allocates under its own name");
         assert_eq!(c.lease.namespace.as_deref(), Some("lb"));
         assert_eq!(c.prefixes, ["198.51.100.0/24".parse::<IpNet>().unwrap()]);
+    }
+
+    #[test]
+    fn xdp_redirect_is_opt_in() {
+        assert!(
+            !parse(&[]).unwrap().xdp_redirect,
+            "the kernel's path by default"
+        );
+        assert!(parse(&["--xdp-redirect"]).unwrap().xdp_redirect);
     }
 }

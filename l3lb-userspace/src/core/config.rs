@@ -28,6 +28,8 @@ pub struct Config {
     pub pod_cidrs: Vec<IpNet>,
     /// Whether this daemon also runs the allocator.
     pub allocator: bool,
+    /// DNATed frames may skip the kernel's forwarding path (`--xdp-redirect`).
+    pub xdp_redirect: bool,
 }
 
 impl Config {

@@ -115,6 +115,7 @@ fn config(lifetime: Option<Duration>) -> Config {
         external_ips: ExternalIps::default(),
         pod_cidrs: vec![],
         allocator: true,
+        xdp_redirect: false,
     }
 }
 

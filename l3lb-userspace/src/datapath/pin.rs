@@ -15,9 +15,10 @@ use l3lb_common::{
     FlowNatV6, Frontend, FrontendKeyV4, FrontendKeyV6, MAP_AFFINITY_V4, MAP_AFFINITY_V6,
     MAP_BACKEND_STATS_V4, MAP_BACKEND_STATS_V6, MAP_BACKENDS_V4, MAP_BACKENDS_V6, MAP_CONFIG,
     MAP_CONNS_V4, MAP_CONNS_V6, MAP_FLOW_CACHE_V4, MAP_FLOW_CACHE_V6, MAP_FLOWS_V4, MAP_FLOWS_V6,
-    MAP_FRONTEND_STATS, MAP_FRONTENDS_V4, MAP_FRONTENDS_V6, MAP_REDIRECT, MAP_STATS, MAP_VIPS_V4,
-    MAP_VIPS_V6, MAX_AFFINITY, MAX_BACKEND_SLOTS, MAX_FLOWS, MAX_FRONTENDS, MAX_REDIRECT, MAX_VIPS,
-    Pin, Stat, VipKeyV4, VipKeyV6, VipV4,
+    MAP_FRONTEND_STATS, MAP_FRONTENDS_V4, MAP_FRONTENDS_V6, MAP_NEW_CONNS_V4, MAP_NEW_CONNS_V6,
+    MAP_NEW_FLOWS_V4, MAP_NEW_FLOWS_V6, MAP_REDIRECT, MAP_STATS, MAP_VIPS_V4, MAP_VIPS_V6,
+    MAX_AFFINITY, MAX_BACKEND_SLOTS, MAX_FLOWS, MAX_FRONTENDS, MAX_NEW_FLOWS, MAX_REDIRECT,
+    MAX_VIPS, Pin, Stat, VipKeyV4, VipKeyV6, VipV4,
 };
 use tracing::{info, warn};
 
@@ -53,7 +54,7 @@ const fn shape<K, V>(name: &'static str, map_type: MapType, max_entries: u32) ->
     }
 }
 
-const SHAPES: [Shape; 20] = [
+const SHAPES: [Shape; 24] = [
     shape::<FrontendKeyV4, Frontend>(MAP_FRONTENDS_V4, MapType::Hash, MAX_FRONTENDS),
     shape::<u32, BackendV4>(MAP_BACKENDS_V4, MapType::Array, MAX_BACKEND_SLOTS),
     shape::<ConnKeyV4, Pin>(MAP_CONNS_V4, MapType::LruHash, MAX_FLOWS),
@@ -83,6 +84,10 @@ const SHAPES: [Shape; 20] = [
     ),
     // Value: struct bpf_devmap_val (ifindex, program).
     shape::<u32, u64>(MAP_REDIRECT, MapType::DevMapHash, MAX_REDIRECT),
+    shape::<ConnKeyV4, Pin>(MAP_NEW_CONNS_V4, MapType::LruHash, MAX_NEW_FLOWS),
+    shape::<FlowKeyV4, FlowNatV4>(MAP_NEW_FLOWS_V4, MapType::LruHash, MAX_NEW_FLOWS),
+    shape::<ConnKeyV6, Pin>(MAP_NEW_CONNS_V6, MapType::LruHash, MAX_NEW_FLOWS),
+    shape::<FlowKeyV6, FlowNatV6>(MAP_NEW_FLOWS_V6, MapType::LruHash, MAX_NEW_FLOWS),
 ];
 
 /// Names of the maps l3lb pins.

@@ -5,7 +5,8 @@
 //! in `L3LB_REDIRECT`; packets to the others take the kernel's forwarding path.
 //!
 //! The list is refreshed every few seconds (pods come and go with their veths), through the
-//! pinned map, beside the reconcile loop.
+//! pinned map, beside the reconcile loop. Only with `--xdp-redirect`: redirected frames skip the
+//! node's netfilter and tc; without it the map is kept empty and the flag clear.
 use std::{
     collections::BTreeSet,
     io,
@@ -219,6 +220,19 @@ pub fn sync(dir: &Path, want: &BTreeSet<u32>) -> anyhow::Result<(usize, usize)> 
         want.difference(&have).count(),
         have.difference(want).count(),
     ))
+}
+
+/// Turns redirection off in the pinned maps in `dir` (no target, flag clear), also undoing what an
+/// earlier run with `--xdp-redirect` left there: every translated packet takes the kernel's path.
+pub fn disable(dir: &Path) -> anyhow::Result<()> {
+    let (_, removed) = sync(dir, &BTreeSet::new())?;
+    if removed > 0 {
+        info!(
+            removed,
+            "XDP redirect off: removed the redirect targets an earlier run left"
+        );
+    }
+    Ok(())
 }
 
 /// Keeps the pinned redirect map in `dir` in line with the interfaces, every few seconds.

@@ -87,6 +87,9 @@ fn flows_spread_and_replies_return_from_the_vip() {
     }
     let c = dp.counters().expect("counters");
     assert_eq!(c[&Counter::XdpFlowNew].packets, PORTS.len() as u64);
+    // Each flow's ACK moved it from the new flows to the established ones.
+    assert_eq!(c[&Counter::XdpFlowEstablished].packets, PORTS.len() as u64);
+    assert_eq!(c[&Counter::TcRevNat].packets, PORTS.len() as u64);
     assert_eq!(c[&Counter::XdpDnatPass].packets, 2 * PORTS.len() as u64);
     // Per backend: one SYN and one ACK per flow, with their bytes.
     let per_backend = dp.backend_stats().expect("backend stats");

@@ -1,11 +1,12 @@
 //! ICMP errors about translated flows, both directions and both families: a router's
 //! Fragmentation Needed / Packet Too Big to the VIP reaches the pod quoting the pod's own packet;
-//! a pod's (or the node's) error to the client quotes what the client sent to the VIP. Every
-//! checksum of the expected packets is computed from scratch by etherparse.
+//! a pod's (or the node's) error to the client quotes what the client sent to the VIP; for new
+//! flows (one client packet so far) and established ones alike. Every checksum of the expected
+//! packets is computed from scratch by etherparse.
 use l3lb_common::Counter;
 use l3lb_tests::packets::{
     CLIENT, CLIENT_PORT, CLIENT6, DNS, HTTP, POD, POD_DNS, POD_HTTP, POD6, TC_ACT_OK, VIP, VIP6,
-    icmp4_error, icmp6_error, quote, tcp, tcp6, udp, udp6,
+    icmp4_error, icmp6_error, quote, tcp, tcp_ack, tcp6, udp, udp6,
 };
 
 use crate::{Prog, Row, run_table, xdp_row};
@@ -57,7 +58,59 @@ fn icmp_errors_about_translated_flows_are_translated() {
     let pod_tcp = tcp((POD, POD_HTTP), c, &[], Some(1));
     let reply_udp = udp((VIP, DNS), c, false);
     let pod_udp = udp((POD, POD_DNS), c, false);
+    // Established flows: the client's second packet moved them to the established tables.
+    let established = |row: Row, second: Vec<u8>| Row {
+        before: [row.before.clone(), vec![second]].concat(),
+        ..row
+    };
     let rows = vec![
+        established(
+            xdp(
+                "frag needed quoting an established flow's tcp reply reaches the pod",
+                tcp(c, (VIP, HTTP), &[], None),
+                icmp4_error(ROUTER, VIP, FRAG_NEEDED, &quote(&reply_tcp, 40)),
+                icmp4_error(ROUTER, POD, FRAG_NEEDED, &quote(&pod_tcp, 40)),
+            ),
+            tcp_ack(c, (VIP, HTTP)),
+        ),
+        established(
+            tc(
+                "a pod's port unreachable about an established udp flow leaves from the vip",
+                udp(c, (VIP, DNS), false),
+                icmp4_error(
+                    POD,
+                    CLIENT,
+                    PORT_UNREACHABLE,
+                    &quote(&udp(c, (POD, POD_DNS), false), 36),
+                ),
+                icmp4_error(
+                    VIP,
+                    CLIENT,
+                    PORT_UNREACHABLE,
+                    &quote(&udp(c, (VIP, DNS), false), 36),
+                ),
+            ),
+            udp(c, (VIP, DNS), false),
+        ),
+        v6(established(
+            xdp(
+                "packet too big quoting an established flow's tcp reply reaches the pod",
+                tcp6(c6, (VIP6, HTTP), None),
+                icmp6_error(
+                    ROUTER6,
+                    VIP6,
+                    PACKET_TOO_BIG,
+                    &quote(&tcp6((VIP6, HTTP), c6, Some(1)), 60),
+                ),
+                icmp6_error(
+                    ROUTER6,
+                    POD6,
+                    PACKET_TOO_BIG,
+                    &quote(&tcp6((POD6, POD_HTTP), c6, Some(1)), 60),
+                ),
+            ),
+            tcp6(c6, (VIP6, HTTP), Some(1)),
+        )),
         xdp(
             "frag needed quoting a whole tcp reply reaches the pod",
             tcp(c, (VIP, HTTP), &[], None),

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use l3lb_common::{MAP_FLOWS_V4, MAP_FRONTENDS_V4, MAP_VIPS_V4, PROTO_TCP};
 use l3lb_tests::packets::{
-    CLIENT, CLIENT_PORT, HTTP, POD, POD_HTTP, VIP, backends, conn, ep, fe, flow, tcp,
+    CLIENT, CLIENT_PORT, HTTP, POD, POD_HTTP, VIP, backends, conn, ep, fe, flow, tcp, tcp_ack,
 };
 use l3lb_userspace::datapath::{Attachment, Datapath, cleanup, pinned_map_names};
 
@@ -56,7 +56,15 @@ fn pinned_maps_keep_their_contents_across_reloads() {
     first.insert_flow(flow_key, &flow_nat).expect("insert flow");
     first
         .test_run_xdp(&tcp(client, (VIP, HTTP), &[], None), 1)
-        .expect("a flow through the program");
+        .expect("a new flow through the program");
+    // Another client's SYN and ACK: an established flow.
+    let other = (CLIENT, CLIENT_PORT + 1);
+    for packet in [
+        tcp(other, (VIP, HTTP), &[], None),
+        tcp_ack(other, (VIP, HTTP)),
+    ] {
+        first.test_run_xdp(&packet, 1).expect("an established flow");
+    }
     drop(first);
 
     let mut second = Datapath::load_pinned(&dir.0).expect("second pinned load");
@@ -65,20 +73,32 @@ fn pinned_maps_keep_their_contents_across_reloads() {
         second.frontends().expect("frontends"),
         [(id, value.clone())].into_iter().collect()
     );
-    // The slots in use were rebuilt: the pinned flow still resolves to its endpoint, and a new
-    // endpoint gets a slot of its own.
+    // The slots in use were rebuilt: the pinned flows (new and established) still resolve to
+    // their endpoint, and a new endpoint gets a slot of its own.
     let pin = conn(client, (VIP, HTTP), PROTO_TCP);
+    let other_pin = conn(other, (VIP, HTTP), PROTO_TCP);
     assert_eq!(
         second.pinned_flows().expect("pins"),
-        [(pin, ep(POD, POD_HTTP))].into()
+        [(other_pin, ep(POD, POD_HTTP))].into()
+    );
+    assert_eq!(
+        second.new_pinned_flows().expect("new pins"),
+        [(pin, ep(POD, POD_HTTP)), (other_pin, ep(POD, POD_HTTP))].into()
     );
     let two = backends(&[(POD, POD_HTTP), ([10, 244, 1, 6], POD_HTTP)]);
     second.set_frontend(id, &two).expect("upsert after reload");
     assert_eq!(second.frontends().expect("frontends")[&id], two);
     second.set_frontend(id, &value).expect("back to one");
+    // The flow recorded by hand and the established one.
+    let other_key = l3lb_common::FlowKeyV4 {
+        client_port_be: other.1.to_be(),
+        ..flow_key
+    };
     assert_eq!(
         second.flows().expect("flows"),
-        [(flow_key, flow_nat)].into_iter().collect()
+        [(flow_key, flow_nat), (other_key, flow_nat)]
+            .into_iter()
+            .collect()
     );
     assert_eq!(second.vips().expect("vips").len(), 1);
     drop(second);

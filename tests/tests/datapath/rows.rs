@@ -1,13 +1,16 @@
-//! The basic XDP and TC rows: DNAT of new and pinned flows, the reply path, and what passes.
+//! The basic XDP and TC rows: DNAT of new and pinned flows, the reply path, and what passes. A
+//! flow's first packet is pinned and recorded among the new flows; the client's next packet
+//! moves it to the established tables.
 use l3lb_common::{Counter, PROTO_TCP, PROTO_UDP};
 use l3lb_tests::packets::{
     CLIENT, CLIENT_PORT, DNS, HTTP, HTTPS, OTHER, POD, POD_DNS, POD_HTTP, VIP, arp_request,
     backends, conn, ep, fe, flow, ipv6_udp, tagged, tcp, tcp_ack, truncated, udp, udp_no_csum,
 };
 
-use crate::{Row, tc_row, xdp_drop, xdp_row};
+use crate::{Row, frontends, tc_row, xdp_drop, xdp_row};
 
 const NEW: &[Counter] = &[Counter::XdpFlowNew];
+const ESTABLISHED: &[Counter] = &[Counter::XdpFlowEstablished];
 
 fn terminating(eps: &[([u8; 4], u16)]) -> l3lb_userspace::core::model::Backends {
     l3lb_userspace::core::model::Backends {
@@ -24,24 +27,29 @@ pub fn xdp() -> Vec<Row> {
     let dns_pin = (conn(client, (VIP, DNS), PROTO_UDP), ep(POD, POD_DNS));
     // NOP, NOP, NOP, End-of-options: 4 bytes of IPv4 options (IHL 6).
     let options = [1u8, 1, 1, 0];
+    let syn = tcp(client, (VIP, HTTP), &[], None);
+    // SYN and ACK: an established flow.
+    let handshake = vec![syn.clone(), tcp_ack(client, (VIP, HTTP))];
     vec![
         Row {
             events: NEW.to_vec(),
-            flows_after: Some(vec![http_flow]),
-            pins_after: Some(vec![http_pin]),
+            new_flows_after: Some(vec![http_flow]),
+            pins_after: Some(vec![]),
+            new_pins_after: Some(vec![http_pin]),
             ..xdp_row(
-                "tcp syn to vip is dnatted to the pod, pinned and recorded for the reply",
-                tcp(client, (VIP, HTTP), &[], None),
+                "tcp syn to vip is dnatted to the pod, pinned and recorded for the reply as a new flow",
+                syn.clone(),
                 Some(tcp(client, (POD, POD_HTTP), &[], None)),
                 Counter::XdpDnatPass,
             )
         },
         Row {
             events: NEW.to_vec(),
-            flows_after: Some(vec![dns_flow]),
-            pins_after: Some(vec![dns_pin]),
+            new_flows_after: Some(vec![dns_flow]),
+            pins_after: Some(vec![]),
+            new_pins_after: Some(vec![dns_pin]),
             ..xdp_row(
-                "udp to vip is dnatted to the pod",
+                "udp to vip is dnatted to the pod, pinned and recorded as a new flow",
                 udp(client, (VIP, DNS), false),
                 Some(udp(client, (POD, POD_DNS), false)),
                 Counter::XdpDnatPass,
@@ -49,7 +57,7 @@ pub fn xdp() -> Vec<Row> {
         },
         Row {
             events: NEW.to_vec(),
-            flows_after: Some(vec![dns_flow]),
+            new_flows_after: Some(vec![dns_flow]),
             ..xdp_row(
                 "udp checksum 0 stays 0",
                 udp_no_csum(client, (VIP, DNS)),
@@ -58,10 +66,23 @@ pub fn xdp() -> Vec<Row> {
             )
         },
         Row {
-            before: vec![tcp(client, (VIP, HTTP), &[], None)],
+            before: vec![syn.clone()],
+            events: ESTABLISHED.to_vec(),
+            flows_after: Some(vec![http_flow]),
             pins_after: Some(vec![http_pin]),
             ..xdp_row(
-                "an ack of a pinned flow goes to its backend without a new pick",
+                "the client's ack after a syn goes to its backend without a new pick and establishes \
+                 the flow",
+                tcp_ack(client, (VIP, HTTP)),
+                Some(tcp_ack(client, (POD, POD_HTTP))),
+                Counter::XdpDnatPass,
+            )
+        },
+        Row {
+            before: handshake.clone(),
+            pins_after: Some(vec![http_pin]),
+            ..xdp_row(
+                "an ack of an established flow goes to its backend, nothing recorded again",
                 tcp_ack(client, (VIP, HTTP)),
                 Some(tcp_ack(client, (POD, POD_HTTP))),
                 Counter::XdpDnatPass,
@@ -69,40 +90,69 @@ pub fn xdp() -> Vec<Row> {
         },
         Row {
             before: vec![udp(client, (VIP, DNS), false)],
+            events: ESTABLISHED.to_vec(),
+            flows_after: Some(vec![dns_flow]),
+            pins_after: Some(vec![dns_pin]),
             ..xdp_row(
-                "the second datagram of a pinned udp flow goes to its backend",
+                "the second datagram of a udp flow goes to its backend and establishes the flow",
                 udp(client, (VIP, DNS), false),
                 Some(udp(client, (POD, POD_DNS), false)),
                 Counter::XdpDnatPass,
             )
         },
         Row {
-            before: vec![tcp(client, (VIP, HTTP), &[], None)],
+            before: vec![syn.clone()],
             events: NEW.to_vec(),
+            pins_after: Some(vec![]),
             ..xdp_row(
-                "a syn on a pinned flow's tuple is a new flow",
-                tcp(client, (VIP, HTTP), &[], None),
+                "a syn on a new flow's tuple is a new flow",
+                syn.clone(),
+                Some(tcp(client, (POD, POD_HTTP), &[], None)),
+                Counter::XdpDnatPass,
+            )
+        },
+        Row {
+            before: handshake.clone(),
+            events: NEW.to_vec(),
+            pins_after: Some(vec![http_pin]),
+            ..xdp_row(
+                "a syn on an established flow's tuple is picked anew and stays established",
+                syn.clone(),
                 Some(tcp(client, (POD, POD_HTTP), &[], None)),
                 Counter::XdpDnatPass,
             )
         },
         Row {
             events: NEW.to_vec(),
-            flows_after: Some(vec![http_flow]),
-            pins_after: Some(vec![http_pin]),
+            new_flows_after: Some(vec![http_flow]),
+            pins_after: Some(vec![]),
+            new_pins_after: Some(vec![http_pin]),
             ..xdp_row(
-                "an ack without a pin (table lost it) is balanced and pinned like a new flow",
+                "an ack without a pin (table lost it) is balanced and recorded as a new flow",
                 tcp_ack(client, (VIP, HTTP)),
                 Some(tcp_ack(client, (POD, POD_HTTP))),
                 Counter::XdpDnatPass,
             )
         },
         Row {
-            before: vec![tcp(client, (VIP, HTTP), &[], None)],
+            before: vec![syn.clone()],
+            then: vec![(fe(VIP, HTTP, PROTO_TCP), terminating(&[(POD, POD_HTTP)]))],
+            events: ESTABLISHED.to_vec(),
+            flows_after: Some(vec![http_flow]),
+            pins_after: Some(vec![http_pin]),
+            ..xdp_row(
+                "a new flow of a terminating backend still goes to it and is established",
+                tcp_ack(client, (VIP, HTTP)),
+                Some(tcp_ack(client, (POD, POD_HTTP))),
+                Counter::XdpDnatPass,
+            )
+        },
+        Row {
+            before: handshake.clone(),
             then: vec![(fe(VIP, HTTP, PROTO_TCP), terminating(&[(POD, POD_HTTP)]))],
             pins_after: Some(vec![http_pin]),
             ..xdp_row(
-                "a pinned flow of a terminating backend still goes to it",
+                "an established flow of a terminating backend still goes to it",
                 tcp_ack(client, (VIP, HTTP)),
                 Some(tcp_ack(client, (POD, POD_HTTP))),
                 Counter::XdpDnatPass,
@@ -117,7 +167,7 @@ pub fn xdp() -> Vec<Row> {
             )
         },
         Row {
-            before: vec![tcp(client, (VIP, HTTP), &[], None)],
+            before: handshake,
             then: vec![(fe(VIP, HTTP, PROTO_TCP), backends(&[(OTHER, POD_HTTP)]))],
             events: vec![Counter::XdpFlowStale, Counter::XdpFlowNew],
             flows_after: Some(vec![
@@ -129,7 +179,27 @@ pub fn xdp() -> Vec<Row> {
                 ep(OTHER, POD_HTTP),
             )]),
             ..xdp_row(
-                "a pinned flow whose backend left is given a live one",
+                "an established flow whose backend left is given a live one, still established",
+                tcp_ack(client, (VIP, HTTP)),
+                Some(tcp_ack(client, (OTHER, POD_HTTP))),
+                Counter::XdpDnatPass,
+            )
+        },
+        Row {
+            before: vec![syn.clone()],
+            then: vec![(fe(VIP, HTTP, PROTO_TCP), backends(&[(OTHER, POD_HTTP)]))],
+            events: vec![Counter::XdpFlowStale, Counter::XdpFlowNew],
+            new_flows_after: Some(vec![
+                http_flow,
+                flow((OTHER, POD_HTTP), PROTO_TCP, (VIP, HTTP)),
+            ]),
+            pins_after: Some(vec![]),
+            new_pins_after: Some(vec![(
+                conn(client, (VIP, HTTP), PROTO_TCP),
+                ep(OTHER, POD_HTTP),
+            )]),
+            ..xdp_row(
+                "a new flow whose backend left is given a live one, still new",
                 tcp_ack(client, (VIP, HTTP)),
                 Some(tcp_ack(client, (OTHER, POD_HTTP))),
                 Counter::XdpDnatPass,
@@ -137,7 +207,7 @@ pub fn xdp() -> Vec<Row> {
         },
         Row {
             events: NEW.to_vec(),
-            flows_after: Some(vec![http_flow]),
+            new_flows_after: Some(vec![http_flow]),
             ..xdp_row(
                 "an 802.1q-tagged syn to the vip is dnatted, tag kept",
                 tagged(&tcp(client, (VIP, HTTP), &[], None), &[100]),
@@ -147,7 +217,7 @@ pub fn xdp() -> Vec<Row> {
         },
         Row {
             events: NEW.to_vec(),
-            flows_after: Some(vec![dns_flow]),
+            new_flows_after: Some(vec![dns_flow]),
             ..xdp_row(
                 "a double-tagged (qinq) udp datagram to the vip is dnatted",
                 tagged(&udp(client, (VIP, DNS), false), &[10, 20]),
@@ -282,6 +352,42 @@ pub fn tc() -> Vec<Row> {
             Some(tcp((VIP, HTTP), client, &[1, 1, 1, 0], Some(1_001))),
             Counter::TcRevNat,
         ),
+        Row {
+            before: vec![tcp(client, (VIP, HTTP), &[], None)],
+            ..tc_row(
+                "a new flow's syn-ack leaves from vip:port (new-flow table)",
+                vec![],
+                tcp((POD, POD_HTTP), client, &[], Some(1_001)),
+                Some(tcp((VIP, HTTP), client, &[], Some(1_001))),
+                Counter::TcRevNatNew,
+            )
+        },
+        Row {
+            before: vec![udp(client, (VIP, DNS), false)],
+            ..tc_row(
+                "the answer to a first datagram leaves from vip:port (new-flow table)",
+                vec![],
+                udp((POD, POD_DNS), client, false),
+                Some(udp((VIP, DNS), client, false)),
+                Counter::TcRevNatNew,
+            )
+        },
+        Row {
+            frontends: [
+                frontends(),
+                vec![(fe(VIP, 8081, PROTO_TCP), backends(&[(POD, POD_HTTP)]))],
+            ]
+            .concat(),
+            // A new flow to another frontend of the same endpoint, on the same client port.
+            before: vec![tcp(client, (VIP, 8081), &[], None)],
+            ..tc_row(
+                "an established flow's record is used before a new flow's",
+                vec![http_flow],
+                tcp((POD, POD_HTTP), client, &[], Some(1_001)),
+                Some(tcp((VIP, HTTP), client, &[], Some(1_001))),
+                Counter::TcRevNat,
+            )
+        },
         tc_row(
             "reply without a flow passes untouched",
             vec![],

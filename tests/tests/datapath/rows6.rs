@@ -43,8 +43,21 @@ fn xdp_rows() -> Vec<Row> {
         }),
         v6(Row {
             before: vec![tcp6(client, (VIP6, HTTP), None)],
+            events: vec![Counter::XdpFlowEstablished],
             ..xdp_row(
-                "ipv6 ack of a pinned flow goes to its pod",
+                "ipv6 ack of a new flow goes to its pod and establishes the flow",
+                tcp6(client, (VIP6, HTTP), Some(1)),
+                Some(tcp6(client, (POD6, POD_HTTP), Some(1))),
+                Counter::XdpDnatPass,
+            )
+        }),
+        v6(Row {
+            before: vec![
+                tcp6(client, (VIP6, HTTP), None),
+                tcp6(client, (VIP6, HTTP), Some(1)),
+            ],
+            ..xdp_row(
+                "ipv6 ack of an established flow goes to its pod",
                 tcp6(client, (VIP6, HTTP), Some(1)),
                 Some(tcp6(client, (POD6, POD_HTTP), Some(1))),
                 Counter::XdpDnatPass,
@@ -132,25 +145,46 @@ fn xdp_ipv6_fixtures() {
 fn tc_ipv6_reply_of_a_translated_flow_leaves_from_the_vip() {
     let client = (CLIENT6, CLIENT_PORT);
     let mut rows = Vec::new();
-    for (name, syn, reply, want) in [
+    let (syn, ack) = (
+        tcp6(client, (VIP6, HTTP), None),
+        tcp6(client, (VIP6, HTTP), Some(1)),
+    );
+    let (query, again) = (udp6(client, (VIP6, DNS)), udp6(client, (VIP6, DNS)));
+    for (name, before, reply, want, counter) in [
         (
-            "ipv6 tcp reply leaves from vip:port",
-            tcp6(client, (VIP6, HTTP), None),
+            "ipv6 tcp reply of a new flow (syn-ack) leaves from vip:port",
+            vec![syn.clone()],
             tcp6((POD6, POD_HTTP), client, Some(1_001)),
             tcp6((VIP6, HTTP), client, Some(1_001)),
+            Counter::TcRevNatNew,
         ),
         (
-            "ipv6 udp reply leaves from vip:port",
-            udp6(client, (VIP6, DNS)),
+            "ipv6 tcp reply of an established flow leaves from vip:port",
+            vec![syn, ack],
+            tcp6((POD6, POD_HTTP), client, Some(1_001)),
+            tcp6((VIP6, HTTP), client, Some(1_001)),
+            Counter::TcRevNat,
+        ),
+        (
+            "ipv6 udp answer to a first datagram leaves from vip:port",
+            vec![query.clone()],
             udp6((POD6, POD_DNS), client),
             udp6((VIP6, DNS), client),
+            Counter::TcRevNatNew,
+        ),
+        (
+            "ipv6 udp reply of an established flow leaves from vip:port",
+            vec![query, again],
+            udp6((POD6, POD_DNS), client),
+            udp6((VIP6, DNS), client),
+            Counter::TcRevNat,
         ),
     ] {
         rows.push(v6(Row {
             prog: Prog::TcEgress,
-            before: vec![syn],
+            before,
             verdict: TC_ACT_OK,
-            ..xdp_row(name, reply, Some(want), Counter::TcRevNat)
+            ..xdp_row(name, reply, Some(want), counter)
         }));
     }
     rows.push(v6(Row {
@@ -166,7 +200,8 @@ fn tc_ipv6_reply_of_a_translated_flow_leaves_from_the_vip() {
     run_table(rows);
 }
 
-/// XDP pins and records an IPv6 flow; the tables read back through the daemon's API.
+/// XDP pins and records an IPv6 flow, first among the new flows, then (the client's ACK) among
+/// the established ones; the tables read back through the daemon's API.
 #[test]
 fn ipv6_flow_is_pinned_and_recorded() {
     require_root();
@@ -175,16 +210,26 @@ fn ipv6_flow_is_pinned_and_recorded() {
         dp.set_frontend(id, &b).expect("upsert");
     }
     let client = (CLIENT6, CLIENT_PORT);
+    let pod = vec![ep6(POD6, POD_HTTP)];
     let out = dp
         .test_run_xdp(&tcp6(client, (VIP6, HTTP), None), 1)
         .expect("xdp run");
     assert_eq!(out.verdict, XDP_PASS);
+    let new_pins = dp.new_pinned_flows_v6().expect("new pins");
+    assert_eq!(new_pins.values().copied().collect::<Vec<_>>(), pod);
+    assert_eq!(dp.new_flows_v6().expect("new flows").len(), 1);
+    assert!(dp.pinned_flows_v6().expect("pins").is_empty());
+    assert!(dp.flows_v6().expect("flows").is_empty());
+    let out = dp
+        .test_run_xdp(&tcp6(client, (VIP6, HTTP), Some(1)), 1)
+        .expect("xdp run");
+    assert_eq!(out.verdict, XDP_PASS);
     let pins = dp.pinned_flows_v6().expect("pins");
+    assert_eq!(pins.values().copied().collect::<Vec<_>>(), pod);
     assert_eq!(
-        pins.values().copied().collect::<Vec<_>>(),
-        vec![ep6(POD6, POD_HTTP)]
+        dp.flows_v6().expect("flows"),
+        dp.new_flows_v6().expect("new flows")
     );
-    assert_eq!(dp.flows_v6().expect("flows").len(), 1);
     assert_eq!(
         dp.frontends().expect("frontends"),
         frontends6().into_iter().collect()

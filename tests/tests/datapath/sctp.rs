@@ -30,12 +30,17 @@ fn sctp_frontends(row: Row) -> Row {
     }
 }
 
-fn tc(name: &'static str, before: Vec<u8>, input: Vec<u8>, output: Vec<u8>) -> Row {
+fn tc(name: &'static str, before: Vec<Vec<u8>>, input: Vec<u8>, output: Vec<u8>) -> Row {
+    // One packet from the client: a new flow; more: established.
+    let counter = match before.len() {
+        1 => Counter::TcRevNatNew,
+        _ => Counter::TcRevNat,
+    };
     sctp_frontends(Row {
         prog: Prog::TcEgress,
         verdict: TC_ACT_OK,
-        before: vec![before],
-        ..xdp_row(name, input, Some(output), Counter::TcRevNat)
+        before,
+        ..xdp_row(name, input, Some(output), counter)
     })
 }
 
@@ -47,13 +52,14 @@ fn sctp_fixtures() {
     let rows = vec![
         sctp_frontends(Row {
             events: new.clone(),
-            flows_after: Some(vec![flow((POD, DIAMETER), PROTO_SCTP, (VIP, DIAMETER))]),
-            pins_after: Some(vec![(
+            new_flows_after: Some(vec![flow((POD, DIAMETER), PROTO_SCTP, (VIP, DIAMETER))]),
+            new_pins_after: Some(vec![(
                 conn(c, (VIP, DIAMETER), PROTO_SCTP),
                 ep(POD, DIAMETER),
             )]),
             ..xdp_row(
-                "sctp init to the vip is dnatted to the pod, pinned and recorded; crc32c still valid",
+                "sctp init to the vip is dnatted to the pod, pinned and recorded as a new flow; \
+                 crc32c still valid",
                 sctp(c, (VIP, DIAMETER), INIT),
                 Some(sctp(c, (POD, DIAMETER), INIT)),
                 Counter::XdpDnatPass,
@@ -61,8 +67,10 @@ fn sctp_fixtures() {
         }),
         sctp_frontends(Row {
             before: vec![sctp(c, (VIP, DIAMETER), INIT)],
+            events: vec![Counter::XdpFlowEstablished],
+            flows_after: Some(vec![flow((POD, DIAMETER), PROTO_SCTP, (VIP, DIAMETER))]),
             ..xdp_row(
-                "sctp data of a pinned association goes to its pod",
+                "sctp data after the init goes to its pod and establishes the association",
                 sctp(c, (VIP, DIAMETER), DATA),
                 Some(sctp(c, (POD, DIAMETER), DATA)),
                 Counter::XdpDnatPass,
@@ -118,14 +126,32 @@ fn sctp_fixtures() {
             )
         }),
         tc(
-            "sctp reply from the pod leaves from the vip",
-            sctp(c, (VIP, DIAMETER), INIT),
+            "sctp reply from the pod to an init leaves from the vip",
+            vec![sctp(c, (VIP, DIAMETER), INIT)],
             sctp((POD, DIAMETER), c, DATA),
             sctp((VIP, DIAMETER), c, DATA),
         ),
         tc(
-            "ipv6 sctp reply from the pod leaves from the vip",
-            sctp6(c6, (VIP6, DIAMETER), INIT),
+            "sctp reply of an established association leaves from the vip",
+            vec![
+                sctp(c, (VIP, DIAMETER), INIT),
+                sctp(c, (VIP, DIAMETER), DATA),
+            ],
+            sctp((POD, DIAMETER), c, DATA),
+            sctp((VIP, DIAMETER), c, DATA),
+        ),
+        tc(
+            "ipv6 sctp reply from the pod to an init leaves from the vip",
+            vec![sctp6(c6, (VIP6, DIAMETER), INIT)],
+            sctp6((POD6, DIAMETER), c6, DATA),
+            sctp6((VIP6, DIAMETER), c6, DATA),
+        ),
+        tc(
+            "ipv6 sctp reply of an established association leaves from the vip",
+            vec![
+                sctp6(c6, (VIP6, DIAMETER), INIT),
+                sctp6(c6, (VIP6, DIAMETER), DATA),
+            ],
             sctp6((POD6, DIAMETER), c6, DATA),
             sctp6((VIP6, DIAMETER), c6, DATA),
         ),

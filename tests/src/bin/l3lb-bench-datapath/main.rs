@@ -26,15 +26,31 @@ fn main() -> anyhow::Result<()> {
     }
     let mut rows = testrun::rows()?;
     let rates = if e2e {
-        let xdp = e2e::through_l3lb()?;
+        let (kernel, xdp) = e2e::through_l3lb()?;
         let ipt = e2e::through_iptables()?;
+        // The e2e_xdp_* rows redirect into the pod's veth (as they always measured); the
+        // e2e_xdp_kernel_* rows hand DNATed packets to the kernel's path (the default).
         rows.extend([
-            json!({"name": "e2e_xdp_udp64", "pps": xdp.udp_pps, "repeat": 1}),
+            e2e_row("e2e_xdp_udp64", "pps", xdp.udp_pps, xdp.udp_paths, true)?,
             json!({"name": "e2e_iptables_udp64", "pps": ipt.udp_pps, "repeat": 1}),
-            json!({"name": "e2e_xdp_tcp_cps", "cps": xdp.tcp_cps, "repeat": 1}),
+            e2e_row("e2e_xdp_tcp_cps", "cps", xdp.tcp_cps, xdp.tcp_paths, true)?,
             json!({"name": "e2e_iptables_tcp_cps", "cps": ipt.tcp_cps, "repeat": 1}),
+            e2e_row(
+                "e2e_xdp_kernel_udp64",
+                "pps",
+                kernel.udp_pps,
+                kernel.udp_paths,
+                false,
+            )?,
+            e2e_row(
+                "e2e_xdp_kernel_tcp_cps",
+                "cps",
+                kernel.tcp_cps,
+                kernel.tcp_paths,
+                false,
+            )?,
         ]);
-        Some((xdp, ipt))
+        Some((xdp, kernel, ipt))
     } else {
         None
     };
@@ -78,12 +94,48 @@ fn main() -> anyhow::Result<()> {
             ratio(&est["ns_per_packet"], &noop)
         );
     }
-    if let Some((xdp, ipt)) = rates {
+    if let Some((xdp, kernel, ipt)) = rates {
         println!(
             "  e2e xdp / iptables: udp {:.2}x, tcp {:.2}x",
             xdp.udp_pps / ipt.udp_pps,
             xdp.tcp_cps / ipt.tcp_cps
         );
+        println!(
+            "  e2e xdp kernel path / iptables: udp {:.2}x, tcp {:.2}x",
+            kernel.udp_pps / ipt.udp_pps,
+            kernel.tcp_cps / ipt.tcp_cps
+        );
     }
     Ok(())
+}
+
+/// An end-to-end row through l3lb, with the DNAT verdicts its packets got: it must have measured
+/// the path its name says (redirected, or the kernel's), or the benchmark fails.
+fn e2e_row(
+    name: &str,
+    unit: &str,
+    rate: f64,
+    paths: Option<e2e::Paths>,
+    redirect: bool,
+) -> anyhow::Result<Value> {
+    let Some(p) = paths else {
+        bail!("{name}: no verdict counters read");
+    };
+    let dnat = p.kernel + p.redirect;
+    // Redirected: all but the odd packet before the neighbour is known. Kernel path: none.
+    let right = match redirect {
+        true => dnat > 0 && p.redirect * 100 >= dnat * 99,
+        false => dnat > 0 && p.redirect == 0,
+    };
+    if !right {
+        bail!(
+            "{name}: measured another path than its name says: {} xdp_dnat_pass, {} xdp_redirect",
+            p.kernel,
+            p.redirect
+        );
+    }
+    Ok(
+        json!({"name": name, unit: rate, "repeat": 1, "xdp_redirect": redirect,
+        "xdp_dnat_pass_packets": p.kernel, "xdp_redirect_packets": p.redirect}),
+    )
 }

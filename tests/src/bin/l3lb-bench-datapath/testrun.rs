@@ -1,15 +1,17 @@
 //! Rows measured with BPF_PROG_TEST_RUN on the daemon's embedded object: the kernel runs the
-//! program `repeat` times on one frame and reports the mean time per run.
+//! program (XDP, and for the `tc_*` rows TC egress) `repeat` times on one frame and reports the
+//! mean time per run.
 //!
 //! The kernel reuses the (rewritten) frame across repeats, so each hit row uses a backend equal
 //! to the VIP:port: the rewrite is idempotent and every repeat takes the named path. The
-//! matching counter must have grown by exactly `repeat`, and the new-flow counter by `repeat`
-//! for the new-flow row and by 0 for the others, which proves it.
+//! matching counter must have grown by exactly `repeat`, the new-flow counter by `repeat` for
+//! the new-flow row and by 0 for the others, and no flow may have been established during a
+//! run, which proves it.
 use anyhow::{Context as _, ensure};
 use l3lb_common::{Counter, PROTO_TCP, PROTO_UDP};
 use l3lb_tests::packets::{
-    CLIENT, CLIENT_PORT, CLIENT6, DNS, HTTP, VIP, VIP6, XDP_PASS, backends, backends6, fe, fe6,
-    tcp, tcp_ack, tcp6, udp,
+    CLIENT, CLIENT_PORT, CLIENT6, DNS, HTTP, TC_ACT_OK, VIP, VIP6, XDP_PASS, backends, backends6,
+    fe, fe6, tcp, tcp_ack, tcp6, udp,
 };
 use l3lb_userspace::datapath::Datapath;
 use serde_json::{Value, json};
@@ -42,11 +44,13 @@ pub fn rows() -> anyhow::Result<Vec<Value>> {
     let noop = dp.test_run_xdp_noop(&ack4, REPEAT)?;
     ensure!(noop.verdict == XDP_PASS, "noop returned {}", noop.verdict);
     let mut out = vec![row("noop", noop.duration.as_nanos() as f64)];
-    // Established rows: one packet first pins the flow, so every repeat finds the pin (no new
-    // flow is counted during the run).
-    dp.test_run_xdp(&ack4, 1)?;
-    dp.test_run_xdp(&udp4, 1)?;
-    dp.test_run_xdp(&ack6, 1)?;
+    // Established rows: two packets first (the first pins the flow as new, the second
+    // establishes it), so every repeat finds the established pin (no new flow is counted during
+    // the run).
+    for packet in [&ack4, &udp4, &ack6] {
+        dp.test_run_xdp(packet, 1)?;
+        dp.test_run_xdp(packet, 1)?;
+    }
     for (name, packet, counter, new_flows) in [
         ("pass_non_vip", &other, Counter::XdpPassNotOurs, 0),
         ("hit_tcp4_new", &syn4, Counter::XdpDnatPass, REPEAT),
@@ -54,10 +58,20 @@ pub fn rows() -> anyhow::Result<Vec<Value>> {
         ("hit_tcp6_established", &ack6, Counter::XdpDnatPass, 0),
         ("hit_udp4", &udp4, Counter::XdpDnatPass, 0),
     ] {
-        let before = (packets(&dp, counter)?, packets(&dp, Counter::XdpFlowNew)?);
+        let before = (
+            packets(&dp, counter)?,
+            packets(&dp, Counter::XdpFlowNew)?,
+            packets(&dp, Counter::XdpFlowEstablished)?,
+        );
         let run = dp.test_run_xdp(packet, REPEAT)?;
         let hits = packets(&dp, counter)? - before.0;
         let new = packets(&dp, Counter::XdpFlowNew)? - before.1;
+        // An established row finds the established pin: no flow moves there during the run.
+        let established = packets(&dp, Counter::XdpFlowEstablished)? - before.2;
+        ensure!(
+            established == 0,
+            "{name}: {established} flows established during the run"
+        );
         ensure!(run.verdict == XDP_PASS, "{name}: verdict {}", run.verdict);
         ensure!(
             hits == u64::from(REPEAT),
@@ -67,6 +81,25 @@ pub fn rows() -> anyhow::Result<Vec<Value>> {
         ensure!(
             new == u64::from(new_flows),
             "{name}: {new} new flows, want {new_flows}"
+        );
+        out.push(row(name, run.duration.as_nanos() as f64));
+    }
+    // TC egress: the reply of the established flow of `ack4` (its backend is the VIP:port, so the
+    // rewrite is idempotent too), and a packet that is not l3lb's (the node's own).
+    let reply4 = tcp((VIP, HTTP), (CLIENT, CLIENT_PORT + 1), &[], Some(1));
+    let node_out = tcp_ack((NODE, 22), (CLIENT, CLIENT_PORT));
+    for (name, packet, counter) in [
+        ("tc_pass_not_ours", &node_out, Counter::TcPassNotOurs),
+        ("tc_rev_nat_established", &reply4, Counter::TcRevNat),
+    ] {
+        let before = packets(&dp, counter)?;
+        let run = dp.test_run_tc_egress(packet, REPEAT)?;
+        let hits = packets(&dp, counter)? - before;
+        ensure!(run.verdict == TC_ACT_OK, "{name}: verdict {}", run.verdict);
+        ensure!(
+            hits == u64::from(REPEAT),
+            "{name}: {} counted {hits} times, not {REPEAT}",
+            counter.name()
         );
         out.push(row(name, run.duration.as_nanos() as f64));
     }
