@@ -7,9 +7,6 @@
 pub mod cli;
 pub mod core;
 pub mod daemon;
-pub mod datapath;
 pub mod k8s;
-pub mod maps;
 pub mod metrics;
 pub mod node;
-pub mod stats;

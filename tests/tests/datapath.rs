@@ -7,7 +7,7 @@ use std::{collections::BTreeMap, os::unix::fs::MetadataExt as _};
 use l3lb_common::{ConnKeyV4, Counter, FlowKeyV4, FlowNatV4, Stat};
 use l3lb_userspace::{
     core::model::{Backends, Endpoint, FrontendId},
-    datapath::Datapath,
+    node::datapath::Datapath,
 };
 
 #[path = "datapath/attach.rs"]

@@ -21,7 +21,7 @@ use l3lb_tests::{
     netns::in_netns,
     scenario::Cluster,
 };
-use l3lb_userspace::datapath::EBPF_OBJECT;
+use l3lb_userspace::node::datapath::EBPF_OBJECT;
 
 const VIP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 30);
 const PORT: u16 = 80;

@@ -8,7 +8,7 @@ use aya::{
     programs::{Xdp, XdpMode},
 };
 use l3lb_common::PROG_XDP_NOOP;
-use l3lb_userspace::datapath::{Datapath, EBPF_OBJECT, attached_xdp_id, cleanup};
+use l3lb_userspace::node::datapath::{Datapath, EBPF_OBJECT, attached_xdp_id, cleanup};
 
 fn require_root() {
     let euid = std::fs::metadata("/proc/self")

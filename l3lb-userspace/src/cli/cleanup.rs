@@ -4,12 +4,12 @@
 use clap::Args;
 use tracing::info;
 
-use crate::datapath;
+use crate::node::datapath;
 
 #[derive(Debug, Args)]
 pub struct CleanupArgs {
     /// The pin directory `l3lb run` used.
-    #[arg(long, env = "L3LB_BPFFS_DIR", default_value = crate::datapath::DEFAULT_BPFFS_DIR)]
+    #[arg(long, env = "L3LB_BPFFS_DIR", default_value = crate::node::datapath::DEFAULT_BPFFS_DIR)]
     pub bpffs_dir: std::path::PathBuf,
     /// Uplinks to detach from (repeatable; comma-separated in the env var). Links pinned for
     /// other uplinks in the directory are removed too.

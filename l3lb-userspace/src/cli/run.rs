@@ -16,9 +16,9 @@ use crate::{
     core::config::Config,
     core::ownership::ExternalIps,
     daemon::{self, pass::Reconciler},
-    datapath::{self, Datapath},
     metrics::{Metrics, http::serve as serve_metrics},
     node::addresses::Netlink,
+    node::datapath::{self, Datapath},
 };
 
 #[derive(Debug, Args)]
@@ -100,7 +100,7 @@ pub struct RunArgs {
     /// bpffs directory where the maps and the XDP/TC links are pinned, so forwarding continues
     /// while the daemon is down or restarting and the next start reuses them (the programs are
     /// replaced atomically). Not on a bpffs: one is mounted there. `l3lb cleanup` removes it all.
-    #[arg(long, env = "L3LB_BPFFS_DIR", default_value = crate::datapath::DEFAULT_BPFFS_DIR)]
+    #[arg(long, env = "L3LB_BPFFS_DIR", default_value = crate::node::datapath::DEFAULT_BPFFS_DIR)]
     pub bpffs_dir: PathBuf,
 
     /// Redirect DNATed frames straight into the pod's interface (XDP_REDIRECT) where its driver

@@ -1,7 +1,10 @@
 //! The node: what l3lb changes on the machine and how it looks at it. [`executor`] carries out a
 //! plan (frontends into the maps, VIPs onto the interface); [`observe`] reads the node back
-//! (maps, addresses, counters, uplink health); [`addresses`] is the rtnetlink side of both.
+//! (maps, addresses, counters, uplink health); [`datapath`] is the eBPF side of both (the
+//! embedded programs, their pinned maps and links), [`addresses`] and [`host`] the rtnetlink
+//! side.
 pub mod addresses;
+pub mod datapath;
 pub mod executor;
 pub mod host;
 pub mod observe;

@@ -1,5 +1,5 @@
 //! Attaching to real links: native XDP and tcx egress on a veth in a scratch namespace.
-use l3lb_userspace::datapath::Datapath;
+use l3lb_userspace::node::datapath::Datapath;
 
 use crate::require_root;
 

@@ -9,7 +9,7 @@ use l3lb_common::{Counter, PROTO_TCP};
 use l3lb_tests::packets::{CLIENT, HTTP, TC_ACT_OK, VIP, XDP_PASS, backends, ep, fe, tcp, tcp_ack};
 use l3lb_userspace::{
     core::model::{Backends, Endpoint},
-    datapath::Datapath,
+    node::datapath::Datapath,
 };
 
 use crate::require_root;

@@ -7,7 +7,7 @@ use l3lb_tests::packets::{
     CLIENT, CLIENT6, HTTP, POD, POD_HTTP, POD6, TC_ACT_OK, VIP, VIP6, XDP_PASS, backends,
     backends6, fe, fe6, tcp, tcp_ack, tcp6,
 };
-use l3lb_userspace::datapath::Datapath;
+use l3lb_userspace::node::datapath::Datapath;
 
 use crate::require_root;
 

@@ -14,7 +14,7 @@ use l3lb_tests::packets::{
     VIP6, XDP_DROP, XDP_PASS, backends, backends6, fe, fe6, icmp, icmp4_error, icmp6, icmp6_error,
     ipv6_ext, quote, tagged, tcp, tcp_ack, tcp6, udp, udp_fragment_tail, udp6,
 };
-use l3lb_userspace::datapath::Datapath;
+use l3lb_userspace::node::datapath::Datapath;
 
 use crate::require_root;
 

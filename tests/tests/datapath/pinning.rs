@@ -7,7 +7,7 @@ use l3lb_common::{MAP_FLOWS_V4, MAP_FRONTENDS_V4, MAP_VIPS_V4, PROTO_TCP};
 use l3lb_tests::packets::{
     CLIENT, CLIENT_PORT, HTTP, POD, POD_HTTP, VIP, backends, conn, ep, fe, flow, tcp, tcp_ack,
 };
-use l3lb_userspace::datapath::{Attachment, Datapath, cleanup, pinned_map_names};
+use l3lb_userspace::node::datapath::{Attachment, Datapath, cleanup, pinned_map_names};
 
 use crate::{
     attach::{ScratchNetns, ip},

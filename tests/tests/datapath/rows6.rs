@@ -8,7 +8,7 @@ use l3lb_tests::packets::{
 };
 use l3lb_userspace::{
     core::model::{Backends, FrontendId},
-    datapath::Datapath,
+    node::datapath::Datapath,
 };
 
 use crate::{Prog, Row, require_root, run_table, xdp_drop, xdp_row};

@@ -6,7 +6,7 @@ use l3lb_tests::packets::{
     CLIENT, CLIENT_PORT, DNS, HTTP, OTHER, POD, POD_HTTP, VIP, XDP_DROP, XDP_PASS, backends, fe,
     icmp, ip_raw, tcp, udp, udp_fragment_tail,
 };
-use l3lb_userspace::datapath::Datapath;
+use l3lb_userspace::node::datapath::Datapath;
 
 use crate::{Row, require_root, run_table, xdp_drop, xdp_row};
 

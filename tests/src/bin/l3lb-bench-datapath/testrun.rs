@@ -13,7 +13,7 @@ use l3lb_tests::packets::{
     CLIENT, CLIENT_PORT, CLIENT6, DNS, HTTP, TC_ACT_OK, VIP, VIP6, XDP_PASS, backends, backends6,
     fe, fe6, tcp, tcp_ack, tcp6, udp,
 };
-use l3lb_userspace::datapath::Datapath;
+use l3lb_userspace::node::datapath::Datapath;
 use serde_json::{Value, json};
 
 pub const REPEAT: u32 = 1_000_000;

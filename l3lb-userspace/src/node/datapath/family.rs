@@ -11,7 +11,7 @@ use l3lb_common::{
 use super::{Datapath, DatapathError, map_err, remove_absent_ok};
 use crate::{
     core::model::{Endpoint, FrontendId},
-    maps::{endpoint_of_v4, endpoint_of_v6, id_of, id_of_v6, key_of, key_of_v6},
+    node::datapath::keys::{endpoint_of_v4, endpoint_of_v6, id_of, id_of_v6, key_of, key_of_v6},
 };
 
 /// An address family: which set of maps.

@@ -9,10 +9,10 @@ use l3lb_common::{
     BackendV4, BackendV6, Counter, FrontendKeyV4, FrontendKeyV6, Stat, ip6, ip6_octets,
 };
 
-pub use crate::datapath::DatapathError as MapError;
+pub use crate::node::datapath::DatapathError as MapError;
 use crate::{
     core::model::{Backends, Endpoint, FrontendId, Frontends, Proto},
-    datapath::{Datapath, DatapathError},
+    node::datapath::{Datapath, DatapathError},
     node::{executor::FrontendTable, observe::FrontendObserver},
 };
 

@@ -14,8 +14,8 @@ use l3lb_common::{
 
 use crate::{
     core::model::FrontendId,
-    datapath::{DatapathError, UplinkFault, attached_xdp_id, sum_counters, sum_cpus},
-    maps::{id_of, id_of_v6},
+    node::datapath::keys::{id_of, id_of_v6},
+    node::datapath::{DatapathError, UplinkFault, attached_xdp_id, sum_counters, sum_cpus},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -154,31 +154,4 @@ fn frontends_of<K: Pod>(
         out.insert(fid, sum_cpus(&per_cpu));
     }
     Ok(())
-}
-
-/// A table for people: one line per counter.
-pub fn render(counters: &BTreeMap<Counter, Stat>) -> String {
-    table(
-        "counter",
-        24,
-        counters.iter().map(|(c, s)| (c.name().to_owned(), s)),
-    )
-}
-
-/// A table for people: one line per frontend.
-pub fn render_frontends(stats: &BTreeMap<FrontendId, Stat>) -> String {
-    table(
-        "frontend",
-        48,
-        stats.iter().map(|(id, s)| (id.to_string(), s)),
-    )
-}
-
-/// Named rows of packets and bytes, the name column `width` wide.
-fn table<'a>(what: &str, width: usize, rows: impl Iterator<Item = (String, &'a Stat)>) -> String {
-    let mut out = format!("{what:<width$} {:>14} {:>16}\n", "packets", "bytes");
-    for (name, stat) in rows {
-        out += &format!("{name:<width$} {:>14} {:>16}\n", stat.packets, stat.bytes);
-    }
-    out
 }

@@ -1,5 +1,8 @@
 //! The kernel datapath: the embedded eBPF object, its programs' attachment to the uplinks, and
-//! typed access to its maps (frontends, flows, counters).
+//! typed access to its maps (frontends, flows, counters). [`keys`] converts between model types
+//! and the `#[repr(C)]` map keys and is how the executor and the observer see the maps;
+//! [`attached`] reads the programs attached to an uplink from outside the daemon (`l3lb stats`).
+pub mod attached;
 mod config;
 mod error;
 mod family;
@@ -7,6 +10,7 @@ mod flows;
 mod frontends;
 mod health;
 mod ids;
+pub mod keys;
 mod links;
 mod pin;
 pub mod redirect;
