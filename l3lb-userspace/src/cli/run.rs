@@ -18,7 +18,7 @@ use crate::{
     daemon::{self, pass::Reconciler},
     metrics::{Metrics, http::serve as serve_metrics},
     node::addresses::Netlink,
-    node::datapath::{self, Datapath},
+    node::datapath::Datapath,
 };
 
 #[derive(Debug, Args)]
@@ -167,18 +167,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     info!(node = %config.node_name, prefixes = ?config.prefixes, interface = %config.interface,
         uplinks = ?config.uplinks, "starting l3lb");
     let client = kube_client().await?;
-    let mut datapath = Datapath::attach_pinned(&config.uplinks, &config.bpffs_dir)
+    // The first pass gives the maps their prefixes and redirect targets (the Configure step).
+    let datapath = Datapath::attach_pinned(&config.uplinks, &config.bpffs_dir)
         .context("cannot set up the datapath")?;
-    datapath
-        .set_prefixes(&config.prefixes)
-        .context("cannot configure the datapath's VIP prefixes")?;
-    if config.xdp_redirect {
-        // Translated packets go straight to pod interfaces that take redirected frames.
-        datapath::redirect::spawn_refresh(config.bpffs_dir.clone());
-    } else {
-        // Also what an earlier run with --xdp-redirect left in the pinned maps.
-        datapath::redirect::disable(&config.bpffs_dir).context("cannot turn XDP redirect off")?;
-    }
     let addresses = Netlink::new(&config.interface, config.address_lifetime)?;
     addresses.check_prefixes(&config.prefixes).await?;
     let metrics = Metrics::default();

@@ -279,4 +279,14 @@ pub struct Observed {
     pub addresses: BTreeSet<IpAddr>,
     /// Uplinks whose programs are gone or replaced (and could not be re-attached), with why.
     pub not_forwarding: BTreeMap<String, String>,
+    pub settings: DatapathSettings,
+}
+
+/// The datapath's settings besides its frontends: the prefixes VIPs come from (XDP passes
+/// anything else untouched, without a lookup) and the interfaces (by index) translated frames
+/// may be redirected into (none: every translated packet takes the kernel's forwarding path).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DatapathSettings {
+    pub prefixes: BTreeSet<ipnet::IpNet>,
+    pub redirect_targets: BTreeSet<u32>,
 }

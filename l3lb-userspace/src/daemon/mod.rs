@@ -133,7 +133,8 @@ pub async fn run<F: FrontendTable + FrontendObserver, A: AddressTable + AddressO
                 reconciler.refresh_counters();
                 reconciler.refresh_frontend_stats();
                 let host_changed = refresh_host(&reconciler, &mut host).await;
-                if !reconciler.check_uplinks().await && !host_changed {
+                let targets_changed = reconciler.refresh_redirect_targets().await;
+                if !reconciler.check_uplinks().await && !host_changed && !targets_changed {
                     continue;
                 }
                 false

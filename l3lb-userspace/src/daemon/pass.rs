@@ -11,8 +11,8 @@ use tracing::{debug, info, warn};
 use crate::{
     core::config::Config,
     core::{
-        model::{Desired, FrontendId, Observed},
-        plan::{plan, renewals},
+        model::{DatapathSettings, Desired, FrontendId, Observed},
+        plan::{configure, plan, renewals},
     },
     metrics::Metrics,
     node::{
@@ -37,6 +37,10 @@ pub struct Reconciler<F, A> {
     not_forwarding: BTreeMap<String, String>,
     /// The last frontend whose counters the previous refresh read; None: start from the first.
     stats_cursor: Option<FrontendId>,
+    /// Interfaces that take redirected frames, as last listed (only with `--xdp-redirect`).
+    redirect_capable: BTreeSet<u32>,
+    /// Listing them failed and that was logged.
+    redirect_warned: bool,
 }
 
 /// How many frontends' counters one housekeeping tick reads.
@@ -54,6 +58,41 @@ impl<F: FrontendTable + FrontendObserver, A: AddressTable + AddressObserver> Rec
             known: None,
             not_forwarding: BTreeMap::new(),
             stats_cursor: None,
+            redirect_capable: BTreeSet::new(),
+            redirect_warned: false,
+        }
+    }
+
+    /// Lists the interfaces that take redirected frames again (with `--xdp-redirect`; pods come
+    /// and go with their veths). Returns whether the list changed, so the caller runs a pass.
+    pub async fn refresh_redirect_targets(&mut self) -> bool {
+        if !self.config.xdp_redirect {
+            return false;
+        }
+        match self.frontends.redirect_capable().await {
+            Ok(now) => {
+                self.redirect_warned = false;
+                let changed = now != self.redirect_capable;
+                self.redirect_capable = now;
+                changed
+            }
+            Err(error) => {
+                if !std::mem::replace(&mut self.redirect_warned, true) {
+                    warn!(%error, "cannot list XDP redirect targets; keeping the last known ones");
+                }
+                false
+            }
+        }
+    }
+
+    /// What the datapath should be told besides its frontends.
+    fn wanted_settings(&self) -> DatapathSettings {
+        DatapathSettings {
+            prefixes: self.config.prefixes.iter().copied().collect(),
+            redirect_targets: match self.config.xdp_redirect {
+                true => self.redirect_capable.clone(),
+                false => BTreeSet::new(),
+            },
         }
     }
 
@@ -98,6 +137,7 @@ impl<F: FrontendTable + FrontendObserver, A: AddressTable + AddressObserver> Rec
             frontends: self.frontends.frontends()?,
             addresses,
             not_forwarding: self.not_forwarding.clone(),
+            settings: self.frontends.settings()?,
         })
     }
 
@@ -106,6 +146,7 @@ impl<F: FrontendTable + FrontendObserver, A: AddressTable + AddressObserver> Rec
     pub async fn pass(&mut self, desired: &Desired) -> Outcome {
         self.known = None;
         self.check_uplinks().await;
+        self.refresh_redirect_targets().await;
         self.quick_pass(desired).await
     }
 
@@ -191,7 +232,10 @@ impl<F: FrontendTable + FrontendObserver, A: AddressTable + AddressObserver> Rec
             info!(frontend = %id, drain = ?self.config.drain_timeout, "frontend draining");
         }
         self.draining = p.draining;
-        let mut steps = p.steps;
+        let mut steps: Vec<_> = configure(&self.wanted_settings(), &observed)
+            .into_iter()
+            .chain(p.steps)
+            .collect();
         if renew {
             steps.extend(renewals(desired, &observed, &self.config.prefixes));
         }

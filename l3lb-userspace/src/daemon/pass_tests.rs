@@ -15,7 +15,7 @@ use crate::{
     core::{
         class::ClassFilter,
         config::{Config, LeaseConfig},
-        model::{Backends, Desired, Endpoint, FrontendId, Frontends, Proto},
+        model::{Backends, DatapathSettings, Desired, Endpoint, FrontendId, Frontends, Proto},
         ownership::ExternalIps,
     },
     metrics::Metrics,
@@ -36,6 +36,9 @@ impl FrontendTable for Maps {
     }
     fn remove(&mut self, id: FrontendId) -> Result<(), Infallible> {
         self.0.remove(&id);
+        Ok(())
+    }
+    fn configure(&mut self, _: &DatapathSettings) -> Result<(), Infallible> {
         Ok(())
     }
 }

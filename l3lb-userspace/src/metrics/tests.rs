@@ -59,6 +59,7 @@ fn state_counts_only_frontends_programmed_as_wanted() {
         ]
         .into(),
         addresses: ["198.51.100.1".parse().unwrap()].into(),
+        settings: Default::default(),
     };
     let m = Metrics::default();
     m.record_state(&desired, &after, 1);

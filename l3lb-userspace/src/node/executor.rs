@@ -10,7 +10,7 @@ use std::{
 use tracing::{debug, info, warn};
 
 use crate::core::{
-    model::{Backends, FrontendId},
+    model::{Backends, DatapathSettings, FrontendId},
     plan::Step,
 };
 
@@ -21,6 +21,8 @@ pub trait FrontendTable {
     fn upsert(&mut self, id: FrontendId, endpoints: &Backends) -> Result<(), Self::Error>;
     /// Removing an absent frontend succeeds.
     fn remove(&mut self, id: FrontendId) -> Result<(), Self::Error>;
+    /// Gives the datapath these prefixes and redirect targets.
+    fn configure(&mut self, settings: &DatapathSettings) -> Result<(), Self::Error>;
 }
 
 /// The VIP addresses on the interface, as the executor changes them (reading them back is
@@ -127,6 +129,14 @@ pub async fn apply<F: FrontendTable, A: AddressTable>(
                 let r = frontends.remove(*id);
                 if r.is_ok() {
                     info!(frontend = %id, "frontend removed");
+                }
+                r.map_err(Into::into)
+            }
+            Step::Configure(settings) => {
+                let r = frontends.configure(settings);
+                if r.is_ok() {
+                    info!(prefixes = ?settings.prefixes, redirect_targets = ?settings.redirect_targets,
+                        "datapath configured");
                 }
                 r.map_err(Into::into)
             }

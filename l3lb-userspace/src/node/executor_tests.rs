@@ -7,7 +7,7 @@ use std::{
 
 use super::{AddressTable, FrontendTable, apply};
 use crate::core::{
-    model::{Backends, Endpoint, FrontendId, Frontends, Proto},
+    model::{Backends, DatapathSettings, Endpoint, FrontendId, Frontends, Proto},
     plan::Step,
 };
 
@@ -43,6 +43,11 @@ impl FrontendTable for Fake {
     fn remove(&mut self, id: FrontendId) -> Result<(), Injected> {
         self.log.borrow_mut().push(format!("remove {id}"));
         self.frontends.remove(&id);
+        Ok(())
+    }
+    fn configure(&mut self, settings: &DatapathSettings) -> Result<(), Injected> {
+        let targets = settings.redirect_targets.len();
+        self.log.borrow_mut().push(format!("configure {targets}"));
         Ok(())
     }
 }

@@ -11,13 +11,22 @@ use std::{
 
 use l3lb_common::{Counter, Stat};
 
-use crate::core::model::{FrontendId, Frontends};
+use crate::core::model::{DatapathSettings, FrontendId, Frontends};
 
 /// The datapath as observed.
 pub trait FrontendObserver {
     type Error: Error + Send + Sync + 'static;
     /// Every programmed frontend with its backends.
     fn frontends(&self) -> Result<Frontends, Self::Error>;
+    /// The datapath's prefixes and redirect targets as its maps hold them; the defaults (none)
+    /// by default.
+    fn settings(&self) -> Result<DatapathSettings, Self::Error> {
+        Ok(DatapathSettings::default())
+    }
+    /// The interfaces (by index) that take redirected frames; none by default.
+    fn redirect_capable(&self) -> impl Future<Output = Result<BTreeSet<u32>, Self::Error>> + Send {
+        std::future::ready(Ok(BTreeSet::new()))
+    }
     /// The datapath's verdict counters, summed over CPUs; none by default.
     fn counters(&self) -> Result<BTreeMap<Counter, Stat>, Self::Error> {
         Ok(BTreeMap::new())

@@ -8,7 +8,7 @@ use std::{
 
 use ipnet::IpNet;
 
-use crate::core::model::{Backends, Desired, FrontendId, Observed};
+use crate::core::model::{Backends, DatapathSettings, Desired, FrontendId, Observed};
 
 impl Observed {
     /// What the node looks like once `steps` all succeeded: the executor's record between
@@ -29,6 +29,7 @@ impl Observed {
                 Step::RemoveFrontend(id) => {
                     self.frontends.remove(id);
                 }
+                Step::Configure(settings) => self.settings = settings.clone(),
             }
         }
     }
@@ -53,6 +54,8 @@ pub enum Step {
     RenewAddress(IpAddr),
     /// Delete a frontend from the maps, once its drain time is over.
     RemoveFrontend(FrontendId),
+    /// Set the datapath's prefixes and redirect targets (first, before any frontend).
+    Configure(DatapathSettings),
 }
 
 impl Step {
@@ -64,6 +67,7 @@ impl Step {
             Step::RemoveAddress(_) => "remove_address",
             Step::RenewAddress(_) => "renew_address",
             Step::RemoveFrontend(_) => "remove_frontend",
+            Step::Configure(_) => "configure_datapath",
         }
     }
 }
@@ -153,6 +157,12 @@ pub fn plan(
         }
     }
     out
+}
+
+/// The step that gives the datapath the `wanted` settings, unless it has them: the first of a
+/// pass, so XDP knows the VIP prefixes and where it may redirect before any frontend changes.
+pub fn configure(wanted: &DatapathSettings, observed: &Observed) -> Option<Step> {
+    (observed.settings != *wanted).then(|| Step::Configure(wanted.clone()))
 }
 
 /// Renewals of the lifetime of every wanted VIP that is already on the interface (the ones [`plan`]

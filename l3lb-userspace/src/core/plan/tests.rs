@@ -6,8 +6,10 @@ use std::{
 
 use ipnet::IpNet;
 
-use super::{Step, plan, renewals};
-use crate::core::model::{Backends, Desired, Endpoint, FrontendId, Frontends, Observed, Proto};
+use super::{Step, configure, plan, renewals};
+use crate::core::model::{
+    Backends, DatapathSettings, Desired, Endpoint, FrontendId, Frontends, Observed, Proto,
+};
 
 const DRAIN: Duration = Duration::from_secs(10);
 
@@ -263,6 +265,7 @@ fn plans_converge_and_keep_their_ordering_rules() {
                     o.frontends.remove(id);
                 }
                 Step::RenewAddress(a) => panic!("plan renewed {a}; only renewals() does"),
+                Step::Configure(s) => panic!("plan configured {s:?}; only configure() does"),
             }
         }
         // Once converged, the renewals are exactly the wanted VIPs inside the prefix.
@@ -352,4 +355,25 @@ fn an_uplink_that_does_not_forward_withdraws_every_vip_and_keeps_the_maps() {
     let p = plan(&d, &o, &prefixes(), &BTreeMap::new(), Instant::now(), DRAIN);
     assert!(p.steps.contains(&Step::AddAddress(ip("198.51.100.11"))));
     assert!(!p.steps.contains(&Step::RemoveAddress(ip("198.51.100.10"))));
+}
+
+#[test]
+fn the_datapath_is_configured_only_when_its_settings_differ() {
+    let wanted = DatapathSettings {
+        prefixes: prefixes().into_iter().collect(),
+        redirect_targets: [4, 9].into(),
+    };
+    let mut o = observed(&[], &[]);
+    assert_eq!(
+        configure(&wanted, &o),
+        Some(Step::Configure(wanted.clone()))
+    );
+    o.record(&[Step::Configure(wanted.clone())]);
+    assert_eq!(o.settings, wanted, "recorded as applied");
+    assert_eq!(configure(&wanted, &o), None);
+    let fewer = DatapathSettings {
+        redirect_targets: [4].into(),
+        ..wanted.clone()
+    };
+    assert_eq!(configure(&fewer, &o), Some(Step::Configure(fewer)));
 }

@@ -5,6 +5,14 @@ use aya::{EbpfError, maps::MapError, pin::PinError, programs::ProgramError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DatapathError {
+    #[error("cannot list the interfaces that take redirected XDP frames (netdev netlink family)")]
+    RedirectTargets(#[source] std::io::Error),
+    #[error("cannot make interface {ifindex} an XDP redirect target")]
+    RedirectTarget {
+        ifindex: u32,
+        #[source]
+        source: aya::maps::xdp::XdpMapError,
+    },
     #[error("loading the embedded eBPF object failed (are we root / CAP_BPF+CAP_NET_ADMIN?)")]
     Load {
         #[source]

@@ -2,6 +2,7 @@
 //! `#[repr(C)]` map keys, and the [`FrontendTable`] the executor drives.
 use std::{
     collections::BTreeMap,
+    collections::BTreeSet,
     net::{IpAddr, Ipv4Addr},
 };
 
@@ -11,7 +12,7 @@ use l3lb_common::{
 
 pub use crate::node::datapath::DatapathError as MapError;
 use crate::{
-    core::model::{Backends, Endpoint, FrontendId, Frontends, Proto},
+    core::model::{Backends, DatapathSettings, Endpoint, FrontendId, Frontends, Proto},
     node::datapath::{Datapath, DatapathError},
     node::{executor::FrontendTable, observe::FrontendObserver},
 };
@@ -79,6 +80,10 @@ impl FrontendTable for Datapath {
     fn remove(&mut self, id: FrontendId) -> Result<(), DatapathError> {
         self.remove_frontend(id)
     }
+
+    fn configure(&mut self, settings: &DatapathSettings) -> Result<(), DatapathError> {
+        Datapath::configure(self, settings)
+    }
 }
 
 impl FrontendObserver for Datapath {
@@ -86,6 +91,16 @@ impl FrontendObserver for Datapath {
 
     fn frontends(&self) -> Result<Frontends, DatapathError> {
         Datapath::frontends(self)
+    }
+
+    fn settings(&self) -> Result<DatapathSettings, DatapathError> {
+        Datapath::settings(self)
+    }
+
+    async fn redirect_capable(&self) -> Result<BTreeSet<u32>, DatapathError> {
+        super::redirect::capable_interfaces()
+            .await
+            .map_err(DatapathError::RedirectTargets)
     }
 
     fn counters(&self) -> Result<BTreeMap<Counter, Stat>, DatapathError> {

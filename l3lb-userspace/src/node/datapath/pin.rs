@@ -2,9 +2,7 @@
 //! uplink. Pins outlive the daemon, so packets keep being forwarded while it is down or
 //! restarting, and the next start reuses them.
 use std::{
-    ffi::CString,
     io,
-    os::unix::ffi::OsStrExt as _,
     path::{Path, PathBuf},
 };
 
@@ -123,36 +121,20 @@ pub(super) fn prepare_dir(dir: &Path) -> Result<(), DatapathError> {
     Ok(())
 }
 
-fn c_path(path: &Path) -> io::Result<CString> {
-    CString::new(path.as_os_str().as_bytes()).map_err(io::Error::other)
-}
-
 fn is_bpffs(dir: &Path) -> io::Result<bool> {
-    let path = c_path(dir)?;
-    // SAFETY: statfs writes into the zeroed struct we own; the path is NUL-terminated.
-    let mut buf: libc::statfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statfs(path.as_ptr(), &mut buf) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(buf.f_type as u32 == BPF_FS_MAGIC)
+    let fs = nix::sys::statfs::statfs(dir)?;
+    Ok(fs.filesystem_type().0 as u32 == BPF_FS_MAGIC)
 }
 
 fn mount_bpffs(dir: &Path) -> io::Result<()> {
-    let target = c_path(dir)?;
-    let (source, fstype, data) = (c"bpf", c"bpf", c"mode=0700");
-    // SAFETY: every pointer is a NUL-terminated string that outlives the call.
-    let rc = unsafe {
-        libc::mount(
-            source.as_ptr(),
-            target.as_ptr(),
-            fstype.as_ptr(),
-            0,
-            data.as_ptr().cast(),
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    use nix::mount::{MsFlags, mount};
+    mount(
+        Some("bpf"),
+        dir,
+        Some("bpf"),
+        MsFlags::empty(),
+        Some("mode=0700"),
+    )?;
     Ok(())
 }
 

@@ -1,153 +1,155 @@
 //! Which interfaces XDP may redirect translated packets into: those whose driver takes
-//! redirected frames (`NETDEV_XDP_ACT_NDO_XMIT` in the kernel's netdev family: a NIC driver with
-//! ndo_xdp_xmit, or a veth whose peer has NAPI — GRO on or an XDP program — as a CNI may set up).
-//! Redirecting into any other interface would silently lose the frame, so only these are listed
-//! in `L3LB_REDIRECT`; packets to the others take the kernel's forwarding path.
-//!
-//! The list is refreshed every few seconds (pods come and go with their veths), through the
-//! pinned map, beside the reconcile loop. Only with `--xdp-redirect`: redirected frames skip the
-//! node's netfilter and tc; without it the map is kept empty and the flag clear.
-use std::{
-    collections::BTreeSet,
-    io,
-    os::fd::{AsRawFd, FromRawFd, OwnedFd},
-    path::{Path, PathBuf},
-    time::Duration,
+//! redirected frames (`NETDEV_XDP_ACT_NDO_XMIT` in the kernel's `netdev` generic netlink family,
+//! Linux >= 6.3: a NIC driver with ndo_xdp_xmit, or a veth whose peer has NAPI — GRO on or an
+//! XDP program — as a CNI may set up). Redirecting into any other interface would silently lose
+//! the frame, so only these become redirect targets; packets to the others take the kernel's
+//! forwarding path. The messages are netlink-packet-generic's, over a netlink-sys socket.
+use std::{collections::BTreeSet, io, time::Duration};
+
+use netlink_packet_core::{
+    DecodeError, DefaultNla, Emitable, NLM_F_DUMP, NLM_F_REQUEST, NetlinkDeserializable,
+    NetlinkMessage, NetlinkPayload, NetlinkSerializable, Nla, NlaBuffer, NlasIterator, Parseable,
+    ParseableParametrized, parse_u32, parse_u64,
+};
+use netlink_packet_generic::{
+    GenlFamily, GenlHeader, GenlMessage,
+    ctrl::{GenlCtrl, GenlCtrlCmd, nlas::GenlCtrlAttrs},
+};
+use netlink_sys::{
+    AsyncSocket, AsyncSocketExt, SocketAddr, TokioSocket, protocols::NETLINK_GENERIC,
 };
 
-use aya::maps::{Array, DevMapHash, Map, MapData};
-use l3lb_common::{CONFIG_REDIRECT, Config, MAP_CONFIG, MAP_REDIRECT};
-use tracing::{debug, info, warn};
-
-const NETLINK_GENERIC: i32 = 16;
-const GENL_ID_CTRL: u16 = 0x10;
-const CTRL_CMD_GETFAMILY: u8 = 3;
-const CTRL_ATTR_FAMILY_ID: u16 = 1;
-const CTRL_ATTR_FAMILY_NAME: u16 = 2;
 const NETDEV_CMD_DEV_GET: u8 = 1;
 const NETDEV_A_DEV_IFINDEX: u16 = 1;
 const NETDEV_A_DEV_XDP_FEATURES: u16 = 3;
 /// `NETDEV_XDP_ACT_NDO_XMIT`: the device takes frames redirected to it.
 const NDO_XMIT: u64 = 1 << 2;
-const NLM_F_REQUEST: u16 = 1;
-const NLM_F_DUMP: u16 = 0x300;
-const NLMSG_ERROR: u16 = 2;
-const NLMSG_DONE: u16 = 3;
-const REFRESH: Duration = Duration::from_secs(5);
+/// Longest a query waits for the kernel.
+const TIMEOUT: Duration = Duration::from_secs(2);
 
-fn socket() -> io::Result<OwnedFd> {
-    // SAFETY: plain syscalls on an fd we own from here on.
-    let fd = unsafe {
-        libc::socket(
-            libc::AF_NETLINK,
-            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-            NETLINK_GENERIC,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `fd` is a fresh, valid descriptor.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    let mut tv = libc::timeval {
-        tv_sec: 2,
-        tv_usec: 0,
-    };
-    // SAFETY: a valid fd and a timeval of the size given.
-    unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            (&raw mut tv).cast(),
-            size_of::<libc::timeval>() as u32,
-        )
-    };
-    Ok(fd)
+/// An attribute of a `netdev` family message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum NetdevAttr {
+    IfIndex(u32),
+    XdpFeatures(u64),
+    Other(DefaultNla),
 }
 
-/// A generic netlink request: header, genl header, attributes.
-fn request(family: u16, flags: u16, cmd: u8, attrs: &[(u16, &[u8])]) -> Vec<u8> {
-    let mut body = vec![cmd, 1, 0, 0];
-    for (kind, value) in attrs {
-        let len = 4 + value.len();
-        body.extend_from_slice(&(len as u16).to_ne_bytes());
-        body.extend_from_slice(&kind.to_ne_bytes());
-        body.extend_from_slice(value);
-        body.resize(body.len().next_multiple_of(4), 0);
-    }
-    let mut msg = Vec::with_capacity(16 + body.len());
-    msg.extend_from_slice(&((16 + body.len()) as u32).to_ne_bytes());
-    msg.extend_from_slice(&family.to_ne_bytes());
-    msg.extend_from_slice(&(NLM_F_REQUEST | flags).to_ne_bytes());
-    msg.extend_from_slice(&1u32.to_ne_bytes());
-    msg.extend_from_slice(&0u32.to_ne_bytes());
-    msg.extend_from_slice(&body);
-    msg
-}
-
-/// Attributes of a genl message body (after the 4-byte genl header).
-fn attributes(body: &[u8]) -> Vec<(u16, &[u8])> {
-    let mut out = Vec::new();
-    let mut at = 4;
-    while at + 4 <= body.len() {
-        let len = u16::from_ne_bytes([body[at], body[at + 1]]) as usize;
-        let kind = u16::from_ne_bytes([body[at + 2], body[at + 3]]) & 0x3fff;
-        if len < 4 || at + len > body.len() {
-            break;
+impl Nla for NetdevAttr {
+    fn value_len(&self) -> usize {
+        match self {
+            NetdevAttr::IfIndex(_) => 4,
+            NetdevAttr::XdpFeatures(_) => 8,
+            NetdevAttr::Other(nla) => nla.value_len(),
         }
-        out.push((kind, &body[at + 4..at + len]));
-        at += len.next_multiple_of(4);
     }
-    out
+
+    fn kind(&self) -> u16 {
+        match self {
+            NetdevAttr::IfIndex(_) => NETDEV_A_DEV_IFINDEX,
+            NetdevAttr::XdpFeatures(_) => NETDEV_A_DEV_XDP_FEATURES,
+            NetdevAttr::Other(nla) => nla.kind(),
+        }
+    }
+
+    fn emit_value(&self, buffer: &mut [u8]) {
+        match self {
+            NetdevAttr::IfIndex(i) => buffer[..4].copy_from_slice(&i.to_ne_bytes()),
+            NetdevAttr::XdpFeatures(f) => buffer[..8].copy_from_slice(&f.to_ne_bytes()),
+            NetdevAttr::Other(nla) => nla.emit_value(buffer),
+        }
+    }
 }
 
-/// Sends `req` and collects every reply message's body until done (or the single reply).
-fn exchange(fd: &OwnedFd, req: &[u8]) -> io::Result<Vec<Vec<u8>>> {
-    // SAFETY: sending a buffer we own on a valid fd (to the kernel: a zeroed sockaddr_nl).
-    let mut kernel: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-    kernel.nl_family = libc::AF_NETLINK as u16;
-    let sent = unsafe {
-        libc::sendto(
-            fd.as_raw_fd(),
-            req.as_ptr().cast(),
-            req.len(),
-            0,
-            (&raw const kernel).cast(),
-            size_of::<libc::sockaddr_nl>() as u32,
-        )
-    };
-    if sent < 0 {
-        return Err(io::Error::last_os_error());
+impl<'a, T: AsRef<[u8]> + ?Sized> Parseable<NlaBuffer<&'a T>> for NetdevAttr {
+    fn parse(buf: &NlaBuffer<&'a T>) -> Result<Self, DecodeError> {
+        let value = buf.value();
+        Ok(match buf.kind() {
+            NETDEV_A_DEV_IFINDEX => NetdevAttr::IfIndex(parse_u32(value)?),
+            NETDEV_A_DEV_XDP_FEATURES => NetdevAttr::XdpFeatures(parse_u64(value)?),
+            _ => NetdevAttr::Other(DefaultNla::parse(buf)?),
+        })
     }
-    let dump = u16::from_ne_bytes([req[6], req[7]]) & NLM_F_DUMP != 0;
+}
+
+/// A message of the kernel's `netdev` generic netlink family.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Netdev {
+    cmd: u8,
+    attrs: Vec<NetdevAttr>,
+}
+
+impl GenlFamily for Netdev {
+    fn family_name() -> &'static str {
+        "netdev"
+    }
+
+    fn command(&self) -> u8 {
+        self.cmd
+    }
+
+    fn version(&self) -> u8 {
+        1
+    }
+}
+
+impl Emitable for Netdev {
+    fn buffer_len(&self) -> usize {
+        self.attrs.as_slice().buffer_len()
+    }
+
+    fn emit(&self, buffer: &mut [u8]) {
+        self.attrs.as_slice().emit(buffer)
+    }
+}
+
+impl ParseableParametrized<[u8], GenlHeader> for Netdev {
+    fn parse_with_param(buf: &[u8], header: GenlHeader) -> Result<Self, DecodeError> {
+        let attrs = NlasIterator::new(buf)
+            .map(|nla| nla.and_then(|nla| NetdevAttr::parse(&nla)))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            cmd: header.cmd,
+            attrs,
+        })
+    }
+}
+
+/// One request on `socket` and every payload of its answer (one message, or a whole dump).
+async fn request<F>(socket: &TokioSocket, mut msg: GenlMessage<F>, dump: bool) -> io::Result<Vec<F>>
+where
+    F: GenlFamily + Emitable + ParseableParametrized<[u8], GenlHeader> + std::fmt::Debug,
+    GenlMessage<F>: NetlinkSerializable + NetlinkDeserializable,
+{
+    msg.finalize();
+    let mut nl = NetlinkMessage::from(msg);
+    nl.header.flags = NLM_F_REQUEST | if dump { NLM_F_DUMP } else { 0 };
+    nl.header.sequence_number = 1;
+    nl.finalize();
+    let mut buf = vec![0; nl.buffer_len()];
+    nl.serialize(&mut buf);
+    socket.send(&buf).await?;
     let mut out = Vec::new();
-    let mut buf = vec![0u8; 64 * 1024];
     loop {
-        // SAFETY: receiving into a buffer we own, of the length given.
-        let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        let (data, _) = socket.recv_from_full().await?;
         let mut at = 0;
-        let n = n as usize;
-        while at + 16 <= n {
-            let len = u32::from_ne_bytes(buf[at..at + 4].try_into().unwrap_or_default()) as usize;
-            let kind = u16::from_ne_bytes([buf[at + 4], buf[at + 5]]);
-            if len < 16 || at + len > n {
-                break;
-            }
-            match kind {
-                NLMSG_DONE => return Ok(out),
-                NLMSG_ERROR => {
-                    let errno =
-                        i32::from_ne_bytes(buf[at + 16..at + 20].try_into().unwrap_or_default());
-                    if errno != 0 {
-                        return Err(io::Error::from_raw_os_error(-errno));
-                    }
-                    return Ok(out);
+        while at < data.len() {
+            let msg = NetlinkMessage::<GenlMessage<F>>::deserialize(&data[at..])
+                .map_err(|e| io::Error::other(format!("bad netlink answer: {e}")))?;
+            let len = msg.header.length as usize;
+            match msg.payload {
+                NetlinkPayload::Done(_) => return Ok(out),
+                NetlinkPayload::Error(e) => {
+                    return match e.code {
+                        Some(code) => Err(io::Error::from_raw_os_error(-code.get())),
+                        None => Ok(out),
+                    };
                 }
-                _ => out.push(buf[at + 16..at + len].to_vec()),
+                NetlinkPayload::InnerMessage(genl) => out.push(genl.payload),
+                _ => {}
+            }
+            if len == 0 {
+                break;
             }
             at += len.next_multiple_of(4);
         }
@@ -158,113 +160,78 @@ fn exchange(fd: &OwnedFd, req: &[u8]) -> io::Result<Vec<Vec<u8>>> {
 }
 
 /// Interfaces (in this network namespace) that take redirected XDP frames.
-pub fn capable_interfaces() -> io::Result<BTreeSet<u32>> {
-    let fd = socket()?;
-    let family = request(
-        GENL_ID_CTRL,
-        0,
-        CTRL_CMD_GETFAMILY,
-        &[(CTRL_ATTR_FAMILY_NAME, b"netdev\0")],
-    );
-    let reply = exchange(&fd, &family)?;
-    let id = reply
-        .iter()
-        .flat_map(|m| attributes(m))
-        .find(|(k, _)| *k == CTRL_ATTR_FAMILY_ID)
-        .and_then(|(_, v)| Some(u16::from_ne_bytes(v.get(..2)?.try_into().ok()?)))
-        .ok_or_else(|| io::Error::other("no netdev generic netlink family (kernel < 6.3?)"))?;
-    let mut out = BTreeSet::new();
-    for dev in exchange(&fd, &request(id, NLM_F_DUMP, NETDEV_CMD_DEV_GET, &[]))? {
-        let attrs = attributes(&dev);
-        let ifindex = attrs
-            .iter()
-            .find(|(k, _)| *k == NETDEV_A_DEV_IFINDEX)
-            .and_then(|(_, v)| Some(u32::from_ne_bytes(v.get(..4)?.try_into().ok()?)));
-        let features = attrs
-            .iter()
-            .find(|(k, _)| *k == NETDEV_A_DEV_XDP_FEATURES)
-            .and_then(|(_, v)| Some(u64::from_ne_bytes(v.get(..8)?.try_into().ok()?)));
-        if let (Some(ifindex), Some(f)) = (ifindex, features)
-            && f & NDO_XMIT != 0
-        {
-            out.insert(ifindex);
-        }
-    }
-    Ok(out)
+pub async fn capable_interfaces() -> io::Result<BTreeSet<u32>> {
+    tokio::time::timeout(TIMEOUT, query())
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "netdev netlink query timed out"))?
 }
 
-/// Makes the pinned redirect map in `dir` list exactly `want`; returns (added, removed).
-pub fn sync(dir: &Path, want: &BTreeSet<u32>) -> anyhow::Result<(usize, usize)> {
-    let data = MapData::from_pin(dir.join(MAP_REDIRECT))?;
-    let mut map: DevMapHash<MapData> = DevMapHash::try_from(Map::DevMapHash(data))?;
-    let have: BTreeSet<u32> = map.keys().collect::<Result<_, _>>()?;
-    for ifindex in want.difference(&have) {
-        map.insert(*ifindex, *ifindex, None, 0)?;
-    }
-    for ifindex in have.difference(want) {
-        map.remove(*ifindex)?;
-    }
-    // XDP looks routes up only while there is somewhere to redirect to.
-    let data = MapData::from_pin(dir.join(MAP_CONFIG))?;
-    let mut config: Array<MapData, Config> = Array::try_from(Map::Array(data))?;
-    let mut value = config.get(&0, 0)?;
-    let flags = match want.is_empty() {
-        true => value.flags & !CONFIG_REDIRECT,
-        false => value.flags | CONFIG_REDIRECT,
+async fn query() -> io::Result<BTreeSet<u32>> {
+    let mut socket = TokioSocket::new(NETLINK_GENERIC)?;
+    socket.socket_mut().bind_auto()?;
+    socket.socket_mut().connect(&SocketAddr::new(0, 0))?;
+    let family = GenlCtrl {
+        cmd: GenlCtrlCmd::GetFamily,
+        nlas: vec![GenlCtrlAttrs::FamilyName(Netdev::family_name().to_owned())],
     };
-    if flags != value.flags {
-        value.flags = flags;
-        config.set(0, value, 0)?;
-    }
-    Ok((
-        want.difference(&have).count(),
-        have.difference(want).count(),
-    ))
-}
-
-/// Turns redirection off in the pinned maps in `dir` (no target, flag clear), also undoing what an
-/// earlier run with `--xdp-redirect` left there: every translated packet takes the kernel's path.
-pub fn disable(dir: &Path) -> anyhow::Result<()> {
-    let (_, removed) = sync(dir, &BTreeSet::new())?;
-    if removed > 0 {
-        info!(
-            removed,
-            "XDP redirect off: removed the redirect targets an earlier run left"
-        );
-    }
-    Ok(())
-}
-
-/// Keeps the pinned redirect map in `dir` in line with the interfaces, every few seconds.
-pub fn spawn_refresh(dir: PathBuf) {
-    tokio::spawn(async move {
-        let mut warned = false;
-        loop {
-            let result = tokio::task::spawn_blocking({
-                let dir = dir.clone();
-                move || -> anyhow::Result<(usize, usize, usize)> {
-                    let want = capable_interfaces()?;
-                    let (added, removed) = sync(&dir, &want)?;
-                    Ok((want.len(), added, removed))
-                }
-            })
-            .await;
-            match result {
-                Ok(Ok((n, added, removed))) if added + removed > 0 => {
-                    info!(
-                        interfaces = n,
-                        added, removed, "XDP redirect targets updated"
-                    )
-                }
-                Ok(Ok(_)) => debug!("XDP redirect targets unchanged"),
-                Ok(Err(error)) if !warned => {
-                    warned = true;
-                    warn!(%error, "cannot list XDP redirect targets; translated packets take the kernel's path");
-                }
-                Ok(Err(error)) => debug!(%error, "cannot list XDP redirect targets"),
-                Err(error) => debug!(%error, "redirect refresh task failed"),
-            }
-            tokio::time::sleep(REFRESH).await;
-        }
+    let id = request(&socket, GenlMessage::from_payload(family), false)
+        .await?
+        .iter()
+        .flat_map(|f| &f.nlas)
+        .find_map(|a| match a {
+            GenlCtrlAttrs::FamilyId(id) => Some(*id),
+            _ => None,
+        })
+        .ok_or_else(|| io::Error::other("no netdev generic netlink family (kernel < 6.3?)"))?;
+    let mut get = GenlMessage::from_payload(Netdev {
+        cmd: NETDEV_CMD_DEV_GET,
+        attrs: Vec::new(),
     });
+    get.set_resolved_family_id(id);
+    let devices = request(&socket, get, true).await?;
+    Ok(devices.iter().filter_map(redirect_target).collect())
+}
+
+/// The interface index of a device that takes redirected frames.
+fn redirect_target(dev: &Netdev) -> Option<u32> {
+    let ifindex = dev.attrs.iter().find_map(|a| match a {
+        NetdevAttr::IfIndex(i) => Some(*i),
+        _ => None,
+    })?;
+    let features = dev.attrs.iter().find_map(|a| match a {
+        NetdevAttr::XdpFeatures(f) => Some(*f),
+        _ => None,
+    })?;
+    (features & NDO_XMIT != 0).then_some(ifindex)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn netdev_messages_round_trip_and_only_xmit_devices_are_targets() {
+        let dev = |ifindex, features| Netdev {
+            cmd: NETDEV_CMD_DEV_GET,
+            attrs: vec![
+                NetdevAttr::IfIndex(ifindex),
+                NetdevAttr::XdpFeatures(features),
+            ],
+        };
+        let mut buf = vec![0; dev(3, NDO_XMIT | 1).buffer_len()];
+        dev(3, NDO_XMIT | 1).emit(&mut buf);
+        let header = GenlHeader {
+            cmd: NETDEV_CMD_DEV_GET,
+            version: 1,
+        };
+        let parsed = Netdev::parse_with_param(&buf, header).unwrap();
+        assert_eq!(parsed, dev(3, NDO_XMIT | 1));
+        assert_eq!(redirect_target(&parsed), Some(3));
+        assert_eq!(redirect_target(&dev(4, 1)), None, "no ndo_xdp_xmit");
+        let no_features = Netdev {
+            cmd: NETDEV_CMD_DEV_GET,
+            attrs: vec![NetdevAttr::IfIndex(5)],
+        };
+        assert_eq!(redirect_target(&no_features), None);
+    }
 }

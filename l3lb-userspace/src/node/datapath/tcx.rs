@@ -1,7 +1,7 @@
 //! The ids of the programs on an interface's tcx egress hook, from `BPF_PROG_QUERY` alone.
 //! aya's `SchedClassifier::query_tcx` also opens every program by id (`BPF_PROG_GET_FD_BY_ID`),
 //! which needs CAP_SYS_ADMIN; the uplink check compares ids only, so the daemon runs without it.
-use std::{ffi::CString, io};
+use std::io;
 
 /// `BPF_PROG_QUERY` in `enum bpf_cmd` (include/uapi/linux/bpf.h).
 const BPF_PROG_QUERY: libc::c_long = 16;
@@ -29,13 +29,7 @@ struct QueryAttr {
 
 /// The ids of the programs attached to `interface`'s tcx egress, in order.
 pub(super) fn egress_prog_ids(interface: &str) -> io::Result<Vec<u32>> {
-    let name =
-        CString::new(interface).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-    // SAFETY: `name` is a valid NUL-terminated string for the duration of the call.
-    let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
-    if ifindex == 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let ifindex = nix::net::if_::if_nametoindex(interface)?;
     let mut ids = vec![0u32; MAX_PROGS];
     let mut attr = QueryAttr {
         target_ifindex: ifindex,
