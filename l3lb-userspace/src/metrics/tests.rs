@@ -1,3 +1,4 @@
+//! What the metrics show after a pass, and their exposition.
 use std::{
     collections::{BTreeMap, BTreeSet},
     time::Duration,

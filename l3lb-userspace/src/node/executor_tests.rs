@@ -1,3 +1,5 @@
+//! The executor against in-memory fakes: step order, a failed step never stopping the others,
+//! and nothing advertised that does not forward.
 use std::{
     cell::RefCell,
     collections::{BTreeMap, BTreeSet, HashSet},

@@ -17,15 +17,17 @@ use crate::core::{
 };
 
 pub mod cache;
+mod local;
 mod merged;
 pub mod slices;
 pub mod trust;
 
 mod service;
 
+use local::Local;
 use merged::Merged;
 pub use service::service_desired;
-use slices::{Local, SliceIndex};
+use slices::SliceIndex;
 use trust::NodeFacts;
 pub mod node;
 

@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::Service;
 
 use super::{
     Scope, ServiceDesired,
-    slices::{Local, parse_proto},
+    local::{Local, parse_proto},
     trust::{self, distrust},
 };
 use crate::core::{

@@ -14,6 +14,7 @@ pub mod keys;
 mod links;
 mod pin;
 pub mod redirect;
+mod slots;
 mod stats;
 mod tcx;
 mod testrun;
@@ -48,7 +49,7 @@ pub struct Datapath {
     uplinks: Vec<String>,
     pinned: Pinned,
     vip_refs: vips::VipRefs,
-    slots: frontends::Slots,
+    slots: slots::Slots,
     /// The bpffs directory of a pinned datapath.
     dir: Option<PathBuf>,
 }
@@ -150,7 +151,7 @@ impl Datapath {
             uplinks: Vec::new(),
             pinned: Pinned::default(),
             vip_refs: vips::VipRefs::default(),
-            slots: frontends::Slots::default(),
+            slots: slots::Slots::default(),
             dir: None,
         })
     }

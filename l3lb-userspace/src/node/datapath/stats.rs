@@ -6,7 +6,7 @@ use std::{collections::BTreeMap, ops::Bound};
 use aya::maps::{MapData, PerCpuArray};
 use l3lb_common::{MAP_FRONTEND_STATS, Stat};
 
-use super::{Datapath, DatapathError, family::Fam, frontends::backend_stats_map, map_err};
+use super::{Datapath, DatapathError, family::Fam, map_err, slots::backend_stats_map};
 use crate::core::model::{Endpoint, FrontendId};
 
 impl Datapath {

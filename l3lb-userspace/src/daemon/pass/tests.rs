@@ -1,3 +1,5 @@
+//! Reconcile passes against in-memory maps and addresses: restarts that change nothing,
+//! lifetime renewals, per-frontend counters in chunks.
 use std::{
     collections::{BTreeMap, BTreeSet},
     convert::Infallible,

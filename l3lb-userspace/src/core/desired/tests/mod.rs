@@ -1,3 +1,5 @@
+//! Desired-state tables (fixtures here, themes in the submodules): endpoints, VIP sources,
+//! classes, malformed input.
 use std::collections::BTreeSet;
 
 use ipnet::IpNet;
@@ -234,93 +236,6 @@ fn only_services_of_our_class_are_served() {
 }
 
 #[test]
-fn a_vip_is_shared_only_by_services_with_the_same_sharing_key() {
-    let shared = |name: &str, key: Option<&str>, ports: serde_json::Value| {
-        let mut s = svc(name, "198.51.100.53", ports);
-        s.metadata.annotations =
-            key.map(|k| [("l3lb.io/allow-shared-ip".to_owned(), k.to_owned())].into());
-        s
-    };
-    let tcp = json!([{"name": "dns", "port": 53, "protocol": "TCP"}]);
-    let udp = json!([{"name": "dns", "port": 53, "protocol": "UDP"}]);
-    let eps = |name: &str, ip: &str, proto: &str| {
-        slice(
-            name,
-            &[(ip, NODE, Some(true))],
-            json!([{"name": "dns", "port": 5353, "protocol": proto}]),
-        )
-    };
-    let slices = [eps("a", "10.244.1.2", "TCP"), eps("b", "10.244.1.3", "UDP")];
-    let cases = [
-        (Some("dns"), Some("dns"), 2, None),
-        (
-            None,
-            None,
-            1,
-            Some("share a VIP only when both carry the annotation"),
-        ),
-        (
-            Some("dns"),
-            None,
-            1,
-            Some("198.51.100.53 belongs to Service default/a"),
-        ),
-        (
-            None,
-            Some("dns"),
-            1,
-            Some("198.51.100.53 belongs to Service default/a"),
-        ),
-        (
-            Some("x"),
-            Some("y"),
-            1,
-            Some("198.51.100.53 belongs to Service default/a"),
-        ),
-    ];
-    for (key_a, key_b, frontends, refusal) in cases {
-        let d = run(
-            &[
-                shared("a", key_a, tcp.clone()),
-                shared("b", key_b, udp.clone()),
-            ],
-            &slices,
-        );
-        assert_eq!(d.frontends.len(), frontends, "{key_a:?} {key_b:?}");
-        assert!(
-            d.frontends
-                .contains_key(&fe("198.51.100.53", 53, Proto::Tcp))
-        );
-        match refusal {
-            None => assert!(d.refusals.is_empty(), "{:?}", d.refusals),
-            Some(part) => {
-                assert_eq!(d.refusals.len(), 1, "{:?}", d.refusals);
-                assert_eq!(d.refusals[0].service.name, "b");
-                assert!(
-                    d.refusals[0].reason.contains(part),
-                    "{}",
-                    d.refusals[0].reason
-                );
-            }
-        }
-    }
-    // Same key and the same port: the second is refused for that frontend only.
-    let d = run(
-        &[
-            shared("a", Some("k"), tcp.clone()),
-            shared("b", Some("k"), tcp),
-        ],
-        &slices,
-    );
-    assert_eq!(d.refusals.len(), 1);
-    assert!(
-        d.refusals[0]
-            .reason
-            .contains("already served for Service default/a")
-    );
-}
-
-#[test]
 fn malformed_and_unsupported_inputs_are_refused_not_fatal() {
     let cases = [
         ("not-an-ip", "is not an IP address"),
@@ -349,114 +264,6 @@ fn malformed_and_unsupported_inputs_are_refused_not_fatal() {
 }
 
 #[test]
-fn sctp_is_served_on_its_own_port_only() {
-    let ports = json!([
-        {"name": "sig", "port": 3868, "protocol": "SCTP"},
-        {"name": "m3ua", "port": 2905, "protocol": "SCTP"},
-    ]);
-    let slice_ports = json!([
-        {"name": "sig", "port": 3868, "protocol": "SCTP"},
-        {"name": "m3ua", "port": 12905, "protocol": "SCTP"},
-    ]);
-    let d = run(
-        &[svc("diameter", "198.51.100.38", ports)],
-        &[slice(
-            "diameter",
-            &[("10.244.1.9", NODE, Some(true))],
-            slice_ports,
-        )],
-    );
-    assert_eq!(
-        d.frontends.keys().copied().collect::<Vec<_>>(),
-        vec![fe("198.51.100.38", 3868, Proto::Sctp)],
-        "the port whose endpoints listen elsewhere is not served"
-    );
-    assert_eq!(
-        d.frontends[&fe("198.51.100.38", 3868, Proto::Sctp)],
-        Backends::from([ep("10.244.1.9", 3868)])
-    );
-    assert_eq!(d.refusals.len(), 1, "{:?}", d.refusals);
-    assert!(
-        d.refusals[0].reason.contains("port 2905/SCTP")
-            && d.refusals[0].reason.contains("set targetPort to 2905"),
-        "{}",
-        d.refusals[0].reason
-    );
-}
-
-#[test]
-fn tcp_and_udp_ports_match_slice_ports_by_name_and_protocol() {
-    let ports = json!([
-        {"name": "dns", "port": 53, "protocol": "UDP"},
-        {"name": "dns-tcp", "port": 53, "protocol": "TCP"},
-    ]);
-    let slice_ports = json!([
-        {"name": "dns", "port": 5353, "protocol": "UDP"},
-        {"name": "dns-tcp", "port": 5354, "protocol": "TCP"},
-    ]);
-    let d = run(
-        &[svc("dns", "198.51.100.53", ports)],
-        &[slice(
-            "dns",
-            &[("10.244.1.9", NODE, Some(true))],
-            slice_ports,
-        )],
-    );
-    assert_eq!(
-        d.frontends[&fe("198.51.100.53", 53, Proto::Udp)],
-        Backends::from([ep("10.244.1.9", 5353)])
-    );
-    assert_eq!(
-        d.frontends[&fe("198.51.100.53", 53, Proto::Tcp)],
-        Backends::from([ep("10.244.1.9", 5354)])
-    );
-}
-
-#[test]
-fn a_port_without_local_endpoints_is_not_programmed() {
-    let ports = json!([{"name": "a", "port": 80}, {"name": "b", "port": 81}]);
-    let d = run(
-        &[svc("web", "198.51.100.10", ports)],
-        &[slice(
-            "web",
-            &[("10.244.1.2", NODE, Some(true))],
-            json!([{"name": "a", "port": 8080}]),
-        )],
-    );
-    assert_eq!(
-        d.frontends.keys().copied().collect::<Vec<_>>(),
-        [fe("198.51.100.10", 80, Proto::Tcp)]
-    );
-}
-
-#[test]
-fn second_service_on_the_same_vip_without_sharing_is_refused() {
-    let d = run(
-        &[
-            svc("a", "198.51.100.10", http()),
-            svc("b", "198.51.100.10", http()),
-        ],
-        &[
-            slice("a", &[("10.244.1.2", NODE, Some(true))], web_ports()),
-            slice("b", &[("10.244.1.3", NODE, Some(true))], web_ports()),
-        ],
-    );
-    assert_eq!(
-        d.frontends[&fe("198.51.100.10", 80, Proto::Tcp)],
-        Backends::from([ep("10.244.1.2", 8080)])
-    );
-    assert_eq!(d.refusals.len(), 1);
-    assert_eq!(d.refusals[0].service.name, "b");
-    assert!(
-        d.refusals[0]
-            .reason
-            .contains("198.51.100.10 belongs to Service default/a"),
-        "{}",
-        d.refusals[0].reason
-    );
-}
-
-#[test]
 fn non_load_balancer_services_and_foreign_slices_are_ignored() {
     let mut cluster_ip = svc("web", "198.51.100.10", http());
     cluster_ip.spec.as_mut().unwrap().type_ = Some("ClusterIP".into());
@@ -479,3 +286,6 @@ fn non_load_balancer_services_and_foreign_slices_are_ignored() {
     );
     assert!(d.frontends.is_empty());
 }
+
+mod ports;
+mod sharing;

@@ -1,5 +1,7 @@
 //! One reconcile pass: observe the node (or trust the executor's record of it), plan against the
 //! desired state, apply. The loop that drives the passes is in [`crate::daemon`].
+mod housekeeping;
+
 use std::{
     collections::{BTreeMap, BTreeSet},
     net::IpAddr,
@@ -63,28 +65,6 @@ impl<F: FrontendTable + FrontendObserver, A: AddressTable + AddressObserver> Rec
         }
     }
 
-    /// Lists the interfaces that take redirected frames again (with `--xdp-redirect`; pods come
-    /// and go with their veths). Returns whether the list changed, so the caller runs a pass.
-    pub async fn refresh_redirect_targets(&mut self) -> bool {
-        if !self.config.xdp_redirect {
-            return false;
-        }
-        match self.frontends.redirect_capable().await {
-            Ok(now) => {
-                self.redirect_warned = false;
-                let changed = now != self.redirect_capable;
-                self.redirect_capable = now;
-                changed
-            }
-            Err(error) => {
-                if !std::mem::replace(&mut self.redirect_warned, true) {
-                    warn!(%error, "cannot list XDP redirect targets; keeping the last known ones");
-                }
-                false
-            }
-        }
-    }
-
     /// What the datapath should be told besides its frontends.
     fn wanted_settings(&self) -> DatapathSettings {
         DatapathSettings {
@@ -94,28 +74,6 @@ impl<F: FrontendTable + FrontendObserver, A: AddressTable + AddressObserver> Rec
                 false => BTreeSet::new(),
             },
         }
-    }
-
-    /// Checks (and repairs where it can) the programs on every uplink; logs each change once.
-    /// Returns whether the set of uplinks that do not forward changed, so the caller runs a pass.
-    pub async fn check_uplinks(&mut self) -> bool {
-        let now = self.frontends.check_uplinks().await;
-        if now == self.not_forwarding {
-            return false;
-        }
-        for (uplink, reason) in &now {
-            if self.not_forwarding.get(uplink) != Some(reason) {
-                warn!(uplink, %reason, "uplink does not forward; withdrawing every VIP of this node");
-            }
-        }
-        for uplink in self.not_forwarding.keys() {
-            if !now.contains_key(uplink) {
-                info!(uplink, "uplink forwards again; announcing VIPs");
-            }
-        }
-        self.metrics.uplinks_not_forwarding.set(now.len() as i64);
-        self.not_forwarding = now;
-        true
     }
 
     /// Every address on the host's interfaces.
@@ -160,34 +118,6 @@ impl<F: FrontendTable + FrontendObserver, A: AddressTable + AddressObserver> Rec
         self.metrics
             .record_pass(started.elapsed(), &outcome.failed_steps);
         outcome
-    }
-
-    /// Mirrors the datapath's verdict counters into the metrics.
-    pub fn refresh_counters(&self) {
-        match self.frontends.counters() {
-            Ok(counters) => self.metrics.record_counters(&counters),
-            Err(error) => debug!(%error, "cannot read the datapath counters"),
-        }
-    }
-
-    /// Mirrors the next chunk of per-frontend counters into the metrics. One map read per
-    /// frontend, so only on the housekeeping tick, and at most [`FRONTEND_STATS_CHUNK`] at a
-    /// time: a node with 10,000 frontends refreshes them over 10 ticks instead of stalling a
-    /// watch change behind 10,000 reads.
-    pub fn refresh_frontend_stats(&mut self) {
-        let after = self.stats_cursor;
-        match self.frontends.frontend_stats(after, FRONTEND_STATS_CHUNK) {
-            Ok(read) => {
-                // A short chunk reached the end: the next tick starts again from the first.
-                let upto = match read.len() < FRONTEND_STATS_CHUNK {
-                    true => None,
-                    false => read.keys().next_back().copied(),
-                };
-                self.metrics.frontend_stats.replace_range(after, upto, read);
-                self.stats_cursor = upto;
-            }
-            Err(error) => debug!(%error, "cannot read the per-frontend counters"),
-        }
     }
 
     async fn pass_inner(&mut self, desired: &Desired) -> Outcome {
@@ -307,5 +237,4 @@ pub fn renew_due(
 }
 
 #[cfg(test)]
-#[path = "pass_tests.rs"]
 mod tests;
