@@ -10,7 +10,7 @@ const QUIET: Duration = Duration::from_millis(2);
 /// ...or this long after the first change of a burst, whichever comes first.
 const COALESCE_MAX: Duration = Duration::from_millis(20);
 
-/// Returns once no change has arrived for [`QUIET`], or [`COALESCE_MAX`] after the call.
+/// Returns once no change has arrived for `QUIET`, or `COALESCE_MAX` after the call.
 pub async fn settle(changed: &Notify) {
     let deadline = tokio::time::sleep(COALESCE_MAX);
     tokio::pin!(deadline);

@@ -14,7 +14,7 @@ pub struct HostAddress {
     pub ip: IpAddr,
     pub prefix_len: u8,
     pub interface_index: u32,
-    /// Added by l3lb (carries [`L3LB_ADDRESS_PROTO`]).
+    /// Added by l3lb (carries [`L3LB_ADDRESS_PROTO`](super::addresses::L3LB_ADDRESS_PROTO)).
     pub ours: bool,
 }
 
