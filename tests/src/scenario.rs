@@ -224,7 +224,6 @@ impl Cluster {
         cmd.args(["allocate", "--identity", ALLOCATOR_IDENTITY])
             .args(["--prefix", &prefix, "--prefix", &prefix6])
             .args(["--resync-interval", RESYNC, "--metrics-addr", &listen])
-            .arg("--default-load-balancer")
             .env("KUBECONFIG", &path)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1");
@@ -296,8 +295,7 @@ impl Cluster {
             self.lab.uplink(),
         ])
         .args(["--resync-interval", RESYNC])
-        // The lab's Services carry no loadBalancerClass.
-        .arg("--default-load-balancer")
+        // The lab's Services carry no loadBalancerClass: served by default.
         .arg("--bpffs-dir")
         .arg(self.lab.bpffs_dir(i))
         .args(["--metrics-addr", &metrics_addr().to_string()])

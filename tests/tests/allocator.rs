@@ -331,3 +331,36 @@ async fn every_task_waiting_for_the_first_lists_wakes() {
     }
     assert_eq!(stores.services.len(), 5_000);
 }
+
+/// A new user's first Service, before any L3lbPool exists: it waits, and its Event says what to
+/// create (a pool over the allocator's prefixes); once the pool exists it gets an address.
+#[tokio::test]
+async fn without_a_pool_every_waiting_service_is_told_what_to_create() {
+    let api = ApiServer::new();
+    api.apply_yaml(POOL_CRD).unwrap();
+    let addr = api.listen().await.unwrap();
+    let client = ApiServer::client(addr).unwrap();
+    api.apply(service("first", json!({}))).unwrap();
+    api.apply(service("asks", json!({"loadBalancerIP": "198.51.100.7"})))
+        .unwrap();
+    let daemon = Daemon::start(&client, "node-a");
+    for name in ["first", "asks"] {
+        wait_one_event(&api, name, "AllocationFailed").await;
+        let note = events(&api, name, "AllocationFailed")[0]["note"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            note.contains("no L3lbPool exists; create one, e.g. kubectl apply")
+                && note.contains("spec: {addresses: [198.51.100.0/24]}"),
+            "{name}: {note}"
+        );
+    }
+    assert!(ingress(&api, "first").is_empty());
+    api.apply(json!({"apiVersion": "l3lb.io/v1alpha1", "kind": "L3lbPool",
+        "metadata": {"name": "default"}, "spec": {"addresses": ["198.51.100.0/24"]}}))
+        .unwrap();
+    wait_ingress(&api, "asks", &["198.51.100.7"]).await;
+    wait_ingress(&api, "first", &["198.51.100.1"]).await;
+    daemon.stop().await;
+}

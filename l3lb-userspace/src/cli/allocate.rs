@@ -147,7 +147,15 @@ mod tests {
         assert_eq!(c.allocator.lease.name, "l3lb-allocator");
         assert_eq!(c.allocator.lease.duration, Duration::from_secs(15));
         assert_eq!(c.allocator.resync_interval, Duration::from_secs(20));
-        assert_eq!(c.allocator.class, ClassFilter::default());
+        assert_eq!(
+            c.allocator.class,
+            ClassFilter {
+                default: true,
+                ..ClassFilter::default()
+            }
+        );
+        let c = allocate(&["--default-load-balancer=false"], Some("h")).unwrap();
+        assert!(!c.allocator.class.default);
         assert_eq!(c.metrics_addr, Some("0.0.0.0:9465".parse().unwrap()));
         let c = allocate(
             &[

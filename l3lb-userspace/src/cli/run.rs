@@ -211,11 +211,21 @@ mod tests {
     #[test]
     fn class_and_lease_flags() {
         let c = parse(&[]).unwrap();
-        assert_eq!(c.class, ClassFilter::default());
-        assert!(
-            !c.class.default,
-            "classless Services are not ours unless asked"
+        assert_eq!(
+            c.class,
+            ClassFilter {
+                default: true,
+                ..ClassFilter::default()
+            },
+            "l3lb's class, and classless Services too, as other implementations do"
         );
+        for opt_out in [
+            &["--default-load-balancer", "false"][..],
+            &["--default-load-balancer=false"],
+        ] {
+            assert!(!parse(opt_out).unwrap().class.default, "{opt_out:?}");
+        }
+        assert!(parse(&["--default-load-balancer"]).unwrap().class.default);
         assert_eq!(c.lease.name, "l3lb-allocator");
         assert_eq!(c.lease.namespace, None);
         assert_eq!(c.lease.duration, Duration::from_secs(15));

@@ -2,7 +2,7 @@
 //! and their validation, written once.
 use std::time::Duration;
 
-use clap::Args;
+use clap::{ArgAction, Args};
 use ipnet::IpNet;
 
 use super::{ConfigError, parse::parse_duration};
@@ -16,9 +16,10 @@ pub struct ClassArgs {
     pub load_balancer_class: String,
 
     /// Be the cluster's default load balancer: also serve and allocate for LoadBalancer Services
-    /// without a `spec.loadBalancerClass`. Leave it off while another implementation (MetalLB,
-    /// a cloud controller) handles those.
-    #[arg(long, env = "L3LB_DEFAULT_LOAD_BALANCER")]
+    /// without a `spec.loadBalancerClass` (as MetalLB, kube-vip and Cilium do). `false` while
+    /// another implementation (MetalLB, a cloud controller, k3s's ServiceLB) handles those.
+    #[arg(long, env = "L3LB_DEFAULT_LOAD_BALANCER", default_value_t = true,
+        num_args = 0..=1, default_missing_value = "true", action = ArgAction::Set)]
     pub default_load_balancer: bool,
 }
 

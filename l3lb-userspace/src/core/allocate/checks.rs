@@ -130,7 +130,7 @@ impl Run<'_> {
             .collect();
         if cidrs.is_empty() {
             let why = if self.pools.is_empty() {
-                "no L3lbPool exists".to_owned()
+                no_pool(self.prefixes)
             } else if allowing.is_empty() {
                 format!("no pool allows this Service ({})", self.pool_list())
             } else if auto.is_empty() {
@@ -172,7 +172,7 @@ impl Run<'_> {
 
     fn pool_list(&self) -> String {
         if self.pools.is_empty() {
-            return "no L3lbPool exists".to_owned();
+            return no_pool(self.prefixes);
         }
         let pools: Vec<String> = self
             .pools
@@ -181,6 +181,16 @@ impl Run<'_> {
             .collect();
         pools.join("; ")
     }
+}
+
+/// What to do when no pool exists: create one, with an example over the prefixes.
+pub fn no_pool(prefixes: &[IpNet]) -> String {
+    let addresses: Vec<String> = prefixes.iter().map(ToString::to_string).collect();
+    format!(
+        "no L3lbPool exists; create one, e.g. kubectl apply -f- <<<'{{apiVersion: l3lb.io/v1alpha1, \
+         kind: L3lbPool, metadata: {{name: default}}, spec: {{addresses: [{}]}}}}'",
+        addresses.join(", ")
+    )
 }
 
 fn names(pools: &[&Pool]) -> String {

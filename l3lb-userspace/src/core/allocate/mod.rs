@@ -23,11 +23,14 @@ use crate::core::{
 
 mod checks;
 mod claim;
+mod left_alone;
 mod space;
 pub mod status;
 
 use checks::Keep;
+pub use checks::no_pool;
 use claim::Claim;
+pub use left_alone::{LeftAlone, left_alone};
 use space::{Cursors, Family};
 
 pub use crate::core::pool::Pool;

@@ -4,6 +4,8 @@
 //! Lease holder runs passes, so every refusal is reported once, not once per node. It runs inside
 //! every `l3lb run` (single-binary mode) or alone as `l3lb allocate` ([`crate::daemon::allocate`]):
 //! the same [`start`] either way.
+mod summary;
+
 use std::{
     collections::{BTreeSet, HashMap},
     sync::Arc,
@@ -16,6 +18,7 @@ use kube::{
     Api, Client,
     api::{Patch, PatchParams},
 };
+use summary::Summary;
 use tokio::sync::{Notify, watch};
 use tracing::{Instrument, debug, info, info_span, warn};
 
@@ -23,7 +26,7 @@ use crate::{
     core::config::AllocatorConfig,
     core::{
         allocate::{
-            allocate,
+            allocate, left_alone,
             status::{self, StatusChange},
         },
         class::ClassFilter,
@@ -132,6 +135,7 @@ impl Allocator {
         let mut refusals = RefusalEvents::allocator(self.client.clone(), &self.identity);
         let mut problems: BTreeSet<PoolProblem> = BTreeSet::new();
         let mut outdated = Outdated::new();
+        let mut summary = Summary::default();
         loop {
             if !until_leading(&mut self.leadership, true).await {
                 return;
@@ -145,12 +149,13 @@ impl Allocator {
             // A new term: the refusals are this daemon's to report again.
             refusals.reset();
             problems.clear();
+            summary.reset();
             let mut resync = tokio::time::interval(self.resync);
             let mut term = 0u64;
             while self.leadership.borrow().is_leader() {
                 term += 1;
                 let failed = self
-                    .pass(&mut refusals, &mut problems, &mut outdated)
+                    .pass(&mut refusals, &mut problems, &mut outdated, &mut summary)
                     .instrument(info_span!("allocate", pass = term))
                     .await;
                 self.metrics.allocation_passes.inc();
@@ -178,6 +183,7 @@ impl Allocator {
         refusals: &mut RefusalEvents,
         problems: &mut BTreeSet<PoolProblem>,
         outdated: &mut Outdated,
+        summary: &mut Summary,
     ) -> bool {
         let started = std::time::Instant::now();
         let pool_objects = self.stores.pools.state();
@@ -191,6 +197,11 @@ impl Allocator {
         let services = self.stores.services.state();
         let refs: Vec<&Service> = services.iter().map(AsRef::as_ref).collect();
         let allocation = allocate(&refs, &pools, &self.prefixes, &self.class);
+        summary.report(
+            left_alone(&refs, &pools, &self.class),
+            &self.prefixes,
+            std::time::Instant::now(),
+        );
         let changes = status::changes(&refs, &allocation);
         debug!(
             services = allocation.assigned.len(),
