@@ -5,6 +5,7 @@ pub mod flood;
 pub mod lab;
 pub mod netns;
 pub mod nodes;
+pub mod operate;
 pub mod packets;
 pub mod scenario;
 pub mod sctp;

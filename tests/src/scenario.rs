@@ -298,6 +298,9 @@ impl Cluster {
         // The lab's Services carry no loadBalancerClass: served by default.
         .arg("--bpffs-dir")
         .arg(self.lab.bpffs_dir(i))
+        // Every node daemon shares the host's mounts: one socket path each.
+        .arg("--control-socket")
+        .arg(self.control_socket(i))
         .args(["--metrics-addr", &metrics_addr().to_string()])
         .args(
             self.setup

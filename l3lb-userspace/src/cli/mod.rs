@@ -10,15 +10,28 @@ use ipnet::IpNet;
 
 pub mod allocate;
 pub mod cleanup;
+pub mod explain;
 pub mod parse;
 pub mod run;
 mod shared;
 pub mod stats;
+pub mod status;
 
 pub use allocate::AllocateArgs;
 pub use cleanup::CleanupArgs;
+pub use explain::ExplainArgs;
 pub use run::RunArgs;
 pub use stats::StatsArgs;
+pub use status::StatusArgs;
+
+/// How `status` and `explain` print.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    /// For people.
+    Table,
+    /// For scripts.
+    Json,
+}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -47,6 +60,13 @@ pub enum Command {
     /// `status.loadBalancer.ingress` from the L3lbPools. Needs no root, no capability and no node
     /// (a Deployment, beside nodes running `l3lb run --allocator=false`).
     Allocate(AllocateArgs),
+    /// What this node serves now: one row per frontend (Services, local endpoints, the address
+    /// and its lifetime, the maps, packets and bytes) and the node's state (uplinks, exclusion,
+    /// allocator). Run it as root on the node (in the daemon's pod: `kubectl exec`).
+    Status(StatusArgs),
+    /// Why each address of a Service is or is not announced on this node, check by check in the
+    /// order the daemon decides. Run it as root on the node.
+    Explain(ExplainArgs),
     /// Print the datapath counters (packets and bytes per verdict: DNATed, passed, replies
     /// translated, ...; or per frontend with --frontends) of the l3lb programs attached to an
     /// uplink. Run it in the node's network namespace, as root.
@@ -90,6 +110,8 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
         Command::Run(args) => run::run(args).await,
         Command::Allocate(args) => allocate::run(args).await,
         Command::Stats(args) => stats::run(args).await,
+        Command::Status(args) => status::run(args).await,
+        Command::Explain(args) => explain::run(args).await,
         Command::Cleanup(args) => cleanup::run(args),
     }
 }

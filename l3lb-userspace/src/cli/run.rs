@@ -111,6 +111,11 @@ pub struct RunArgs {
     #[arg(long, env = "L3LB_XDP_REDIRECT")]
     pub xdp_redirect: bool,
 
+    /// Unix socket (root only) where `l3lb status` and `l3lb explain` ask this daemon what it
+    /// serves and why.
+    #[arg(long, env = "L3LB_CONTROL_SOCKET", default_value = crate::daemon::control::DEFAULT_CONTROL_SOCKET)]
+    pub control_socket: PathBuf,
+
     /// Also stand for the allocator Lease and, while holding it, allocate addresses (needs
     /// `services/status` patch rights). `false` when `l3lb allocate` runs separately, so the
     /// nodes' identity cannot write any Service's status.
@@ -156,6 +161,7 @@ impl TryFrom<RunArgs> for Config {
             pod_cidrs: a.pod_cidrs,
             allocator: a.allocator,
             xdp_redirect: a.xdp_redirect,
+            control_socket: a.control_socket,
         })
     }
 }

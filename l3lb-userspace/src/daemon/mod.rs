@@ -5,9 +5,11 @@
 //! while elected, the [`Allocator`](allocator::Allocator). [`allocate`] runs only those
 //! (`l3lb allocate`); [`pass`] is one reconcile pass.
 mod allocate;
+pub mod control;
 mod node_facts;
 pub mod pass;
 mod signals;
+pub mod status;
 
 use std::{sync::Arc, time::Duration};
 
@@ -120,6 +122,7 @@ pub async fn run<F: FrontendTable + FrontendObserver, A: AddressTable + AddressO
         external_ips: config.external_ips,
         ..Scope::new(&config.node_name, &config.prefixes, &config.class)
     });
+    let mut queries = control::serve(&config.control_socket);
     loop {
         let drain_deadline = reconciler.next_drain_deadline().map(Instant::from_std);
         let full = tokio::select! {
@@ -138,6 +141,12 @@ pub async fn run<F: FrontendTable + FrontendObserver, A: AddressTable + AddressO
                     continue;
                 }
                 false
+            }
+            Some(query) = queries.recv() => {
+                let leader = elector.as_ref().map(|e| e.is_leader());
+                let answer = answer(&query.request, &cache, &reconciler, leader).await;
+                let _ = query.reply.send(answer);
+                continue;
             }
             _ = shutdown() => {
                 info!("shutting down; addresses and maps stay in place for the next start");
@@ -217,5 +226,50 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
+    }
+}
+
+/// Answers a control query from the state the loop acts on.
+async fn answer<F: FrontendTable + FrontendObserver, A: AddressTable + AddressObserver>(
+    request: &control::Request,
+    cache: &DesiredCache,
+    reconciler: &Reconciler<F, A>,
+    allocator_leader: Option<bool>,
+) -> control::Answer {
+    let observed = match reconciler.node_now().await {
+        Ok(o) => o,
+        Err(error) => return control::Answer::Error(format!("cannot read the node: {error:#}")),
+    };
+    let draining = reconciler.draining();
+    let config = reconciler.config();
+    match request {
+        control::Request::Status => {
+            let node = status::NodeState {
+                node: &config.node_name,
+                interface: &config.interface,
+                uplinks: &config.uplinks,
+                observed: &observed,
+                draining: &draining,
+                allocator_leader,
+            };
+            let desired = cache.current();
+            control::Answer::Status(Box::new(status::snapshot(cache, &desired, &node)))
+        }
+        control::Request::Explain { service } => {
+            let Some((namespace, name)) = service.split_once('/') else {
+                return control::Answer::Error(format!(
+                    "{service:?}: name the Service as namespace/name"
+                ));
+            };
+            let key = crate::core::model::ServiceKey {
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+            };
+            let node = crate::core::desired::explain::NodeView {
+                observed: &observed,
+                draining: &draining,
+            };
+            control::Answer::Explain(Box::new(cache.explain(&key, &node)))
+        }
     }
 }

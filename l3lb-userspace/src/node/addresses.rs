@@ -131,7 +131,7 @@ impl Netlink {
         }
     }
 
-    async fn messages(&self) -> Result<Vec<AddressMessage>, AddressError> {
+    pub(super) async fn messages(&self) -> Result<Vec<AddressMessage>, AddressError> {
         let index = self.index().await?;
         let res = self
             .handle

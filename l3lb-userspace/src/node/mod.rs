@@ -7,4 +7,5 @@ pub mod addresses;
 pub mod datapath;
 pub mod executor;
 pub mod host;
+pub mod lifetimes;
 pub mod observe;

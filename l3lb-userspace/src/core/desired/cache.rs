@@ -90,6 +90,29 @@ impl DesiredCache {
         &self.scope
     }
 
+    /// The desired state as of the last [`DesiredCache::desired`].
+    pub fn current(&self) -> Cow<'_, Desired> {
+        exclude(self.merged.desired(), self.scope.exclusion)
+    }
+
+    /// Service `key` as the last call saw it.
+    pub(super) fn service(&self, key: &ServiceKey) -> Option<&Service> {
+        self.by_key.get(key).map(AsRef::as_ref)
+    }
+
+    /// Service `key`'s share, if it is one of l3lb's.
+    pub(super) fn part(&self, key: &ServiceKey) -> Option<&ServiceDesired> {
+        self.parts.get(key)
+    }
+
+    pub(super) fn parts(&self) -> &BTreeMap<ServiceKey, ServiceDesired> {
+        &self.parts
+    }
+
+    pub(super) fn merged(&self) -> &Merged {
+        &self.merged
+    }
+
     /// New pools: every Service is recomputed on the next call if they differ.
     pub fn set_pools(&mut self, pools: Vec<Pool>) {
         if self.scope.pools != pools {

@@ -206,7 +206,7 @@ impl Merged {
     }
 
     /// The owner of `vip` among the Services naming it, if `key` may not share it.
-    fn vip_denied<'s>(
+    pub(super) fn vip_denied<'s>(
         &'s self,
         parts: &'s BTreeMap<ServiceKey, ServiceDesired>,
         vip: IpAddr,
@@ -225,7 +225,7 @@ impl Merged {
 
     /// The Service serving frontend `id`: its first claimant (in rank order) that may use the
     /// VIP.
-    fn server<'s>(
+    pub(super) fn server<'s>(
         &'s self,
         parts: &'s BTreeMap<ServiceKey, ServiceDesired>,
         id: &FrontendId,

@@ -17,6 +17,7 @@ use crate::core::{
 };
 
 pub mod cache;
+pub mod explain;
 mod local;
 mod merged;
 pub mod slices;
@@ -135,3 +136,6 @@ mod endpoint_tests;
 
 #[cfg(test)]
 mod ownership_tests;
+
+#[cfg(test)]
+mod explain_tests;

@@ -193,6 +193,22 @@ impl<F: FrontendTable + FrontendObserver, A: AddressTable + AddressObserver> Rec
         outcome
     }
 
+    /// The node as the executor last recorded it, or as observed now when there is no record.
+    pub async fn node_now(&self) -> anyhow::Result<Observed> {
+        match &self.known {
+            Some(known) => Ok(Observed {
+                not_forwarding: self.not_forwarding.clone(),
+                ..known.clone()
+            }),
+            None => self.observe().await,
+        }
+    }
+
+    /// Frontends kept in the maps only while their flows drain.
+    pub fn draining(&self) -> BTreeSet<FrontendId> {
+        self.draining.keys().copied().collect()
+    }
+
     /// Whether the last check found an uplink that does not forward.
     pub fn not_forwarding(&self) -> bool {
         !self.not_forwarding.is_empty()

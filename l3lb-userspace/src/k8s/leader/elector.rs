@@ -29,9 +29,15 @@ pub struct Elector {
 pub struct ElectorHandle {
     stop: tokio::sync::oneshot::Sender<()>,
     task: JoinHandle<()>,
+    leadership: watch::Receiver<Leadership>,
 }
 
 impl ElectorHandle {
+    /// Whether this process holds the Lease now.
+    pub fn is_leader(&self) -> bool {
+        self.leadership.borrow().is_leader()
+    }
+
     /// Ends the task without releasing anything, as a crash would (tests).
     pub fn abort(self) {
         self.task.abort();
@@ -88,6 +94,7 @@ impl Elector {
     /// Runs on the current runtime until stopped through the handle.
     pub fn spawn(mut self) -> ElectorHandle {
         let (stop, mut stopped) = tokio::sync::oneshot::channel();
+        let leadership = self.leadership.subscribe();
         let task = tokio::spawn(async move {
             loop {
                 let wait = self.poll().await;
@@ -98,7 +105,11 @@ impl Elector {
             }
             self.release().await;
         });
-        ElectorHandle { stop, task }
+        ElectorHandle {
+            stop,
+            task,
+            leadership,
+        }
     }
 
     fn leading(&self) -> bool {
