@@ -11,6 +11,7 @@ use ipnet::IpNet;
 pub mod allocate;
 pub mod cleanup;
 pub mod explain;
+pub mod frr_config;
 pub mod parse;
 pub mod run;
 mod shared;
@@ -20,6 +21,7 @@ pub mod status;
 pub use allocate::AllocateArgs;
 pub use cleanup::CleanupArgs;
 pub use explain::ExplainArgs;
+pub use frr_config::FrrConfigArgs;
 pub use run::RunArgs;
 pub use stats::StatsArgs;
 pub use status::StatusArgs;
@@ -67,6 +69,10 @@ pub enum Command {
     /// Why each address of a Service is or is not announced on this node, check by check in the
     /// order the daemon decides. Run it as root on the node.
     Explain(ExplainArgs),
+    /// Print the FRR snippet for these --prefix values: prefix-lists and route-maps that let only
+    /// the VIPs out, `redistribute connected` in both address families; with --asn a complete
+    /// `router bgp` block.
+    FrrConfig(FrrConfigArgs),
     /// Print the datapath counters (packets and bytes per verdict: DNATed, passed, replies
     /// translated, ...; or per frontend with --frontends) of the l3lb programs attached to an
     /// uplink. Run it in the node's network namespace, as root.
@@ -112,6 +118,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
         Command::Stats(args) => stats::run(args).await,
         Command::Status(args) => status::run(args).await,
         Command::Explain(args) => explain::run(args).await,
+        Command::FrrConfig(args) => frr_config::run(args),
         Command::Cleanup(args) => cleanup::run(args),
     }
 }

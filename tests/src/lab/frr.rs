@@ -19,12 +19,14 @@ use anyhow::{Context, anyhow, bail};
 use ipnet::{Ipv4Net, Ipv6Net};
 use serde_json::Value;
 
+use l3lb_userspace::cli::frr_config::{FrrConfigArgs, Neighbor, ROUTE_MAP, render};
+
 use super::{prereq::FRR_DIR, process::run, topology};
 
 /// Router AS; node `i` is `ROUTER_AS + i`.
 pub const ROUTER_AS: u32 = 65000;
-/// Route-map and prefix-list name on the nodes, as in the deploy snippet.
-pub const VIP_POLICY: &str = "L3LB-VIPS";
+/// Route-map and prefix-list name on the nodes: `l3lb frr-config`'s.
+pub const VIP_POLICY: &str = ROUTE_MAP;
 
 /// Per-namespace FRR runtime directory, owned by the `frr` user.
 pub(crate) fn prepare_dir(dir: &Path) -> anyhow::Result<()> {
@@ -50,13 +52,16 @@ pub(crate) fn zebra_config(hostname: &str) -> String {
 }
 
 /// Shared neighbor tuning: fast timers and immediate updates so labs converge in seconds.
-fn neighbor_lines(peer: IpAddr, remote_as: u32) -> String {
+fn neighbor_tuning(peer: IpAddr) -> String {
     format!(
-        " neighbor {peer} remote-as {remote_as}\n \
-         neighbor {peer} timers 1 3\n \
+        " neighbor {peer} timers 1 3\n \
          neighbor {peer} timers connect 1\n \
          neighbor {peer} advertisement-interval 0\n"
     )
+}
+
+fn neighbor_lines(peer: IpAddr, remote_as: u32) -> String {
+    format!(" neighbor {peer} remote-as {remote_as}\n") + &neighbor_tuning(peer)
 }
 
 /// The router: eBGP to every node over IPv4 (IPv4 routes) and IPv6 (IPv6 routes), ECMP across
@@ -93,35 +98,34 @@ pub(crate) fn router_bgpd_config(hostname: &str, nodes: usize) -> String {
     s
 }
 
-/// Node `i`: advertises connected routes inside the VIP prefixes (the /32s and /128s on `lo`),
-/// IPv4 over its IPv4 session and IPv6 over its IPv6 one, nothing else.
+/// Node `i`: what `l3lb frr-config` prints for the lab's prefixes, AS and peers (IPv4 routes over
+/// the IPv4 session, IPv6 over the IPv6 one), then the lab's timers, in a second visit of the
+/// same `router bgp` (FRR enters the running instance).
 pub(crate) fn node_bgpd_config(
     hostname: &str,
     i: usize,
     vip_prefix: Ipv4Net,
     vip_prefix6: Ipv6Net,
 ) -> String {
+    let asn = ROUTER_AS + i as u32;
+    let peer = topology::router_ip(i).into();
+    let peer6 = topology::ip6(i, false, 1).into();
+    let neighbor = |addr| Neighbor {
+        addr,
+        remote_as: ROUTER_AS,
+    };
+    let args = FrrConfigArgs {
+        prefixes: vec![vip_prefix.into(), vip_prefix6.into()],
+        asn: Some(asn),
+        router_id: Some(topology::node_ip(i)),
+        neighbors: vec![neighbor(peer), neighbor(peer6)],
+    };
     let mut s = common_header(hostname);
-    s += &format!(
-        "ip prefix-list {VIP_POLICY} seq 10 permit {vip_prefix} le 32\n!\n\
-         ipv6 prefix-list {VIP_POLICY}6 seq 10 permit {vip_prefix6} le 128\n!\n\
-         route-map {VIP_POLICY} permit 10\n match ip address prefix-list {VIP_POLICY}\nexit\n!\n\
-         route-map {VIP_POLICY}6 permit 10\n match ipv6 address prefix-list {VIP_POLICY}6\nexit\n!\n"
-    );
-    s += &format!(
-        "router bgp {}\n bgp router-id {}\n no bgp ebgp-requires-policy\n bgp log-neighbor-changes\n",
-        ROUTER_AS + i as u32,
-        topology::node_ip(i)
-    );
-    s += &neighbor_lines(topology::router_ip(i).into(), ROUTER_AS);
-    let peer6 = topology::ip6(i, false, 1);
-    s += &neighbor_lines(peer6.into(), ROUTER_AS);
-    s += &format!(
-        " !\n address-family ipv4 unicast\n  redistribute connected route-map {VIP_POLICY}\n  \
-         no neighbor {peer6} activate\n exit-address-family\n !\n \
-         address-family ipv6 unicast\n  neighbor {peer6} activate\n  \
-         redistribute connected route-map {VIP_POLICY}6\n exit-address-family\nexit\n!\n"
-    );
+    s += &render(&args);
+    s += &format!("router bgp {asn}\n bgp log-neighbor-changes\n");
+    s += &neighbor_tuning(peer);
+    s += &neighbor_tuning(peer6);
+    s += "exit\n!\n";
     s
 }
 

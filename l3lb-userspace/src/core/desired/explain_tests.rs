@@ -170,7 +170,10 @@ fn every_check_explains_what_the_daemon_decided() {
     assert!(has(&e, "uplinks", false, "up0: XDP program detached"));
 
     // No Ready endpoint here (only a terminating one).
-    let w = World::new(std::slice::from_ref(&web), &[slice("default", "web", false)]);
+    let w = World::new(
+        std::slice::from_ref(&web),
+        &[slice("default", "web", false)],
+    );
     let e = w.explain("default", "web");
     note(&e);
     assert!(has(
