@@ -1,7 +1,11 @@
 //! `cargo xtask demo`: builds the lab, runs a real l3lb per node against the test API server and
 //! shows each step: VIPs assumed, the router's ECMP route, requests and the source address each
 //! pod saw, a failover. Everything it made is removed at the end, also on failure.
-use std::{collections::BTreeMap, net::Ipv4Addr, time::Duration};
+use std::{
+    collections::BTreeMap,
+    net::Ipv4Addr,
+    time::{Duration, Instant},
+};
 
 use anyhow::bail;
 use l3lb_tests::{
@@ -13,8 +17,13 @@ const VIP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 10);
 const PORT: u16 = 80;
 const WAIT: Duration = Duration::from_secs(30);
 
-fn step(n: u32, text: &str) {
-    println!("\n\x1b[1m[{n}] {text}\x1b[0m");
+/// Steps of the demo, for "[n/STEPS]".
+const STEPS: u32 = 8;
+
+/// Prints step `n` with the time since the demo started (and a typical total for reference).
+fn step(started: Instant, n: u32, text: &str) {
+    let t = started.elapsed().as_secs_f32();
+    println!("\n\x1b[1m[{n}/{STEPS}] {text}\x1b[0m   (t+{t:.1}s; the demo takes about 10 s)");
 }
 
 fn show_route(c: &Cluster) -> anyhow::Result<()> {
@@ -81,7 +90,9 @@ fn print_log(c: &Cluster, node: usize, needles: &[&str]) {
 }
 
 fn main() -> anyhow::Result<()> {
+    let started = Instant::now();
     step(
+        started,
         1,
         "Building the lab: client -- router (FRR) == node1, node2 (FRR + l3lb) -- pod1, pod2",
     );
@@ -92,6 +103,7 @@ fn main() -> anyhow::Result<()> {
     );
 
     step(
+        started,
         2,
         &format!(
             "Service default/web: LoadBalancer requesting {VIP} (granted from L3lbPool lab by the elected allocator), tcp+udp {PORT} -> 8080, one Ready pod per node"
@@ -114,12 +126,14 @@ fn main() -> anyhow::Result<()> {
     }
 
     step(
+        started,
         3,
         "The router learned the VIP from both nodes over BGP: two equal-cost next hops",
     );
     show_route(&c)?;
 
     step(
+        started,
         4,
         "Traffic: ECMP spreads connections over the nodes; XDP DNATs to the local pod, keeping the client's address",
     );
@@ -137,6 +151,7 @@ fn main() -> anyhow::Result<()> {
     }
 
     step(
+        started,
         5,
         "Failover: pod2 turns not-Ready; node2 withdraws the VIP and the router drops that path",
     );
@@ -146,13 +161,30 @@ fn main() -> anyhow::Result<()> {
     show_route(&c)?;
     requests(&c, 6)?;
 
-    step(6, "Deleting the Service: the VIP is withdrawn everywhere");
+    step(
+        started,
+        6,
+        "Asking the nodes why: l3lb status on node1, l3lb explain on node2",
+    );
+    for (i, command, args) in [(1, "status", &[][..]), (2, "explain", &["default/web"][..])] {
+        println!("    node{i}# l3lb {command} {}", args.join(" "));
+        for line in c.l3lb_on(i, command, args)?.lines() {
+            println!("      {line}");
+        }
+    }
+
+    step(
+        started,
+        7,
+        "Deleting the Service: the VIP is withdrawn everywhere",
+    );
     c.delete_service("web")?;
     wait_hops(&c, 0)?;
     show_route(&c)?;
 
     step(
-        7,
+        started,
+        8,
         "Cleaning up: stopping the daemons, FRR and pods; deleting the namespaces",
     );
     drop(c);

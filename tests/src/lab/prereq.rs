@@ -36,6 +36,18 @@ pub(crate) fn check() -> anyhow::Result<()> {
     if !frr_user_exists() {
         missing.push("system user `frr` missing (created by the apt package `frr`)".to_string());
     }
+    if !Path::new("/sys/kernel/btf/vmlinux").exists() {
+        missing.push(
+            "the kernel has no BTF (/sys/kernel/btf/vmlinux): l3lb's programs need Linux >= 6.6 \
+             built with CONFIG_DEBUG_INFO_BTF=y"
+                .to_string(),
+        );
+    }
+    if !Path::new("/sys/fs/bpf").is_dir() {
+        missing.push(
+            "/sys/fs/bpf missing: mount a bpffs (`mount -t bpf bpf /sys/fs/bpf`)".to_string(),
+        );
+    }
     if !missing.is_empty() {
         bail!(
             "netns lab prerequisites missing: {}; {HINT}",

@@ -13,7 +13,10 @@ pub enum DatapathError {
         #[source]
         source: aya::maps::xdp::XdpMapError,
     },
-    #[error("loading the embedded eBPF object failed (are we root / CAP_BPF+CAP_NET_ADMIN?)")]
+    #[error(
+        "loading the embedded eBPF object failed: it needs root with CAP_BPF, CAP_NET_ADMIN and \
+         CAP_PERFMON, and a kernel with BTF (Linux >= 6.6, /sys/kernel/btf/vmlinux)"
+    )]
     Load {
         #[source]
         source: Box<EbpfError>,
@@ -26,7 +29,10 @@ pub enum DatapathError {
         #[source]
         source: ProgramError,
     },
-    #[error("loading program {name} into the kernel failed (verifier or permissions)")]
+    #[error(
+        "loading program {name} into the kernel failed: the verifier refused it or a capability \
+         is missing (CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON); Linux >= 6.6 with BTF is needed"
+    )]
     ProgramLoad {
         name: &'static str,
         #[source]
