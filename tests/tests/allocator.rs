@@ -362,5 +362,17 @@ async fn without_a_pool_every_waiting_service_is_told_what_to_create() {
         .unwrap();
     wait_ingress(&api, "asks", &["198.51.100.7"]).await;
     wait_ingress(&api, "first", &["198.51.100.1"]).await;
+    // The pool's status says how full it is and who holds it (`kubectl get l3lbpools`).
+    wait("the pool's status", || {
+        let pool = api
+            .get("l3lb.io/v1alpha1", "L3lbPool", None, "default")
+            .ok_or("no pool")?;
+        let want = json!({"total": 254, "used": 2, "free": 252, "serviceCount": 2,
+                          "services": ["default/asks", "default/first"]});
+        (pool["status"] == want)
+            .then_some(())
+            .ok_or(format!("{}", pool["status"]))
+    })
+    .await;
     daemon.stop().await;
 }

@@ -25,6 +25,28 @@ pub struct L3lbPool {
     pub metadata: ObjectMeta,
     #[serde(default)]
     pub spec: PoolSpec,
+    /// Written by the allocator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<PoolStatus>,
+}
+
+/// At most this many Services are named in a pool's status (the count is always whole).
+pub const NAMED_SERVICES: usize = 50;
+
+/// A pool's status, as the allocator last wrote it: what it hands out and who holds it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PoolStatus {
+    /// Addresses the pool hands out (inside --prefix; not a CIDR's network or IPv4 broadcast
+    /// address), at most `i64::MAX` (an IPv6 /64 has more).
+    pub total: i64,
+    pub used: i64,
+    pub free: i64,
+    /// How many Services hold addresses of the pool.
+    pub service_count: i64,
+    /// The first [`NAMED_SERVICES`] of them, as namespace/name.
+    #[serde(default)]
+    pub services: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]

@@ -59,7 +59,7 @@ const fn rt(
     }
 }
 
-/// A custom resource type (no status subresource).
+/// A custom resource type (with a status subresource: its CRD declares one).
 const fn custom(
     group: &'static str,
     version: &'static str,
@@ -73,7 +73,7 @@ const fn custom(
         plural,
         kind,
         namespaced,
-        has_status: false,
+        has_status: true,
         custom: true,
     }
 }

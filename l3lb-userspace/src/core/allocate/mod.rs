@@ -26,6 +26,7 @@ mod claim;
 mod left_alone;
 mod space;
 pub mod status;
+pub mod usage;
 
 use checks::Keep;
 pub use checks::no_pool;

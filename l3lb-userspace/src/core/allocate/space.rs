@@ -72,6 +72,12 @@ fn host_range(net: &IpNet) -> (u128, u128) {
     }
 }
 
+/// How many addresses of `net` auto-assignment may hand out.
+pub fn host_count(net: &IpNet) -> u128 {
+    let (first, last) = host_range(net);
+    last.saturating_sub(first).saturating_add(1)
+}
+
 /// The parts of `cidr` inside the prefixes.
 pub fn clip(cidr: &IpNet, prefixes: &[IpNet]) -> Vec<IpNet> {
     let mut out: Vec<IpNet> = prefixes

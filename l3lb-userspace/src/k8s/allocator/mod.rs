@@ -4,6 +4,7 @@
 //! Lease holder runs passes, so every refusal is reported once, not once per node. It runs inside
 //! every `l3lb run` (single-binary mode) or alone as `l3lb allocate` ([`crate::daemon::allocate`]):
 //! the same [`start`] either way.
+mod pool_status;
 mod summary;
 
 use std::{
@@ -203,6 +204,8 @@ impl Allocator {
             std::time::Instant::now(),
         );
         let changes = status::changes(&refs, &allocation);
+        let usage = crate::core::allocate::usage::usage(&allocation, &pools, &self.prefixes);
+        let pools_failed = pool_status::write(&self.client, &pool_refs, &usage).await;
         debug!(
             services = allocation.assigned.len(),
             changes = changes.len(),
@@ -214,7 +217,7 @@ impl Allocator {
             .map(|c| (&c.key, &c.resource_version))
             .collect();
         outdated.retain(|key, rv| changed.get(key).is_some_and(|now| *now == rv));
-        let mut failed = false;
+        let mut failed = pools_failed;
         for change in &changes {
             if outdated.contains_key(&change.key) {
                 continue;
