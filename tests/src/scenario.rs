@@ -22,8 +22,8 @@ use crate::{
 /// How often each daemon does a full pass; short so drift repair is quick to observe.
 pub const RESYNC: &str = "2s";
 
-/// deploy/crd.yaml, the L3lbPool CustomResourceDefinition.
-pub const POOL_CRD: &str = include_str!("../../deploy/crd.yaml");
+/// deploy/base/crd.yaml, the L3lbPool CustomResourceDefinition.
+pub const POOL_CRD: &str = include_str!("../../deploy/base/crd.yaml");
 
 /// The L3lbPool [`Cluster::start`] creates: the whole IPv4 and IPv6 VIP prefixes, auto-assigned.
 pub const LAB_POOL: &str = "lab";

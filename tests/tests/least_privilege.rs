@@ -1,10 +1,11 @@
 //! Least privilege, proven (root, FRR): l3lb split as deployed, under exactly the privileges and
 //! RBAC the manifests ship. Every node runs `l3lb run --allocator=false` as root with only the
-//! capabilities of deploy/daemonset.yaml (read from it, with no_new_privs) and the token of
-//! ServiceAccount l3lb-node; `l3lb allocate` runs as deploy/allocator.yaml says (uid 65534, no
-//! capability) with the token of l3lb-allocator. The API server enforces deploy/rbac.yaml. The
-//! main scenario passes, nobody is refused anything they try, the node's identity cannot write a
-//! Service's status, and without any one of its capabilities the node daemon cannot start.
+//! capabilities of deploy/base/daemonset.yaml (read from it, with no_new_privs) and the token
+//! of ServiceAccount l3lb-node; `l3lb allocate` runs as deploy/base/allocator.yaml says (uid
+//! 65534, no capability) with the token of l3lb-allocator. The API server enforces
+//! deploy/base/rbac.yaml. The main scenario passes, nobody is refused anything they try, the
+//! node's identity cannot write a Service's status, and without any one of its capabilities
+//! the node daemon cannot start.
 use std::{
     net::{IpAddr, Ipv4Addr},
     path::PathBuf,
@@ -29,10 +30,10 @@ use l3lb_tests::{
 use serde::Deserialize as _;
 use serde_json::Value;
 
-const NAMESPACE: &str = include_str!("../../deploy/namespace.yaml");
-const RBAC: &str = include_str!("../../deploy/rbac.yaml");
-const DAEMONSET: &str = include_str!("../../deploy/daemonset.yaml");
-const ALLOCATOR: &str = include_str!("../../deploy/allocator.yaml");
+const NAMESPACE: &str = include_str!("../../deploy/base/namespace.yaml");
+const RBAC: &str = include_str!("../../deploy/base/rbac.yaml");
+const DAEMONSET: &str = include_str!("../../deploy/base/daemonset.yaml");
+const ALLOCATOR: &str = include_str!("../../deploy/base/allocator.yaml");
 
 const PORT: u16 = 80;
 const CONVERGE: Duration = Duration::from_secs(30);

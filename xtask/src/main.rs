@@ -123,9 +123,10 @@ fn require_root(what: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Integration tests of `l3lb-tests` that need no root: the test API server and the daemon's
-/// kube-client code against it. Every other file in tests/tests/ is a root tier.
-const UNPRIVILEGED_TESTS: [&str; 3] = ["apiserver", "allocator", "leader"];
+/// Integration tests of `l3lb-tests` that need no root: the test API server, the daemon's
+/// kube-client code against it, and the manifests applied to it by kubectl. Every other file in
+/// tests/tests/ is a root tier.
+const UNPRIVILEGED_TESTS: [&str; 4] = ["apiserver", "allocator", "leader", "kustomize"];
 
 /// The root-tier test targets: every integration test of `l3lb-tests` not listed above.
 fn root_tests() -> anyhow::Result<Vec<String>> {
