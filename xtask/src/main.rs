@@ -1,4 +1,4 @@
-//! Project tasks: `cargo xtask build-ebpf | test | demo`.
+//! Project tasks: `cargo xtask build-ebpf | test | image | demo | bench | check-cycles`.
 use std::{
     path::{Path, PathBuf},
     process::Command,
@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 
 mod build_ebpf;
 mod cycles;
+mod image;
 
 #[derive(Parser)]
 #[command(name = "xtask", about = "l3lb project tasks")]
@@ -36,6 +37,11 @@ enum Task {
     },
     /// Fail on import cycles between modules in any crate.
     CheckCycles,
+    /// Build the container image: the release binary, linked statically (musl), alone in a
+    /// FROM scratch image (deploy/Containerfile), tagged l3lb:<version> by podman, which names
+    /// it localhost/l3lb:<version> as deploy/base runs it. Needs podman and the musl target
+    /// (`bash .ci/setup` installs both).
+    Image,
     /// Build the demo lab (router, two nodes with FRR and l3lb, pods, a client), show each step,
     /// clean up. Needs root.
     Demo,
@@ -64,6 +70,7 @@ fn main() -> anyhow::Result<()> {
         Task::Test { args } => test(&args),
         Task::Demo => demo(),
         Task::CheckCycles => cycles::run(&workspace_root()),
+        Task::Image => image::run(),
         Task::Bench { which } => match which {
             Bench::ControlPlane { args } => {
                 bench("l3lb-bench-control-plane", "control-plane", &args)
