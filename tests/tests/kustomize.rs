@@ -169,7 +169,7 @@ fn ids(objects: &[Value]) -> Vec<(String, String, Option<String>, String)> {
 }
 
 #[test]
-fn every_kustomization_renders_and_passes_a_server_dry_run() -> anyhow::Result<()> {
+fn kustomize_base_and_overlays_pass_a_server_dry_run() -> anyhow::Result<()> {
     for dir in kustomizations()? {
         let label = dir.file_name().and_then(|n| n.to_str()).unwrap_or("?");
         let yaml = render(&dir)?;
@@ -332,7 +332,7 @@ fn refused(
 }
 
 #[test]
-fn broken_manifests_fail_the_dry_run() -> anyhow::Result<()> {
+fn kustomize_broken_manifests_fail_the_dry_run() -> anyhow::Result<()> {
     let base = documents(&render(&deploy_dir().join("base"))?)?;
     let daemonset = |objects: &mut Vec<Value>| -> usize {
         objects
