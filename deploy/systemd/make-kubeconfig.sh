@@ -1,9 +1,9 @@
 #!/bin/sh
 # Writes the kubeconfig of l3lb on a systemd host (deploy/l3lb.service): the API server and CA of
 # your current kubectl context, and the token of ServiceAccount l3lb-system/l3lb-host, which may
-# do what l3lb does and nothing else (deploy/rbac.yaml, deploy/systemd/rbac.yaml).
+# do what l3lb does and nothing else (deploy/base/rbac.yaml, deploy/systemd/rbac.yaml).
 #
-#   kubectl apply -f deploy/namespace.yaml -f deploy/crd.yaml -f deploy/rbac.yaml \
+#   kubectl apply -f deploy/base/namespace.yaml -f deploy/base/crd.yaml -f deploy/base/rbac.yaml \
 #     -f deploy/systemd/rbac.yaml
 #   sh deploy/systemd/make-kubeconfig.sh /etc/l3lb/kubeconfig    # as root, on each host
 #

@@ -16,14 +16,14 @@ use serde_json::{Value, json};
 
 use crate::{
     apiserver::ApiServer,
-    lab::{Lab, LabConfig, Privileges, wait_for},
+    lab::{ContainerSpec, Lab, LabConfig, Privileges, container, wait_for},
 };
 
 /// How often each daemon does a full pass; short so drift repair is quick to observe.
 pub const RESYNC: &str = "2s";
 
-/// deploy/crd.yaml, the L3lbPool CustomResourceDefinition.
-pub const POOL_CRD: &str = include_str!("../../deploy/crd.yaml");
+/// deploy/base/crd.yaml, the L3lbPool CustomResourceDefinition.
+pub const POOL_CRD: &str = include_str!("../../deploy/base/crd.yaml");
 
 /// The L3lbPool [`Cluster::start`] creates: the whole IPv4 and IPv6 VIP prefixes, auto-assigned.
 pub const LAB_POOL: &str = "lab";
@@ -63,6 +63,9 @@ pub struct Identity {
     pub service_account: Option<(String, String)>,
     /// `None`: as the test runs (root, every capability).
     pub privileges: Option<Privileges>,
+    /// `Some`: l3lb runs from this container (its image, with its mounts and environment, under
+    /// `privileges`: `podman run`, see [`crate::lab::container`]) instead of the host's binary.
+    pub container: Option<ContainerSpec>,
 }
 
 /// An EndpointSlice endpoint's conditions.
@@ -85,6 +88,8 @@ pub struct Cluster {
     setup: Setup,
     /// The split allocator's pid and its starts so far.
     allocator: (Option<u32>, usize),
+    /// Containers l3lb runs in: pid of their `podman run` -> container name.
+    containers: BTreeMap<u32, String>,
     /// Extra `l3lb run` arguments for the daemons started from now on.
     pub daemon_args: Vec<String>,
     pub runtime: tokio::runtime::Runtime,
@@ -124,12 +129,20 @@ impl Cluster {
 
     /// [`Cluster::start`], running l3lb as `setup` says.
     pub fn start_with(cfg: LabConfig, setup: Setup) -> anyhow::Result<Cluster> {
-        let bin = l3lb_bin()?;
-        anyhow::ensure!(
-            bin.is_file(),
-            "{} does not exist; run `cargo build -p l3lb-userspace`",
-            bin.display()
-        );
+        let who = std::iter::once(&setup.nodes).chain(&setup.allocator);
+        for who in who {
+            match &who.container {
+                Some(c) => container::require_image(&c.image)?,
+                None => {
+                    let bin = l3lb_bin()?;
+                    anyhow::ensure!(
+                        bin.is_file(),
+                        "{} does not exist; run `cargo build -p l3lb-userspace`",
+                        bin.display()
+                    );
+                }
+            }
+        }
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -158,6 +171,7 @@ impl Cluster {
             starts: BTreeMap::new(),
             setup,
             allocator: (None, 0),
+            containers: BTreeMap::new(),
             daemon_args: Vec::new(),
             runtime,
         };
@@ -220,21 +234,86 @@ impl Cluster {
         let prefix = self.lab.config().vip_prefix.to_string();
         let prefix6 = self.lab.config().vip_prefix6.to_string();
         let listen = SocketAddr::from(ALLOCATOR_METRICS_ADDR).to_string();
-        let mut cmd = Command::new(l3lb_bin()?);
-        cmd.args(["allocate", "--identity", ALLOCATOR_IDENTITY])
-            .args(["--prefix", &prefix, "--prefix", &prefix6])
-            .args(["--resync-interval", RESYNC, "--metrics-addr", &listen])
-            .env("KUBECONFIG", &path)
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1");
-        if let Some(p) = &who.privileges {
-            cmd = p.wrap(&cmd)?;
-        }
+        let args: Vec<String> = [
+            "allocate",
+            "--identity",
+            ALLOCATOR_IDENTITY,
+            "--prefix",
+            &prefix,
+            "--prefix",
+            &prefix6,
+            "--resync-interval",
+            RESYNC,
+            "--metrics-addr",
+            &listen,
+        ]
+        .map(str::to_owned)
+        .to_vec();
         self.allocator.1 += 1;
         let log = format!("l3lb-allocator-{}", self.allocator.1);
-        let pid = self.lab.spawn_in_netns_only(&ns, &log, cmd)?;
+        let fields = BTreeMap::from([("metadata.name", ALLOCATOR_IDENTITY.to_owned())]);
+        let pid = self.spawn_l3lb(
+            &ns,
+            &log,
+            &who,
+            who.privileges.as_ref(),
+            &fields,
+            &path,
+            &args,
+        )?;
         self.allocator.0 = Some(pid);
         Ok(pid)
+    }
+
+    /// Starts l3lb with `args` in network namespace `ns` as `who` under `privileges`, with
+    /// `kubeconfig`: the host's binary (joining only the network namespace: host mounts, so pins
+    /// go to the host's bpffs and outlive it), or `who`'s container (`fields`: the pod fields its
+    /// environment reads). Its output goes to the log `log`.
+    #[allow(clippy::too_many_arguments)]
+    fn spawn_l3lb(
+        &mut self,
+        ns: &str,
+        log: &str,
+        who: &Identity,
+        privileges: Option<&Privileges>,
+        fields: &BTreeMap<&str, String>,
+        kubeconfig: &std::path::Path,
+        args: &[String],
+    ) -> anyhow::Result<u32> {
+        let kubeconfig_str = kubeconfig.to_str().context("non-UTF-8 kubeconfig path")?;
+        let env = [
+            ("KUBECONFIG", kubeconfig_str),
+            ("RUST_LOG", "info"),
+            ("NO_COLOR", "1"),
+        ];
+        let Some(spec) = &who.container else {
+            let mut cmd = Command::new(l3lb_bin()?);
+            cmd.args(args).envs(env);
+            if let Some(p) = privileges {
+                cmd = p.wrap(&cmd)?;
+            }
+            return self.lab.spawn_in_netns_only(ns, log, cmd);
+        };
+        let privileges = privileges.unwrap_or(&spec.privileges);
+        let name = format!("{}-{log}", self.lab.id());
+        let cmd = spec.podman_run(&name, ns, privileges, fields, &[kubeconfig], &env, args)?;
+        let pid = self.lab.spawn_container(log, &name, cmd)?;
+        self.containers.insert(pid, name);
+        Ok(pid)
+    }
+
+    /// The process running l3lb for `pid` (a pid [`Cluster::daemon_pid`] or
+    /// [`Cluster::allocator_pid`] gave): `pid` itself, or for a container the host pid of its
+    /// first process, once it has one (up to 30 s).
+    pub fn l3lb_process(&self, pid: u32) -> anyhow::Result<u32> {
+        let Some(name) = self.containers.get(&pid) else {
+            return Ok(pid);
+        };
+        wait_for(
+            &format!("container {name} to run"),
+            Duration::from_secs(30),
+            || container::pid(name),
+        )
     }
 
     /// Stops the split allocator with SIGTERM (as the kubelet would).
@@ -282,8 +361,9 @@ impl Cluster {
     ) -> anyhow::Result<u32> {
         let prefix = self.lab.config().vip_prefix.to_string();
         let prefix6 = self.lab.config().vip_prefix6.to_string();
-        let mut cmd = Command::new(l3lb_bin()?);
-        cmd.args([
+        let bpffs = self.lab.bpffs_dir(i);
+        let socket = self.control_socket(i);
+        let mut args: Vec<String> = [
             "run",
             "--node-name",
             &node_name(i),
@@ -293,34 +373,34 @@ impl Cluster {
             &prefix6,
             "--uplink",
             self.lab.uplink(),
-        ])
-        .args(["--resync-interval", RESYNC])
-        // The lab's Services carry no loadBalancerClass: served by default.
-        .arg("--bpffs-dir")
-        .arg(self.lab.bpffs_dir(i))
-        // Every node daemon shares the host's mounts: one socket path each.
-        .arg("--control-socket")
-        .arg(self.control_socket(i))
-        .args(["--metrics-addr", &metrics_addr().to_string()])
-        .args(
-            self.setup
-                .allocator
-                .is_some()
-                .then_some("--allocator=false"),
-        )
-        .args(&self.daemon_args)
-        .env("KUBECONFIG", &self.kubeconfigs[&i])
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1");
+            "--resync-interval",
+            RESYNC,
+            // The lab's Services carry no loadBalancerClass: served by default.
+            "--bpffs-dir",
+            bpffs.to_str().context("non-UTF-8 bpffs path")?,
+            // Every node daemon shares the host's mounts: one socket path each.
+            "--control-socket",
+            socket.to_str().context("non-UTF-8 socket path")?,
+            "--metrics-addr",
+            &metrics_addr().to_string(),
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        if self.setup.allocator.is_some() {
+            args.push("--allocator=false".into());
+        }
+        args.extend(self.daemon_args.iter().cloned());
         let n = self.starts.entry(i).or_default();
         *n += 1;
         let log = format!("l3lb-{}-{n}", node_name(i));
         let ns = self.lab.node_ns(i).to_owned();
-        if let Some(p) = privileges {
-            cmd = p.wrap(&cmd)?;
-        }
-        // Host mounts, so the daemon pins into the host's bpffs and the pins outlive it.
-        let pid = self.lab.spawn_in_netns_only(&ns, &log, cmd)?;
+        let kubeconfig = self.kubeconfigs[&i].clone();
+        let who = self.setup.nodes.clone();
+        let fields = BTreeMap::from([
+            ("spec.nodeName", node_name(i)),
+            ("metadata.name", format!("l3lb-{}", node_name(i))),
+        ]);
+        let pid = self.spawn_l3lb(&ns, &log, &who, privileges, &fields, &kubeconfig, &args)?;
         self.daemons.insert(i, pid);
         Ok(pid)
     }

@@ -835,15 +835,15 @@ async fn l3lb_calls(client: &Client) -> Vec<(&'static str, u16)> {
     ]
 }
 
-/// The rules of deploy/rbac.yaml (and deploy/systemd/rbac.yaml), applied to the API server as
+/// The rules of deploy/base/rbac.yaml (and deploy/systemd/rbac.yaml), applied to the API server as
 /// shipped: each identity may do what its process calls and nothing else.
 #[tokio::test]
 async fn service_account_tokens_are_held_to_the_shipped_rbac() {
     let fx = Fixture::new().await;
     for manifest in [
-        include_str!("../../deploy/namespace.yaml"),
-        include_str!("../../deploy/crd.yaml"),
-        include_str!("../../deploy/rbac.yaml"),
+        include_str!("../../deploy/base/namespace.yaml"),
+        include_str!("../../deploy/base/crd.yaml"),
+        include_str!("../../deploy/base/rbac.yaml"),
         include_str!("../../deploy/systemd/rbac.yaml"),
     ] {
         fx.server.apply_yaml(manifest).unwrap();

@@ -1,10 +1,11 @@
 //! Least privilege, proven (root, FRR): l3lb split as deployed, under exactly the privileges and
 //! RBAC the manifests ship. Every node runs `l3lb run --allocator=false` as root with only the
-//! capabilities of deploy/daemonset.yaml (read from it, with no_new_privs) and the token of
-//! ServiceAccount l3lb-node; `l3lb allocate` runs as deploy/allocator.yaml says (uid 65534, no
-//! capability) with the token of l3lb-allocator. The API server enforces deploy/rbac.yaml. The
-//! main scenario passes, nobody is refused anything they try, the node's identity cannot write a
-//! Service's status, and without any one of its capabilities the node daemon cannot start.
+//! capabilities of deploy/base/daemonset.yaml (read from it, with no_new_privs) and the token
+//! of ServiceAccount l3lb-node; `l3lb allocate` runs as deploy/base/allocator.yaml says (uid
+//! 65534, no capability) with the token of l3lb-allocator. The API server enforces
+//! deploy/base/rbac.yaml. The main scenario passes, nobody is refused anything they try, the
+//! node's identity cannot write a Service's status, and without any one of its capabilities
+//! the node daemon cannot start.
 use std::{
     net::{IpAddr, Ipv4Addr},
     path::PathBuf,
@@ -21,47 +22,26 @@ use kube::{
 use l3lb_tests::{
     lab::{
         LabConfig, Privileges,
-        privileges::{capability_mask, process_privileges},
+        privileges::{check_process, service_account},
         wait_for,
     },
     scenario::{ALLOCATOR_IDENTITY, Cluster, Identity, Setup},
 };
-use serde::Deserialize as _;
-use serde_json::Value;
 
-const NAMESPACE: &str = include_str!("../../deploy/namespace.yaml");
-const RBAC: &str = include_str!("../../deploy/rbac.yaml");
-const DAEMONSET: &str = include_str!("../../deploy/daemonset.yaml");
-const ALLOCATOR: &str = include_str!("../../deploy/allocator.yaml");
+const NAMESPACE: &str = include_str!("../../deploy/base/namespace.yaml");
+const RBAC: &str = include_str!("../../deploy/base/rbac.yaml");
+const DAEMONSET: &str = include_str!("../../deploy/base/daemonset.yaml");
+const ALLOCATOR: &str = include_str!("../../deploy/base/allocator.yaml");
 
 const PORT: u16 = 80;
 const CONVERGE: Duration = Duration::from_secs(30);
-
-/// The ServiceAccount `(namespace, name)` the first `kind` in `yaml` runs as.
-fn service_account(yaml: &str, kind: &str) -> anyhow::Result<(String, String)> {
-    for doc in serde_yaml::Deserializer::from_str(yaml) {
-        let v = Value::deserialize(doc)?;
-        if v["kind"] == kind {
-            let field = |ptr: &str| {
-                v.pointer(ptr)
-                    .and_then(Value::as_str)
-                    .map(str::to_owned)
-                    .with_context(|| format!("{kind} has no {ptr}"))
-            };
-            return Ok((
-                field("/metadata/namespace")?,
-                field("/spec/template/spec/serviceAccountName")?,
-            ));
-        }
-    }
-    bail!("no {kind} in the manifest")
-}
 
 /// Node and allocator as the manifests deploy them.
 fn deployed() -> anyhow::Result<(Identity, Identity)> {
     let node = Identity {
         service_account: Some(service_account(DAEMONSET, "DaemonSet")?),
         privileges: Some(Privileges::from_manifest(DAEMONSET, "DaemonSet", "l3lb")?),
+        ..Default::default()
     };
     let allocator = Identity {
         service_account: Some(service_account(ALLOCATOR, "Deployment")?),
@@ -70,6 +50,7 @@ fn deployed() -> anyhow::Result<(Identity, Identity)> {
             "Deployment",
             "l3lb-allocator",
         )?),
+        ..Default::default()
     };
     Ok((node, allocator))
 }
@@ -77,33 +58,6 @@ fn deployed() -> anyhow::Result<(Identity, Identity)> {
 fn user(identity: &Identity) -> String {
     let (ns, name) = identity.service_account.clone().unwrap_or_default();
     format!("system:serviceaccount:{ns}:{name}")
-}
-
-/// Waits until `pid` runs the l3lb binary (past nsenter and setpriv) and checks that it has
-/// exactly `want`: its uid, those capabilities in its effective, permitted and bounding sets,
-/// and no_new_privs.
-fn check_process(pid: u32, want: &Privileges, what: &str) -> anyhow::Result<()> {
-    wait_for(
-        &format!("{what} (pid {pid}) to exec l3lb"),
-        CONVERGE,
-        || {
-            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm"))?;
-            Ok((comm.trim() == "l3lb").then_some(()))
-        },
-    )?;
-    let seen = process_privileges(pid)?;
-    let mask = capability_mask(&want.capabilities)?;
-    ensure!(
-        seen.uid == want.uid
-            && seen.effective == mask
-            && seen.permitted == mask
-            && seen.bounding == mask
-            && seen.no_new_privs == want.no_new_privs,
-        "{what} runs with {seen:x?}, want uid {} and capabilities {:?} ({mask:#x})",
-        want.uid,
-        want.capabilities
-    );
-    Ok(())
 }
 
 fn wait_addr(c: &Cluster, node: usize, vip: Ipv4Addr, present: bool) -> anyhow::Result<()> {

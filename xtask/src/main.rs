@@ -1,4 +1,4 @@
-//! Project tasks: `cargo xtask build-ebpf | test | demo`.
+//! Project tasks: `cargo xtask build-ebpf | test | image | demo | bench | check-cycles`.
 use std::{
     path::{Path, PathBuf},
     process::Command,
@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 
 mod build_ebpf;
 mod cycles;
+mod image;
 
 #[derive(Parser)]
 #[command(name = "xtask", about = "l3lb project tasks")]
@@ -36,6 +37,11 @@ enum Task {
     },
     /// Fail on import cycles between modules in any crate.
     CheckCycles,
+    /// Build the container image: the release binary, linked statically (musl), alone in a
+    /// FROM scratch image (deploy/Containerfile), tagged l3lb:<version> by podman, which names
+    /// it localhost/l3lb:<version> as deploy/base runs it. Needs podman and the musl target
+    /// (`bash .ci/setup` installs both).
+    Image,
     /// Build the demo lab (router, two nodes with FRR and l3lb, pods, a client), show each step,
     /// clean up. Needs root.
     Demo,
@@ -64,6 +70,7 @@ fn main() -> anyhow::Result<()> {
         Task::Test { args } => test(&args),
         Task::Demo => demo(),
         Task::CheckCycles => cycles::run(&workspace_root()),
+        Task::Image => image::run(),
         Task::Bench { which } => match which {
             Bench::ControlPlane { args } => {
                 bench("l3lb-bench-control-plane", "control-plane", &args)
@@ -123,9 +130,13 @@ fn require_root(what: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Integration tests of `l3lb-tests` that need no root: the test API server and the daemon's
-/// kube-client code against it. Every other file in tests/tests/ is a root tier.
-const UNPRIVILEGED_TESTS: [&str; 3] = ["apiserver", "allocator", "leader"];
+/// Integration tests of `l3lb-tests` that need no root: the test API server, the daemon's
+/// kube-client code against it, and the manifests applied to it by kubectl. Every other file in
+/// tests/tests/ is a root tier.
+const UNPRIVILEGED_TESTS: [&str; 4] = ["apiserver", "allocator", "leader", "kustomize"];
+
+/// The root-tier test that runs the lab's daemons from the container image.
+const IMAGE_TEST: &str = "image";
 
 /// The root-tier test targets: every integration test of `l3lb-tests` not listed above.
 fn root_tests() -> anyhow::Result<Vec<String>> {
@@ -186,6 +197,11 @@ fn test(extra: &[String]) -> anyhow::Result<()> {
     let (mut passed, mut failed) = cargo_test(&with_filter(unprivileged, extra))?;
     let root = is_root();
     if root {
+        // Its test runs what `cargo xtask image` builds: build it first (a no-op for podman
+        // when the binary did not change), unless a filter leaves that test out.
+        if image_tests_selected(extra)? {
+            image::run()?;
+        }
         let names = root_tests()?;
         let mut privileged = vec!["test", "--no-fail-fast", "-p", "l3lb-tests"];
         for t in &names {
@@ -203,6 +219,59 @@ fn test(extra: &[String]) -> anyhow::Result<()> {
         bail!("cargo test ran no test");
     }
     require_root("the datapath and end-to-end tiers of `cargo xtask test` (the others passed)")
+}
+
+/// Whether a `cargo test` with the user's arguments `extra` runs a test of tests/tests/image.rs:
+/// always without a name filter, else when a filter matches one of its test names (as libtest
+/// matches: a substring, or the whole name with `--exact`).
+fn image_tests_selected(extra: &[String]) -> anyhow::Result<bool> {
+    let mut filters = Vec::new();
+    let mut args = extra.iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            // The options of libtest that take a value.
+            "--skip" | "--test-threads" | "--format" | "--logfile" | "--color" | "-Z" => {
+                args.next();
+            }
+            a if a.starts_with('-') => {}
+            a => filters.push(a),
+        }
+    }
+    if filters.is_empty() {
+        return Ok(true);
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(&cargo)
+        .args([
+            "test",
+            "-q",
+            "-p",
+            "l3lb-tests",
+            "--test",
+            IMAGE_TEST,
+            "--",
+            "--list",
+        ])
+        .current_dir(workspace_root())
+        .output()
+        .with_context(|| format!("cannot run {cargo}"))?;
+    if !out.status.success() {
+        bail!(
+            "listing the tests of tests/{IMAGE_TEST}.rs failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let exact = extra.iter().any(|a| a == "--exact");
+    let listed = String::from_utf8_lossy(&out.stdout);
+    let names: Vec<&str> = listed
+        .lines()
+        .filter_map(|l| l.strip_suffix(": test"))
+        .collect();
+    Ok(names.iter().any(|name| {
+        filters
+            .iter()
+            .any(|f| if exact { name == f } else { name.contains(f) })
+    }))
 }
 
 /// `args` with the user's test filter (after `--`) appended.

@@ -1,5 +1,5 @@
 //! Address pools: the cluster-scoped `L3lbPool` custom resource (`l3lb.io/v1alpha1`, manifest in
-//! deploy/crd.yaml) and its validated form. A CRD rather than a file: every daemon, and so every
+//! deploy/base/crd.yaml) and its validated form. A CRD rather than a file: every daemon, and so every
 //! leader in turn, sees the same pools, and an operator changes them with kubectl without
 //! restarting anything.
 use std::{

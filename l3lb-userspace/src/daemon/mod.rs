@@ -108,7 +108,7 @@ pub async fn run<F: FrontendTable + FrontendObserver, A: AddressTable + AddressO
         .await
         .is_err()
     {
-        warn!(wait = ?POOLS_WAIT, "L3lbPools not listed yet (is deploy/crd.yaml applied?); externalIPs are served once they are");
+        warn!(wait = ?POOLS_WAIT, "L3lbPools not listed yet (is deploy/base/crd.yaml applied?); externalIPs are served once they are");
     }
     metrics.health.set_synced();
     let mut host = Vec::new();

@@ -11,13 +11,14 @@ use axum::{
 use serde_json::{Value, json};
 
 use super::{
-    Audited, Shared, auth, discovery,
+    Audited, Shared, auth, discovery, openapi,
     patch::{self, PatchKind},
     rbac::{Attributes, forbidden_message},
     resources::{RESOURCES, Route, Target, parse_path},
     selector::Selector,
     status::ApiError,
-    store::{Filter, Key, WriteMode},
+    store::{Filter, Key, Store, WriteMode},
+    validate::{self, FieldValidation},
     watch,
 };
 
@@ -110,9 +111,6 @@ fn serve(
 ) -> Response {
     let result = match target {
         None => Err(ApiError::path_not_found(uri.path())),
-        Some(_) if method != Method::GET && query.contains_key("dryRun") => Err(
-            ApiError::bad_request("dryRun is not supported by the test API server"),
-        ),
         Some(Target::Version) if method == Method::GET => {
             Ok(json_response(StatusCode::OK, &discovery::version()))
         }
@@ -123,7 +121,19 @@ fn serve(
                 .map(|doc| json_response(StatusCode::OK, &doc))
                 .ok_or_else(|| ApiError::path_not_found(uri.path()))
         }
-        Some(Target::Version | Target::Discovery(_)) => {
+        Some(Target::OpenApi(segs)) if method == Method::GET => {
+            let served: Vec<bool> =
+                shared.read(|s| (0..RESOURCES.len()).map(|r| s.serves(r)).collect());
+            openapi::serve(&segs, &served)
+                .map(|doc| json_response(StatusCode::OK, &doc))
+                .ok_or_else(|| ApiError::path_not_found(uri.path()))
+        }
+        Some(Target::OpenApiV2) if method == Method::GET => Ok((
+            [(header::CONTENT_TYPE, openapi::V2_CONTENT_TYPE)],
+            Bytes::new(),
+        )
+            .into_response()),
+        Some(Target::Version | Target::Discovery(_) | Target::OpenApi(_) | Target::OpenApiV2) => {
             Err(ApiError::method_not_allowed(method.as_str()))
         }
         Some(Target::Resource(route)) if !shared.read(|s| s.serves(route.res)) => {
@@ -174,6 +184,17 @@ fn resource(
     };
     let watching =
         route.watch_path || matches!(query.get("watch").map(String::as_str), Some("true" | "1"));
+    // A dry run is validated and answered as if it were applied, and stores nothing.
+    let dry_run = match query.get("dryRun").map(String::as_str) {
+        None | Some("") => false,
+        Some("All") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "dryRun: Unsupported value: {other:?}: supported values: \"All\""
+            )));
+        }
+    };
+    let fields = FieldValidation::from_query(query.get("fieldValidation").map(String::as_str))?;
     let ok = |v: &Value| Ok(json_response(StatusCode::OK, v));
     match (method, key) {
         (&Method::GET, None) => {
@@ -197,12 +218,22 @@ fn resource(
             if route.subresource.is_none() && (route.namespace.is_some() || !rt.namespaced) =>
         {
             let obj = body_json(body)?;
-            let created = shared.write(|s| s.create(route.res, &ns, obj))?;
+            validate::check(rt, &obj, fields)?;
+            let created = match dry_run {
+                true => shared.read(|s| s.create_dry_run(route.res, &ns, obj))?,
+                false => shared.write(|s| s.create(route.res, &ns, obj))?,
+            };
             Ok(json_response(StatusCode::CREATED, &created))
         }
         (&Method::PUT, Some(key)) => {
             let obj = body_json(body)?;
-            ok(&shared.write(|s| s.update(&key, obj, status_mode, true))?)
+            if status_mode == WriteMode::Main {
+                validate::check(rt, &obj, fields)?;
+            }
+            ok(&match dry_run {
+                true => shared.read(|s| s.update_dry_run(&key, obj, status_mode, true))?,
+                false => shared.write(|s| s.update(&key, obj, status_mode, true))?,
+            })
         }
         (&Method::PATCH, Some(key)) => {
             let ct = headers
@@ -212,26 +243,61 @@ fn resource(
             let kind = PatchKind::from_content_type(ct)
                 .ok_or_else(|| ApiError::unsupported_media_type(ct))?;
             let patch = patch::parse_body(kind, body).map_err(ApiError::bad_request)?;
-            let (code, obj) = shared.write(|s| match s.get(&key).cloned() {
-                Some(mut current) => {
-                    patch::apply(kind, &mut current, &patch).map_err(ApiError::bad_request)?;
-                    Ok((StatusCode::OK, s.update(&key, current, status_mode, true)?))
+            let patched = |s: &Store| -> Result<Patched, ApiError> {
+                let (obj, existed) = match s.get(&key).cloned() {
+                    Some(mut current) => {
+                        patch::apply(kind, &mut current, &patch).map_err(ApiError::bad_request)?;
+                        (current, true)
+                    }
+                    // Server-side apply creates what is missing.
+                    None if kind == PatchKind::Apply && status_mode == WriteMode::Main => {
+                        let mut obj = patch.clone();
+                        obj["metadata"]["name"] = json!(key.name);
+                        (obj, false)
+                    }
+                    None => return Err(ApiError::not_found(rt, &key.name)),
+                };
+                if status_mode == WriteMode::Main {
+                    validate::check(rt, &obj, fields)?;
                 }
-                // Server-side apply creates what is missing.
-                None if kind == PatchKind::Apply && status_mode == WriteMode::Main => {
-                    let mut obj = patch.clone();
-                    obj["metadata"]["name"] = json!(key.name);
-                    Ok((StatusCode::CREATED, s.create(key.res, &key.ns, obj)?))
-                }
-                None => Err(ApiError::not_found(rt, &key.name)),
-            })?;
+                Ok(Patched { obj, existed })
+            };
+            let (code, obj) = match dry_run {
+                true => shared.read(|s| match patched(s)? {
+                    Patched { obj, existed: true } => Ok::<_, ApiError>((
+                        StatusCode::OK,
+                        s.update_dry_run(&key, obj, status_mode, true)?,
+                    )),
+                    Patched { obj, .. } => Ok((
+                        StatusCode::CREATED,
+                        s.create_dry_run(key.res, &key.ns, obj)?,
+                    )),
+                })?,
+                false => shared.write(|s| match patched(s)? {
+                    Patched { obj, existed: true } => {
+                        Ok::<_, ApiError>((StatusCode::OK, s.update(&key, obj, status_mode, true)?))
+                    }
+                    Patched { obj, .. } => {
+                        Ok((StatusCode::CREATED, s.create(key.res, &key.ns, obj)?))
+                    }
+                })?,
+            };
             Ok(json_response(code, &obj))
         }
-        (&Method::DELETE, Some(key)) if route.subresource.is_none() => {
-            ok(&shared.write(|s| s.delete(&key))?)
-        }
+        (&Method::DELETE, Some(key)) if route.subresource.is_none() => ok(&match dry_run {
+            true => shared
+                .read(|s| s.get(&key).cloned())
+                .ok_or_else(|| ApiError::not_found(rt, &key.name))?,
+            false => shared.write(|s| s.delete(&key))?,
+        }),
         _ => Err(ApiError::method_not_allowed(method.as_str())),
     }
+}
+
+/// A PATCH's result: the object to store, and whether it replaces one (else it is created).
+struct Patched {
+    obj: Value,
+    existed: bool,
 }
 
 fn selector(

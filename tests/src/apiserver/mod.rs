@@ -6,14 +6,20 @@
 //! selectors, create/replace/patch (merge, JSON, strategic and apply approximated as merge) and
 //! the `/status` subresource. Events posted by clients are kept for [`ApiServer::events`].
 //! Clients given a ServiceAccount token ([`ApiServer::token_for`]) are held to the RBAC objects
-//! applied to it ([`auth`], [`rbac`]); clients without credentials may do anything.
+//! applied to it ([`auth`], [`rbac`]); clients without credentials may do anything. Clients'
+//! writes are validated ([`validate`]: names, workloads' selectors, and with
+//! `fieldValidation=Strict` unknown fields); `dryRun=All` validates and answers as if applied,
+//! and stores nothing. Enough of OpenAPI v3 is served ([`openapi`]) for
+//! `kubectl apply --server-side --dry-run=server` to leave field validation to the server.
 //!
-//! Not modelled: client certificates, admission, defaulting (clusterIP allocation etc.),
-//! finalizers (DELETE removes at once), dry runs, deletecollection, managedFields.
+//! Not modelled: client certificates, admission (a namespace need not exist), defaulting
+//! (clusterIP allocation etc.), finalizers (DELETE removes at once), deletecollection,
+//! managedFields and apply's field ownership, schemas of custom resources.
 mod auth;
 mod discovery;
 mod http;
 mod meta;
+mod openapi;
 mod outage;
 mod patch;
 pub mod rbac;
@@ -23,6 +29,7 @@ mod status;
 mod store;
 #[cfg(test)]
 mod store_tests;
+mod validate;
 mod watch;
 
 use std::{
@@ -38,6 +45,9 @@ use serde_json::Value;
 
 use resources::{RESOURCES, ResourceType};
 use store::{Key, Store};
+
+/// A self-signed CA certificate whose key was never kept: the CA the kubeconfigs name.
+pub const TEST_CA: &str = include_str!("test-ca.pem");
 
 /// State shared by the handle and the HTTP handlers.
 struct Shared {
@@ -160,7 +170,9 @@ impl ApiServer {
     }
 
     /// Writes a kubeconfig pointing at `addr` with context namespace `namespace` (a pod's own)
-    /// and, if given, a bearer token (see [`ApiServer::token_for`]).
+    /// and, if given, a bearer token (see [`ApiServer::token_for`]). It names a CA, as every
+    /// real cluster's does ([`TEST_CA`]; nothing is served over TLS): kube-rs then needs no
+    /// system trust store, which a `FROM scratch` image does not have.
     pub fn write_kubeconfig_as(
         addr: SocketAddr,
         path: &Path,
@@ -171,8 +183,11 @@ impl ApiServer {
             Some(token) => format!("\n    token: {token}"),
             None => " {}".to_owned(),
         };
+        let ca = serde_json::to_value(k8s_openapi::ByteString(TEST_CA.as_bytes().to_vec()))?;
+        let ca = ca.as_str().context("base64 of the test CA")?.to_owned();
         let config = format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: l3lb-test\n  cluster:\n    server: http://{addr}\n\
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: l3lb-test\n  cluster:\n    server: http://{addr}\n    \
+             certificate-authority-data: {ca}\n\
              users:\n- name: l3lb-test\n  user:{user}\ncontexts:\n- name: l3lb-test\n  context:\n    \
              cluster: l3lb-test\n    user: l3lb-test\n    namespace: {namespace}\ncurrent-context: l3lb-test\n"
         );

@@ -55,6 +55,8 @@ const DISCOVERY: &[&str] = &[
     "/api/*",
     "/apis",
     "/apis/*",
+    "/openapi",
+    "/openapi/*",
     "/version",
     "/version/",
 ];

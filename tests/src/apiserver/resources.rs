@@ -98,6 +98,9 @@ pub static RESOURCES: &[ResourceType] = &[
     ),
     rt("coordination.k8s.io", "leases", "Lease", true, false),
     rt("events.k8s.io", "events", "Event", true, false),
+    // The workloads l3lb ships (deploy/base): applied with server-side dry runs in tests.
+    rt("apps", "daemonsets", "DaemonSet", true, true),
+    rt("apps", "deployments", "Deployment", true, true),
     rt(
         "apiextensions.k8s.io",
         "customresourcedefinitions",
@@ -128,7 +131,7 @@ pub static RESOURCES: &[ResourceType] = &[
         false,
         false,
     ),
-    // l3lb's address pools (deploy/crd.yaml), once their CRD is applied.
+    // l3lb's address pools (deploy/base/crd.yaml), once their CRD is applied.
     custom("l3lb.io", "v1alpha1", "l3lbpools", "L3lbPool", false),
 ];
 
@@ -163,6 +166,10 @@ pub enum Target {
     Version,
     /// `/api`, `/apis`, `/api/v1`, `/apis/{group}/{version}`.
     Discovery(Vec<String>),
+    /// `/openapi/v3` and below: the segments after it.
+    OpenApi(Vec<String>),
+    /// `/openapi/v2`.
+    OpenApiV2,
     Resource(Route),
 }
 
@@ -171,6 +178,12 @@ pub fn parse_path(path: &str) -> Option<Target> {
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
     let (group, version, rest) = match segs.as_slice() {
         ["version"] => return Some(Target::Version),
+        ["openapi", "v2"] => return Some(Target::OpenApiV2),
+        ["openapi", "v3", rest @ ..] => {
+            return Some(Target::OpenApi(
+                rest.iter().map(|s| s.to_string()).collect(),
+            ));
+        }
         ["api"] | ["apis"] | ["api", "v1"] => {
             return Some(Target::Discovery(
                 segs.iter().map(|s| s.to_string()).collect(),
@@ -270,5 +283,13 @@ mod tests {
         assert_eq!(parse_path("/api/v1/services/web"), None);
         assert_eq!(parse_path("/healthz"), None);
         assert_eq!(parse_path("/apis/nope.io/v1"), None);
+        assert_eq!(
+            parse_path("/openapi/v3/apis/apps/v1"),
+            Some(Target::OpenApi(vec![
+                "apis".into(),
+                "apps".into(),
+                "v1".into()
+            ]))
+        );
     }
 }

@@ -10,6 +10,8 @@ pub struct ApiError {
     pub reason: &'static str,
     pub message: String,
     details: Option<(String, String)>,
+    /// The fields at fault in an Invalid object: (field path, what is wrong with it).
+    causes: Vec<(String, String)>,
 }
 
 impl ApiError {
@@ -19,6 +21,7 @@ impl ApiError {
             reason,
             message,
             details: None,
+            causes: Vec::new(),
         }
     }
 
@@ -62,9 +65,15 @@ impl ApiError {
         Self::new(409, "Conflict", msg).about(rt, name)
     }
 
+    /// `detail`: `<field path>: <what is wrong>`, as the real server words a cause (kubectl
+    /// prints the causes, not the message).
     pub fn invalid(rt: &ResourceType, name: &str, detail: &str) -> Self {
         let msg = format!("{} \"{name}\" is invalid: {detail}", rt.kind);
-        Self::new(422, "Invalid", msg).about(rt, name)
+        let (field, why) = detail.split_once(": ").unwrap_or(("", detail));
+        Self {
+            causes: vec![(field.to_owned(), why.to_owned())],
+            ..Self::new(422, "Invalid", msg).about(rt, name)
+        }
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -129,6 +138,20 @@ impl ApiError {
         });
         if let Some((kind, name)) = &self.details {
             status["details"] = json!({"name": name, "kind": kind});
+        }
+        let causes: Vec<Value> = self
+            .causes
+            .iter()
+            .map(|(field, why)| {
+                let reason = match why.starts_with("Required value") {
+                    true => "FieldValueRequired",
+                    false => "FieldValueInvalid",
+                };
+                json!({"reason": reason, "message": why, "field": field})
+            })
+            .collect();
+        if !causes.is_empty() {
+            status["details"]["causes"] = json!(causes);
         }
         status
     }

@@ -211,8 +211,14 @@ impl Store {
         obj
     }
 
-    /// Creates an object in namespace `ns` (ignored for cluster-scoped types).
-    pub fn create(&mut self, res: usize, ns: &str, mut obj: Value) -> Result<Value, ApiError> {
+    /// The key and object [`Store::create`] would store, before its uid and resourceVersion;
+    /// changes nothing.
+    fn prepare_create(
+        &self,
+        res: usize,
+        ns: &str,
+        mut obj: Value,
+    ) -> Result<(Key, Value), ApiError> {
         let rt = &RESOURCES[res];
         if !obj.is_object() {
             return Err(ApiError::bad_request(
@@ -249,24 +255,39 @@ impl Store {
         }
         obj["apiVersion"] = json!(rt.api_version());
         obj["kind"] = json!(rt.kind);
-        let uid = self.next_uid();
         let meta = &mut obj["metadata"];
         meta["name"] = json!(name);
-        meta["uid"] = json!(uid);
         meta["creationTimestamp"] = json!(now_rfc3339());
         meta["generation"] = json!(1);
+        Ok((key, obj))
+    }
+
+    /// Creates an object in namespace `ns` (ignored for cluster-scoped types).
+    pub fn create(&mut self, res: usize, ns: &str, obj: Value) -> Result<Value, ApiError> {
+        let (key, mut obj) = self.prepare_create(res, ns, obj)?;
+        obj["metadata"]["uid"] = json!(self.next_uid());
         Ok(self.commit(key, obj, ChangeType::Added, None))
     }
 
-    /// Replaces an existing object; with `check_rv`, a non-empty `metadata.resourceVersion` in
-    /// `obj` must match the stored one (optimistic concurrency).
-    pub fn update(
-        &mut self,
+    /// What [`Store::create`] would answer, stored nowhere (a dry run): no resourceVersion.
+    pub fn create_dry_run(&self, res: usize, ns: &str, obj: Value) -> Result<Value, ApiError> {
+        let (_, mut obj) = self.prepare_create(res, ns, obj)?;
+        let salt = std::process::id();
+        obj["metadata"]["uid"] = json!(format!(
+            "{salt:08x}-0000-4000-9000-{:012x}",
+            self.uid_seq + 1
+        ));
+        Ok(obj)
+    }
+
+    /// The stored object at `key` and what [`Store::update`] would make of it; changes nothing.
+    fn prepare_update(
+        &self,
         key: &Key,
         obj: Value,
         mode: WriteMode,
         check_rv: bool,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<(Value, Value), ApiError> {
         let rt = &RESOURCES[key.res];
         let old = self
             .objects
@@ -290,10 +311,34 @@ impl Store {
             ));
         }
         let new = meta::updated(rt, &old, obj, mode);
+        Ok((old, new))
+    }
+
+    /// Replaces an existing object; with `check_rv`, a non-empty `metadata.resourceVersion` in
+    /// `obj` must match the stored one (optimistic concurrency).
+    pub fn update(
+        &mut self,
+        key: &Key,
+        obj: Value,
+        mode: WriteMode,
+        check_rv: bool,
+    ) -> Result<Value, ApiError> {
+        let (old, new) = self.prepare_update(key, obj, mode, check_rv)?;
         if new == old {
             return Ok(old);
         }
         Ok(self.commit(key.clone(), new, ChangeType::Modified, Some(old)))
+    }
+
+    /// What [`Store::update`] would answer, stored nowhere (a dry run).
+    pub fn update_dry_run(
+        &self,
+        key: &Key,
+        obj: Value,
+        mode: WriteMode,
+        check_rv: bool,
+    ) -> Result<Value, ApiError> {
+        Ok(self.prepare_update(key, obj, mode, check_rv)?.1)
     }
 
     /// Creates or replaces `obj` as given (test-harness writes).

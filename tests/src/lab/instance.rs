@@ -34,6 +34,8 @@ pub struct Lab {
     /// FRR daemons started: (daemon name, pid), for their crash-buffer directories.
     frr_pids: Vec<(&'static str, u32)>,
     echo_pids: Vec<u32>,
+    /// Containers started: (pid of their `podman run`, container name).
+    containers: Vec<(u32, String)>,
     /// Keep the work directory on drop: set until start succeeds, so a failed start keeps its logs.
     keep_workdir: bool,
 }
@@ -107,6 +109,7 @@ impl Lab {
             procs: Procs::default(),
             frr_pids: Vec::new(),
             echo_pids: Vec::new(),
+            containers: Vec::new(),
             keep_workdir: true,
         };
         topology::build(&lab.names, &mut lab.created).context("building the lab topology")?;
@@ -261,10 +264,31 @@ impl Lab {
         self.procs.spawn_in_netns_only(ns, log_name, &log, &cmd)
     }
 
+    /// Starts `cmd`, a `podman run` of container `name` in the foreground (see
+    /// [`super::container`]), in the test's own namespaces; output to `workdir/<log_name>.log`.
+    /// Its pid is podman's, which passes SIGTERM on to the container; the container is removed
+    /// when [`Lab::stop`] stops it and on drop.
+    pub fn spawn_container(
+        &mut self,
+        log_name: &str,
+        name: &str,
+        cmd: Command,
+    ) -> anyhow::Result<u32> {
+        let log = self.workdir.join(format!("{log_name}.log"));
+        let pid = self.procs.spawn_host(log_name, &log, &cmd)?;
+        self.containers.push((pid, name.to_owned()));
+        Ok(pid)
+    }
+
     /// SIGTERM, wait, SIGKILL after a deadline. Only pids this lab started.
     pub fn stop(&mut self, pid: u32) -> anyhow::Result<()> {
         self.procs.stop(pid)?;
         self.remove_crash_dir(pid);
+        if let Some(i) = self.containers.iter().position(|(p, _)| *p == pid) {
+            // Gone already unless podman had to be killed.
+            let (_, name) = self.containers.remove(i);
+            super::container::remove(&name)?;
+        }
         Ok(())
     }
 
@@ -299,6 +323,11 @@ impl Drop for Lab {
     fn drop(&mut self) {
         for e in self.procs.stop_all() {
             eprintln!("lab {}: {e:#}", self.names.id);
+        }
+        for (_, name) in self.containers.drain(..) {
+            if let Err(e) = super::container::remove(&name) {
+                eprintln!("lab {}: {e:#}", self.names.id);
+            }
         }
         for (daemon, pid) in &self.frr_pids {
             let _ = fs::remove_dir_all(frr::crash_dir(daemon, *pid));

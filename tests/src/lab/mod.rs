@@ -7,6 +7,7 @@
 //! at start.
 mod bpffs;
 mod client;
+pub mod container;
 pub mod frr;
 mod instance;
 mod prereq;
@@ -19,6 +20,7 @@ mod wait;
 use std::{net::Ipv4Addr, path::PathBuf};
 
 pub use client::{REQUEST_TIMEOUT, Stream};
+pub use container::ContainerSpec;
 pub use instance::Lab;
 pub use privileges::Privileges;
 pub use wait::wait_for;

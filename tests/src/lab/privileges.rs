@@ -112,6 +112,53 @@ pub fn process_privileges(pid: u32) -> anyhow::Result<ProcessPrivileges> {
     })
 }
 
+/// The ServiceAccount `(namespace, name)` the first `kind` in the manifest `yaml` runs as.
+pub fn service_account(yaml: &str, kind: &str) -> anyhow::Result<(String, String)> {
+    for doc in serde_yaml::Deserializer::from_str(yaml) {
+        let v = Value::deserialize(doc)?;
+        if v["kind"] == kind {
+            let field = |ptr: &str| {
+                v.pointer(ptr)
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+                    .with_context(|| format!("{kind} has no {ptr}"))
+            };
+            return Ok((
+                field("/metadata/namespace")?,
+                field("/spec/template/spec/serviceAccountName")?,
+            ));
+        }
+    }
+    bail!("no {kind} in the manifest")
+}
+
+/// Waits (up to 30 s) until `pid` runs the l3lb binary (past nsenter and setpriv) and checks
+/// that it has exactly `want`: its uid, those capabilities in its effective, permitted and
+/// bounding sets, and no_new_privs.
+pub fn check_process(pid: u32, want: &Privileges, what: &str) -> anyhow::Result<()> {
+    super::wait_for(
+        &format!("{what} (pid {pid}) to exec l3lb"),
+        std::time::Duration::from_secs(30),
+        || {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm"))?;
+            Ok((comm.trim() == "l3lb").then_some(()))
+        },
+    )?;
+    let seen = process_privileges(pid)?;
+    let mask = capability_mask(&want.capabilities)?;
+    ensure!(
+        seen.uid == want.uid
+            && seen.effective == mask
+            && seen.permitted == mask
+            && seen.bounding == mask
+            && seen.no_new_privs == want.no_new_privs,
+        "{what} runs with {seen:x?}, want uid {} and capabilities {:?} ({mask:#x})",
+        want.uid,
+        want.capabilities
+    );
+    Ok(())
+}
+
 impl Privileges {
     /// The privileges of container `container` in the first `kind` object of the manifest
     /// `yaml` (its pod template's): uid and gid from `runAsUser`/`runAsGroup` (container over

@@ -77,6 +77,18 @@ impl Procs {
         self.spawn_wrapped(&["nsenter", &net, "--"], ns, label, log, cmd)
     }
 
+    /// Starts `cmd` in the test's own namespaces (podman, which puts its container in a
+    /// namespace itself).
+    pub(crate) fn spawn_host(
+        &mut self,
+        label: &str,
+        log: &Path,
+        cmd: &Command,
+    ) -> anyhow::Result<u32> {
+        self.spawn_wrapped(&[], "the host", label, log, cmd)
+    }
+
+    /// Starts `wrapper` followed by `cmd` (or `cmd` alone).
     fn spawn_wrapped(
         &mut self,
         wrapper: &[&str],
@@ -85,14 +97,15 @@ impl Procs {
         log: &Path,
         cmd: &Command,
     ) -> anyhow::Result<u32> {
-        let (prog, args) = wrapper
-            .split_first()
-            .ok_or_else(|| anyhow!("empty wrapper"))?;
-        let mut wrapped = Command::new(prog);
-        wrapped
-            .args(args)
-            .arg(cmd.get_program())
-            .args(cmd.get_args());
+        let mut wrapped = match wrapper.split_first() {
+            Some((prog, args)) => {
+                let mut w = Command::new(prog);
+                w.args(args).arg(cmd.get_program());
+                w
+            }
+            None => Command::new(cmd.get_program()),
+        };
+        wrapped.args(cmd.get_args());
         for (k, v) in cmd.get_envs() {
             match v {
                 Some(v) => wrapped.env(k, v),

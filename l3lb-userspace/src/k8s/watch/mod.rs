@@ -245,7 +245,7 @@ where
                 Err(error) => {
                     metrics.watch_error(&kind);
                     if kind == crate::core::pool::KIND {
-                        warn!(%kind, %error, "watch failed; retrying (is the CRD deploy/crd.yaml applied? without it no addresses are allocated)");
+                        warn!(%kind, %error, "watch failed; retrying (is the CRD deploy/base/crd.yaml applied? without it no addresses are allocated)");
                     } else {
                         warn!(%kind, %error, "watch failed; retrying");
                     }
