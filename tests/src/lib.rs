@@ -3,6 +3,7 @@
 pub mod apiserver;
 pub mod flood;
 pub mod lab;
+pub mod manifest;
 pub mod netns;
 pub mod nodes;
 pub mod operate;

@@ -930,12 +930,12 @@ async fn unknown_tokens_get_401_and_requests_without_one_may_do_anything() {
     fx.server.apply(service("web", json!({}))).unwrap();
     fx.server
         .apply_yaml(
-            "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: n, namespace: default}\n---\n\
+            "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: reader, namespace: default}\n---\n\
              apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: node1}\n\
              rules: [{apiGroups: [''], resources: [nodes], resourceNames: [node1], verbs: [list, watch]}]\n---\n\
-             apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: n}\n\
+             apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: reader}\n\
              roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: node1}\n\
-             subjects: [{kind: ServiceAccount, name: n, namespace: default}]\n",
+             subjects: [{kind: ServiceAccount, name: reader, namespace: default}]\n",
         )
         .unwrap();
     let services = |c: &Client| Api::<Service>::all(c.clone());
@@ -950,7 +950,7 @@ async fn unknown_tokens_get_401_and_requests_without_one_may_do_anything() {
 
     // A list or watch naming one object (field selector on metadata.name) is authorized as a
     // request for that object: `resourceNames` rules allow exactly it.
-    let token = fx.server.token_for("default", "n");
+    let token = fx.server.token_for("default", "reader");
     let n = client_with_token(&fx, &token, "default").await;
     let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(n.clone());
     let by_name = |name: &str| ListParams::default().fields(&format!("metadata.name={name}"));
@@ -976,7 +976,7 @@ async fn unknown_tokens_get_401_and_requests_without_one_may_do_anything() {
 
     // A token outlives nothing: its ServiceAccount deleted, it is refused.
     fx.server
-        .delete("v1", "ServiceAccount", Some("default"), "n")
+        .delete("v1", "ServiceAccount", Some("default"), "reader")
         .unwrap();
     assert_eq!(code(nodes.list(&by_name("node1")).await), 401);
 

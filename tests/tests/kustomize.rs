@@ -11,7 +11,7 @@ use std::{
 
 use anyhow::{Context as _, bail, ensure};
 use l3lb_tests::apiserver::ApiServer;
-use serde::Deserialize as _;
+use l3lb_tests::manifest::{documents, to_yaml};
 use serde_json::{Value, json};
 
 const HINT: &str =
@@ -116,21 +116,6 @@ fn render(dir: &Path) -> anyhow::Result<String> {
         String::from_utf8_lossy(&out.stderr)
     );
     Ok(String::from_utf8(out.stdout)?)
-}
-
-fn documents(yaml: &str) -> anyhow::Result<Vec<Value>> {
-    serde_yaml::Deserializer::from_str(yaml)
-        .map(|doc| Ok(Value::deserialize(doc)?))
-        .filter(|v| !matches!(v, Ok(Value::Null)))
-        .collect()
-}
-
-fn to_yaml(objects: &[Value]) -> anyhow::Result<String> {
-    let docs: Vec<String> = objects
-        .iter()
-        .map(serde_yaml::to_string)
-        .collect::<Result<_, _>>()?;
-    Ok(docs.join("---\n"))
 }
 
 fn text(out: &Output) -> String {

@@ -7,8 +7,8 @@
 use axum::http::{HeaderMap, Method, header};
 
 use super::{
-    http::Query,
     rbac::{Attributes, Policy, User},
+    request::Query,
     resources::{RESOURCES, Target, by_kind},
     selector::Selector,
     status::ApiError,

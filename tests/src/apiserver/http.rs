@@ -1,5 +1,5 @@
 //! HTTP routing and the non-streaming verbs: list, get, create, replace, patch, delete.
-use std::{collections::HashMap, sync::Arc};
+use std::sync::Arc;
 
 use axum::{
     Router,
@@ -11,18 +11,19 @@ use axum::{
 use serde_json::{Value, json};
 
 use super::{
-    Audited, Shared, auth, discovery, openapi,
+    Audited, Shared, auth, discovery,
+    meta::WriteMode,
+    openapi,
     patch::{self, PatchKind},
     rbac::{Attributes, forbidden_message},
+    request::{Query, to_metadata_only, wants_metadata_only},
     resources::{RESOURCES, Route, Target, parse_path},
     selector::Selector,
     status::ApiError,
-    store::{Filter, Key, Store, WriteMode},
+    store::{Filter, Key, Store},
     validate::{self, FieldValidation},
     watch,
 };
-
-pub type Query = HashMap<String, String>;
 
 pub fn router(shared: Arc<Shared>) -> Router {
     Router::new().fallback(handle).with_state(shared)
@@ -145,18 +146,6 @@ fn serve(
 }
 
 /// Whether the client asked for `PartialObjectMetadata` (metadata-only lists and watches).
-pub fn wants_metadata_only(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("as=PartialObjectMetadata"))
-}
-
-/// The `PartialObjectMetadata` form of `obj`.
-pub fn to_metadata_only(obj: &Value) -> Value {
-    json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata", "metadata": obj["metadata"]})
-}
-
 fn body_json(body: &[u8]) -> Result<Value, ApiError> {
     serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("decoding the request body: {e}")))

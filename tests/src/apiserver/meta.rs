@@ -1,7 +1,18 @@
 //! Object metadata the server owns: timestamps, immutable fields, status handling on writes.
 use serde_json::{Value, json};
 
-use super::{resources::ResourceType, store::WriteMode};
+use super::resources::ResourceType;
+
+/// How a write treats the stored `status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteMode {
+    /// A client write to the main resource: the status of types with a status subresource is kept.
+    Main,
+    /// A write to `/status`: only the status changes.
+    Status,
+    /// Test-harness writes: the object is taken as given.
+    Force,
+}
 
 pub fn now_rfc3339() -> String {
     use k8s_openapi::jiff::Timestamp;

@@ -23,6 +23,7 @@ mod openapi;
 mod outage;
 mod patch;
 pub mod rbac;
+mod request;
 mod resources;
 mod selector;
 mod status;
@@ -40,7 +41,6 @@ use std::{
 };
 
 use anyhow::{Context, anyhow};
-use serde::Deserialize;
 use serde_json::Value;
 
 use resources::{RESOURCES, ResourceType};
@@ -220,11 +220,8 @@ impl ApiServer {
 
     /// Create-or-replace every object of a (multi-document) YAML manifest; `List` kinds are expanded.
     pub fn apply_yaml(&self, yaml: &str) -> anyhow::Result<()> {
-        for doc in serde_yaml::Deserializer::from_str(yaml) {
-            let obj = Value::deserialize(doc).context("parsing a YAML manifest document")?;
-            if !obj.is_null() {
-                self.apply(obj)?;
-            }
+        for obj in crate::manifest::documents(yaml)? {
+            self.apply(obj)?;
         }
         Ok(())
     }

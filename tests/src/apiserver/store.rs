@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use serde_json::{Value, json};
 
-use super::meta::{self, ensure_metadata, meta_str, now_rfc3339};
+use super::meta::{self, WriteMode, ensure_metadata, meta_str, now_rfc3339};
 use super::resources::{CRD_KIND, RESOURCES, by_kind};
 use super::selector::Selector;
 use super::status::ApiError;
@@ -35,17 +35,6 @@ pub struct Change {
     pub kind: ChangeType,
     pub old: Option<Value>,
     pub new: Value,
-}
-
-/// How a write treats the stored `status`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WriteMode {
-    /// A client write to the main resource: the status of types with a status subresource is kept.
-    Main,
-    /// A write to `/status`: only the status changes.
-    Status,
-    /// Test-harness writes: the object is taken as given.
-    Force,
 }
 
 /// Which objects a list or watch sees.

@@ -2,9 +2,10 @@
 use serde_json::{Value, json};
 
 use super::{
+    meta::WriteMode,
     resources::by_kind,
     selector::Selector,
-    store::{Filter, Key, Store, WriteMode},
+    store::{Filter, Key, Store},
 };
 
 fn slice(name: &str, svc: &str) -> Value {

@@ -13,7 +13,7 @@ use tokio::{sync::mpsc, time::Instant};
 
 use super::{
     Shared,
-    http::{Query, to_metadata_only},
+    request::{Query, to_metadata_only},
     resources::RESOURCES,
     status::ApiError,
     store::Filter,

@@ -11,7 +11,6 @@
 use std::{collections::BTreeMap, process::Command};
 
 use anyhow::{Context as _, bail, ensure};
-use serde::Deserialize as _;
 use serde_json::Value;
 
 use super::Privileges;
@@ -46,15 +45,7 @@ impl ContainerSpec {
     /// reproduce (anything but hostPath).
     pub fn from_manifest(yaml: &str, kind: &str, container: &str) -> anyhow::Result<Self> {
         let privileges = Privileges::from_manifest(yaml, kind, container)?;
-        let mut object = None;
-        for doc in serde_yaml::Deserializer::from_str(yaml) {
-            let v = Value::deserialize(doc).context("parsing the manifest")?;
-            if v["kind"] == kind {
-                object = Some(v);
-                break;
-            }
-        }
-        let object = object.with_context(|| format!("no {kind} in the manifest"))?;
+        let object = crate::manifest::first_of_kind(yaml, kind)?;
         let pod = &object["spec"]["template"]["spec"];
         let c = pod["containers"]
             .as_array()

@@ -5,7 +5,6 @@
 use std::{collections::BTreeSet, process::Command};
 
 use anyhow::{Context as _, bail, ensure};
-use serde::Deserialize as _;
 use serde_json::Value;
 
 /// Capability numbers (include/uapi/linux/capability.h), by the names Kubernetes uses.
@@ -114,22 +113,17 @@ pub fn process_privileges(pid: u32) -> anyhow::Result<ProcessPrivileges> {
 
 /// The ServiceAccount `(namespace, name)` the first `kind` in the manifest `yaml` runs as.
 pub fn service_account(yaml: &str, kind: &str) -> anyhow::Result<(String, String)> {
-    for doc in serde_yaml::Deserializer::from_str(yaml) {
-        let v = Value::deserialize(doc)?;
-        if v["kind"] == kind {
-            let field = |ptr: &str| {
-                v.pointer(ptr)
-                    .and_then(Value::as_str)
-                    .map(str::to_owned)
-                    .with_context(|| format!("{kind} has no {ptr}"))
-            };
-            return Ok((
-                field("/metadata/namespace")?,
-                field("/spec/template/spec/serviceAccountName")?,
-            ));
-        }
-    }
-    bail!("no {kind} in the manifest")
+    let v = crate::manifest::first_of_kind(yaml, kind)?;
+    let field = |ptr: &str| {
+        v.pointer(ptr)
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .with_context(|| format!("{kind} has no {ptr}"))
+    };
+    Ok((
+        field("/metadata/namespace")?,
+        field("/spec/template/spec/serviceAccountName")?,
+    ))
 }
 
 /// Waits (up to 30 s) until `pid` runs the l3lb binary (past nsenter and setpriv) and checks
@@ -165,15 +159,7 @@ impl Privileges {
     /// pod, default 0), `capabilities.add`, `allowPrivilegeEscalation: false`. Anything this
     /// cannot reproduce is refused: `privileged`, capabilities not starting from `drop: [ALL]`.
     pub fn from_manifest(yaml: &str, kind: &str, container: &str) -> anyhow::Result<Self> {
-        let mut object = None;
-        for doc in serde_yaml::Deserializer::from_str(yaml) {
-            let v = Value::deserialize(doc).context("parsing the manifest")?;
-            if v["kind"] == kind {
-                object = Some(v);
-                break;
-            }
-        }
-        let object = object.with_context(|| format!("no {kind} in the manifest"))?;
+        let object = crate::manifest::first_of_kind(yaml, kind)?;
         let pod = &object["spec"]["template"]["spec"];
         let c = pod["containers"]
             .as_array()
