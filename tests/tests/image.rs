@@ -97,6 +97,12 @@ fn check_container(pid: u32, netns: &str, spec: &ContainerSpec, what: &str) -> a
             "{what}: {at} not mounted: {mounts:?}"
         );
     }
+    for at in &spec.scratch_mounts {
+        ensure!(
+            mounts.iter().any(|(m, t, _)| m == at && t == "tmpfs"),
+            "{what}: no tmpfs at {at}: {mounts:?}"
+        );
+    }
     use std::os::unix::fs::MetadataExt as _;
     let inode = |path: String| std::fs::metadata(&path).map(|m| (m.dev(), m.ino()));
     ensure!(

@@ -37,12 +37,14 @@ pub struct ContainerSpec {
     pub seccomp_runtime_default: bool,
     /// hostPath volumes: (host path, mount path).
     pub host_mounts: Vec<(String, String)>,
+    /// emptyDir volumes' mount paths: a fresh tmpfs each, mode 1777 as a kubelet makes them.
+    pub scratch_mounts: Vec<String>,
     pub env: Vec<(String, EnvValue)>,
 }
 
 impl ContainerSpec {
     /// Container `container` of the first `kind` in `yaml`. Refuses volumes it cannot
-    /// reproduce (anything but hostPath).
+    /// reproduce (anything but hostPath and emptyDir).
     pub fn from_manifest(yaml: &str, kind: &str, container: &str) -> anyhow::Result<Self> {
         let privileges = Privileges::from_manifest(yaml, kind, container)?;
         let object = crate::manifest::first_of_kind(yaml, kind)?;
@@ -62,17 +64,20 @@ impl ContainerSpec {
             .flatten()
             .filter_map(|v| Some((v["name"].as_str()?, v)))
             .collect();
-        let mut host_mounts = Vec::new();
+        let (mut host_mounts, mut scratch_mounts) = (Vec::new(), Vec::new());
         for m in c["volumeMounts"].as_array().into_iter().flatten() {
             let name = m["name"].as_str().context("a volumeMount without a name")?;
             let volume = volumes
                 .get(name)
                 .with_context(|| format!("no volume {name:?}"))?;
-            let host = volume["hostPath"]["path"]
-                .as_str()
-                .with_context(|| format!("volume {name:?} is not a hostPath"))?;
-            let at = m["mountPath"].as_str().context("no mountPath")?;
-            host_mounts.push((host.to_owned(), at.to_owned()));
+            let at = m["mountPath"].as_str().context("no mountPath")?.to_owned();
+            if let Some(host) = volume["hostPath"]["path"].as_str() {
+                host_mounts.push((host.to_owned(), at));
+            } else if volume["emptyDir"].is_object() {
+                scratch_mounts.push(at);
+            } else {
+                bail!("volume {name:?} is neither a hostPath nor an emptyDir");
+            }
         }
         let mut env = Vec::new();
         for e in c["env"].as_array().into_iter().flatten() {
@@ -93,6 +98,7 @@ impl ContainerSpec {
             read_only_root: c["securityContext"]["readOnlyRootFilesystem"] == true,
             seccomp_runtime_default: seccomp.as_deref() == Some("RuntimeDefault"),
             host_mounts,
+            scratch_mounts,
             env,
         })
     }
@@ -152,6 +158,11 @@ impl ContainerSpec {
         }
         for (host, at) in &self.host_mounts {
             cmd.arg(format!("--volume={host}:{at}"));
+        }
+        for at in &self.scratch_mounts {
+            cmd.arg(format!(
+                "--mount=type=tmpfs,destination={at},tmpfs-mode=1777"
+            ));
         }
         for file in files {
             let file = file.to_str().context("non-UTF-8 path")?;
@@ -245,9 +256,12 @@ spec:
             capabilities: {drop: [ALL], add: [BPF]}
           volumeMounts:
             - {name: bpffs, mountPath: /sys/fs/bpf}
+            - {name: run, mountPath: /run/x}
       volumes:
         - name: bpffs
           hostPath: {path: /sys/fs/bpf}
+        - name: run
+          emptyDir: {medium: Memory}
 ";
 
     #[test]
@@ -259,6 +273,7 @@ spec:
             spec.host_mounts,
             [("/sys/fs/bpf".into(), "/sys/fs/bpf".into())]
         );
+        assert_eq!(spec.scratch_mounts, ["/run/x"]);
         let fields = BTreeMap::from([("spec.nodeName", "node1".to_owned())]);
         let cmd = spec
             .podman_run(
@@ -284,6 +299,7 @@ spec:
             "--security-opt=seccomp=unconfined",
             "--read-only",
             "--volume=/sys/fs/bpf:/sys/fs/bpf",
+            "--mount=type=tmpfs,destination=/run/x,tmpfs-mode=1777",
             "--env=A=1",
             "--env=NODE_NAME=node1",
         ] {
