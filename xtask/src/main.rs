@@ -10,6 +10,8 @@ use clap::{Parser, Subcommand};
 mod build_ebpf;
 mod cycles;
 mod image;
+#[cfg(test)]
+mod unsafe_check;
 
 #[derive(Parser)]
 #[command(name = "xtask", about = "l3lb project tasks")]
