@@ -103,6 +103,13 @@ fn rare_events_are_logged_only_when_asked_and_at_most_once_a_second() {
 
     let forwarder = dp.forward_log().expect("forward the programs' log");
     assert_ne!(config_flags(&dir.0) & CONFIG_LOG, 0, "logging turned on");
+    // The daemon's Configure steps rewrite the config: logging stays on.
+    dp.set_prefixes(&[]).expect("configure");
+    assert_ne!(
+        config_flags(&dir.0) & CONFIG_LOG,
+        0,
+        "a config write kept logging"
+    );
     let start = Instant::now();
     let out = dp.test_run_xdp(&syn, 1_000).expect("runs while logging");
     let elapsed = start.elapsed();

@@ -5,7 +5,7 @@
 //! [`Datapath::forward_log`] sets it and starts a thread that reads the records from the
 //! programs' ring buffer and emits each as a `tracing` event (target `l3lb::datapath`, the
 //! program's module in `module`). A pinned load clears the flag: a run that did not ask does not
-//! pay for an earlier run's logging.
+//! pay for an earlier run's logging. `l3lb run --bpf-log` asks.
 use std::{
     os::fd::AsRawFd as _,
     sync::{
@@ -62,6 +62,8 @@ impl Datapath {
         let mut logger = EbpfLogger::init_with_logger(&mut self.ebpf, ToTracing)
             .map_err(|source| LogError::RingBuffer { source })?;
         set_flag(&mut self.ebpf, true).map_err(|source| LogError::Flag { source })?;
+        // Later configuration writes (the plan's Configure steps) keep the flag.
+        self.logging = true;
         let stop = Arc::new(AtomicBool::new(false));
         let stopped = stop.clone();
         let dispatch = tracing::dispatcher::get_default(Clone::clone);

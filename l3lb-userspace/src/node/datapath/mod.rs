@@ -55,6 +55,9 @@ pub struct Datapath {
     slots: slots::Slots,
     /// The bpffs directory of a pinned datapath.
     dir: Option<PathBuf>,
+    /// Whether the programs log rare events (`CONFIG_LOG`): set by [`Datapath::forward_log`],
+    /// kept by every write of the configuration.
+    logging: bool,
 }
 
 /// What a pinned load found in its bpffs directory.
@@ -158,6 +161,7 @@ impl Datapath {
             vip_refs: vips::VipRefs::default(),
             slots: slots::Slots::default(),
             dir: None,
+            logging: false,
         })
     }
 
