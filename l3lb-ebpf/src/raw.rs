@@ -54,8 +54,10 @@ plain!(
 impl<T: sealed::Plain, const N: usize> sealed::Plain for [T; N] {}
 
 /// Map values read in place, by reference: too large to copy onto the stack, and written by no
-/// program (the daemon replaces a frontend whole, in one map update, and writes the config once
-/// per change: a reader sees the value it looked up).
+/// program. The daemon replaces a frontend whole, in one map update (a reader keeps the value it
+/// looked up); the config is an array slot the daemon overwrites in place, once per change, so a
+/// reader racing that write may see old and new fields mixed: every field is a plain integer
+/// (any mix is a value), and the next packet sees the new config.
 pub trait Shared: sealed::Shared {}
 impl<T: sealed::Shared> Shared for T {}
 impl sealed::Shared for Frontend {}
@@ -187,8 +189,9 @@ pub fn shared<'m, K, V: Shared>(map: &'m impl Lookup<K, V>, key: &K) -> Option<&
     let value = map.find(key)?;
     // SAFETY: a successful lookup's pointer (not null): aligned (the kernel aligns values to 8
     // bytes, no more is asked of the types here) and valid until the program run ends, which no
-    // value of the program outlives; no program writes a `Shared` type, and the daemon replaces
-    // hash values whole (the old one stays until an RCU grace period after the run).
+    // value of the program outlives; no program writes a `Shared` type, the daemon replaces
+    // hash values whole (the old one stays until an RCU grace period after the run), and its
+    // in-place writes of the config slot only mix integers (see `Shared`).
     Some(unsafe { &*value })
 }
 
