@@ -302,6 +302,9 @@ pub struct Config {
 /// [`Config::flags`]: `L3LB_REDIRECT` lists at least one interface, so translated packets are
 /// looked up in the FIB for a redirect (without it, no packet pays for that lookup).
 pub const CONFIG_REDIRECT: u32 = 1;
+/// [`Config::flags`]: the daemon forwards the programs' log records (rare events: a failed flow
+/// insert, a state that should not occur; never one per packet) to its own log.
+pub const CONFIG_LOG: u32 = 2;
 
 /// Prefixes of each family [`Config`] holds.
 pub const MAX_PREFIXES: usize = 8;

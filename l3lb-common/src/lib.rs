@@ -9,8 +9,8 @@ mod layout;
 
 pub use counter::{COUNTER_SLOTS, Counter};
 pub use csum::{
-    csum_apply, csum_diff2, csum_diff4, csum_replace2, csum_replace4, udp_csum_apply,
-    udp_csum_replace, udp_csum_replace4,
+    csum_apply, csum_diff_ip6, csum_diff2, csum_diff4, csum_replace2, csum_replace4,
+    udp_csum_apply, udp_csum_replace, udp_csum_replace4,
 };
 pub use layout::*;
 

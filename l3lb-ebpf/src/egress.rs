@@ -6,13 +6,12 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use l3lb_common::{
-    Counter, FlowKeyV4, FlowKeyV6, FlowNatV4, FlowNatV6, Ip6, PROTO_ICMP, PROTO_ICMPV6, PROTO_SCTP,
-    PROTO_TCP, PROTO_UDP,
+    Counter, FlowKeyV4, FlowKeyV6, Ip6, PROTO_ICMP, PROTO_ICMPV6, PROTO_SCTP, PROTO_TCP, PROTO_UDP,
 };
 
 use crate::{
     egress_icmp,
-    maps::{L3LB_FLOWS_V4, L3LB_FLOWS_V6, L3LB_NEW_FLOWS_V4, L3LB_NEW_FLOWS_V6},
+    maps::{reply_v4, reply_v6},
     parse::{
         ETH_LEN, ETH_P_IP, ETH_P_IPV6, ETHER_TYPE_OFF, IP_CHECK_OFF, IP_SRC_OFF, IP6_NEXT_OFF,
         IP6_SRC_OFF, IPV4_MIN_LEN, IPV6_LEN, TCP_CHECK_OFF, UDP_CHECK_OFF, ipv4_header_len,
@@ -125,29 +124,6 @@ pub fn tc_egress(ctx: &TcContext) -> (i32, Counter) {
     }
 }
 
-/// The translation of reply `key`: an established flow's, else a new flow's; with the counter
-/// of the table it came from.
-#[inline(always)]
-pub fn flow_v4(key: &FlowKeyV4) -> Option<(FlowNatV4, Counter)> {
-    let (nat, counter) = match L3LB_FLOWS_V4.get_ptr(key) {
-        Some(nat) => (nat, Counter::TcRevNat),
-        None => (L3LB_NEW_FLOWS_V4.get_ptr(key)?, Counter::TcRevNatNew),
-    };
-    // SAFETY: pointer from a successful lookup, read once.
-    Some((unsafe { *nat }, counter))
-}
-
-/// [`flow_v4`] for IPv6.
-#[inline(always)]
-pub fn flow_v6(key: &FlowKeyV6) -> Option<(FlowNatV6, Counter)> {
-    let (nat, counter) = match L3LB_FLOWS_V6.get_ptr(key) {
-        Some(nat) => (nat, Counter::TcRevNat),
-        None => (L3LB_NEW_FLOWS_V6.get_ptr(key)?, Counter::TcRevNatNew),
-    };
-    // SAFETY: pointer from a successful lookup, read once.
-    Some((unsafe { *nat }, counter))
-}
-
 /// An ICMP error (IPv4 header without options, not a fragment) about a translated flow.
 #[inline(always)]
 fn icmp_v4(ctx: &TcContext) -> Option<Result<(), i64>> {
@@ -194,7 +170,7 @@ fn egress_v4(ctx: &TcContext) -> Option<(Result<(), i64>, Counter)> {
         _pad: 0,
         _pad2: 0,
     };
-    let (nat, counter) = flow_v4(&key)?;
+    let (nat, counter) = reply_v4(&key)?;
     let flags = l4_flags(pkt.proto);
     let pseudo = u64::from(BPF_F_PSEUDO_HDR);
     let rewrite = || {
@@ -236,7 +212,7 @@ fn egress_v6(ctx: &TcContext) -> Option<(Result<(), i64>, Counter)> {
         _pad: 0,
         _pad2: 0,
     };
-    let (nat, counter) = flow_v6(&key)?;
+    let (nat, counter) = reply_v6(&key)?;
     let flags = l4_flags(pkt.proto);
     let pseudo = u64::from(BPF_F_PSEUDO_HDR);
     let rewrite = || {

@@ -9,14 +9,14 @@
 use aya_ebpf::programs::TcContext;
 use l3lb_common::{
     FlowKeyV4, FlowKeyV6, FlowNatV4, FlowNatV6, Ip6, PROTO_SCTP, PROTO_TCP, PROTO_UDP, csum_apply,
-    csum_diff2, csum_diff4, udp_csum_apply,
+    csum_diff_ip6, csum_diff2, csum_diff4, udp_csum_apply,
 };
 
 use crate::{
-    egress::{flow_v4, flow_v6},
-    nat::diff_v6,
+    maps::{reply_v4, reply_v6},
     parse::{
-        ETH_LEN, IP_CHECK_OFF, IP_SRC_OFF, IP6_SRC_OFF, IPV4_MIN_LEN, IPV6_LEN, TCP_CHECK_OFF,
+        self, ETH_LEN, IP_CHECK_OFF, IP_DST_OFF, IP_SRC_OFF, IP6_DST_OFF, IP6_NEXT_OFF,
+        IP6_SRC_OFF, IPV4_MIN_LEN, IPV6_LEN, TCP_CHECK_OFF, UDP_CHECK_OFF,
     },
 };
 
@@ -31,7 +31,7 @@ type Check = Option<(usize, u16)>;
 fn quote(ctx: &TcContext, off: usize, proto: u8) -> Option<(u16, u16, Check)> {
     let ports = ctx.load::<u32>(off).ok()?;
     let check_off = match proto {
-        PROTO_UDP => off + 6,
+        PROTO_UDP => off + UDP_CHECK_OFF,
         PROTO_TCP => off + TCP_CHECK_OFF,
         // SCTP's CRC32c covers no address, and its port is never translated.
         PROTO_SCTP => return Some((ports as u16, (ports >> 16) as u16, None)),
@@ -79,7 +79,7 @@ pub fn error_v4(ctx: &TcContext, saddr: u32, icmp_type: u8) -> Option<Result<(),
     let w = ctx.load::<[u64; 3]>(inner).ok()?;
     let frags = ((w[0] >> 48) as u16).to_ne_bytes();
     let proto = (w[1] >> 8) as u8;
-    if w[0] as u8 != 0x45 || crate::parse::is_fragment(frags) {
+    if w[0] as u8 != 0x45 || parse::is_fragment(frags) {
         return None;
     }
     let (client, backend) = ((w[1] >> 32) as u32, w[2] as u32);
@@ -100,13 +100,13 @@ pub fn error_v4(ctx: &TcContext, saddr: u32, icmp_type: u8) -> Option<Result<(),
             vip_be, port_be, ..
         },
         _,
-    ) = flow_v4(&key)?;
+    ) = reply_v4(&key)?;
     let rewrite = || {
         let addr = csum_diff4(backend, vip_be);
         let old_inner = (w[1] >> 16) as u16;
         let new_inner = csum_apply(old_inner, addr);
-        ctx.store(inner + 10, &new_inner, 0)?;
-        ctx.store(inner + 16, &vip_be, 0)?;
+        ctx.store(inner + IP_CHECK_OFF, &new_inner, 0)?;
+        ctx.store(inner + IP_DST_OFF, &vip_be, 0)?;
         let quoted = rewrite_quote(ctx, l4, proto, (dport, port_be), check, addr)?;
         let icmp_check = ctx.load::<u16>(icmp_off + ICMP_CHECK_OFF)?;
         let diff = addr + csum_diff2(old_inner, new_inner) + quoted;
@@ -131,7 +131,7 @@ pub fn error_v6(ctx: &TcContext, saddr: Ip6, icmp_type: u8) -> Option<Result<(),
     }
     let icmp_off = ETH_LEN + IPV6_LEN;
     let inner = icmp_off + ICMP_HDR;
-    let proto = ctx.load::<u8>(inner + 6).ok()?;
+    let proto = ctx.load::<u8>(inner + IP6_NEXT_OFF).ok()?;
     let addrs = ctx.load::<[Ip6; 2]>(inner + IP6_SRC_OFF).ok()?;
     let (client, backend) = (addrs[0], addrs[1]);
     let l4 = inner + IPV6_LEN;
@@ -145,10 +145,10 @@ pub fn error_v6(ctx: &TcContext, saddr: Ip6, icmp_type: u8) -> Option<Result<(),
         _pad: 0,
         _pad2: 0,
     };
-    let (FlowNatV6 { vip, port_be, .. }, _) = flow_v6(&key)?;
+    let (FlowNatV6 { vip, port_be, .. }, _) = reply_v6(&key)?;
     let rewrite = || {
-        let addr = diff_v6(&backend, &vip);
-        ctx.store(inner + IP6_SRC_OFF + 16, &vip, 0)?;
+        let addr = csum_diff_ip6(&backend, &vip);
+        ctx.store(inner + IP6_DST_OFF, &vip, 0)?;
         let quoted = rewrite_quote(ctx, l4, proto, (dport, port_be), check, addr)?;
         let mut diff = addr + quoted;
         if saddr == backend {

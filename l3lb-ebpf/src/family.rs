@@ -13,17 +13,18 @@ use l3lb_common::{
 use crate::{
     maps::{self, AFFINITY, CACHE, FLOWS, FRONTENDS, NEW_FLOWS, NO_PREALLOC, SLOTS},
     parse::Tuple,
+    raw::{self, Plain},
 };
 
 /// A backend slot's fields the choice reads.
-pub trait Slot: Copy {
+pub trait BackendSlot: Plain {
     fn state(&self) -> u8;
     fn generation(&self) -> u32;
     fn frontend(&self) -> u32;
 }
 
 /// A flow-cache slot.
-pub trait Cached<K>: Copy {
+pub trait Cached<K>: Plain {
     fn new(key: K, pin: Pin, check: u32) -> Self;
     fn parts(&self) -> (&K, &Pin, u32);
 }
@@ -32,7 +33,7 @@ pub trait Family {
     type Addr: Copy;
     type Conn: Copy + PartialEq + 'static;
     type Cache: Cached<Self::Conn> + 'static;
-    type Backend: Slot + 'static;
+    type Backend: BackendSlot + 'static;
     type FrontendKey: 'static;
     type AffinityKey: 'static;
     type Reply: 'static;
@@ -61,16 +62,14 @@ pub trait Family {
     /// The backend of a pin, unless its slot was freed (or reused) since.
     #[inline(always)]
     fn pinned(pin: &Pin) -> Option<Self::Backend> {
-        let backend = Self::backends().get_ptr(pin.backend)?;
-        // SAFETY: an array slot, valid for the program run; copied out at once.
-        let backend = unsafe { *backend };
+        let backend = raw::get(Self::backends(), &pin.backend)?;
         (backend.state() != BACKEND_FREE && backend.generation() == pin.gen_).then_some(backend)
     }
 }
 
 macro_rules! slot {
     ($t:ty) => {
-        impl Slot for $t {
+        impl BackendSlot for $t {
             #[inline(always)]
             fn state(&self) -> u8 {
                 self.state

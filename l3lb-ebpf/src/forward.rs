@@ -8,7 +8,6 @@ use aya_ebpf::{
         BPF_FIB_LKUP_RET_SUCCESS, bpf_fib_lookup as FibParams,
         xdp_action::{XDP_PASS, XDP_REDIRECT},
     },
-    helpers::bpf_fib_lookup,
     programs::XdpContext,
 };
 use l3lb_common::{Counter, Ip6, csum_replace2};
@@ -16,7 +15,9 @@ use network_types::ip::{Ipv4Hdr, Ipv6Hdr};
 
 use crate::{
     maps::{self, L3LB_REDIRECT},
-    parse::{ETH_LEN, Tuple, header_mut},
+    parse::{ETH_LEN, IP_CHECK_OFF, IP_TTL_OFF, IP6_HOP_OFF, Tuple},
+    rare,
+    raw::{self, view},
 };
 
 const AF_INET: u8 = 2;
@@ -29,8 +30,7 @@ const PASS: (u32, Counter) = (XDP_PASS, Counter::XdpDnatPass);
 /// redirectable, and the MAC addresses to write.
 #[inline(always)]
 fn lookup(ctx: &XdpContext, params: &mut FibParams) -> Option<u32> {
-    // SAFETY: the helper reads and writes `params`, a local of the size given.
-    let rc = unsafe { bpf_fib_lookup(ctx.ctx.cast(), params, size_of::<FibParams>() as i32, 0) };
+    let rc = raw::fib_lookup(ctx, params, 0);
     if rc != i64::from(BPF_FIB_LKUP_RET_SUCCESS) {
         return None;
     }
@@ -41,22 +41,19 @@ fn lookup(ctx: &XdpContext, params: &mut FibParams) -> Option<u32> {
 /// Writes the next hop's MAC addresses and redirects.
 #[inline(always)]
 fn redirect(ctx: &XdpContext, params: &FibParams, ifindex: u32) -> (u32, Counter) {
-    let Some(eth) = header_mut::<[u8; 12]>(ctx, 0) else {
+    let Some(eth) = view::<[[u8; 6]; 2]>(ctx, 0) else {
         return PASS;
     };
-    eth[..6].copy_from_slice(&params.dmac);
-    eth[6..].copy_from_slice(&params.smac);
+    eth.write([params.dmac, params.smac]);
     match L3LB_REDIRECT.redirect(ifindex, 0) {
         Ok(XDP_REDIRECT) => (XDP_REDIRECT, Counter::XdpRedirect),
         // Listed a moment ago: cannot miss; if it did, the kernel gets it (MACs are not read
         // on the forwarding path's way in).
-        _ => PASS,
+        _ => {
+            rare::redirect_failed(ifindex);
+            PASS
+        }
     }
-}
-
-fn ingress_ifindex(ctx: &XdpContext) -> u32 {
-    // SAFETY: the context pointer is valid for the program run.
-    unsafe { (*ctx.ctx).ingress_ifindex }
 }
 
 /// Delivers a translated IPv4 packet (`t` with the backend as destination).
@@ -65,32 +62,31 @@ pub fn forward_v4(ctx: &XdpContext, l3: usize, t: &Tuple<u32>) -> (u32, Counter)
     if l3 != ETH_LEN || !maps::redirecting() {
         return PASS;
     }
-    let Some(ip) = header_mut::<Ipv4Hdr>(ctx, l3) else {
+    let Some(ip) = view::<Ipv4Hdr>(ctx, l3) else {
         return PASS;
     };
-    if ip.ttl <= 1 {
+    let hdr = ip.read();
+    if hdr.ttl <= 1 {
         return PASS;
     }
-    // SAFETY: a plain C struct of integers, unions of integers and byte arrays: all-zero is
-    // a valid value.
-    let mut params: FibParams = unsafe { core::mem::zeroed() };
+    let mut params = raw::fib_params();
     params.family = AF_INET;
     params.l4_protocol = t.proto;
     params.sport = t.sport_be;
     params.dport = t.dport_be;
-    params.__bindgen_anon_1.tot_len = u16::from_be_bytes(ip.tot_len);
-    params.ifindex = ingress_ifindex(ctx);
-    params.__bindgen_anon_2.tos = ip.tos;
+    params.__bindgen_anon_1.tot_len = u16::from_be_bytes(hdr.tot_len);
+    params.ifindex = ctx.ingress_ifindex() as u32;
+    params.__bindgen_anon_2.tos = hdr.tos;
     params.__bindgen_anon_3.ipv4_src = t.saddr;
     params.__bindgen_anon_4.ipv4_dst = t.daddr;
     let Some(ifindex) = lookup(ctx, &mut params) else {
         return PASS;
     };
     // Forwarded, so one hop less: TTL and checksum, as the kernel would.
-    let old = u16::from_ne_bytes([ip.ttl, ip.proto]);
-    ip.ttl -= 1;
-    let new = u16::from_ne_bytes([ip.ttl, ip.proto]);
-    ip.check = csum_replace2(u16::from_ne_bytes(ip.check), old, new).to_ne_bytes();
+    let old = u16::from_ne_bytes([hdr.ttl, hdr.proto]);
+    let new = u16::from_ne_bytes([hdr.ttl - 1, hdr.proto]);
+    ip.set::<u8, IP_TTL_OFF>(hdr.ttl - 1);
+    ip.set::<u16, IP_CHECK_OFF>(csum_replace2(ip.get::<u16, IP_CHECK_OFF>(), old, new));
     redirect(ctx, &params, ifindex)
 }
 
@@ -100,20 +96,20 @@ pub fn forward_v6(ctx: &XdpContext, l3: usize, t: &Tuple<Ip6>) -> (u32, Counter)
     if l3 != ETH_LEN || !maps::redirecting() {
         return PASS;
     }
-    let Some(ip) = header_mut::<Ipv6Hdr>(ctx, l3) else {
+    let Some(ip) = view::<Ipv6Hdr>(ctx, l3) else {
         return PASS;
     };
-    if ip.hop_limit <= 1 {
+    let hdr = ip.read();
+    if hdr.hop_limit <= 1 {
         return PASS;
     }
-    // SAFETY: as in `forward_v4`.
-    let mut params: FibParams = unsafe { core::mem::zeroed() };
+    let mut params = raw::fib_params();
     params.family = AF_INET6;
     params.l4_protocol = t.proto;
     params.sport = t.sport_be;
     params.dport = t.dport_be;
-    params.__bindgen_anon_1.tot_len = u16::from_be_bytes(ip.payload_len).saturating_add(40);
-    params.ifindex = ingress_ifindex(ctx);
+    params.__bindgen_anon_1.tot_len = u16::from_be_bytes(hdr.payload_len).saturating_add(40);
+    params.ifindex = ctx.ingress_ifindex() as u32;
     let words = |a: &Ip6| {
         [
             a[0] as u32,
@@ -127,6 +123,6 @@ pub fn forward_v6(ctx: &XdpContext, l3: usize, t: &Tuple<Ip6>) -> (u32, Counter)
     let Some(ifindex) = lookup(ctx, &mut params) else {
         return PASS;
     };
-    ip.hop_limit -= 1;
+    ip.set::<u8, IP6_HOP_OFF>(hdr.hop_limit - 1);
     redirect(ctx, &params, ifindex)
 }

@@ -8,15 +8,16 @@
 //! *established* ones (and the flow cache). Spoofed sources never send that second packet, so a
 //! flood of them only churns the new-flow tables and cannot evict established flows, whose
 //! replies would then leave untranslated.
-use aya_ebpf::helpers::bpf_ktime_get_ns;
 use l3lb_common::{
     Affinity, BACKEND_ACTIVE, Counter, FRONTEND_AFFINITY, Frontend, MAX_BACKENDS, Pin,
     hash::{cache_slot, maglev_slot, pin_check},
 };
 
 use crate::{
-    family::{Cached, Family, Slot},
+    family::{BackendSlot, Cached, Family},
     parse::Tuple,
+    rare,
+    raw::{self, Slot},
     stats,
 };
 
@@ -49,7 +50,7 @@ enum Pinned<B> {
 pub fn choose<F: Family>(t: &Tuple<F::Addr>) -> Choice<F::Backend> {
     let conn = F::conn(t);
     let hash = F::cache_hash(t);
-    let cache = F::cache().get_ptr_mut(cache_slot(hash));
+    let cache = raw::slot(F::cache(), &cache_slot(hash));
     // Whether a new pick for this flow goes to the established tables: it was established
     // (its backend left, or a SYN reuses the tuple of an established flow: the pick must then
     // replace its pin, and any copy of it in the flow cache, or the next packet would find
@@ -68,12 +69,9 @@ pub fn choose<F: Family>(t: &Tuple<F::Addr>) -> Choice<F::Backend> {
             }
         }
     };
-    let Some(frontend) = F::frontends().get_ptr(F::frontend_key(t)) else {
+    let Some(frontend) = raw::shared(F::frontends(), &F::frontend_key(t)) else {
         return Choice::NotFound;
     };
-    // SAFETY: pointer from a successful lookup; the value stays valid for this program run
-    // (a replacement frees the old one only after an RCU grace period).
-    let frontend = unsafe { &*frontend };
     if frontend.active == 0 {
         return Choice::NoBackend;
     }
@@ -96,20 +94,15 @@ pub fn choose<F: Family>(t: &Tuple<F::Addr>) -> Choice<F::Backend> {
     };
     if !recorded {
         // Still translated: the next packet finds no pin and retries.
-        stats::count(Counter::XdpFlowInsertFailed, 0);
+        rare::flow_insert_failed();
     }
     Choice::Backend(backend, pin.backend)
 }
 
 /// Whether the flow-cache slot holds a copy of `conn`'s pin (live or not).
 #[inline(always)]
-fn cached<F: Family>(cache: Option<*mut F::Cache>, conn: &F::Conn) -> bool {
-    let Some(cached) = cache else {
-        return false;
-    };
-    // SAFETY: an array slot, valid for the program run; copied out at once.
-    let cached = unsafe { *cached };
-    cached.parts().0 == conn
+fn cached<F: Family>(cache: Option<Slot<F::Cache>>, conn: &F::Conn) -> bool {
+    cache.is_some_and(|cached| cached.get().parts().0 == conn)
 }
 
 /// The established pin of flow `conn` (whose cache hash is `hash`, its cache slot `cache`): from
@@ -118,12 +111,11 @@ fn cached<F: Family>(cache: Option<*mut F::Cache>, conn: &F::Conn) -> bool {
 fn pinned<F: Family>(
     conn: &F::Conn,
     hash: u32,
-    cache: Option<*mut F::Cache>,
+    cache: Option<Slot<F::Cache>>,
 ) -> Pinned<F::Backend> {
     if let Some(cached) = cache {
-        // SAFETY: an array slot, valid for the program run; copied out at once (another CPU
-        // may be rewriting it: the check word catches a torn copy).
-        let cached = unsafe { *cached };
+        // Another CPU may be rewriting the slot: the check word catches a torn copy.
+        let cached = cached.get();
         let (key, pin, check) = cached.parts();
         if key == conn
             && check == pin_check(hash, pin)
@@ -132,11 +124,9 @@ fn pinned<F: Family>(
             return Pinned::Live(backend, pin.backend);
         }
     }
-    let Some(pin) = F::conns().get_ptr(conn) else {
+    let Some(pin) = raw::get(F::conns(), conn) else {
         return Pinned::Missing;
     };
-    // SAFETY: pointer from a successful lookup, read once.
-    let pin = unsafe { *pin };
     match F::pinned(&pin) {
         Some(backend) => {
             remember::<F>(cache, *conn, pin, hash);
@@ -156,11 +146,9 @@ fn establish<F: Family>(
     t: &Tuple<F::Addr>,
     conn: &F::Conn,
     hash: u32,
-    cache: Option<*mut F::Cache>,
+    cache: Option<Slot<F::Cache>>,
 ) -> Option<(F::Backend, u32)> {
-    let pin = F::new_conns().get_ptr(conn)?;
-    // SAFETY: pointer from a successful lookup, read once.
-    let pin = unsafe { *pin };
+    let pin = raw::get(F::new_conns(), conn)?;
     let Some(backend) = F::pinned(&pin) else {
         stats::count(Counter::XdpFlowStale, 0);
         return None;
@@ -172,7 +160,7 @@ fn establish<F: Family>(
         remember::<F>(cache, *conn, pin, hash);
         stats::count(Counter::XdpFlowEstablished, 0);
     } else {
-        stats::count(Counter::XdpFlowInsertFailed, 0);
+        rare::flow_insert_failed();
     }
     Some((backend, pin.backend))
 }
@@ -182,23 +170,20 @@ fn establish<F: Family>(
 #[inline(always)]
 pub fn pinned_flow<F: Family>(t: &Tuple<F::Addr>) -> Option<F::Backend> {
     let hash = F::cache_hash(t);
-    let cache = F::cache().get_ptr_mut(cache_slot(hash));
+    let cache = raw::slot(F::cache(), &cache_slot(hash));
     let conn = F::conn(t);
     if let Pinned::Live(backend, _) = pinned::<F>(&conn, hash, cache) {
         return Some(backend);
     }
-    let pin = F::new_conns().get_ptr(conn)?;
-    // SAFETY: pointer from a successful lookup, read once.
-    let pin = unsafe { *pin };
-    F::pinned(&pin)
+    F::pinned(&raw::get(F::new_conns(), &conn)?)
 }
 
 /// Copies a pin into its flow-cache slot.
 #[inline(always)]
-fn remember<F: Family>(slot: Option<*mut F::Cache>, conn: F::Conn, pin: Pin, hash: u32) {
+fn remember<F: Family>(slot: Option<Slot<F::Cache>>, conn: F::Conn, pin: Pin, hash: u32) {
     if let Some(slot) = slot {
-        // SAFETY: an array slot, valid for the program run; readers validate what they copy.
-        unsafe { *slot = F::Cache::new(conn, pin, pin_check(hash, &pin)) };
+        // Readers validate what they copy.
+        slot.set(F::Cache::new(conn, pin, pin_check(hash, &pin)));
     }
 }
 
@@ -206,16 +191,9 @@ fn remember<F: Family>(slot: Option<*mut F::Cache>, conn: F::Conn, pin: Pin, has
 #[inline(always)]
 fn pick<F: Family>(frontend: &Frontend, t: &Tuple<F::Addr>) -> Option<(F::Backend, Pin)> {
     let affine = frontend.flags & FRONTEND_AFFINITY != 0;
-    // SAFETY: a helper without arguments.
-    let now = if affine {
-        unsafe { bpf_ktime_get_ns() }
-    } else {
-        0
-    };
+    let now = if affine { raw::now_ns() } else { 0 };
     let client = F::affinity_key(frontend.id, t);
-    if affine && let Some(seen) = F::affinity().get_ptr(&client) {
-        // SAFETY: pointer from a successful lookup, read once.
-        let seen = unsafe { *seen };
+    if affine && let Some(seen) = raw::get(F::affinity(), &client) {
         let timeout = u64::from(frontend.affinity_timeout_s) * 1_000_000_000;
         if now.wrapping_sub(seen.since_ns) < timeout
             && let Some(backend) = F::pinned(&seen.pin)
@@ -238,10 +216,9 @@ fn pick<F: Family>(frontend: &Frontend, t: &Tuple<F::Addr>) -> Option<(F::Backen
     };
     let local = *frontend.table.get(maglev_slot(hash))? as usize;
     let id = *frontend.backends.get(local & (MAX_BACKENDS - 1))?;
-    let backend = F::backends().get_ptr(id)?;
-    // SAFETY: an array slot, valid for the program run; copied out at once.
-    let backend = unsafe { *backend };
+    let backend = raw::get(F::backends(), &id)?;
     if backend.state() != BACKEND_ACTIVE {
+        rare::table_names_inactive(frontend.id, id, backend.state());
         return None;
     }
     let pin = Pin {

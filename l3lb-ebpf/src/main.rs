@@ -1,7 +1,19 @@
 //! l3lb's datapath: entry points only. See `nat.rs` (XDP) and `egress.rs` (TC) for what each
 //! program does.
+//!
+//! What each module owns: `parse` reads headers into a small context (XDP through packet views,
+//! TC through the skb helpers); `nat` (XDP: DNAT to a local endpoint, the VIP filter) with
+//! `icmp` (ICMP errors about translated flows) and `forward` (delivery: redirect or the kernel's
+//! path); `egress` (TC: reverse NAT of replies) with `egress_icmp`; `lb` (backend choice, flow
+//! pinning) over `family` (what differs between IPv4 and IPv6); `maps` (the maps shared with the
+//! daemon, and lookups several parts make); `stats` (per-CPU counters); `rare` (rare events,
+//! logged with aya-log when the daemon asks); `raw` (every `unsafe` of the crate: packet memory,
+//! map values, helper calls, the license section). Checksum arithmetic lives in `l3lb-common`,
+//! where host tests cover it.
 #![no_std]
 #![no_main]
+// Only `raw` may: `cargo xtask test` also checks the sources for the word.
+#![deny(unsafe_code)]
 
 mod egress;
 mod egress_icmp;
@@ -12,6 +24,9 @@ mod lb;
 mod maps;
 mod nat;
 mod parse;
+mod rare;
+#[allow(unsafe_code)]
+mod raw;
 mod stats;
 
 use aya_ebpf::{
@@ -47,7 +62,3 @@ pub fn l3lb_tc_egress(ctx: TcContext) -> i32 {
 fn panic(_info: &core::panic::PanicInfo) -> ! {
     loop {}
 }
-
-#[unsafe(link_section = "license")]
-#[unsafe(no_mangle)]
-static LICENSE: [u8; 4] = *b"GPL\0";

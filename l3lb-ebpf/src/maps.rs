@@ -1,19 +1,21 @@
 //! The maps shared with the daemon (names, key and value types from `l3lb-common`), one set per
-//! address family. Values read by pointer are copied out right away where the daemon may replace
-//! them mid-packet; the big frontend value is only ever read through its pointer (one map update
-//! replaces it whole, and a reader keeps the version it looked up).
+//! address family, and the lookups more than one program part makes. Values are copied out
+//! ([`raw::get`]) where the daemon may replace them mid-packet; the big frontend and config
+//! values are read in place ([`raw::shared`]).
 use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,
     btf_maps::{Array, DevMapHash, HashMap, LruHashMap, PerCpuArray},
     macros::btf_map,
 };
 use l3lb_common::{
-    Affinity, AffinityKeyV4, AffinityKeyV6, BackendV4, BackendV6, COUNTER_SLOTS, CachedPinV4,
-    CachedPinV6, Config, ConnKeyV4, ConnKeyV6, FLOW_CACHE_SLOTS, FlowKeyV4, FlowKeyV6, FlowNatV4,
-    FlowNatV6, Frontend, FrontendKeyV4, FrontendKeyV6, Ip6, MAX_AFFINITY, MAX_BACKEND_SLOTS,
-    MAX_FLOWS, MAX_FRONTENDS, MAX_NEW_FLOWS, MAX_REDIRECT, MAX_VIPS, Pin, Stat, VipKeyV4, VipKeyV6,
-    VipV4,
+    Affinity, AffinityKeyV4, AffinityKeyV6, BackendV4, BackendV6, CONFIG_LOG, CONFIG_REDIRECT,
+    COUNTER_SLOTS, CachedPinV4, CachedPinV6, Config, ConnKeyV4, ConnKeyV6, Counter,
+    FLOW_CACHE_SLOTS, FlowKeyV4, FlowKeyV6, FlowNatV4, FlowNatV6, Frontend, FrontendKeyV4,
+    FrontendKeyV6, Ip6, MAX_AFFINITY, MAX_BACKEND_SLOTS, MAX_FLOWS, MAX_FRONTENDS, MAX_NEW_FLOWS,
+    MAX_REDIRECT, MAX_VIPS, Pin, Stat, VipKeyV4, VipKeyV6, VipV4,
 };
+
+use crate::raw;
 
 pub const NO_PREALLOC: usize = BPF_F_NO_PREALLOC as usize;
 pub const FLOWS: usize = MAX_FLOWS as usize;
@@ -101,16 +103,40 @@ pub fn is_vip_v6(addr: Ip6) -> bool {
     L3LB_VIPS_V6.get_ptr(VipKeyV6 { vip: addr }).is_some()
 }
 
+#[inline(always)]
 fn config() -> Option<&'static Config> {
-    let config = L3LB_CONFIG.get_ptr(0)?;
-    // SAFETY: an array slot: valid for the program run; the daemon writes it once at start.
-    Some(unsafe { &*config })
+    raw::shared(&L3LB_CONFIG, &0)
 }
 
 /// Whether the daemon has listed any redirect target.
 #[inline(always)]
 pub fn redirecting() -> bool {
-    config().is_some_and(|c| c.flags & l3lb_common::CONFIG_REDIRECT != 0)
+    config().is_some_and(|c| c.flags & CONFIG_REDIRECT != 0)
+}
+
+/// Whether the daemon forwards the programs' log records (rare events only).
+#[inline(always)]
+pub fn logging() -> bool {
+    config().is_some_and(|c| c.flags & CONFIG_LOG != 0)
+}
+
+/// The translation of reply `key`: an established flow's, else a new flow's; with the counter
+/// of the table it came from.
+#[inline(always)]
+pub fn reply_v4(key: &FlowKeyV4) -> Option<(FlowNatV4, Counter)> {
+    match raw::get(&L3LB_FLOWS_V4, key) {
+        Some(nat) => Some((nat, Counter::TcRevNat)),
+        None => Some((raw::get(&L3LB_NEW_FLOWS_V4, key)?, Counter::TcRevNatNew)),
+    }
+}
+
+/// [`reply_v4`] for IPv6.
+#[inline(always)]
+pub fn reply_v6(key: &FlowKeyV6) -> Option<(FlowNatV6, Counter)> {
+    match raw::get(&L3LB_FLOWS_V6, key) {
+        Some(nat) => Some((nat, Counter::TcRevNat)),
+        None => Some((raw::get(&L3LB_NEW_FLOWS_V6, key)?, Counter::TcRevNatNew)),
+    }
 }
 
 /// Whether `addr_be` lies in one of the VIP prefixes (or no IPv4 prefix is configured).

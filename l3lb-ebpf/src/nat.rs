@@ -13,8 +13,8 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use l3lb_common::{
-    BackendV4, BackendV6, Counter, Ip6, PROTO_ICMP, PROTO_ICMPV6, csum_apply, csum_diff2,
-    csum_diff4, udp_csum_apply,
+    BackendV4, BackendV6, Counter, Ip6, PROTO_ICMP, PROTO_ICMPV6, csum_apply, csum_diff_ip6,
+    csum_diff2, csum_diff4, udp_csum_apply,
 };
 use network_types::ip::{Ipv4Hdr, Ipv6Hdr};
 
@@ -24,8 +24,11 @@ use crate::{
     lb::{self, Choice},
     maps,
     parse::{
-        self, IPV4_MIN_LEN, IPV6_LEN, Ingress, Ingress4, Ingress6, L3, L4, Payload, Shape, Tuple,
+        self, IP_CHECK_OFF, IP_DST_OFF, IP6_DST_OFF, IPV4_MIN_LEN, IPV6_LEN, Ingress, Ingress4,
+        Ingress6, L3, L4, Payload, Shape, TCP_CHECK_OFF, TCP_DPORT_OFF, Tuple, UDP_CHECK_OFF,
+        UDP_DPORT_OFF,
     },
+    raw::View,
 };
 
 /// ICMP types let through to the host when addressed to a VIP: echo request (the host answers
@@ -61,18 +64,19 @@ fn filter(vip: bool, shape: Shape, icmp: Option<(u8, &[u8])>) -> (u32, Counter) 
 }
 
 #[inline(always)]
-fn ingress_v4(ctx: &XdpContext, ip: &mut Ipv4Hdr, l3: usize, bytes: u64) -> (u32, Counter) {
-    let daddr = u32::from_ne_bytes(ip.dst_addr);
-    let shape = parse::shape_v4(ip);
+fn ingress_v4(ctx: &XdpContext, ip: View<'_, Ipv4Hdr>, l3: usize, bytes: u64) -> (u32, Counter) {
+    let hdr = ip.read();
+    let daddr = u32::from_ne_bytes(hdr.dst_addr);
+    let shape = parse::shape_v4(&hdr);
     if !maps::in_prefixes_v4(daddr) {
         return filter(false, shape, None);
     }
     if shape != Shape::Plain {
         return filter(V4::is_vip(daddr), shape, None);
     }
-    let saddr = u32::from_ne_bytes(ip.src_addr);
+    let saddr = u32::from_ne_bytes(hdr.src_addr);
     let (l4, sport_be, dport_be, syn) =
-        match parse::xdp_payload(ctx, l3 + IPV4_MIN_LEN, ip.proto, PROTO_ICMP) {
+        match parse::xdp_payload(ctx, l3 + IPV4_MIN_LEN, hdr.proto, PROTO_ICMP) {
             Payload::Packet(l4, s, d, syn) => (l4, s, d, syn),
             Payload::Icmp(t)
                 if icmp::ICMP_ERRORS.contains(&t) && icmp::error_v4(ctx, ip, l3, daddr) =>
@@ -87,7 +91,7 @@ fn ingress_v4(ctx: &XdpContext, ip: &mut Ipv4Hdr, l3: usize, bytes: u64) -> (u32
         daddr,
         sport_be,
         dport_be,
-        proto: ip.proto,
+        proto: hdr.proto,
         syn,
     };
     let (backend, slot) = match lb::choose::<V4>(&t) {
@@ -107,17 +111,18 @@ fn ingress_v4(ctx: &XdpContext, ip: &mut Ipv4Hdr, l3: usize, bytes: u64) -> (u32
 }
 
 #[inline(always)]
-fn ingress_v6(ctx: &XdpContext, ip: &mut Ipv6Hdr, l3: usize, bytes: u64) -> (u32, Counter) {
-    let daddr = parse::addr6(&ip.dst_addr);
-    let shape = parse::shape_v6(ip);
+fn ingress_v6(ctx: &XdpContext, ip: View<'_, Ipv6Hdr>, l3: usize, bytes: u64) -> (u32, Counter) {
+    let hdr = ip.read();
+    let daddr = parse::dst6(ip);
+    let shape = parse::shape_v6(&hdr);
     if !maps::in_prefixes_v6(daddr) {
         return filter(false, shape, None);
     }
     if shape != Shape::Plain {
         return filter(V6::is_vip(daddr), shape, None);
     }
-    let saddr = parse::addr6(&ip.src_addr);
-    let proto = ip.next_hdr;
+    let saddr = parse::src6(ip);
+    let proto = hdr.next_hdr;
     let (l4, sport_be, dport_be, syn) =
         match parse::xdp_payload(ctx, l3 + IPV6_LEN, proto, PROTO_ICMPV6) {
             Payload::Packet(l4, s, d, syn) => (l4, s, d, syn),
@@ -158,12 +163,12 @@ fn rewrite_l4(l4: L4<'_>, addr: u32, dport_be: u16, port_be: u16) {
     let diff = addr + csum_diff2(dport_be, port_be);
     match l4 {
         L4::Tcp(tcp) => {
-            tcp.check = csum_apply(u16::from_ne_bytes(tcp.check), diff).to_ne_bytes();
-            tcp.dest = port_be.to_ne_bytes();
+            tcp.set::<u16, TCP_CHECK_OFF>(csum_apply(tcp.get::<u16, TCP_CHECK_OFF>(), diff));
+            tcp.set::<u16, TCP_DPORT_OFF>(port_be);
         }
         L4::Udp(udp) => {
-            udp.check = udp_csum_apply(u16::from_ne_bytes(udp.check), diff).to_ne_bytes();
-            udp.dst = port_be.to_ne_bytes();
+            udp.set::<u16, UDP_CHECK_OFF>(udp_csum_apply(udp.get::<u16, UDP_CHECK_OFF>(), diff));
+            udp.set::<u16, UDP_DPORT_OFF>(port_be);
         }
         L4::Sctp => {}
     }
@@ -175,30 +180,19 @@ fn rewrite_v4(pkt: Ingress4<'_>, backend: &BackendV4) {
     let Ingress { ip, l4, t } = pkt;
     // The address is in the IP header's checksum and the L4 pseudo header: one difference.
     let addr = csum_diff4(t.daddr, backend.addr_be);
-    ip.check = csum_apply(u16::from_ne_bytes(ip.check), addr).to_ne_bytes();
-    ip.dst_addr = backend.addr_be.to_ne_bytes();
+    ip.set::<u16, IP_CHECK_OFF>(csum_apply(ip.get::<u16, IP_CHECK_OFF>(), addr));
+    ip.set::<u32, IP_DST_OFF>(backend.addr_be);
     rewrite_l4(l4, addr, t.dport_be, backend.port_be);
-}
-
-/// The checksum difference of replacing IPv6 address `old` by `new`.
-#[inline(always)]
-pub fn diff_v6(old: &Ip6, new: &Ip6) -> u32 {
-    let mut diff = 0;
-    for i in 0..2 {
-        diff += csum_diff4(old[i] as u32, new[i] as u32);
-        diff += csum_diff4((old[i] >> 32) as u32, (new[i] >> 32) as u32);
-    }
-    diff
 }
 
 /// IPv6 has no header checksum: only the L4 pseudo header changes.
 #[inline(always)]
 fn rewrite_v6(pkt: Ingress6<'_>, backend: &BackendV6) {
     let Ingress { ip, l4, t } = pkt;
-    parse::set_addr6(&mut ip.dst_addr, &backend.addr);
+    ip.set::<Ip6, IP6_DST_OFF>(backend.addr);
     rewrite_l4(
         l4,
-        diff_v6(&t.daddr, &backend.addr),
+        csum_diff_ip6(&t.daddr, &backend.addr),
         t.dport_be,
         backend.port_be,
     );

@@ -1,8 +1,10 @@
 //! Parse once into a small context; later stages read it.
 //!
-//! XDP reads packet memory directly through [`header_mut`], the crate's only `unsafe` for packet
-//! access: every header is bounds-checked against `data_end` before a reference is made. TC reads
-//! through the skb helpers (`bpf_skb_load_bytes`), which bound-check in the kernel.
+//! XDP reads and writes packet memory through [`View`]s (bounds-checked, by copy: see
+//! [`crate::raw`]); TC through the skb helpers (`bpf_skb_load_bytes`), which bound-check in the
+//! kernel.
+use core::mem::offset_of;
+
 use aya_ebpf::programs::XdpContext;
 use l3lb_common::{Ip6, PROTO_ICMP, PROTO_ICMPV6, PROTO_SCTP, PROTO_TCP, PROTO_UDP};
 use network_types::{
@@ -11,6 +13,8 @@ use network_types::{
     udp::UdpHdr,
 };
 
+use crate::raw::{View, view};
+
 /// Ethernet header length without VLAN tags (TC: the kernel holds egress tags outside the
 /// packet data).
 pub const ETH_LEN: usize = 14;
@@ -18,68 +22,45 @@ pub const ETHER_TYPE_OFF: usize = 12;
 pub const ETH_P_IP: [u8; 2] = [0x08, 0x00];
 pub const ETH_P_IPV6: [u8; 2] = [0x86, 0xdd];
 /// Offsets inside the IPv4 header.
-pub const IP_CHECK_OFF: usize = 10;
-pub const IP_SRC_OFF: usize = 12;
-/// Offsets of the next header and the source address inside the IPv6 header.
-pub const IP6_NEXT_OFF: usize = 6;
-pub const IP6_SRC_OFF: usize = 8;
+pub const IP_TTL_OFF: usize = offset_of!(Ipv4Hdr, ttl);
+pub const IP_CHECK_OFF: usize = offset_of!(Ipv4Hdr, check);
+pub const IP_SRC_OFF: usize = offset_of!(Ipv4Hdr, src_addr);
+pub const IP_DST_OFF: usize = offset_of!(Ipv4Hdr, dst_addr);
+/// Offsets inside the IPv6 header.
+pub const IP6_NEXT_OFF: usize = offset_of!(Ipv6Hdr, next_hdr);
+pub const IP6_HOP_OFF: usize = offset_of!(Ipv6Hdr, hop_limit);
+pub const IP6_SRC_OFF: usize = offset_of!(Ipv6Hdr, src_addr);
+pub const IP6_DST_OFF: usize = offset_of!(Ipv6Hdr, dst_addr);
 /// Length of an IPv4 header without options, and of the IPv6 header.
 pub const IPV4_MIN_LEN: usize = 20;
 pub const IPV6_LEN: usize = 40;
-/// Offsets of the checksum inside the L4 header.
-pub const TCP_CHECK_OFF: usize = 16;
-pub const UDP_CHECK_OFF: usize = 6;
+/// Offsets inside the L4 headers.
+pub const TCP_DPORT_OFF: usize = offset_of!(TcpHdr, dest);
+pub const TCP_CHECK_OFF: usize = offset_of!(TcpHdr, check);
+pub const UDP_DPORT_OFF: usize = offset_of!(UdpHdr, dst);
+pub const UDP_CHECK_OFF: usize = offset_of!(UdpHdr, check);
+/// The TCP flags byte, and its SYN and ACK bits.
+const TCP_FLAGS_OFF: usize = 13;
+const TCP_SYN: u8 = 0x02;
+const TCP_ACK: u8 = 0x10;
 /// Length of SCTP's common header, and the chunk type that opens an association.
 const SCTP_COMMON_LEN: usize = 12;
 const SCTP_INIT: u8 = 1;
-/// SYN and ACK in the TCP header's data-offset/flags bitfield.
-const TCP_SYN_BIT: usize = 9;
-const TCP_ACK_BIT: usize = 12;
 /// Fragment offset and More-Fragments bits of the IPv4 `frags` field.
 const IP_FRAG_MASK: u16 = 0x3fff;
 /// IPv6 next headers: the fragment header, and the other extension headers.
 const IPV6_FRAGMENT: u8 = 44;
 const IPV6_EXTENSIONS: [u8; 7] = [0, 43, 51, 60, 135, 139, 140];
 
-mod sealed {
-    pub trait Header {}
-}
-
-/// Packet headers made only of byte arrays: alignment 1, every bit pattern valid.
-pub trait Header: sealed::Header {}
-impl<T: sealed::Header> Header for T {}
-impl sealed::Header for [u8; 2] {}
-impl sealed::Header for [u8; 8] {}
-impl sealed::Header for [u8; 12] {}
-impl sealed::Header for Ipv4Hdr {}
-impl sealed::Header for Ipv6Hdr {}
-impl sealed::Header for TcpHdr {}
-impl sealed::Header for UdpHdr {}
-const _: () = assert!(align_of::<Ipv4Hdr>() == 1 && align_of::<TcpHdr>() == 1);
-const _: () = assert!(align_of::<Ipv6Hdr>() == 1 && size_of::<Ipv6Hdr>() == IPV6_LEN);
-const _: () = assert!(align_of::<UdpHdr>() == 1 && size_of::<TcpHdr>() == 20);
-
-/// A `&mut T` to the bytes at `offset` in the packet, if all of them lie inside it.
-///
-/// Callers take headers at disjoint offsets, so the references never overlap.
-#[inline(always)]
-#[allow(clippy::mut_from_ref)]
-pub fn header_mut<T: Header>(ctx: &XdpContext, offset: usize) -> Option<&mut T> {
-    let start = ctx.data();
-    let end = ctx.data_end();
-    if start + offset + size_of::<T>() > end {
-        return None;
-    }
-    // SAFETY: the range [start + offset, start + offset + size_of::<T>()) is inside the packet
-    // (checked above, and the verifier checks it again); `T` has alignment 1 and no invalid bit
-    // patterns (the sealed `Header` trait), and the packet stays mapped for the program run.
-    Some(unsafe { &mut *((start + offset) as *mut T) })
-}
+const _: () = assert!(size_of::<Ipv4Hdr>() == IPV4_MIN_LEN && size_of::<Ipv6Hdr>() == IPV6_LEN);
+const _: () = assert!(size_of::<TcpHdr>() == 20 && size_of::<UdpHdr>() == 8);
+const _: () = assert!(IP_CHECK_OFF == 10 && IP_SRC_OFF == 12 && IP6_SRC_OFF == 8);
+const _: () = assert!(TCP_CHECK_OFF == 16 && UDP_CHECK_OFF == 6);
 
 /// Where the L4 header of an XDP packet is, by protocol.
 pub enum L4<'a> {
-    Tcp(&'a mut TcpHdr),
-    Udp(&'a mut UdpHdr),
+    Tcp(View<'a, TcpHdr>),
+    Udp(View<'a, UdpHdr>),
     /// SCTP: nothing in its common header changes with the destination address (its CRC32c
     /// covers no pseudo header), and its port is never rewritten: the control plane programs
     /// SCTP backends only on the frontend's own port, since XDP cannot recompute the CRC32c.
@@ -100,7 +81,7 @@ pub struct Tuple<A> {
 
 /// A TCP/UDP packet in XDP, of IP header `H` and address type `A`.
 pub struct Ingress<'a, H, A> {
-    pub ip: &'a mut H,
+    pub ip: View<'a, H>,
     pub l4: L4<'a>,
     pub t: Tuple<A>,
 }
@@ -125,8 +106,8 @@ pub fn is_fragment(frags: [u8; 2]) -> bool {
 
 /// The IP header of an XDP frame, and what decides how the rest is read.
 pub enum L3<'a> {
-    V4(&'a mut Ipv4Hdr),
-    V6(&'a mut Ipv6Hdr),
+    V4(View<'a, Ipv4Hdr>),
+    V6(View<'a, Ipv6Hdr>),
 }
 
 /// What an IP header says about the rest of the packet.
@@ -150,23 +131,23 @@ const VLAN_LEN: usize = 4;
 #[inline(always)]
 pub fn xdp_l3(ctx: &XdpContext) -> Option<(L3<'_>, usize)> {
     let mut type_off = ETHER_TYPE_OFF;
-    let mut ether_type = *header_mut::<[u8; 2]>(ctx, type_off)?;
+    let mut ether_type = view::<[u8; 2]>(ctx, type_off)?.read();
     for _ in 0..2 {
         if ether_type != ETH_P_8021Q && ether_type != ETH_P_8021AD {
             break;
         }
         type_off += VLAN_LEN;
-        ether_type = *header_mut::<[u8; 2]>(ctx, type_off)?;
+        ether_type = view::<[u8; 2]>(ctx, type_off)?.read();
     }
     let l3 = type_off + 2;
     if ether_type == ETH_P_IP {
-        let ip = header_mut::<Ipv4Hdr>(ctx, l3)?;
-        ipv4_header_len(ip.vihl)?;
+        let ip = view::<Ipv4Hdr>(ctx, l3)?;
+        ipv4_header_len(ip.read().vihl)?;
         return Some((L3::V4(ip), l3));
     }
     if ether_type == ETH_P_IPV6 {
-        let ip = header_mut::<Ipv6Hdr>(ctx, l3)?;
-        if ip.vcf[0] >> 4 != 6 {
+        let ip = view::<Ipv6Hdr>(ctx, l3)?;
+        if ip.read().vcf[0] >> 4 != 6 {
             return None;
         }
         return Some((L3::V6(ip), l3));
@@ -196,20 +177,16 @@ pub fn shape_v6(ip: &Ipv6Hdr) -> Shape {
     }
 }
 
-/// An IPv6 address field of the packet as an [`Ip6`] (two loads).
+/// The source address of an IPv6 header (two loads; an [`Ip6`] holds the wire bytes).
 #[inline(always)]
-pub fn addr6(bytes: &[u8; 16]) -> Ip6 {
-    let (hi, lo) = bytes.split_at(8);
-    let word = |b: &[u8]| u64::from_ne_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
-    [word(hi), word(lo)]
+pub fn src6(ip: View<'_, Ipv6Hdr>) -> Ip6 {
+    ip.get::<Ip6, IP6_SRC_OFF>()
 }
 
-/// Writes an [`Ip6`] into an IPv6 address field of the packet (two stores).
+/// The destination address of an IPv6 header.
 #[inline(always)]
-pub fn set_addr6(field: &mut [u8; 16], addr: &Ip6) {
-    let (hi, lo) = field.split_at_mut(8);
-    hi.copy_from_slice(&addr[0].to_ne_bytes());
-    lo.copy_from_slice(&addr[1].to_ne_bytes());
+pub fn dst6(ip: View<'_, Ipv6Hdr>) -> Ip6 {
+    ip.get::<Ip6, IP6_DST_OFF>()
 }
 
 /// What follows a fixed IP header, in XDP.
@@ -228,37 +205,34 @@ pub enum Payload<'a> {
 pub fn xdp_payload(ctx: &XdpContext, l4_off: usize, proto: u8, icmp_proto: u8) -> Payload<'_> {
     match proto {
         PROTO_TCP => {
-            let Some(tcp) = header_mut::<TcpHdr>(ctx, l4_off) else {
+            let Some(tcp) = view::<TcpHdr>(ctx, l4_off) else {
                 return Payload::Other;
             };
-            let (sport, dport) = (u16::from_ne_bytes(tcp.source), u16::from_ne_bytes(tcp.dest));
-            let syn = tcp._bitfield_1.get_bit(TCP_SYN_BIT) && !tcp._bitfield_1.get_bit(TCP_ACK_BIT);
+            let (sport, dport) = (tcp.get::<u16, 0>(), tcp.get::<u16, TCP_DPORT_OFF>());
+            let syn = tcp.get::<u8, TCP_FLAGS_OFF>() & (TCP_SYN | TCP_ACK) == TCP_SYN;
             Payload::Packet(L4::Tcp(tcp), sport, dport, syn)
         }
         PROTO_UDP => {
-            let Some(udp) = header_mut::<UdpHdr>(ctx, l4_off) else {
+            let Some(udp) = view::<UdpHdr>(ctx, l4_off) else {
                 return Payload::Other;
             };
-            let (sport, dport) = (u16::from_ne_bytes(udp.src), u16::from_ne_bytes(udp.dst));
+            let (sport, dport) = (udp.get::<u16, 0>(), udp.get::<u16, UDP_DPORT_OFF>());
             Payload::Packet(L4::Udp(udp), sport, dport, false)
         }
         PROTO_SCTP => {
             // The common header (ports, verification tag, checksum), then the first chunk's type.
-            let Some(common) = header_mut::<[u8; 12]>(ctx, l4_off) else {
+            let Some(common) = view::<[u8; SCTP_COMMON_LEN]>(ctx, l4_off) else {
                 return Payload::Other;
             };
-            let (sport, dport) = (
-                u16::from_ne_bytes([common[0], common[1]]),
-                u16::from_ne_bytes([common[2], common[3]]),
-            );
-            let init = header_mut::<[u8; 2]>(ctx, l4_off + SCTP_COMMON_LEN)
-                .is_some_and(|chunk| chunk[0] == SCTP_INIT);
+            let (sport, dport) = (common.get::<u16, 0>(), common.get::<u16, 2>());
+            let init = view::<[u8; 2]>(ctx, l4_off + SCTP_COMMON_LEN)
+                .is_some_and(|chunk| chunk.get::<u8, 0>() == SCTP_INIT);
             Payload::Packet(L4::Sctp, sport, dport, init)
         }
         p if p == icmp_proto && (p == PROTO_ICMP || p == PROTO_ICMPV6) => {
             // Type and code; every ICMP message is at least 4 bytes long.
-            match header_mut::<[u8; 2]>(ctx, l4_off) {
-                Some(type_code) => Payload::Icmp(type_code[0]),
+            match view::<[u8; 2]>(ctx, l4_off) {
+                Some(type_code) => Payload::Icmp(type_code.get::<u8, 0>()),
                 None => Payload::Other,
             }
         }

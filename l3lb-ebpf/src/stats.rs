@@ -2,17 +2,21 @@
 use aya_ebpf::btf_maps::PerCpuArray;
 use l3lb_common::{Counter, Stat};
 
-use crate::maps::{L3LB_FRONTEND_STATS, L3LB_STATS};
+use crate::{
+    maps::{L3LB_FRONTEND_STATS, L3LB_STATS},
+    raw,
+};
 
+/// Adds one packet of `bytes` to slot `slot` of `map`, on this CPU: only programs on this CPU
+/// write it, and they do not preempt each other mid-update.
 #[inline(always)]
 pub fn add<const N: usize>(map: &PerCpuArray<Stat, N>, slot: u32, bytes: u64) {
-    if let Some(stat) = map.get_ptr_mut(slot) {
-        // SAFETY: a per-CPU array slot: valid for the whole program run, and only programs on this
-        // CPU write it (they do not preempt each other mid-update).
-        unsafe {
-            (*stat).packets += 1;
-            (*stat).bytes += bytes;
-        }
+    if let Some(stat) = raw::slot(map, &slot) {
+        let Stat { packets, bytes: b } = stat.get();
+        stat.set(Stat {
+            packets: packets + 1,
+            bytes: b + bytes,
+        });
     }
 }
 

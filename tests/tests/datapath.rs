@@ -14,6 +14,10 @@ use l3lb_userspace::{
 mod attach;
 #[path = "datapath/balance.rs"]
 mod balance;
+#[path = "datapath/bpf_log.rs"]
+mod bpf_log;
+#[path = "datapath/checksums.rs"]
+mod checksums;
 #[path = "datapath/flood.rs"]
 mod flood;
 #[path = "datapath/fuzz.rs"]

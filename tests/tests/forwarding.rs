@@ -7,6 +7,10 @@
 //! Redirect into pod interfaces is opt-in: without `--xdp-redirect` every DNATed packet takes
 //! the kernel's forwarding path (where host netfilter sees it); with it, packets are redirected
 //! into the pod's veth; a restart without it clears what the earlier run left in the pinned maps.
+//!
+//! The programs' own log is opt-in too: with `--bpf-log` a rare datapath event (a frontend table
+//! naming a backend that takes no new flows) reaches the daemon's log; without it the programs'
+//! logging flag is off, and a restart without it turns it off again.
 use std::{net::Ipv4Addr, process::Command, time::Duration};
 
 use anyhow::{Context as _, bail, ensure};
@@ -15,7 +19,10 @@ use aya::{
     maps::{Array, DevMapHash, Map, MapData},
     programs::{Xdp, XdpMode},
 };
-use l3lb_common::{CONFIG_REDIRECT, Config, MAP_CONFIG, MAP_REDIRECT, PROG_XDP_NOOP};
+use l3lb_common::{
+    BACKEND_ACTIVE, BACKEND_DRAINING, BackendV4, CONFIG_LOG, CONFIG_REDIRECT, Config,
+    MAP_BACKENDS_V4, MAP_CONFIG, MAP_REDIRECT, PROG_XDP_NOOP,
+};
 use l3lb_tests::{
     lab::{LabConfig, wait_for},
     netns::in_netns,
@@ -195,5 +202,82 @@ fn xdp_redirect_is_opt_in_and_a_restart_without_it_turns_it_off() -> anyhow::Res
         pass > 0 && redirected == 0,
         "after the restart: {pass} passed, {redirected} redirected"
     );
+    Ok(())
+}
+
+/// Whether node 1's pinned config has the programs' logging flag.
+fn logging(c: &Cluster) -> anyhow::Result<bool> {
+    let dir = c.lab.bpffs_dir(1);
+    let config: Array<MapData, Config> =
+        Array::try_from(Map::Array(MapData::from_pin(dir.join(MAP_CONFIG))?))?;
+    Ok(config.get(&0, 0)?.flags & CONFIG_LOG != 0)
+}
+
+/// Sets every backend slot of node 1 in state `from` to `to` by hand; returns how many. Active
+/// slots marked draining are what a packet between the daemon's two writes would see (the
+/// frontend table still names them): a new flow then finds no backend, the rare event
+/// `--bpf-log` reports.
+fn set_slot_states(c: &Cluster, from: u8, to: u8) -> anyhow::Result<usize> {
+    let dir = c.lab.bpffs_dir(1);
+    let mut slots: Array<MapData, BackendV4> =
+        Array::try_from(Map::Array(MapData::from_pin(dir.join(MAP_BACKENDS_V4))?))?;
+    let mut marked = 0;
+    for i in 0..slots.len() {
+        let mut backend = slots.get(&i, 0)?;
+        if backend.state == from {
+            backend.state = to;
+            slots.set(i, backend, 0)?;
+            marked += 1;
+        }
+    }
+    Ok(marked)
+}
+
+#[test]
+fn bpf_log_is_opt_in_and_brings_a_rare_datapath_event_into_the_daemons_log() -> anyhow::Result<()> {
+    let mut c = Cluster::start(LabConfig {
+        nodes: 1,
+        ..LabConfig::default()
+    })?;
+    c.apply_service("web", VIP, PORT)?;
+    c.apply_endpoints("web", |_| true)?;
+    c.wait_nexthops(VIP, &[c.lab.node_ip(1)])?;
+    let answer = c.lab.tcp_request(VIP, PORT)?;
+    ensure!(answer.starts_with("pod1"), "answer: {answer:?}");
+    ensure!(!logging(&c)?, "the programs log without --bpf-log");
+
+    c.stop_daemon(1)?;
+    c.daemon_args = vec!["--bpf-log".into()];
+    c.start_daemon(1)?;
+    wait_for("the programs' logging flag", CONVERGE, || {
+        Ok(logging(&c)?.then_some(()))
+    })?;
+    // Should a pass put the slots right in between, mark them again and retry.
+    wait_for("the rare event in the daemon's log", CONVERGE, || {
+        set_slot_states(&c, BACKEND_ACTIVE, BACKEND_DRAINING)?;
+        // Dropped by XDP: no answer.
+        let _ = c.lab.tcp_request(VIP, PORT);
+        let log = c.daemon_log(1);
+        Ok(log
+            .lines()
+            .any(|l| l.contains("l3lb::datapath") && l.contains("names backend slot"))
+            .then_some(()))
+    })?;
+    ensure!(logging(&c)?, "a pass turned the programs' logging off");
+    set_slot_states(&c, BACKEND_DRAINING, BACKEND_ACTIVE)?;
+
+    // Restarted without it: the flag the earlier run left in the pinned config goes off.
+    c.stop_daemon(1)?;
+    c.daemon_args.clear();
+    c.start_daemon(1)?;
+    wait_for("the programs' logging flag off", CONVERGE, || {
+        Ok((!logging(&c)?).then_some(()))
+    })?;
+    wait_for("the VIP answering again", CONVERGE, || {
+        Ok(c.lab
+            .tcp_request(VIP, PORT)
+            .ok()
+            .filter(|a| a.starts_with("pod1")))
+    })?;
     Ok(())
 }

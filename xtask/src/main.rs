@@ -10,6 +10,8 @@ use clap::{Parser, Subcommand};
 mod build_ebpf;
 mod cycles;
 mod image;
+#[cfg(test)]
+mod unsafe_check;
 
 #[derive(Parser)]
 #[command(name = "xtask", about = "l3lb project tasks")]
@@ -23,8 +25,9 @@ enum Task {
     /// Build the eBPF object through the daemon's build script (aya-build) and copy it to
     /// target/bpf/l3lb.o for bpftool.
     BuildEbpf,
-    /// Run every test tier: fmt, clippy, build-ebpf, unit and kube client (no root needed), then
-    /// datapath and end-to-end (root).
+    /// Run every test tier: fmt, check-cycles, clippy, build-ebpf, unit (among them: no `unsafe`
+    /// in the eBPF crate outside src/raw.rs) and kube client (no root needed), then datapath and
+    /// end-to-end (root).
     Test {
         /// Extra arguments for `cargo test` (after `--`), e.g. a test name filter.
         #[arg(last = true)]
@@ -155,10 +158,13 @@ fn root_tests() -> anyhow::Result<Vec<String>> {
     Ok(names)
 }
 
-/// Every tier: fmt, clippy, the eBPF build, unit and kube-client tests (no root needed), then
-/// the datapath and end-to-end tiers (root; without it they fail with a hint, never skip).
+/// Every tier: fmt, import cycles, clippy, the eBPF build, unit and kube-client tests (no root
+/// needed), then the datapath and end-to-end tiers (root; without it they fail with a hint,
+/// never skip).
 fn test(extra: &[String]) -> anyhow::Result<()> {
     cargo(&["fmt", "--all", "--", "--check"])?;
+    println!("\n==> check-cycles");
+    cycles::run(&workspace_root())?;
     cargo(&[
         "clippy",
         "--workspace",

@@ -111,6 +111,12 @@ pub struct RunArgs {
     #[arg(long, env = "L3LB_XDP_REDIRECT")]
     pub xdp_redirect: bool,
 
+    /// Log the XDP/TC programs' rare events (a flow the tables could not record, a refused
+    /// redirect, a state that should not occur; at most one a second per CPU and kind, never one
+    /// per packet) in this daemon's log, target `l3lb::datapath`. Off: the programs do not log.
+    #[arg(long, env = "L3LB_BPF_LOG")]
+    pub bpf_log: bool,
+
     /// Unix socket (root only) where `l3lb status` and `l3lb explain` ask this daemon what it
     /// serves and why.
     #[arg(long, env = "L3LB_CONTROL_SOCKET", default_value = crate::daemon::control::DEFAULT_CONTROL_SOCKET)]
@@ -161,6 +167,7 @@ impl TryFrom<RunArgs> for Config {
             pod_cidrs: a.pod_cidrs,
             allocator: a.allocator,
             xdp_redirect: a.xdp_redirect,
+            bpf_log: a.bpf_log,
             control_socket: a.control_socket,
         })
     }
@@ -174,8 +181,19 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         uplinks = ?config.uplinks, "starting l3lb");
     let client = kube_client().await?;
     // The first pass gives the maps their prefixes and redirect targets (the Configure step).
-    let datapath = Datapath::attach_pinned(&config.uplinks, &config.bpffs_dir)
+    let mut datapath = Datapath::attach_pinned(&config.uplinks, &config.bpffs_dir)
         .context("cannot set up the datapath")?;
+    // Forwards while it lives: until the daemon stops.
+    let _bpf_log = match config.bpf_log {
+        true => {
+            let forwarder = datapath
+                .forward_log()
+                .context("cannot forward the programs' log (--bpf-log)")?;
+            info!("forwarding the programs' rare events to the log (--bpf-log)");
+            Some(forwarder)
+        }
+        false => None,
+    };
     let addresses = Netlink::new(&config.interface, config.address_lifetime)?;
     addresses.check_prefixes(&config.prefixes).await?;
     let metrics = Metrics::default();
@@ -286,5 +304,11 @@ mod tests {
             "the kernel's path by default"
         );
         assert!(parse(&["--xdp-redirect"]).unwrap().xdp_redirect);
+    }
+
+    #[test]
+    fn bpf_log_is_opt_in() {
+        assert!(!parse(&[]).unwrap().bpf_log, "the programs do not log");
+        assert!(parse(&["--bpf-log"]).unwrap().bpf_log);
     }
 }

@@ -30,6 +30,8 @@ pub struct Config {
     pub allocator: bool,
     /// DNATed frames may skip the kernel's forwarding path (`--xdp-redirect`).
     pub xdp_redirect: bool,
+    /// The programs log rare events into the daemon's log (`--bpf-log`).
+    pub bpf_log: bool,
     /// Where `l3lb status` and `l3lb explain` reach the daemon.
     pub control_socket: PathBuf,
 }

@@ -6,8 +6,12 @@
 //! - a frame whose destination field (at any VLAN depth the program parses) holds no VIP leaves
 //!   XDP passed and byte for byte unchanged; a frame whose source holds no endpoint leaves TC
 //!   unchanged;
-//! - a frame XDP rewrites keeps a valid IPv4 header checksum if it had one.
-use etherparse::Ipv4HeaderSlice;
+//! - every checksum a frame carried right stays right in a frame either program rewrites: the
+//!   IPv4 header's, TCP's, UDP's, ICMP's and ICMPv6's (pseudo headers included), and the IPv4
+//!   header an ICMP error quotes; over IPv4 and IPv6 frames alike (well-formed frames of random
+//!   flows are mixed in, so thousands of rewrites are checked).
+use std::collections::BTreeMap;
+
 use l3lb_common::{Counter, PROTO_TCP, PROTO_UDP};
 use l3lb_tests::packets::{
     CLIENT, CLIENT_PORT, CLIENT6, DNS, HTTP, OTHER, POD, POD_DNS, POD_HTTP, POD6, TC_ACT_OK, VIP,
@@ -16,7 +20,10 @@ use l3lb_tests::packets::{
 };
 use l3lb_userspace::node::datapath::Datapath;
 
-use crate::require_root;
+use crate::{
+    checksums::{Checks, checks},
+    require_root,
+};
 
 const TC_ACT_SHOT: u32 = 2;
 
@@ -78,6 +85,21 @@ fn seeds() -> Vec<Vec<u8>> {
             &quote(&udp6(c6, (POD6, POD_DNS)), 48),
         ),
         tcp6((POD6, POD_HTTP), c6, Some(1)),
+        udp6((POD6, POD_DNS), c6),
+        // A router's Packet Too Big about the VIP's reply of a translated flow (XDP), and the
+        // same about a TCP one.
+        icmp6_error(
+            [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+            VIP6,
+            (2, 0, [0, 0, 5, 0]),
+            &quote(&udp6((VIP6, DNS), c6), 48),
+        ),
+        icmp6_error(
+            [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+            VIP6,
+            (2, 0, [0, 0, 5, 0]),
+            &quote(&tcp6((VIP6, HTTP), c6, Some(1)), 60),
+        ),
     ];
     let tagged_seeds: Vec<Vec<u8>> = out.iter().take(6).map(|f| tagged(f, &[7])).collect();
     out.extend(tagged_seeds);
@@ -85,9 +107,38 @@ fn seeds() -> Vec<Vec<u8>> {
     out
 }
 
+/// A well-formed frame (every checksum right) of a random flow: a client's packet to a
+/// frontend, or an endpoint's reply, over IPv4 or IPv6, sometimes VLAN-tagged. Clients come
+/// from a small pool, so replies often belong to a flow XDP translated before.
+fn random_flow(r: &mut Rng) -> Vec<u8> {
+    let port = CLIENT_PORT + r.below(8) as u16;
+    let mut client = CLIENT;
+    client[3] = r.below(64) as u8;
+    let mut client6 = CLIENT6;
+    client6[15] = r.below(64) as u8;
+    let (c, c6) = ((client, port), (client6, port));
+    let ack = Some(r.next() as u32);
+    let f = match r.below(8) {
+        0 => tcp(c, (VIP, HTTP), &[], None),
+        1 => tcp_ack(c, (VIP, HTTP)),
+        2 => udp(c, (VIP, DNS), false),
+        3 => tcp6(c6, (VIP6, HTTP), [None, ack][r.below(2)]),
+        4 => udp6(c6, (VIP6, DNS)),
+        5 => tcp((POD, POD_HTTP), c, &[], ack),
+        6 => udp((POD, POD_DNS), c, false),
+        _ => [tcp6((POD6, POD_HTTP), c6, ack), udp6((POD6, POD_DNS), c6)][r.below(2)].clone(),
+    };
+    match r.below(4) {
+        0 => tagged(&f, &[r.below(4095) as u16 + 1]),
+        _ => f,
+    }
+}
+
 fn mutate(r: &mut Rng, seed: &[u8]) -> Vec<u8> {
     let mut f = seed.to_vec();
-    match r.below(7) {
+    match r.below(8) {
+        // A well-formed frame of a random flow instead.
+        7 => f = random_flow(r),
         // Flip a few bytes anywhere.
         0 => {
             for _ in 0..=r.below(4) {
@@ -138,7 +189,8 @@ fn mutate(r: &mut Rng, seed: &[u8]) -> Vec<u8> {
             }
         }
         // Truncated anywhere.
-        _ => f.truncate(r.below(f.len() + 1)),
+        6 => f.truncate(r.below(f.len() + 1)),
+        _ => unreachable!(),
     }
     f
 }
@@ -178,14 +230,35 @@ fn names(f: &[u8], source: bool, v4: &[[u8; 4]], v6: &[[u8; 16]]) -> bool {
     })
 }
 
-fn ipv4_checksum_ok(f: &[u8], l3: usize) -> bool {
-    let Some(h) = f
-        .get(l3..)
-        .and_then(|b| Ipv4HeaderSlice::from_slice(b).ok())
-    else {
-        return false;
-    };
-    h.header_checksum() == h.to_header().calc_header_checksum()
+/// Checksums verified in rewritten frames, by (program, family, protocol); "ip4"/"quoted" for
+/// IPv4 header checksums.
+#[derive(Default)]
+struct Verified(BTreeMap<(&'static str, String), u64>);
+
+impl Verified {
+    /// Fails if a rewrite broke a checksum `input` had right; counts what it kept.
+    fn rewrite(&mut self, prog: &'static str, n: usize, input: &[u8], output: &[u8]) {
+        let (before, after): (Checks, Checks) = (checks(input), checks(output));
+        let broken = before.broken_in(&after);
+        assert!(
+            broken.is_empty(),
+            "frame {n}: {prog} broke the {broken:?} checksum(s):\n in: {input:02x?}\nout: {output:02x?}"
+        );
+        let mut count = |what: String| *self.0.entry((prog, what)).or_default() += 1;
+        if before.ip4 == Some(true) {
+            count("ip4".into());
+        }
+        if let Some((family, proto, true)) = before.l4 {
+            count(format!("v{family}/{proto}"));
+        }
+        if before.quoted_ip4 == Some(true) {
+            count("quoted ip4".into());
+        }
+    }
+
+    fn get(&self, prog: &'static str, what: &str) -> u64 {
+        self.0.get(&(prog, what.to_owned())).copied().unwrap_or(0)
+    }
 }
 
 #[test]
@@ -226,6 +299,7 @@ fn random_and_mutated_frames_keep_the_datapath_properties() {
             .sum()
     };
     let (mut translated, mut dropped, mut tc_changed) = (0, 0, 0);
+    let mut verified = Verified::default();
     let mut tc_runs = frames.len() as u64;
     let before = verdicts(&dp);
     for (n, f) in frames.iter().enumerate() {
@@ -250,14 +324,7 @@ fn random_and_mutated_frames_keep_the_datapath_properties() {
         }
         if out.verdict == XDP_PASS && out.packet != *f {
             translated += 1;
-            for (l3, t) in l3_offsets(f) {
-                if t == [0x08, 0x00] && ipv4_checksum_ok(f, l3) {
-                    assert!(
-                        ipv4_checksum_ok(&out.packet, l3),
-                        "frame {n}: checksum broken"
-                    );
-                }
-            }
+            verified.rewrite("xdp", n, f, &out.packet);
         }
         // An skb test run refuses frames too short for the network header their ethertype
         // names (the kernel never builds such an skb): those are XDP's alone.
@@ -277,6 +344,9 @@ fn random_and_mutated_frames_keep_the_datapath_properties() {
         // TC changes only replies and errors from endpoints (or errors quoting them).
         if tc.packet != *f {
             tc_changed += 1;
+            if tc.verdict == TC_ACT_OK {
+                verified.rewrite("tc", n, f, &tc.packet);
+            }
             let from_pod = names(f, true, &[POD, [10, 244, 1, 1]], &[POD6])
                 || f.windows(4).any(|w| w == POD)
                 || f.windows(16).any(|w| w == POD6);
@@ -294,11 +364,37 @@ fn random_and_mutated_frames_keep_the_datapath_properties() {
     );
     println!(
         "fuzz: {} frames through XDP ({translated} translated, {dropped} dropped), {tc_runs} \
-         through TC ({tc_changed} changed)",
-        frames.len()
+         through TC ({tc_changed} changed); checksums verified in rewritten frames: {:?}",
+        frames.len(),
+        verified.0
     );
     assert!(
         translated > 100 && dropped > 100,
         "the corpus reaches the VIP paths"
     );
+    // Every kind of rewrite was checked, many times over.
+    for (prog, what, at_least) in [
+        ("xdp", "ip4", 3000),
+        ("xdp", "v4/6", 1500),
+        ("xdp", "v4/17", 1000),
+        ("xdp", "v6/6", 500),
+        ("xdp", "v6/17", 500),
+        ("xdp", "v4/1", 50),
+        ("xdp", "v6/58", 50),
+        ("xdp", "quoted ip4", 100),
+        ("tc", "ip4", 1000),
+        ("tc", "v4/6", 400),
+        ("tc", "v4/17", 300),
+        ("tc", "v6/6", 150),
+        ("tc", "v6/17", 150),
+        ("tc", "v4/1", 30),
+        ("tc", "v6/58", 30),
+        ("tc", "quoted ip4", 50),
+    ] {
+        let n = verified.get(prog, what);
+        assert!(
+            n >= at_least,
+            "{prog}: {n} rewrites with a right {what} checksum checked, want {at_least}+"
+        );
+    }
 }

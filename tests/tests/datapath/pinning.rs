@@ -15,10 +15,10 @@ use crate::{
 };
 
 /// A pin directory on the host's bpffs, cleaned up (links, maps, directory) on drop.
-struct PinDir(PathBuf);
+pub struct PinDir(pub PathBuf);
 
 impl PinDir {
-    fn new(tag: &str) -> Self {
+    pub fn new(tag: &str) -> Self {
         let bpffs = Path::new("/sys/fs/bpf");
         assert!(
             bpffs.is_dir(),

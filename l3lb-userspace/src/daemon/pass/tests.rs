@@ -121,6 +121,7 @@ fn config(lifetime: Option<Duration>) -> Config {
         pod_cidrs: vec![],
         allocator: true,
         xdp_redirect: false,
+        bpf_log: false,
         control_socket: "/run/l3lb/test.sock".into(),
     }
 }

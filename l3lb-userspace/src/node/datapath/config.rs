@@ -1,7 +1,9 @@
 //! The datapath's settings besides its frontends ([`DatapathSettings`]): the configuration map
 //! (the VIP prefixes, so XDP passes packets to other addresses without a map lookup, and whether
 //! it may redirect) and the redirect map (the interfaces it may redirect into). Written only by
-//! the executor's `Configure` step, read back by the observer.
+//! the executor's `Configure` step, read back by the observer; the one other flag, whether the
+//! programs log rare events, is the daemon's start-time choice (`bpf_log`), which every write
+//! here keeps.
 use std::{
     collections::BTreeSet,
     net::{Ipv4Addr, Ipv6Addr},
@@ -10,7 +12,7 @@ use std::{
 use aya::maps::{Array, DevMapHash, MapData};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use l3lb_common::{
-    CONFIG_REDIRECT, Config, MAP_CONFIG, MAP_REDIRECT, MAX_PREFIXES, ip6, ip6_octets,
+    CONFIG_LOG, CONFIG_REDIRECT, Config, MAP_CONFIG, MAP_REDIRECT, MAX_PREFIXES, ip6, ip6_octets,
 };
 
 use super::{Datapath, DatapathError, map_err};
@@ -106,7 +108,11 @@ impl Datapath {
         })
     }
 
-    fn write_config(&mut self, config: Config) -> Result<(), DatapathError> {
+    /// Writes `config`, with `CONFIG_LOG` while the programs' log is forwarded.
+    fn write_config(&mut self, mut config: Config) -> Result<(), DatapathError> {
+        if self.logging {
+            config.flags |= CONFIG_LOG;
+        }
         let map = self
             .ebpf
             .map_mut(MAP_CONFIG)

@@ -2,7 +2,9 @@
 //! typed access to its maps (frontends, flows, counters). [`keys`] converts between model types
 //! and the `#[repr(C)]` map keys and is how the executor and the observer see the maps;
 //! [`attached`] reads the programs attached to an uplink from outside the daemon (`l3lb stats`).
+//! [`bpf_log`] forwards the programs' own log records (rare events) to `tracing` when asked.
 pub mod attached;
+mod bpf_log;
 mod config;
 mod error;
 mod family;
@@ -30,6 +32,7 @@ use aya::{
     maps::{HashMap, MapData, MapError, PerCpuArray},
     programs::{SchedClassifier, TcAttachType, Xdp, XdpMode},
 };
+pub use bpf_log::{LogError, LogForwarder};
 pub use error::DatapathError;
 pub use health::{UplinkFault, attached_xdp_id};
 use l3lb_common::{COUNTER_SLOTS, Counter, MAP_STATS, PROG_TC_EGRESS, PROG_XDP_INGRESS, Stat};
@@ -52,6 +55,9 @@ pub struct Datapath {
     slots: slots::Slots,
     /// The bpffs directory of a pinned datapath.
     dir: Option<PathBuf>,
+    /// Whether the programs log rare events (`CONFIG_LOG`): set by [`Datapath::forward_log`],
+    /// kept by every write of the configuration.
+    logging: bool,
 }
 
 /// What a pinned load found in its bpffs directory.
@@ -111,6 +117,8 @@ impl Datapath {
             loader.map_pin_path(name, dir.join(name));
         }
         let mut datapath = Self::load_programs(loader.load(EBPF_OBJECT))?;
+        // An earlier run's logging is not this one's (see `forward_log`).
+        bpf_log::set_flag(&mut datapath.ebpf, false)?;
         datapath.pinned.maps_reused = maps_reused;
         datapath.dir = Some(dir.to_owned());
         // Before any program is attached: reused frontends (maybe from a version without a VIP
@@ -153,6 +161,7 @@ impl Datapath {
             vip_refs: vips::VipRefs::default(),
             slots: slots::Slots::default(),
             dir: None,
+            logging: false,
         })
     }
 
