@@ -1,7 +1,12 @@
 //! `cargo xtask bench control-plane`: a real `l3lb run` in a lab node against the test API server
 //! seeded with many Services and EndpointSlices. Measures the time to first full sync, the time
 //! from an EndpointSlice change to the address being applied (kernel netlink events, so the
-//! address step is observed exactly), and the daemon's peak RSS. Writes one JSON line per run.
+//! address step is observed exactly), where that time went ([`stages`]), and the daemon's peak
+//! RSS; with `--heap-profile`, a daemon built with `--features dhat-heap` writes its heap at its
+//! peak ([`heap`]). Writes one JSON line per run.
+mod heap;
+mod stages;
+
 use std::{
     collections::BTreeMap,
     net::{IpAddr, Ipv4Addr},
@@ -35,6 +40,11 @@ struct Args {
     endpoints_per_service: usize,
     changes: usize,
     out: PathBuf,
+    /// The daemon also stands for the allocator (single-binary mode), as `l3lb run` does by
+    /// default; `false`: as nodes run beside a separate `l3lb allocate`.
+    allocator: bool,
+    /// Where a daemon built with `--features dhat-heap` writes its heap profile.
+    heap_profile: Option<PathBuf>,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -43,6 +53,8 @@ fn parse_args() -> anyhow::Result<Args> {
         endpoints_per_service: 10,
         changes: 1_000,
         out: "target/bench/control-plane.json".into(),
+        allocator: true,
+        heap_profile: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -52,8 +64,11 @@ fn parse_args() -> anyhow::Result<Args> {
             "--endpoints-per-service" => a.endpoints_per_service = value.parse()?,
             "--changes" => a.changes = value.parse()?,
             "--out" => a.out = value.into(),
+            "--allocator" => a.allocator = value.parse()?,
+            "--heap-profile" => a.heap_profile = Some(value.into()),
             _ => bail!(
-                "unknown flag {flag}; use --services N --endpoints-per-service N --changes N --out FILE"
+                "unknown flag {flag}; use --services N --endpoints-per-service N --changes N \
+                 --allocator true|false --heap-profile FILE --out FILE"
             ),
         }
     }
@@ -93,8 +108,15 @@ fn slice(i: usize, per: usize, local_ready: bool) -> serde_json::Value {
         "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}]})
 }
 
-/// Address added (true) or removed (false), as the kernel announces it.
-type AddrEvent = (Instant, bool, IpAddr);
+/// When (monotonic ns), address added (true) or removed (false), as the kernel announces it.
+type AddrEvent = (u64, bool, IpAddr);
+
+/// Nanoseconds on CLOCK_MONOTONIC, the clock the daemon's stage timings use.
+fn mono_ns() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
+        .unwrap_or(0)
+}
 
 /// Subscribes to IPv4 address events inside `ns`.
 fn address_events(
@@ -113,7 +135,7 @@ fn address_events(
     let (tx, rx) = mpsc::unbounded_channel();
     rt.spawn(async move {
         while let Some((msg, _)) = messages.next().await {
-            let now = Instant::now();
+            let now = mono_ns();
             let (added, m) = match msg.payload {
                 NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewAddress(m)) => (true, m),
                 NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelAddress(m)) => (false, m),
@@ -138,7 +160,7 @@ fn wait_event(
     rt: &tokio::runtime::Runtime,
     added: bool,
     ip: IpAddr,
-) -> anyhow::Result<Instant> {
+) -> anyhow::Result<u64> {
     rt.block_on(async {
         let deadline = tokio::time::sleep(Duration::from_secs(30));
         tokio::pin!(deadline);
@@ -155,9 +177,12 @@ fn wait_event(
     })
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted.get(idx).copied().unwrap_or(f64::NAN)
+use stages::percentile;
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
 }
 
 fn peak_rss_mb(pid: u32) -> anyhow::Result<f64> {
@@ -196,6 +221,7 @@ fn main() -> anyhow::Result<()> {
     ApiServer::write_kubeconfig(addr, &kubeconfig)?;
     let mut events = address_events(&rt, &ns)?;
 
+    let load_before = loadavg();
     let mut cmd = Command::new(l3lb_bin()?);
     cmd.args([
         "run",
@@ -207,14 +233,21 @@ fn main() -> anyhow::Result<()> {
         lab.uplink(),
         "--default-load-balancer",
     ])
+    .arg(format!("--allocator={}", a.allocator))
     .arg("--bpffs-dir")
     .arg(lab.bpffs_dir(1))
     .env("KUBECONFIG", &kubeconfig)
+    // Warnings, and the line per pass with its stages.
     .env(
         "RUST_LOG",
-        std::env::var("L3LB_BENCH_LOG").unwrap_or("warn".into()),
-    );
+        std::env::var("L3LB_BENCH_LOG").unwrap_or("warn,l3lb::timing=debug".into()),
+    )
+    .env("NO_COLOR", "1");
+    if let Some(file) = &a.heap_profile {
+        cmd.env("L3LB_DHAT_FILE", std::path::absolute(file)?);
+    }
     let started = Instant::now();
+    let started_ns = mono_ns();
     // Host mounts: the daemon pins into the host's bpffs (see Lab::spawn_in_netns_only).
     let pid = lab.spawn_in_netns_only(&ns, "l3lb-bench", cmd)?;
 
@@ -240,17 +273,28 @@ fn main() -> anyhow::Result<()> {
 
     // Changes: flip one Service's local endpoint not-Ready (VIP removed), then Ready (VIP added).
     let mut lat_ms = Vec::with_capacity(a.changes);
+    let mut changes = Vec::with_capacity(a.changes);
     for c in 0..a.changes {
         let i = (c / 2 * 7919) % a.services;
         let ready = c % 2 == 1;
         while events.try_recv().is_ok() {}
-        let t = Instant::now();
+        let written_ns = mono_ns();
         api.apply(slice(i, a.endpoints_per_service, ready))?;
-        let seen = wait_event(&mut events, &rt, ready, IpAddr::V4(vip(i)))?;
-        lat_ms.push(seen.duration_since(t).as_secs_f64() * 1e3);
+        let seen_ns = wait_event(&mut events, &rt, ready, IpAddr::V4(vip(i)))?;
+        lat_ms.push(seen_ns.saturating_sub(written_ns) as f64 / 1e6);
+        changes.push(stages::Change {
+            written_ns,
+            seen_ns,
+        });
     }
     lat_ms.sort_by(f64::total_cmp);
     let rss = peak_rss_mb(pid)?;
+    let load_after = loadavg();
+    let log = std::fs::read_to_string(lab.workdir().join("l3lb-bench.log")).unwrap_or_default();
+    let passes = stages::parse(&log);
+    let (by_stage, unmatched) = stages::breakdown(&changes, &passes);
+    let (stages_json, stage_rows) = stages::summary(&by_stage);
+    let first_pass = stages::first_pass(&passes, started_ns);
     let row = json!({
         "name": "endpointslice_change_to_applied",
         "services": a.services,
@@ -262,6 +306,13 @@ fn main() -> anyhow::Result<()> {
         "max_ms": lat_ms.last().copied().unwrap_or(f64::NAN),
         "first_sync_s": first_sync_s,
         "peak_rss_mb": rss,
+        "allocator": a.allocator,
+        "heap_profile": a.heap_profile.is_some(),
+        "loadavg_before": load_before,
+        "loadavg_after": load_after,
+        "stages": stages_json,
+        "changes_without_pass": unmatched,
+        "first_pass": first_pass,
     });
     if let Some(dir) = a.out.parent() {
         std::fs::create_dir_all(dir)?;
@@ -284,12 +335,23 @@ fn main() -> anyhow::Result<()> {
         ("p99_ms", format!("{:.2}", percentile(&lat_ms, 0.99))),
         ("first_sync_s", format!("{first_sync_s:.2}")),
         ("peak_rss_mb", format!("{rss:.1}")),
+        ("allocator", a.allocator.to_string()),
     ]
     .into();
     println!("control-plane benchmark (appended to {})", a.out.display());
     for (k, v) in table {
         println!("  {k:<14} {v:>12}");
     }
+    println!("  load average   {load_before} (before), {load_after} (after)");
+    println!("per change, by stage (ms; {unmatched} changes without a matching pass):");
+    println!("  {:<12} {:>8} {:>8} {:>8}", "stage", "p50", "p99", "max");
+    for r in stage_rows {
+        println!("{r}");
+    }
+    println!("first sync's pass: {first_pass}");
     lab.stop(pid)?;
+    if let Some(file) = &a.heap_profile {
+        heap::report(file)?;
+    }
     Ok(())
 }
