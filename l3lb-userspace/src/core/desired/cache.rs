@@ -81,7 +81,8 @@ impl DesiredCache {
         &self.scope
     }
 
-    /// The desired state as of the last [`DesiredCache::desired`].
+    /// The desired state as of the last [`DesiredCache::update`] (or
+    /// [`DesiredCache::update_of`], [`DesiredCache::desired`]).
     pub fn current(&self) -> Cow<'_, Desired> {
         exclude(self.merged.desired(), self.scope.exclusion)
     }
@@ -140,11 +141,6 @@ impl DesiredCache {
     ) -> (Cow<'_, Desired>, usize) {
         let recomputed = self.update(services, slices, dirty);
         (self.current(), recomputed)
-    }
-
-    /// The desired state as of the last update.
-    pub fn current(&self) -> Cow<'_, Desired> {
-        exclude(self.merged.desired(), self.scope.exclusion)
     }
 
     /// Brings the desired state up to date with these Services (every one: after a relist)
