@@ -5,6 +5,7 @@
 //! RSS; with `--heap-profile`, a daemon built with `--features dhat-heap` writes its heap at its
 //! peak ([`heap`]). Writes one JSON line per run.
 mod heap;
+mod progress;
 mod stages;
 
 use std::{
@@ -198,6 +199,8 @@ fn peak_rss_mb(pid: u32) -> anyhow::Result<f64> {
 
 fn main() -> anyhow::Result<()> {
     let a = parse_args()?;
+    let progress = progress::Progress::new(if a.heap_profile.is_some() { 6 } else { 5 });
+    progress.step(1, "Building the lab: one node, its uplink and bpffs");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -211,9 +214,19 @@ fn main() -> anyhow::Result<()> {
     api.apply_yaml(l3lb_tests::scenario::POOL_CRD)?;
     api.apply(json!({"apiVersion": "l3lb.io/v1alpha1", "kind": "L3lbPool",
         "metadata": {"name": "bench"}, "spec": {"addresses": [PREFIX]}}))?;
+    progress.step(
+        2,
+        &format!(
+            "Seeding the test API server: {} Services, {} endpoints",
+            a.services,
+            a.services * a.endpoints_per_service
+        ),
+    );
+    let mut seeded = progress.count("Services seeded", a.services);
     for i in 0..a.services {
         api.apply(service(i))?;
         api.apply(slice(i, a.endpoints_per_service, true))?;
+        seeded.at(i + 1);
     }
     let ns = lab.node_ns(1).to_owned();
     let addr = rt.block_on(api.listen_in_netns(&ns))?;
@@ -246,6 +259,13 @@ fn main() -> anyhow::Result<()> {
     if let Some(file) = &a.heap_profile {
         cmd.env("L3LB_DHAT_FILE", std::path::absolute(file)?);
     }
+    progress.step(
+        3,
+        &format!(
+            "Starting l3lb run; first sync: waiting for {} VIPs",
+            a.services
+        ),
+    );
     let started = Instant::now();
     let started_ns = mono_ns();
     // Host mounts: the daemon pins into the host's bpffs (see Lab::spawn_in_netns_only).
@@ -254,9 +274,11 @@ fn main() -> anyhow::Result<()> {
     // First full sync: every VIP has been added.
     let mut pending: std::collections::BTreeSet<IpAddr> =
         (0..a.services).map(|i| IpAddr::V4(vip(i))).collect();
+    let mut up = progress.count("VIPs up", a.services);
     rt.block_on(async {
         let deadline = tokio::time::sleep(Duration::from_secs(300));
         tokio::pin!(deadline);
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
         while !pending.is_empty() {
             tokio::select! {
                 ev = events.recv() => match ev {
@@ -264,17 +286,27 @@ fn main() -> anyhow::Result<()> {
                     Some(_) => {}
                     None => bail!("address event stream ended"),
                 },
+                _ = tick.tick() => up.at(a.services - pending.len()),
                 _ = &mut deadline => bail!("first sync incomplete after 300 s: {} VIPs missing", pending.len()),
             }
         }
         Ok(())
     })?;
     let first_sync_s = started.elapsed().as_secs_f64();
+    progress.step(
+        4,
+        &format!(
+            "First sync took {first_sync_s:.2} s; {} changes, one at a time",
+            a.changes
+        ),
+    );
 
     // Changes: flip one Service's local endpoint not-Ready (VIP removed), then Ready (VIP added).
     let mut lat_ms = Vec::with_capacity(a.changes);
     let mut changes = Vec::with_capacity(a.changes);
+    let mut done = progress.count("changes applied", a.changes);
     for c in 0..a.changes {
+        done.at(c);
         let i = (c / 2 * 7919) % a.services;
         let ready = c % 2 == 1;
         while events.try_recv().is_ok() {}
@@ -288,6 +320,7 @@ fn main() -> anyhow::Result<()> {
         });
     }
     lat_ms.sort_by(f64::total_cmp);
+    progress.step(5, "Results");
     let rss = peak_rss_mb(pid)?;
     let load_after = loadavg();
     let log = std::fs::read_to_string(lab.workdir().join("l3lb-bench.log")).unwrap_or_default();
@@ -351,6 +384,7 @@ fn main() -> anyhow::Result<()> {
     println!("first sync's pass: {first_pass}");
     lab.stop(pid)?;
     if let Some(file) = &a.heap_profile {
+        progress.step(6, "The daemon's heap profile");
         heap::report(file)?;
     }
     Ok(())
