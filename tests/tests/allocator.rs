@@ -12,6 +12,7 @@ use l3lb_userspace::{
         allocator::Allocator,
         events::announcements::VipEvents,
         leader::elector::{Elector, ElectorHandle},
+        trigger::Trigger,
         watch::{self, AllocatorStores},
     },
     metrics::Metrics,
@@ -305,7 +306,7 @@ async fn every_task_waiting_for_the_first_lists_wakes() {
     let stores = watch::start(
         client.clone(),
         "node-a",
-        Arc::new(Notify::new()),
+        Arc::new(Trigger::default()),
         allocate.clone(),
         Metrics::default(),
     );

@@ -57,7 +57,9 @@ enum Bench {
     /// peak RSS.
     ControlPlane {
         /// Arguments for the benchmark binary, after `--`: `--services N`,
-        /// `--endpoints-per-service N`, `--changes N`.
+        /// `--endpoints-per-service N`, `--changes N`, `--allocator false` (the daemon without
+        /// the allocator, as beside `l3lb allocate`), `--heap-profile FILE` (the daemon built
+        /// with DHAT: its heap at the peak, top entries printed).
         #[arg(last = true)]
         args: Vec<String>,
     },
@@ -336,14 +338,25 @@ fn count(summary: &str, label: &str) -> u64 {
 /// Builds release binaries and runs benchmark `bin`, appending to target/bench/<name>.json.
 fn bench(bin: &str, name: &str, extra: &[String]) -> anyhow::Result<()> {
     require_root("cargo xtask bench")?;
-    cargo(&[
+    // A heap profile needs the daemon built with DHAT, and line tables so its stacks name the
+    // inlined functions too.
+    let heap_profile = extra.iter().any(|a| a == "--heap-profile");
+    let mut daemon = vec![
         "build",
         "--release",
         "-p",
         "l3lb-userspace",
         "--bin",
         "l3lb",
-    ])?;
+    ];
+    if heap_profile {
+        daemon.extend(["--features", "dhat-heap"]);
+        // SAFETY: single-threaded at this point; only the child cargo reads it.
+        unsafe { std::env::set_var("CARGO_PROFILE_RELEASE_DEBUG", "line-tables-only") };
+    }
+    cargo(&daemon)?;
+    // SAFETY: as above.
+    unsafe { std::env::remove_var("CARGO_PROFILE_RELEASE_DEBUG") };
     cargo(&["build", "--release", "-p", "l3lb-tests", "--bins"])?;
     let root = workspace_root();
     let out = root.join(format!("target/bench/{name}.json"));

@@ -36,8 +36,10 @@ use crate::{
             announcements::{Forfeit, Owners, VipEvents},
             refusals::RefusalEvents,
         },
-        watch,
+        trigger::Trigger,
+        watch::{self, changes::Pending},
     },
+    metrics::timing::{PassStages, mono_ns},
     node::{
         executor::{AddressTable, FrontendTable},
         observe::{AddressObserver, FrontendObserver},
@@ -62,7 +64,7 @@ pub async fn run<F: FrontendTable + FrontendObserver, A: AddressTable + AddressO
     mut reconciler: Reconciler<F, A>,
 ) -> anyhow::Result<()> {
     let config = reconciler.config().clone();
-    let changed = Arc::new(Notify::new());
+    let changed = Arc::new(Trigger::default());
     let allocate = Arc::new(Notify::new());
     let metrics = reconciler.metrics().clone();
     let stores = watch::start(
@@ -126,8 +128,8 @@ pub async fn run<F: FrontendTable + FrontendObserver, A: AddressTable + AddressO
     loop {
         let drain_deadline = reconciler.next_drain_deadline().map(Instant::from_std);
         let full = tokio::select! {
-            _ = changed.notified() => {
-                crate::k8s::trigger::settle(&changed).await;
+            _ = changed.fired() => {
+                changed.settle().await;
                 false
             }
             _ = resync.tick() => true,
@@ -157,6 +159,9 @@ pub async fn run<F: FrontendTable + FrontendObserver, A: AddressTable + AddressO
         pass_no += 1;
         let span = info_span!("reconcile", pass = pass_no, full);
         async {
+            let first_change_ns = changed.take_first();
+            let started_ns = mono_ns();
+            let started = std::time::Instant::now();
             let node = stores.node(&config.node_name);
             if full {
                 // Recomputed from scratch on every resync, like the node is observed afresh.
@@ -176,17 +181,37 @@ pub async fn run<F: FrontendTable + FrontendObserver, A: AddressTable + AddressO
             events.exclusion(excluded);
             metrics.node_excluded.set(i64::from(excluded.is_some()));
             cache.set_exclusion(excluded);
-            let (want, recomputed) = {
+            let recomputed = {
                 let mut slices = stores.slices.lock();
                 let dirty = slices.take_dirty();
-                cache.desired(&stores.services.state(), &slices, dirty)
+                match stores.service_changes.take() {
+                    // A fresh cache (a resync) takes every Service too.
+                    Pending::Keys(keys) if !full => {
+                        let now = keys.into_iter().map(|k| {
+                            let svc = stores.service(&k);
+                            (k, svc)
+                        });
+                        cache.update_of(now, &slices, dirty)
+                    }
+                    _ => cache.update(&stores.services.state(), &slices, dirty),
+                }
             };
+            let changed_vips = cache.take_changed();
+            let want = cache.current();
             debug!(recomputed, "desired state");
+            let desired_took = started.elapsed();
             let outcome = if full {
                 reconciler.pass(&want).await
             } else {
-                reconciler.quick_pass(&want).await
+                reconciler.quick_pass_changed(&want, &changed_vips).await
             };
+            let mut stages = PassStages {
+                first_change_ns,
+                started_ns,
+                desired: desired_took,
+                ..reconciler.stages()
+            };
+            let publishing = std::time::Instant::now();
             metrics.health.pass_done(outcome.failed);
             debug!(
                 applied = outcome.applied,
@@ -216,6 +241,8 @@ pub async fn run<F: FrontendTable + FrontendObserver, A: AddressTable + AddressO
                 why,
                 |vip| cache.services_of(vip),
             ));
+            stages.events = publishing.elapsed();
+            stages.report(&metrics.pass_stages, full);
         }
         .instrument(span)
         .await;

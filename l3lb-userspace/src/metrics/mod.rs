@@ -25,6 +25,7 @@ use crate::core::model::{Backends, Desired, Observed};
 
 mod frontend_stats;
 pub mod http;
+pub mod timing;
 
 pub use frontend_stats::FrontendStats;
 
@@ -52,6 +53,8 @@ pub struct MapLabels {
 #[derive(Clone, Debug)]
 pub struct Metrics {
     pub pass_duration: Histogram,
+    /// Each stage of a pass ([`timing::PassStages`]).
+    pub pass_stages: timing::StageHistograms,
     pub frontends: Gauge,
     pub frontends_draining: Gauge,
     pub vips: Gauge,
@@ -75,6 +78,7 @@ impl Default for Metrics {
         Self {
             // 1 ms .. ~16 s
             pass_duration: Histogram::new(exponential_buckets(0.001, 2.0, 15)),
+            pass_stages: timing::stage_histograms(),
             frontends: Gauge::default(),
             frontends_draining: Gauge::default(),
             vips: Gauge::default(),
@@ -103,6 +107,13 @@ impl Metrics {
             "reconcile_duration_seconds",
             "Duration of a reconcile pass (observe, plan, apply)",
             self.pass_duration.clone(),
+        );
+        r.register(
+            "pass_stage_seconds",
+            "Time a pass spent per stage: wait (from the first watch change it serves to its \
+             start), desired, observe, plan, maps (eBPF map writes), netlink (address \
+             requests), record, events",
+            self.pass_stages.clone(),
         );
         r.register(
             "frontends",
@@ -193,16 +204,27 @@ impl Metrics {
     /// [`Self::record_state`] when `programmed` frontends are known to match (after a pass
     /// whose every step succeeded, all wanted ones do), without comparing them again.
     pub fn record_programmed(&self, programmed: usize, after: &Observed, draining: usize) {
-        let backends: usize = after.frontends.values().map(Backends::len).sum();
-        self.frontends.set(gauge(programmed));
-        self.frontends_draining.set(gauge(draining));
-        self.vips.set(gauge(after.addresses.len()));
-        self.backends.set(gauge(backends));
+        self.record_counts(&Counts {
+            programmed,
+            in_maps: after.frontends.len(),
+            vips: after.addresses.len(),
+            backends: after.frontends.values().map(Backends::len).sum(),
+            draining,
+        });
+    }
+
+    /// The node's state after a pass, counted by the caller (the reconciler keeps the counts
+    /// with its record of the node, so a pass costs no walk over every frontend).
+    pub fn record_counts(&self, c: &Counts) {
+        self.frontends.set(gauge(c.programmed));
+        self.frontends_draining.set(gauge(c.draining));
+        self.vips.set(gauge(c.vips));
+        self.backends.set(gauge(c.backends));
         self.map_entries
             .get_or_create(&MapLabels {
                 map: MAP_FRONTENDS_V4,
             })
-            .set(gauge(after.frontends.len()));
+            .set(gauge(c.in_maps));
     }
 
     /// Mirrors the datapath's own counters (absolute values; they live in the kernel).
@@ -234,6 +256,20 @@ impl Metrics {
             })
             .inc();
     }
+}
+
+/// What a pass leaves on the node, counted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Wanted frontends programmed as wanted.
+    pub programmed: usize,
+    /// Frontends in the maps (wanted or draining).
+    pub in_maps: usize,
+    /// VIPs on the interface.
+    pub vips: usize,
+    /// Local endpoints over the frontends in the maps.
+    pub backends: usize,
+    pub draining: usize,
 }
 
 fn gauge(n: usize) -> i64 {

@@ -1,13 +1,17 @@
 //! Incremental desired state: only Services whose Service object or local endpoints changed since
-//! the last call are recomputed. The Service store hands out a new `Arc` for every changed object
-//! and the cache holds the `Arc`s it last saw, so a pointer it does not know is a changed or new
-//! object, and a known pointer missing from the input is a changed or deleted one (a held
-//! allocation cannot be reused for another object); only pointers are hashed per call. The
-//! [`SliceIndex`] says itself which Services' local endpoints changed. A change of the pools or of
-//! the node's facts (rare) recomputes every Service. The result equals [`desired`].
+//! the last call are recomputed. The caller says which Services changed
+//! ([`DesiredCache::desired_of`], from the watch), or hands every Service over
+//! ([`DesiredCache::desired`], after a relist): the store hands out a new `Arc` for every changed
+//! object and the cache holds the `Arc` it last saw of each Service, so another pointer under a
+//! key is a changed object (a held allocation cannot be reused for another object). The
+//! [`SliceIndex`] says itself which Services' local endpoints changed. A change of the pools or
+//! of the node's facts (rare) recomputes every Service. The result equals [`desired`], and the
+//! cache says which VIPs' part of it may have changed ([`DesiredCache::take_changed`]), so the
+//! plan looks at those only.
 use std::{
     borrow::Cow,
-    collections::{BTreeMap, BTreeSet, HashMap, HashSet, hash_map::Entry},
+    collections::{BTreeMap, BTreeSet},
+    net::IpAddr,
     sync::Arc,
 };
 
@@ -25,6 +29,7 @@ use super::{
 };
 use crate::core::{
     model::{Desired, ServiceKey},
+    plan::Changed,
     pool::Pool,
 };
 
@@ -35,32 +40,12 @@ pub struct DesiredCache {
     rescope: bool,
     /// Untrusted local endpoint addresses left out, over all Services.
     endpoints_refused: usize,
-    services: HashMap<usize, Arc<Service>>,
+    /// Each Service as last seen.
     by_key: BTreeMap<ServiceKey, Arc<Service>>,
     parts: BTreeMap<ServiceKey, ServiceDesired>,
     merged: Merged,
-}
-
-/// Entries of `known` whose pointer is not in `input` (removed from `known`), and the `input`
-/// entries `known` lacks (added to it).
-fn diff<T>(known: &mut HashMap<usize, Arc<T>>, input: &[Arc<T>]) -> (Vec<Arc<T>>, Vec<Arc<T>>) {
-    let present: HashSet<usize> = input.iter().map(|o| Arc::as_ptr(o).addr()).collect();
-    let mut removed = Vec::new();
-    known.retain(|ptr, obj| {
-        let keep = present.contains(ptr);
-        if !keep {
-            removed.push(Arc::clone(obj));
-        }
-        keep
-    });
-    let mut added = Vec::new();
-    for obj in input {
-        if let Entry::Vacant(slot) = known.entry(Arc::as_ptr(obj).addr()) {
-            slot.insert(Arc::clone(obj));
-            added.push(Arc::clone(obj));
-        }
-    }
-    (removed, added)
+    /// VIPs whose frontends or address may have changed since [`DesiredCache::take_changed`].
+    changed: Changed,
 }
 
 impl DesiredCache {
@@ -69,15 +54,21 @@ impl DesiredCache {
             scope,
             rescope: false,
             endpoints_refused: 0,
-            services: HashMap::new(),
             by_key: BTreeMap::new(),
             parts: BTreeMap::new(),
             merged: Merged::default(),
+            changed: Changed::All,
         }
     }
 
+    /// The VIPs whose frontends or address may have changed since the last call (every VIP
+    /// the first time, and after the node's exclusion changed).
+    pub fn take_changed(&mut self) -> Changed {
+        std::mem::replace(&mut self.changed, Changed::Vips(BTreeSet::new()))
+    }
+
     /// The Services a wanted `vip` is announced for, as of the last [`DesiredCache::desired`].
-    pub fn services_of(&self, vip: std::net::IpAddr) -> BTreeSet<ServiceKey> {
+    pub fn services_of(&self, vip: IpAddr) -> BTreeSet<ServiceKey> {
         self.merged.services_of(&self.parts, vip)
     }
 
@@ -90,7 +81,8 @@ impl DesiredCache {
         &self.scope
     }
 
-    /// The desired state as of the last [`DesiredCache::desired`].
+    /// The desired state as of the last [`DesiredCache::update`] (or
+    /// [`DesiredCache::update_of`], [`DesiredCache::desired`]).
     pub fn current(&self) -> Cow<'_, Desired> {
         exclude(self.merged.desired(), self.scope.exclusion)
     }
@@ -132,34 +124,84 @@ impl DesiredCache {
     /// Whether the node is excluded from load balancing: while it is, [`DesiredCache::desired`]
     /// wants no VIP.
     pub fn set_exclusion(&mut self, exclusion: Option<Exclusion>) {
+        if self.scope.exclusion != exclusion {
+            // Every VIP's address goes or comes back.
+            self.changed = Changed::All;
+        }
         self.scope.exclusion = exclusion;
     }
 
-    /// The same as [`desired`] over these Services and slices, recomputing only the Services
-    /// whose Service object changed since the last call or that `dirty` names (those whose local
-    /// endpoints changed: [`SliceIndex::take_dirty`]). Returns how many Services were
-    /// recomputed.
+    /// The same as [`desired`] over these Services and slices: [`DesiredCache::update`], then
+    /// [`DesiredCache::current`]. Returns how many Services were recomputed too.
     pub fn desired(
         &mut self,
         services: &[Arc<Service>],
         slices: &SliceIndex,
-        mut dirty: BTreeSet<ServiceKey>,
+        dirty: BTreeSet<ServiceKey>,
     ) -> (Cow<'_, Desired>, usize) {
-        let (removed, added) = diff(&mut self.services, services);
-        for svc in removed {
-            if let Some(key) = ServiceKey::of(&svc) {
-                if self.by_key.get(&key).is_some_and(|s| Arc::ptr_eq(s, &svc)) {
-                    self.by_key.remove(&key);
+        let recomputed = self.update(services, slices, dirty);
+        (self.current(), recomputed)
+    }
+
+    /// Brings the desired state up to date with these Services (every one: after a relist)
+    /// and slices, recomputing only the Services whose Service object changed since the last
+    /// call or that `dirty` names (those whose local endpoints changed:
+    /// [`SliceIndex::take_dirty`]). Returns how many Services were recomputed.
+    pub fn update(
+        &mut self,
+        services: &[Arc<Service>],
+        slices: &SliceIndex,
+        mut dirty: BTreeSet<ServiceKey>,
+    ) -> usize {
+        let mut present = BTreeMap::new();
+        for svc in services {
+            if let Some(key) = ServiceKey::of(svc) {
+                present.insert(key, svc);
+            }
+        }
+        self.by_key.retain(|key, _| {
+            let keep = present.contains_key(key);
+            if !keep {
+                dirty.insert(key.clone());
+            }
+            keep
+        });
+        for (key, svc) in present {
+            if self.by_key.get(&key).is_none_or(|s| !Arc::ptr_eq(s, svc)) {
+                self.by_key.insert(key.clone(), Arc::clone(svc));
+                dirty.insert(key);
+            }
+        }
+        self.recompute(slices, dirty)
+    }
+
+    /// [`DesiredCache::update`] when only the Services `changed` names may have changed since
+    /// the last call: each with what the store has now (`None`: gone). Costs what the changes
+    /// cost, however many Services there are.
+    pub fn update_of(
+        &mut self,
+        changed: impl IntoIterator<Item = (ServiceKey, Option<Arc<Service>>)>,
+        slices: &SliceIndex,
+        mut dirty: BTreeSet<ServiceKey>,
+    ) -> usize {
+        for (key, now) in changed {
+            match (self.by_key.get(&key), now) {
+                (Some(had), Some(now)) if Arc::ptr_eq(had, &now) => {}
+                (_, Some(now)) => {
+                    self.by_key.insert(key.clone(), now);
+                    dirty.insert(key);
                 }
-                dirty.insert(key);
+                (Some(_), None) => {
+                    self.by_key.remove(&key);
+                    dirty.insert(key);
+                }
+                (None, None) => {}
             }
         }
-        for svc in added {
-            if let Some(key) = ServiceKey::of(&svc) {
-                self.by_key.insert(key.clone(), svc);
-                dirty.insert(key);
-            }
-        }
+        self.recompute(slices, dirty)
+    }
+
+    fn recompute(&mut self, slices: &SliceIndex, mut dirty: BTreeSet<ServiceKey>) -> usize {
         if std::mem::take(&mut self.rescope) {
             dirty.extend(self.by_key.keys().cloned());
         }
@@ -177,11 +219,11 @@ impl DesiredCache {
             self.endpoints_refused += part.endpoints_refused;
             self.parts.insert(key, part);
         }
-        self.merged.update(&self.parts, changed);
-        (
-            exclude(self.merged.desired(), self.scope.exclusion),
-            recomputed,
-        )
+        let vips = self.merged.update(&self.parts, changed);
+        if let Changed::Vips(known) = &mut self.changed {
+            known.extend(vips);
+        }
+        recomputed
     }
 }
 

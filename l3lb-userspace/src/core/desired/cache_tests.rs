@@ -1,5 +1,5 @@
 //! The incremental cache against a full recompute, over random changes.
-use std::sync::Arc;
+use std::{collections::BTreeSet, net::IpAddr, sync::Arc};
 
 use k8s_openapi::api::{core::v1::Service, discovery::v1::EndpointSlice};
 use serde_json::json;
@@ -8,6 +8,8 @@ use super::DesiredCache;
 use crate::core::{
     class::ClassFilter,
     desired::{Scope, desired, node::Exclusion, slices::SliceIndex, trust::NodeFacts},
+    model::{Desired, FrontendId, ServiceKey},
+    plan::Changed,
     pool::{L3lbPool, validate},
 };
 
@@ -88,9 +90,41 @@ fn slice(r: &mut Rng, i: usize) -> EndpointSlice {
 
 /// Random changes (replace, delete, re-create a Service or a slice, move a slice to another
 /// Service, learn or forget the node's pod CIDRs): after each, the cache gives exactly what a
-/// full recompute gives.
+/// full recompute gives, and names every VIP whose frontends or address changed.
 #[test]
 fn incremental_result_equals_full_recompute_on_random_changes() {
+    random_changes(Feed::Everything);
+}
+
+/// The same when the cache is told which Services changed (as the watch does), and handed
+/// every Service only after a relist.
+#[test]
+fn changed_services_alone_give_the_full_recompute_too() {
+    random_changes(Feed::ChangedKeys);
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Feed {
+    Everything,
+    ChangedKeys,
+}
+
+/// The VIPs whose frontends or address differ between `a` and `b`.
+fn differing(a: &Desired, b: &Desired) -> BTreeSet<IpAddr> {
+    let frontends = |d: &Desired| -> BTreeSet<(FrontendId, String)> {
+        d.frontends
+            .iter()
+            .map(|(id, b)| (*id, format!("{b:?}")))
+            .collect()
+    };
+    let (fa, fb) = (frontends(a), frontends(b));
+    fa.symmetric_difference(&fb)
+        .map(|(id, _)| id.vip)
+        .chain(a.addresses.symmetric_difference(&b.addresses).copied())
+        .collect()
+}
+
+fn random_changes(feed: Feed) {
     let prefixes = ["198.51.100.0/24".parse().unwrap()];
     let mut r = Rng(0x2545_f491_4f6c_dd1d);
     let mut services: Vec<Option<Arc<Service>>> =
@@ -108,7 +142,11 @@ fn incremental_result_equals_full_recompute_on_random_changes() {
     let mut scope = Scope::new("n1", &prefixes, &class);
     scope.pools = pools;
     let mut cache = DesiredCache::new(scope);
+    let mut before = Desired::default();
     for step in 0..3_000 {
+        // Services (by key) changed in this step, for the cache fed by keys.
+        let mut touched: BTreeSet<ServiceKey> = BTreeSet::new();
+        let mut relisted = false;
         if step % 250 == 125 {
             let pod_cidrs = match (step / 250) % 2 {
                 0 => vec!["10.0.0.0/16".parse().unwrap()],
@@ -126,12 +164,15 @@ fn incremental_result_equals_full_recompute_on_random_changes() {
             for s in services.iter_mut().flatten() {
                 *s = Arc::new(Service::clone(s));
             }
+            relisted = true;
             for s in slices.iter().flatten() {
                 assert!(!index.apply(s), "a relisted slice changed nothing");
             }
         } else if r.next(2) == 0 {
             let i = r.next(5) as usize;
+            touched.extend(services[i].as_deref().and_then(ServiceKey::of));
             services[i] = (r.next(5) != 0).then(|| Arc::new(service(&mut r, i)));
+            touched.extend(services[i].as_deref().and_then(ServiceKey::of));
         } else {
             let i = r.next(8) as usize;
             let new = (r.next(5) != 0).then(|| slice(&mut r, i));
@@ -149,8 +190,36 @@ fn incremental_result_equals_full_recompute_on_random_changes() {
         }
         let svcs: Vec<Arc<Service>> = services.iter().flatten().cloned().collect();
         let dirty = index.take_dirty();
-        let (got, recomputed) = cache.desired(&svcs, &index, dirty);
-        let got = got.into_owned();
+        let recomputed = match feed {
+            Feed::ChangedKeys if step > 0 && !relisted => {
+                let now = |key: &ServiceKey| {
+                    svcs.iter()
+                        .find(|s| ServiceKey::of(s).as_ref() == Some(key))
+                        .cloned()
+                };
+                cache.update_of(
+                    touched.into_iter().map(|k| (k.clone(), now(&k))),
+                    &index,
+                    dirty,
+                )
+            }
+            _ => cache.update(&svcs, &index, dirty),
+        };
+        let got = cache.current().into_owned();
+        match cache.take_changed() {
+            Changed::All => {}
+            Changed::Vips(named) => {
+                let missed: Vec<_> = differing(&before, &got)
+                    .difference(&named)
+                    .copied()
+                    .collect();
+                assert!(
+                    missed.is_empty(),
+                    "step {step}: changed VIPs not named: {missed:?}"
+                );
+            }
+        }
+        before = got.clone();
         let svc_refs: Vec<&Service> = svcs.iter().map(AsRef::as_ref).collect();
         let slice_refs: Vec<&EndpointSlice> = slices.iter().flatten().collect();
         let want = desired(&svc_refs, &slice_refs, cache.scope());

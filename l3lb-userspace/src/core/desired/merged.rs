@@ -23,6 +23,7 @@ pub struct Merged {
     /// Services naming each VIP, in rank order; the owner has it, the others share it or are
     /// refused.
     vip_claimants: BTreeMap<IpAddr, Claimants>,
+    /// The refusals of each Service that has some.
     refusals_of: BTreeMap<ServiceKey, Vec<Refusal>>,
     desired: Desired,
 }
@@ -123,12 +124,13 @@ impl Merged {
     }
 
     /// `parts` are all current shares; `changed` the Services whose share changed, with their
-    /// previous share (if they had one).
+    /// previous share (if they had one). Returns the VIPs it looked at again: the only ones
+    /// whose frontends or address may have changed.
     pub fn update(
         &mut self,
         parts: &BTreeMap<ServiceKey, ServiceDesired>,
         changed: Vec<(ServiceKey, Option<ServiceDesired>)>,
-    ) {
+    ) -> BTreeSet<IpAddr> {
         let mut vips = BTreeSet::new();
         let mut refusers = BTreeSet::new();
         for (key, old) in changed {
@@ -188,21 +190,34 @@ impl Merged {
                     .cloned(),
             );
         }
+        let mut refusals_changed = false;
         for key in refusers {
-            match parts.get(&key) {
-                Some(part) => {
-                    let refusals = self.refusals(parts, &key, part);
-                    self.refusals_of.insert(key, refusals);
-                }
-                None => {
-                    self.refusals_of.remove(&key);
-                }
+            let now = match parts.get(&key) {
+                Some(part) => self.refusals(parts, &key, part),
+                None => Vec::new(),
+            };
+            if self
+                .refusals_of
+                .get(&key)
+                .map_or(now.is_empty(), |had| *had == now)
+            {
+                continue;
             }
+            refusals_changed = true;
+            match now.is_empty() {
+                true => self.refusals_of.remove(&key),
+                false => self.refusals_of.insert(key, now),
+            };
         }
-        let mut all: Vec<Refusal> = self.refusals_of.values().flatten().cloned().collect();
-        all.sort();
-        all.dedup();
-        self.desired.refusals = all;
+        // Only Services with refusals are kept: the list is rebuilt from those, when one
+        // changed.
+        if refusals_changed {
+            let mut all: Vec<Refusal> = self.refusals_of.values().flatten().cloned().collect();
+            all.sort();
+            all.dedup();
+            self.desired.refusals = all;
+        }
+        vips
     }
 
     /// The owner of `vip` among the Services naming it, if `key` may not share it.

@@ -8,7 +8,7 @@ use std::{
 
 use ipnet::IpNet;
 
-use crate::core::model::{Backends, DatapathSettings, Desired, FrontendId, Observed};
+use crate::core::model::{Backends, DatapathSettings, Desired, FrontendId, Frontends, Observed};
 
 impl Observed {
     /// What the node looks like once `steps` all succeeded: the executor's record between
@@ -157,6 +157,60 @@ pub fn plan(
         }
     }
     out
+}
+
+/// Which VIPs' desired state may differ from the node's since the last plan: every one, or
+/// those named (what [`crate::core::desired::cache::DesiredCache`] recomputed).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Changed {
+    All,
+    Vips(BTreeSet<IpAddr>),
+}
+
+/// [`plan`] for a node whose frontends and addresses match `desired` for every VIP but those
+/// in `vips`: the same plan, found by looking at those VIPs and the draining frontends' only,
+/// so a change of one Service costs the same among 10 VIPs as among 50,000.
+pub fn plan_vips(
+    desired: &Desired,
+    observed: &Observed,
+    vips: &BTreeSet<IpAddr>,
+    prefixes: &[IpNet],
+    draining: &BTreeMap<FrontendId, Instant>,
+    now: Instant,
+    drain: Duration,
+) -> Plan {
+    // A draining frontend leaves on its own time: its VIP is looked at on every pass.
+    let scope: BTreeSet<IpAddr> = vips
+        .iter()
+        .copied()
+        .chain(draining.keys().map(|id| id.vip))
+        .collect();
+    let frontends = |all: &Frontends| -> Frontends {
+        scope
+            .iter()
+            .flat_map(|vip| all.range(FrontendId::vip_range(*vip)))
+            .map(|(id, b)| (*id, b.clone()))
+            .collect()
+    };
+    let addresses = |all: &BTreeSet<IpAddr>| -> BTreeSet<IpAddr> {
+        scope
+            .iter()
+            .filter(|vip| all.contains(vip))
+            .copied()
+            .collect()
+    };
+    let desired = Desired {
+        frontends: frontends(&desired.frontends),
+        addresses: addresses(&desired.addresses),
+        refusals: Vec::new(),
+    };
+    let observed = Observed {
+        frontends: frontends(&observed.frontends),
+        addresses: addresses(&observed.addresses),
+        not_forwarding: observed.not_forwarding.clone(),
+        settings: DatapathSettings::default(),
+    };
+    plan(&desired, &observed, prefixes, draining, now, drain)
 }
 
 /// The step that gives the datapath the `wanted` settings, unless it has them: the first of a

@@ -1,6 +1,7 @@
 //! One reconcile pass: observe the node (or trust the executor's record of it), plan against the
 //! desired state, apply. The loop that drives the passes is in [`crate::daemon`].
 mod housekeeping;
+mod timed;
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -13,10 +14,10 @@ use tracing::{debug, info, warn};
 use crate::{
     core::config::Config,
     core::{
-        model::{DatapathSettings, Desired, FrontendId, Observed},
-        plan::{configure, plan, renewals},
+        model::{Backends, DatapathSettings, Desired, FrontendId, Observed},
+        plan::{Changed, Step, configure, plan, plan_vips, renewals},
     },
-    metrics::Metrics,
+    metrics::{Counts, Metrics, timing::PassStages},
     node::{
         executor::{AddressTable, FrontendTable, Outcome, apply},
         observe::{AddressObserver, FrontendObserver},
@@ -43,6 +44,10 @@ pub struct Reconciler<F, A> {
     redirect_capable: BTreeSet<u32>,
     /// Listing them failed and that was logged.
     redirect_warned: bool,
+    /// Where the last pass spent its time (observe, plan, maps, netlink, record).
+    stages: PassStages,
+    /// Local endpoints over every frontend of the record (`known`), kept with it.
+    backends: usize,
 }
 
 /// How many frontends' counters one housekeeping tick reads.
@@ -62,7 +67,15 @@ impl<F: FrontendTable + FrontendObserver, A: AddressTable + AddressObserver> Rec
             stats_cursor: None,
             redirect_capable: BTreeSet::new(),
             redirect_warned: false,
+            stages: PassStages::default(),
+            backends: 0,
         }
+    }
+
+    /// The stages of the last pass that [`Reconciler::quick_pass`] or [`Reconciler::pass`]
+    /// ran; the caller adds its own (desired state, Events).
+    pub fn stages(&self) -> PassStages {
+        self.stages
     }
 
     /// What the datapath should be told besides its frontends.
@@ -112,19 +125,39 @@ impl<F: FrontendTable + FrontendObserver, A: AddressTable + AddressObserver> Rec
     /// instead of observing it again (one netlink dump and a walk of the maps saved). Observes
     /// when there is no record: at start and after a failed step.
     pub async fn quick_pass(&mut self, desired: &Desired) -> Outcome {
+        self.quick_pass_changed(desired, &Changed::All).await
+    }
+
+    /// [`Reconciler::quick_pass`] that, trusting its record of the node, plans only the VIPs
+    /// in `changed` (and those with a frontend draining): what desired state recomputed since
+    /// the last pass. A change of one Service costs the same whatever the node serves.
+    pub async fn quick_pass_changed(&mut self, desired: &Desired, changed: &Changed) -> Outcome {
         let started = std::time::Instant::now();
-        let outcome = self.pass_inner(desired).await;
+        self.stages = PassStages::default();
+        let outcome = self.pass_inner(desired, changed).await;
+        let recording = std::time::Instant::now();
         self.refresh_counters();
         self.metrics
             .record_pass(started.elapsed(), &outcome.failed_steps);
+        self.stages.record += recording.elapsed();
         outcome
     }
 
-    async fn pass_inner(&mut self, desired: &Desired) -> Outcome {
+    async fn pass_inner(&mut self, desired: &Desired, changed: &Changed) -> Outcome {
+        let observing = std::time::Instant::now();
+        // The record matches desired state but for `changed`, unless the uplinks changed
+        // since (whether any address is wanted at all).
+        let trusted = self
+            .known
+            .as_ref()
+            .is_some_and(|k| k.not_forwarding == self.not_forwarding);
         let known = match self.known.take() {
             Some(known) => Ok(known),
-            None => self.observe().await,
+            None => self.observe().await.inspect(|o| {
+                self.backends = o.frontends.values().map(Backends::len).sum();
+            }),
         };
+        self.stages.observe = observing.elapsed();
         let mut observed = match known {
             Ok(o) => Observed {
                 not_forwarding: self.not_forwarding.clone(),
@@ -140,20 +173,26 @@ impl<F: FrontendTable + FrontendObserver, A: AddressTable + AddressObserver> Rec
             }
         };
         let now = std::time::Instant::now();
+        let planning = now;
         let renew = renew_due(
             self.config.address_lifetime,
             self.config.resync_interval,
             self.renewed,
             now,
         );
-        let p = plan(
-            desired,
-            &observed,
-            &self.config.prefixes,
-            &self.draining,
-            now,
-            self.config.drain_timeout,
-        );
+        let (prefixes, drain) = (&self.config.prefixes, self.config.drain_timeout);
+        let p = match changed {
+            Changed::Vips(vips) if trusted => plan_vips(
+                desired,
+                &observed,
+                vips,
+                prefixes,
+                &self.draining,
+                now,
+                drain,
+            ),
+            _ => plan(desired, &observed, prefixes, &self.draining, now, drain),
+        };
         for id in p
             .draining
             .keys()
@@ -169,20 +208,36 @@ impl<F: FrontendTable + FrontendObserver, A: AddressTable + AddressObserver> Rec
         if renew {
             steps.extend(renewals(desired, &observed, &self.config.prefixes));
         }
-        let outcome = apply(&steps, &mut self.frontends, &self.addresses).await;
+        self.stages.plan = planning.elapsed();
+        self.stages.steps = steps.len();
+        let applying = std::time::Instant::now();
+        let mut frontends = timed::TimedFrontends {
+            inner: &mut self.frontends,
+            spent: std::time::Duration::ZERO,
+        };
+        let outcome = apply(&steps, &mut frontends, &self.addresses).await;
+        self.stages.maps = frontends.spent;
+        self.stages.netlink = applying.elapsed().saturating_sub(self.stages.maps);
+        let recording = std::time::Instant::now();
         if renew && !outcome.failed_steps.contains_key("renew_address") {
             self.renewed = Some(now);
         }
         if outcome.failed == 0 {
+            self.backends = self
+                .backends
+                .saturating_add_signed(backends_added(&observed, &steps));
             observed.record(&steps);
             self.known = Some(observed);
         }
         match &self.known {
             // Every step succeeded, so every wanted frontend is programmed as wanted.
-            Some(after) => {
-                self.metrics
-                    .record_programmed(desired.frontends.len(), after, self.draining.len())
-            }
+            Some(after) => self.metrics.record_counts(&Counts {
+                programmed: desired.frontends.len(),
+                in_maps: after.frontends.len(),
+                vips: after.addresses.len(),
+                backends: self.backends,
+                draining: self.draining.len(),
+            }),
             None => match self.observe().await {
                 Ok(after) => self
                     .metrics
@@ -190,6 +245,7 @@ impl<F: FrontendTable + FrontendObserver, A: AddressTable + AddressObserver> Rec
                 Err(error) => debug!(%error, "cannot re-read the node's state for metrics"),
             },
         }
+        self.stages.record = recording.elapsed();
         outcome
     }
 
@@ -232,6 +288,20 @@ impl<F: FrontendTable + FrontendObserver, A: AddressTable + AddressObserver> Rec
             .filter(|deadline| *deadline > now)
             .min()
     }
+}
+
+/// How many local endpoints `steps` add to (or, negative, take from) the frontends of
+/// `before`.
+fn backends_added(before: &Observed, steps: &[Step]) -> isize {
+    let had = |id: &FrontendId| before.frontends.get(id).map_or(0, Backends::len) as isize;
+    steps
+        .iter()
+        .map(|step| match step {
+            Step::UpsertFrontend { id, endpoints, .. } => endpoints.len() as isize - had(id),
+            Step::RemoveFrontend(id) => -had(id),
+            _ => 0,
+        })
+        .sum()
 }
 
 /// Whether this pass renews the VIPs' lifetimes: on the first pass (without a lifetime too, so

@@ -11,7 +11,7 @@ use kube::{
     Api, Client, Resource,
     runtime::{
         WatchStreamExt,
-        reflector::{self, Store},
+        reflector::{self, ObjectRef, Store},
         watcher,
     },
 };
@@ -19,8 +19,13 @@ use serde::de::DeserializeOwned;
 use tokio::sync::{Notify, watch};
 use tracing::warn;
 
-use crate::{core::pool::L3lbPool, metrics::Metrics};
+use crate::{
+    core::{model::ServiceKey, pool::L3lbPool},
+    k8s::trigger::{Fire, Trigger},
+    metrics::Metrics,
+};
 
+pub mod changes;
 pub mod slices;
 mod trim;
 
@@ -28,6 +33,8 @@ mod trim;
 #[derive(Clone)]
 pub struct Stores {
     pub services: Store<Service>,
+    /// Which Services changed since the reconciler last took them.
+    pub service_changes: changes::ServiceChanges,
     /// This node's endpoints, by Service.
     pub slices: slices::LocalSlices,
     /// Only this node's Node (field selector on its name): at most one object.
@@ -112,6 +119,12 @@ impl Stores {
         }
     }
 
+    /// The Service `key` as the store has it.
+    pub fn service(&self, key: &ServiceKey) -> Option<Arc<Service>> {
+        self.services
+            .get(&ObjectRef::new(&key.name).within(&key.namespace))
+    }
+
     /// This node's Node object, if the API server has one.
     pub fn node(&self, name: &str) -> Option<Arc<Node>> {
         self.node
@@ -129,6 +142,7 @@ impl AllocatorStores {
             Api::all(client.clone()),
             watcher::Config::default(),
             trim::service,
+            |_: &watcher::Event<Service>| {},
             vec![allocate.clone()],
             metrics.clone(),
         );
@@ -154,9 +168,9 @@ impl AllocatorStores {
     }
 }
 
-fn spawn_pools(client: Client, notify: Vec<Arc<Notify>>, metrics: Metrics) -> Store<L3lbPool> {
+fn spawn_pools(client: Client, notify: Vec<Arc<dyn Fire>>, metrics: Metrics) -> Store<L3lbPool> {
     let all = watcher::Config::default();
-    spawn_watch::<L3lbPool>(Api::all(client), all, trim::pool, notify, metrics)
+    spawn_watch::<L3lbPool>(Api::all(client), all, trim::pool, |_| {}, notify, metrics)
 }
 
 /// Starts the node's watches on the current runtime. `changed` is notified on every watch
@@ -165,17 +179,22 @@ fn spawn_pools(client: Client, notify: Vec<Arc<Notify>>, metrics: Metrics) -> St
 pub fn start(
     client: Client,
     node: &str,
-    changed: Arc<Notify>,
+    changed: Arc<Trigger>,
     allocate: Arc<Notify>,
     metrics: Metrics,
 ) -> Stores {
     let all = watcher::Config::default;
     let this_node = all().fields(&format!("metadata.name={node}"));
-    let both = vec![changed.clone(), allocate.clone()];
+    let both: Vec<Arc<dyn Fire>> = vec![changed.clone(), allocate.clone()];
+    let service_changes = changes::ServiceChanges::default();
     let services = spawn_watch::<Service>(
         Api::all(client.clone()),
         all(),
         trim::service,
+        {
+            let changes = service_changes.clone();
+            move |event: &watcher::Event<Service>| changes.record(event)
+        },
         both,
         metrics.clone(),
     );
@@ -189,6 +208,7 @@ pub fn start(
         Api::all(client.clone()),
         this_node,
         trim::node,
+        |_| {},
         vec![changed.clone()],
         metrics.clone(),
     );
@@ -210,6 +230,7 @@ pub fn start(
     };
     Stores {
         services,
+        service_changes,
         slices,
         node,
         pools,
@@ -222,7 +243,8 @@ fn spawn_watch<K>(
     api: Api<K>,
     config: watcher::Config,
     trim: impl FnMut(&mut K) + Send + 'static,
-    notify: Vec<Arc<Notify>>,
+    mut on_event: impl FnMut(&watcher::Event<K>) + Send + 'static,
+    notify: Vec<Arc<dyn Fire>>,
     metrics: Metrics,
 ) -> Store<K>
 where
@@ -240,7 +262,10 @@ where
         let mut stream = std::pin::pin!(stream);
         while let Some(event) = stream.next().await {
             match event {
-                Ok(_) => notify.iter().for_each(|n| n.notify_one()),
+                Ok(event) => {
+                    on_event(&event);
+                    notify.iter().for_each(|n| n.fire());
+                }
                 // The backoff retries; the stores keep the last known state meanwhile.
                 Err(error) => {
                     metrics.watch_error(&kind);

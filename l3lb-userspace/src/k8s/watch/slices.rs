@@ -12,11 +12,11 @@ use kube::{
     Api,
     runtime::{WatchStreamExt, watcher},
 };
-use tokio::sync::Notify;
 use tracing::warn;
 
 use crate::{
     core::desired::slices::{SliceId, SliceIndex},
+    k8s::trigger::{Fire as _, Trigger},
     metrics::Metrics,
 };
 
@@ -48,7 +48,7 @@ impl LocalSlices {
 pub fn spawn(
     api: Api<EndpointSlice>,
     node: &str,
-    changed: Arc<Notify>,
+    changed: Arc<Trigger>,
     metrics: Metrics,
 ) -> LocalSlices {
     let index = Arc::new(Mutex::new(SliceIndex::new(node)));
@@ -94,7 +94,7 @@ pub fn spawn(
                 }
             };
             if touched {
-                changed.notify_one();
+                changed.fire();
             }
         }
     });

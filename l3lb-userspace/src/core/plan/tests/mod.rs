@@ -284,3 +284,4 @@ fn the_datapath_is_configured_only_when_its_settings_differ() {
 }
 
 mod convergence;
+mod incremental;

@@ -1,7 +1,13 @@
 //! `cargo xtask bench control-plane`: a real `l3lb run` in a lab node against the test API server
 //! seeded with many Services and EndpointSlices. Measures the time to first full sync, the time
 //! from an EndpointSlice change to the address being applied (kernel netlink events, so the
-//! address step is observed exactly), and the daemon's peak RSS. Writes one JSON line per run.
+//! address step is observed exactly), where that time went ([`stages`]), and the daemon's peak
+//! RSS; with `--heap-profile`, a daemon built with `--features dhat-heap` writes its heap at its
+//! peak ([`heap`]). Writes one JSON line per run.
+mod heap;
+mod progress;
+mod stages;
+
 use std::{
     collections::BTreeMap,
     net::{IpAddr, Ipv4Addr},
@@ -35,6 +41,11 @@ struct Args {
     endpoints_per_service: usize,
     changes: usize,
     out: PathBuf,
+    /// The daemon also stands for the allocator (single-binary mode), as `l3lb run` does by
+    /// default; `false`: as nodes run beside a separate `l3lb allocate`.
+    allocator: bool,
+    /// Where a daemon built with `--features dhat-heap` writes its heap profile.
+    heap_profile: Option<PathBuf>,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -43,6 +54,8 @@ fn parse_args() -> anyhow::Result<Args> {
         endpoints_per_service: 10,
         changes: 1_000,
         out: "target/bench/control-plane.json".into(),
+        allocator: true,
+        heap_profile: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -52,8 +65,11 @@ fn parse_args() -> anyhow::Result<Args> {
             "--endpoints-per-service" => a.endpoints_per_service = value.parse()?,
             "--changes" => a.changes = value.parse()?,
             "--out" => a.out = value.into(),
+            "--allocator" => a.allocator = value.parse()?,
+            "--heap-profile" => a.heap_profile = Some(value.into()),
             _ => bail!(
-                "unknown flag {flag}; use --services N --endpoints-per-service N --changes N --out FILE"
+                "unknown flag {flag}; use --services N --endpoints-per-service N --changes N \
+                 --allocator true|false --heap-profile FILE --out FILE"
             ),
         }
     }
@@ -93,8 +109,15 @@ fn slice(i: usize, per: usize, local_ready: bool) -> serde_json::Value {
         "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}]})
 }
 
-/// Address added (true) or removed (false), as the kernel announces it.
-type AddrEvent = (Instant, bool, IpAddr);
+/// When (monotonic ns), address added (true) or removed (false), as the kernel announces it.
+type AddrEvent = (u64, bool, IpAddr);
+
+/// Nanoseconds on CLOCK_MONOTONIC, the clock the daemon's stage timings use.
+fn mono_ns() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
+        .unwrap_or(0)
+}
 
 /// Subscribes to IPv4 address events inside `ns`.
 fn address_events(
@@ -113,7 +136,7 @@ fn address_events(
     let (tx, rx) = mpsc::unbounded_channel();
     rt.spawn(async move {
         while let Some((msg, _)) = messages.next().await {
-            let now = Instant::now();
+            let now = mono_ns();
             let (added, m) = match msg.payload {
                 NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewAddress(m)) => (true, m),
                 NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelAddress(m)) => (false, m),
@@ -138,7 +161,7 @@ fn wait_event(
     rt: &tokio::runtime::Runtime,
     added: bool,
     ip: IpAddr,
-) -> anyhow::Result<Instant> {
+) -> anyhow::Result<u64> {
     rt.block_on(async {
         let deadline = tokio::time::sleep(Duration::from_secs(30));
         tokio::pin!(deadline);
@@ -155,9 +178,12 @@ fn wait_event(
     })
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted.get(idx).copied().unwrap_or(f64::NAN)
+use stages::percentile;
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
 }
 
 fn peak_rss_mb(pid: u32) -> anyhow::Result<f64> {
@@ -173,6 +199,8 @@ fn peak_rss_mb(pid: u32) -> anyhow::Result<f64> {
 
 fn main() -> anyhow::Result<()> {
     let a = parse_args()?;
+    let progress = progress::Progress::new(if a.heap_profile.is_some() { 6 } else { 5 });
+    progress.step(1, "Building the lab: one node, its uplink and bpffs");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -186,9 +214,19 @@ fn main() -> anyhow::Result<()> {
     api.apply_yaml(l3lb_tests::scenario::POOL_CRD)?;
     api.apply(json!({"apiVersion": "l3lb.io/v1alpha1", "kind": "L3lbPool",
         "metadata": {"name": "bench"}, "spec": {"addresses": [PREFIX]}}))?;
+    progress.step(
+        2,
+        &format!(
+            "Seeding the test API server: {} Services, {} endpoints",
+            a.services,
+            a.services * a.endpoints_per_service
+        ),
+    );
+    let mut seeded = progress.count("Services seeded", a.services);
     for i in 0..a.services {
         api.apply(service(i))?;
         api.apply(slice(i, a.endpoints_per_service, true))?;
+        seeded.at(i + 1);
     }
     let ns = lab.node_ns(1).to_owned();
     let addr = rt.block_on(api.listen_in_netns(&ns))?;
@@ -196,6 +234,7 @@ fn main() -> anyhow::Result<()> {
     ApiServer::write_kubeconfig(addr, &kubeconfig)?;
     let mut events = address_events(&rt, &ns)?;
 
+    let load_before = loadavg();
     let mut cmd = Command::new(l3lb_bin()?);
     cmd.args([
         "run",
@@ -207,23 +246,39 @@ fn main() -> anyhow::Result<()> {
         lab.uplink(),
         "--default-load-balancer",
     ])
+    .arg(format!("--allocator={}", a.allocator))
     .arg("--bpffs-dir")
     .arg(lab.bpffs_dir(1))
     .env("KUBECONFIG", &kubeconfig)
+    // Warnings, and the line per pass with its stages.
     .env(
         "RUST_LOG",
-        std::env::var("L3LB_BENCH_LOG").unwrap_or("warn".into()),
+        std::env::var("L3LB_BENCH_LOG").unwrap_or("warn,l3lb::timing=debug".into()),
+    )
+    .env("NO_COLOR", "1");
+    if let Some(file) = &a.heap_profile {
+        cmd.env("L3LB_DHAT_FILE", std::path::absolute(file)?);
+    }
+    progress.step(
+        3,
+        &format!(
+            "Starting l3lb run; first sync: waiting for {} VIPs",
+            a.services
+        ),
     );
     let started = Instant::now();
+    let started_ns = mono_ns();
     // Host mounts: the daemon pins into the host's bpffs (see Lab::spawn_in_netns_only).
     let pid = lab.spawn_in_netns_only(&ns, "l3lb-bench", cmd)?;
 
     // First full sync: every VIP has been added.
     let mut pending: std::collections::BTreeSet<IpAddr> =
         (0..a.services).map(|i| IpAddr::V4(vip(i))).collect();
+    let mut up = progress.count("VIPs up", a.services);
     rt.block_on(async {
         let deadline = tokio::time::sleep(Duration::from_secs(300));
         tokio::pin!(deadline);
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
         while !pending.is_empty() {
             tokio::select! {
                 ev = events.recv() => match ev {
@@ -231,26 +286,48 @@ fn main() -> anyhow::Result<()> {
                     Some(_) => {}
                     None => bail!("address event stream ended"),
                 },
+                _ = tick.tick() => up.at(a.services - pending.len()),
                 _ = &mut deadline => bail!("first sync incomplete after 300 s: {} VIPs missing", pending.len()),
             }
         }
         Ok(())
     })?;
     let first_sync_s = started.elapsed().as_secs_f64();
+    progress.step(
+        4,
+        &format!(
+            "First sync took {first_sync_s:.2} s; {} changes, one at a time",
+            a.changes
+        ),
+    );
 
     // Changes: flip one Service's local endpoint not-Ready (VIP removed), then Ready (VIP added).
     let mut lat_ms = Vec::with_capacity(a.changes);
+    let mut changes = Vec::with_capacity(a.changes);
+    let mut done = progress.count("changes applied", a.changes);
     for c in 0..a.changes {
+        done.at(c);
         let i = (c / 2 * 7919) % a.services;
         let ready = c % 2 == 1;
         while events.try_recv().is_ok() {}
-        let t = Instant::now();
+        let written_ns = mono_ns();
         api.apply(slice(i, a.endpoints_per_service, ready))?;
-        let seen = wait_event(&mut events, &rt, ready, IpAddr::V4(vip(i)))?;
-        lat_ms.push(seen.duration_since(t).as_secs_f64() * 1e3);
+        let seen_ns = wait_event(&mut events, &rt, ready, IpAddr::V4(vip(i)))?;
+        lat_ms.push(seen_ns.saturating_sub(written_ns) as f64 / 1e6);
+        changes.push(stages::Change {
+            written_ns,
+            seen_ns,
+        });
     }
     lat_ms.sort_by(f64::total_cmp);
+    progress.step(5, "Results");
     let rss = peak_rss_mb(pid)?;
+    let load_after = loadavg();
+    let log = std::fs::read_to_string(lab.workdir().join("l3lb-bench.log")).unwrap_or_default();
+    let passes = stages::parse(&log);
+    let (by_stage, unmatched) = stages::breakdown(&changes, &passes);
+    let (stages_json, stage_rows) = stages::summary(&by_stage);
+    let first_pass = stages::first_pass(&passes, started_ns);
     let row = json!({
         "name": "endpointslice_change_to_applied",
         "services": a.services,
@@ -262,6 +339,13 @@ fn main() -> anyhow::Result<()> {
         "max_ms": lat_ms.last().copied().unwrap_or(f64::NAN),
         "first_sync_s": first_sync_s,
         "peak_rss_mb": rss,
+        "allocator": a.allocator,
+        "heap_profile": a.heap_profile.is_some(),
+        "loadavg_before": load_before,
+        "loadavg_after": load_after,
+        "stages": stages_json,
+        "changes_without_pass": unmatched,
+        "first_pass": first_pass,
     });
     if let Some(dir) = a.out.parent() {
         std::fs::create_dir_all(dir)?;
@@ -284,12 +368,24 @@ fn main() -> anyhow::Result<()> {
         ("p99_ms", format!("{:.2}", percentile(&lat_ms, 0.99))),
         ("first_sync_s", format!("{first_sync_s:.2}")),
         ("peak_rss_mb", format!("{rss:.1}")),
+        ("allocator", a.allocator.to_string()),
     ]
     .into();
     println!("control-plane benchmark (appended to {})", a.out.display());
     for (k, v) in table {
         println!("  {k:<14} {v:>12}");
     }
+    println!("  load average   {load_before} (before), {load_after} (after)");
+    println!("per change, by stage (ms; {unmatched} changes without a matching pass):");
+    println!("  {:<12} {:>8} {:>8} {:>8}", "stage", "p50", "p99", "max");
+    for r in stage_rows {
+        println!("{r}");
+    }
+    println!("first sync's pass: {first_pass}");
     lab.stop(pid)?;
+    if let Some(file) = &a.heap_profile {
+        progress.step(6, "The daemon's heap profile");
+        heap::report(file)?;
+    }
     Ok(())
 }
