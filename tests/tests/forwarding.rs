@@ -152,8 +152,8 @@ fn redirect_state(c: &Cluster) -> anyhow::Result<(bool, usize)> {
     Ok((flag, targets.keys().count()))
 }
 
-#[test]
-fn xdp_redirect_is_opt_in_and_a_restart_without_it_turns_it_off() -> anyhow::Result<()> {
+/// A one-node lab serving `web` at VIP:PORT, announced.
+fn one_node_serving_web() -> anyhow::Result<Cluster> {
     let mut c = Cluster::start(LabConfig {
         nodes: 1,
         ..LabConfig::default()
@@ -161,6 +161,12 @@ fn xdp_redirect_is_opt_in_and_a_restart_without_it_turns_it_off() -> anyhow::Res
     c.apply_service("web", VIP, PORT)?;
     c.apply_endpoints("web", |_| true)?;
     c.wait_nexthops(VIP, &[c.lab.node_ip(1)])?;
+    Ok(c)
+}
+
+#[test]
+fn xdp_redirect_is_opt_in_and_a_restart_without_it_turns_it_off() -> anyhow::Result<()> {
+    let mut c = one_node_serving_web()?;
 
     // By default: the kernel's path, nothing listed (the pod's veth could take redirects).
     let (pass, redirected) = dnat_paths(&c, 10)?;
@@ -235,13 +241,7 @@ fn set_slot_states(c: &Cluster, from: u8, to: u8) -> anyhow::Result<usize> {
 
 #[test]
 fn bpf_log_is_opt_in_and_brings_a_rare_datapath_event_into_the_daemons_log() -> anyhow::Result<()> {
-    let mut c = Cluster::start(LabConfig {
-        nodes: 1,
-        ..LabConfig::default()
-    })?;
-    c.apply_service("web", VIP, PORT)?;
-    c.apply_endpoints("web", |_| true)?;
-    c.wait_nexthops(VIP, &[c.lab.node_ip(1)])?;
+    let mut c = one_node_serving_web()?;
     let answer = c.lab.tcp_request(VIP, PORT)?;
     ensure!(answer.starts_with("pod1"), "answer: {answer:?}");
     ensure!(!logging(&c)?, "the programs log without --bpf-log");

@@ -15,3 +15,5 @@ pub mod model;
 pub mod ownership;
 pub mod plan;
 pub mod pool;
+#[cfg(test)]
+pub(crate) mod test_rng;

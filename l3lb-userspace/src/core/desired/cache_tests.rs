@@ -13,18 +13,7 @@ use crate::core::{
     pool::{L3lbPool, validate},
 };
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-    fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
-        from[self.next(from.len() as u64) as usize]
-    }
-}
+use crate::core::test_rng::Rng;
 
 fn service(r: &mut Rng, i: usize) -> Service {
     let vip = r.pick(&[

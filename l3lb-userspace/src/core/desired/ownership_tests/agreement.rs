@@ -12,17 +12,8 @@ fn allocator_and_nodes_agree_on_every_owner() {
     use crate::core::{
         allocate::{Pool, allocate},
         model::ServiceKey,
+        test_rng::Rng,
     };
-
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self, n: u64) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0 % n
-        }
-    }
     let addr = |r: &mut Rng| format!("203.0.113.{}", 1 + r.next(4));
     let scope = scope(ExternalIps::Pool, &[]);
     let pools = vec![Pool::new(

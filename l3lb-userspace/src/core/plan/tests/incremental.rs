@@ -3,16 +3,7 @@
 use super::*;
 use crate::core::plan::plan_vips;
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
+use crate::core::test_rng::Rng;
 
 const VIPS: [&str; 4] = [
     "198.51.100.1",
