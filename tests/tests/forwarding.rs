@@ -154,7 +154,7 @@ fn redirect_state(c: &Cluster) -> anyhow::Result<(bool, usize)> {
 
 /// A one-node lab serving `web` at VIP:PORT, announced.
 fn one_node_serving_web() -> anyhow::Result<Cluster> {
-    let mut c = Cluster::start(LabConfig {
+    let c = Cluster::start(LabConfig {
         nodes: 1,
         ..LabConfig::default()
     })?;
