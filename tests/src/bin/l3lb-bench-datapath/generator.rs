@@ -203,7 +203,15 @@ impl Generator {
         test.flags = BPF_F_TEST_XDP_LIVE_FRAMES;
         test.batch_size = BATCH;
         bpf(bpf_cmd::BPF_PROG_TEST_RUN, &mut attr).map_err(|e| {
-            anyhow::anyhow!("BPF_PROG_RUN in live-frames mode (Linux >= 5.18 needed): {e}")
+            let hint = match e.raw_os_error() {
+                Some(libc::EPERM) => {
+                    "refused by this kernel even for root (seen on 6.18 Firecracker guests; \
+                     a trivial XDP_DROP program gets it too)"
+                }
+                Some(libc::EINVAL) => "Linux >= 5.18 needed",
+                _ => "",
+            };
+            anyhow::anyhow!("BPF_PROG_RUN in live-frames mode: {e} {hint}")
         })?;
         // SAFETY: the kernel wrote the result into the same member.
         Ok(unsafe { attr.test.duration })

@@ -44,6 +44,18 @@ fn main() -> anyhow::Result<()> {
             row["vs_noop"] = json!(ns / noop);
         }
     }
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&out)?;
+    // Appended now: a failing end-to-end phase keeps them.
+    for row in &rows {
+        writeln!(file, "{row}")?;
+    }
+    let written = rows.len();
     let rates = if e2e {
         let (kernel, xdp) = e2e::through_l3lb(&progress)?;
         let ipt = e2e::through_iptables(&progress)?;
@@ -66,13 +78,9 @@ fn main() -> anyhow::Result<()> {
     } else {
         None
     };
-    if let Some(dir) = out.parent() {
-        std::fs::create_dir_all(dir)?;
+    for row in &rows[written..] {
+        writeln!(file, "{row}")?;
     }
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&out)?;
     println!(
         "datapath benchmark (appended to {}, {:.0} s)",
         out.display(),
@@ -83,7 +91,6 @@ fn main() -> anyhow::Result<()> {
         "name", "ns/packet", "pps or cps", "loss %", "repeat"
     );
     for row in &rows {
-        writeln!(file, "{row}")?;
         let num = |k: &str, digits: usize| {
             row[k]
                 .as_f64()
