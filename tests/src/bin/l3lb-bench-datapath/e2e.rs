@@ -67,7 +67,8 @@ impl Udp {
 }
 
 pub struct Rates {
-    pub udp: Udp,
+    /// None when the kernel refuses the generator's live frames.
+    pub udp: Option<Udp>,
     pub tcp_cps: f64,
     /// Through l3lb: the DNAT verdicts each load's packets got.
     pub udp_paths: Option<Paths>,
@@ -273,11 +274,18 @@ fn measure(
     lab: &Lab,
     verdicts: Verdicts<'_>,
     progress: &Progress,
+    live_frames: bool,
     udp_name: &str,
     tcp_name: &str,
 ) -> anyhow::Result<Rates> {
-    progress.step(&format!("{udp_name}: generator, {SECONDS} s"));
-    let (udp, udp_paths) = moved(verdicts, || udp_load(lab, progress, udp_name))?;
+    let (udp, udp_paths) = if live_frames {
+        progress.step(&format!("{udp_name}: generator, {SECONDS} s"));
+        let (udp, paths) = moved(verdicts, || udp_load(lab, progress, udp_name))?;
+        (Some(udp), paths)
+    } else {
+        progress.step(&format!("{udp_name}: skipped (no live frames)"));
+        (None, None)
+    };
     progress.step(&format!("{tcp_name}: short TCP connections, {SECONDS} s"));
     let (tcp_cps, tcp_paths) = moved(verdicts, || tcp_load(lab))?;
     eprintln!("    {tcp_name}: {tcp_cps:.0} connections/s");
@@ -294,8 +302,9 @@ fn measure(
 pub const STEPS: usize = 9;
 
 /// Through l3lb: first as the daemon starts (DNATed packets take the kernel's forwarding path),
-/// then restarted with `--xdp-redirect`. Returns (kernel path, redirect).
-pub fn through_l3lb(progress: &Progress) -> anyhow::Result<(Rates, Rates)> {
+/// then restarted with `--xdp-redirect`; the UDP loads only with `live_frames`. Returns (kernel
+/// path, redirect).
+pub fn through_l3lb(progress: &Progress, live_frames: bool) -> anyhow::Result<(Rates, Rates)> {
     progress.step("lab with l3lb: namespaces, FRR, BGP, daemon, the bench Service");
     let mut c = Cluster::start(LabConfig {
         nodes: 1,
@@ -318,6 +327,7 @@ pub fn through_l3lb(progress: &Progress) -> anyhow::Result<(Rates, Rates)> {
         &c.lab,
         Some(&|| paths_of(&c)),
         progress,
+        live_frames,
         "e2e_xdp_pass_udp64",
         "e2e_xdp_kernel_tcp_cps",
     )?;
@@ -335,6 +345,7 @@ pub fn through_l3lb(progress: &Progress) -> anyhow::Result<(Rates, Rates)> {
         &c.lab,
         Some(&|| paths_of(&c)),
         progress,
+        live_frames,
         "e2e_xdp_redirect_udp64",
         "e2e_xdp_tcp_cps",
     )?;
@@ -356,7 +367,7 @@ fn dnat_rule_packets(lab: &Lab) -> anyhow::Result<u64> {
         .with_context(|| format!("no counters in {line:?}"))
 }
 
-pub fn through_iptables(progress: &Progress) -> anyhow::Result<Rates> {
+pub fn through_iptables(progress: &Progress, live_frames: bool) -> anyhow::Result<Rates> {
     progress.step("lab without l3lb: namespaces, FRR, BGP, iptables DNAT");
     let lab = Lab::start(LabConfig {
         nodes: 1,
@@ -400,6 +411,7 @@ pub fn through_iptables(progress: &Progress) -> anyhow::Result<Rates> {
         &lab,
         None,
         progress,
+        live_frames,
         "e2e_iptables_udp64",
         "e2e_iptables_tcp_cps",
     )?;

@@ -192,6 +192,10 @@ impl Generator {
     /// mean time per frame in ns (the program, the redirect and what the receiving NAPI poll
     /// does on this CPU when each batch is flushed).
     pub fn send(&self, count: u32) -> anyhow::Result<u32> {
+        self.run(count).map_err(failed)
+    }
+
+    fn run(&self, count: u32) -> std::io::Result<u32> {
         // SAFETY: as in `load`.
         let mut attr: bpf_attr = unsafe { std::mem::zeroed() };
         // SAFETY: writing plain integers into the BPF_PROG_TEST_RUN member of the zeroed union.
@@ -202,25 +206,56 @@ impl Generator {
         test.repeat = count;
         test.flags = BPF_F_TEST_XDP_LIVE_FRAMES;
         test.batch_size = BATCH;
-        bpf(bpf_cmd::BPF_PROG_TEST_RUN, &mut attr).map_err(|e| {
-            let hint = match e.raw_os_error() {
-                Some(libc::EPERM) => {
-                    "refused by this kernel even for root (seen on 6.18 Firecracker guests; \
-                     a trivial XDP_DROP program gets it too)"
-                }
-                Some(libc::EINVAL) => "Linux >= 5.18 needed",
-                _ => "",
-            };
-            anyhow::anyhow!("BPF_PROG_RUN in live-frames mode: {e} {hint}")
-        })?;
+        bpf(bpf_cmd::BPF_PROG_TEST_RUN, &mut attr)?;
         // SAFETY: the kernel wrote the result into the same member.
         Ok(unsafe { attr.test.duration })
+    }
+}
+
+/// Why live frames are unavailable, if `e` is the kernel refusing them outright (the rows fed by
+/// the generator cannot be measured here) rather than a fault of ours.
+pub fn refused(e: &std::io::Error) -> Option<&'static str> {
+    match e.raw_os_error() {
+        Some(libc::EPERM) => Some(
+            "EPERM: the kernel refused BPF_PROG_RUN with live frames, even for root (seen on \
+             6.18 Firecracker guests; non-live runs work)",
+        ),
+        _ => None,
+    }
+}
+
+fn failed(e: std::io::Error) -> anyhow::Error {
+    let hint = match e.raw_os_error() {
+        Some(libc::EINVAL) => "(Linux >= 5.18 needed)",
+        _ => refused(&e).unwrap_or(""),
+    };
+    anyhow::anyhow!("BPF_PROG_RUN in live-frames mode: {e} {hint}")
+}
+
+/// Whether this kernel runs live frames: one frame through the generator program, redirected
+/// into loopback of the calling thread's namespace (no `ndo_xdp_xmit`: the kernel drops it).
+/// `Ok(Some(reason))` if the kernel refuses them; any other failure is an error.
+pub fn probe() -> anyhow::Result<Option<&'static str>> {
+    const LOOPBACK: u32 = 1;
+    let g = Generator::load(&[0; 14], LOOPBACK)?;
+    match g.run(1) {
+        Ok(_) => Ok(None),
+        Err(e) => refused(&e).map(Some).ok_or_else(|| failed(e)),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_eperm_means_live_frames_are_unavailable() {
+        let refused_with = |errno| refused(&std::io::Error::from_raw_os_error(errno));
+        assert!(refused_with(libc::EPERM).is_some_and(|r| r.starts_with("EPERM")));
+        for errno in [libc::EINVAL, libc::ENOMEM, libc::E2BIG, libc::EFAULT] {
+            assert_eq!(refused_with(errno), None, "errno {errno}");
+        }
+    }
 
     #[test]
     fn the_program_stores_every_byte_of_the_frame_once() {
