@@ -63,9 +63,11 @@ enum Bench {
         #[arg(last = true)]
         args: Vec<String>,
     },
-    /// The XDP program's cost per packet (BPF_PROG_TEST_RUN rows), then the same UDP (64-byte
-    /// frames) and short-TCP load end to end through l3lb's XDP path and through iptables DNAT on
-    /// the same lab topology.
+    /// The XDP program's cost per packet (BPF_PROG_TEST_RUN rows, among them an established
+    /// flow found only in the LRU and the redirect path with its FIB lookup), then end to end on
+    /// the lab: UDP 64-byte frames from a traffic generator that feeds the node's uplink as a NIC
+    /// would (BPF_PROG_RUN live frames), and short TCP connections, through l3lb's XDP path
+    /// (redirect and kernel path) and through iptables DNAT. Shows its step on stderr.
     Datapath,
 }
 

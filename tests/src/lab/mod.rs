@@ -14,6 +14,7 @@ mod prereq;
 pub mod privileges;
 mod process;
 mod queries;
+mod scratch;
 pub mod topology;
 mod wait;
 
@@ -23,6 +24,7 @@ pub use client::{REQUEST_TIMEOUT, Stream};
 pub use container::ContainerSpec;
 pub use instance::Lab;
 pub use privileges::Privileges;
+pub use scratch::ScratchNs;
 pub use wait::wait_for;
 
 /// Shape of a lab.

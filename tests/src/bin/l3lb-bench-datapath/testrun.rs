@@ -6,7 +6,10 @@
 //! to the VIP:port: the rewrite is idempotent and every repeat takes the named path. The
 //! matching counter must have grown by exactly `repeat`, the new-flow counter by `repeat` for
 //! the new-flow row and by 0 for the others, and no flow may have been established during a
-//! run, which proves it.
+//! run, which proves it. Two rows need more than one frame repeated: an established flow found
+//! only in the LRU (`lru.rs`) and the redirect path with its FIB lookup (`fib.rs`); each states
+//! its design. All of them run from a thread inside the scratch namespace `fib::setup` prepared
+//! (the FIB lookup's).
 use anyhow::{Context as _, ensure};
 use l3lb_common::{Counter, PROTO_TCP, PROTO_UDP};
 use l3lb_tests::packets::{
@@ -84,6 +87,7 @@ pub fn rows() -> anyhow::Result<Vec<Value>> {
         );
         out.push(row(name, run.duration.as_nanos() as f64));
     }
+    out.push(crate::lru::row_lru(&mut dp)?);
     // TC egress: the reply of the established flow of `ack4` (its backend is the VIP:port, so the
     // rewrite is idempotent too), and a packet that is not l3lb's (the node's own).
     let reply4 = tcp((VIP, HTTP), (CLIENT, CLIENT_PORT + 1), &[], Some(1));
@@ -103,12 +107,14 @@ pub fn rows() -> anyhow::Result<Vec<Value>> {
         );
         out.push(row(name, run.duration.as_nanos() as f64));
     }
+    out.push(crate::fib::row_redirect()?);
     Ok(out)
 }
-fn packets(dp: &Datapath, counter: Counter) -> anyhow::Result<u64> {
+
+pub fn packets(dp: &Datapath, counter: Counter) -> anyhow::Result<u64> {
     Ok(dp.counters()?.get(&counter).map_or(0, |s| s.packets))
 }
 
-fn row(name: &str, ns_per_packet: f64) -> Value {
+pub fn row(name: &str, ns_per_packet: f64) -> Value {
     json!({"name": name, "ns_per_packet": ns_per_packet, "pps": 1e9 / ns_per_packet, "repeat": REPEAT})
 }
