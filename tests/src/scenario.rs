@@ -643,6 +643,25 @@ impl Cluster {
         .with_context(|| self.log_tails(20))
     }
 
+    /// Waits (up to 30 s) until `vip` is on node `node`'s `lo` (`present`) or gone from it. On a
+    /// timeout the error carries the end of every daemon's log.
+    pub fn wait_lo(&self, node: usize, vip: IpAddr, present: bool) -> anyhow::Result<()> {
+        let state = if present { "on" } else { "off" };
+        wait_for(
+            &format!("{vip} {state} lo of node{node}"),
+            Duration::from_secs(30),
+            || {
+                let lo = self.lab.lo_addresses(node)?;
+                if lo.contains(&vip) == present {
+                    Ok(Some(()))
+                } else {
+                    bail!("lo of node{node}: {lo:?}")
+                }
+            },
+        )
+        .with_context(|| self.log_tails(20))
+    }
+
     /// The last `n` lines of each daemon's current log (and the split allocator's).
     pub fn log_tails(&self, n: usize) -> String {
         let mut out = String::new();

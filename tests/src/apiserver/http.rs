@@ -58,6 +58,7 @@ async fn handle(
     let target = parse_path(uri.path());
     // Without credentials: full access (the harness, and clients not under test for RBAC).
     let Some(token) = auth::bearer(&headers) else {
+        shared.log_anonymous(line);
         return serve(&shared, &method, &uri, target, &query, &headers, &body);
     };
     let user = match shared.token_account(token) {

@@ -59,6 +59,8 @@ struct Shared {
     /// Bearer token -> the ServiceAccount (namespace, name) it was minted for.
     tokens: Mutex<HashMap<String, (String, String)>>,
     audit: Mutex<Vec<Audited>>,
+    /// Requests that carried no bearer token (served with full access), as they arrived.
+    anonymous: Mutex<Vec<String>>,
 }
 
 /// One request that carried a bearer token, and how it was answered.
@@ -101,6 +103,13 @@ impl Shared {
         tokens.get(token).cloned()
     }
 
+    fn log_anonymous(&self, line: String) {
+        self.anonymous
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(line);
+    }
+
     fn log_audit(&self, entry: Audited) {
         self.audit
             .lock()
@@ -137,6 +146,7 @@ impl ApiServer {
                 served: Mutex::new(Vec::new()),
                 tokens: Mutex::new(HashMap::new()),
                 audit: Mutex::new(Vec::new()),
+                anonymous: Mutex::new(Vec::new()),
             }),
         }
     }
@@ -213,6 +223,16 @@ impl ApiServer {
     pub fn audit(&self) -> Vec<Audited> {
         self.shared
             .audit
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Every request that carried no bearer token so far (full access), oldest first: recorded
+    /// when it arrives, so a test can check it while clients keep talking.
+    pub fn anonymous(&self) -> Vec<String> {
+        self.shared
+            .anonymous
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
