@@ -65,6 +65,13 @@ pub struct PoolSpec {
     /// Only Services whose labels match; absent: any Service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_selector: Option<LabelSelector>,
+    /// How the pool's addresses reach clients: BGP through FRR (the default) or L2 (the
+    /// announcing node answers ARP/NDP for them itself).
+    #[serde(default)]
+    pub advertisement: Advertisement,
+    /// L2 pools: the interfaces to answer ARP/NDP on; absent: the uplinks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interfaces: Option<Vec<String>>,
 }
 
 impl Default for PoolSpec {
@@ -74,7 +81,30 @@ impl Default for PoolSpec {
             auto_assign: true,
             namespaces: None,
             service_selector: None,
+            advertisement: Advertisement::default(),
+            interfaces: None,
         }
+    }
+}
+
+/// How a pool's addresses are made reachable.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Advertisement {
+    /// Every node with a Ready local endpoint announces the address to its BGP router (anycast).
+    #[default]
+    Bgp,
+    /// One node per address, agreed by every node from the same API state, answers ARP and
+    /// Neighbour Solicitations for it on a flat network with no router.
+    L2,
+}
+
+impl fmt::Display for Advertisement {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Bgp => "bgp",
+            Self::L2 => "l2",
+        })
     }
 }
 
@@ -112,6 +142,9 @@ pub struct Pool {
     pub name: String,
     pub cidrs: Vec<IpNet>,
     pub auto_assign: bool,
+    pub advertisement: Advertisement,
+    /// L2 pools: the interfaces named in the spec (empty: the uplinks).
+    pub interfaces: Vec<String>,
     namespaces: Option<BTreeSet<String>>,
     selector: Option<Selector>,
 }
@@ -137,9 +170,22 @@ impl Pool {
             name: name.to_owned(),
             cidrs: cidrs.to_vec(),
             auto_assign,
+            advertisement: Advertisement::Bgp,
+            interfaces: Vec::new(),
             namespaces: None,
             selector: None,
         }
+    }
+
+    /// The same pool, announced in L2 mode on `interfaces` (empty: the uplinks).
+    pub fn l2(mut self, interfaces: &[&str]) -> Self {
+        self.advertisement = Advertisement::L2;
+        self.interfaces = interfaces.iter().map(|i| (*i).to_owned()).collect();
+        self
+    }
+
+    pub fn is_l2(&self) -> bool {
+        self.advertisement == Advertisement::L2
     }
 
     /// Whether a Service in `namespace` with `labels` may have addresses from this pool.
@@ -192,10 +238,13 @@ pub fn validate(objects: &[&L3lbPool]) -> (Vec<Pool>, Vec<PoolProblem>) {
         if cidrs.is_empty() {
             problems.push(problem("no usable addresses".to_owned()));
         }
+        let interfaces = interfaces(spec, &mut |r| problems.push(problem(r)));
         pools.push(Pool {
             name,
             cidrs,
             auto_assign: spec.auto_assign,
+            advertisement: spec.advertisement,
+            interfaces,
             namespaces: spec
                 .namespaces
                 .as_ref()
@@ -206,6 +255,35 @@ pub fn validate(objects: &[&L3lbPool]) -> (Vec<Pool>, Vec<PoolProblem>) {
     pools.sort_by(|a, b| a.name.cmp(&b.name));
     problems.sort();
     (pools, problems)
+}
+
+/// The usable interface names of an L2 pool's spec; a name that cannot be an interface (empty,
+/// over 15 bytes, with '/' or whitespace, "." or "..") is reported and left out.
+fn interfaces(spec: &PoolSpec, problem: &mut dyn FnMut(String)) -> Vec<String> {
+    let Some(names) = &spec.interfaces else {
+        return Vec::new();
+    };
+    if spec.advertisement == Advertisement::Bgp {
+        problem("interfaces applies to advertisement l2 only; ignored".to_owned());
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for n in names {
+        let valid = !n.is_empty()
+            && n.len() <= 15
+            && n != "."
+            && n != ".."
+            && !n.chars().any(|c| c == '/' || c == ':' || c.is_whitespace());
+        if !valid {
+            problem(format!("interface {n:?} is not an interface name; ignored"));
+        } else if !out.contains(n) {
+            out.push(n.clone());
+        }
+    }
+    if out.is_empty() {
+        problem("no usable interfaces; answering on the uplinks".to_owned());
+    }
+    out
 }
 
 #[cfg(test)]
@@ -264,5 +342,46 @@ mod tests {
         assert!(!pools[0].allows("other", &edge), "namespace not listed");
         assert!(!pools[0].allows("web", &labels(&[])), "labels do not match");
         assert!(pools[1].allows("anything", &labels(&[])));
+    }
+
+    #[test]
+    fn advertisement_defaults_to_bgp_and_l2_names_its_interfaces() {
+        let bgp = pool(json!({"metadata": {"name": "a"}, "spec": {"addresses": ["192.0.2.0/28"]}}));
+        let l2 = pool(json!({"metadata": {"name": "b"}, "spec": {
+            "addresses": ["192.0.2.16/28"], "advertisement": "l2",
+            "interfaces": ["eth0", "eth0", "", "a/b", "much-too-long-name0", "bond0.100"]}}));
+        let l2_uplinks = pool(json!({"metadata": {"name": "c"}, "spec": {
+            "addresses": ["192.0.2.32/28"], "advertisement": "l2"}}));
+        let bgp_with_interfaces = pool(json!({"metadata": {"name": "d"}, "spec": {
+            "addresses": ["192.0.2.48/28"], "interfaces": ["eth0"]}}));
+        let (pools, problems) = validate(&[&bgp, &l2, &l2_uplinks, &bgp_with_interfaces]);
+        let got: Vec<(Advertisement, Vec<String>)> = pools
+            .iter()
+            .map(|p| (p.advertisement, p.interfaces.clone()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (Advertisement::Bgp, vec![]),
+                (Advertisement::L2, vec!["eth0".into(), "bond0.100".into()]),
+                (Advertisement::L2, vec![]),
+                (Advertisement::Bgp, vec![]),
+            ]
+        );
+        assert!(!pools[0].is_l2() && pools[1].is_l2());
+        let reasons: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            reasons,
+            [
+                "L3lbPool b: interface \"\" is not an interface name; ignored",
+                "L3lbPool b: interface \"a/b\" is not an interface name; ignored",
+                "L3lbPool b: interface \"much-too-long-name0\" is not an interface name; ignored",
+                "L3lbPool d: interfaces applies to advertisement l2 only; ignored",
+            ]
+        );
+        // An unknown advertisement does not decode (the CRD's enum refuses it at the API too).
+        let bad: Result<L3lbPool, _> = serde_json::from_value(json!({"metadata": {"name": "e"},
+            "spec": {"addresses": ["192.0.2.0/28"], "advertisement": "ospf"}}));
+        assert!(bad.is_err());
     }
 }
