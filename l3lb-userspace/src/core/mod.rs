@@ -11,6 +11,7 @@ pub mod annotations;
 pub mod class;
 pub mod config;
 pub mod desired;
+pub mod l2;
 pub mod model;
 pub mod ownership;
 pub mod plan;
