@@ -18,10 +18,16 @@ pub const METALLB_ALLOW_SHARED_IP: [&str; 2] = [
     "metallb.io/allow-shared-ip",
 ];
 
+/// How many addresses (of each of the Service's IP families) to allocate from L2 pools, `1..=16`.
+pub const L2_ADDRESS_COUNT: &str = "l3lb.io/l2-address-count";
+/// The most addresses [`L2_ADDRESS_COUNT`] may ask for: a Service cannot drain a pool.
+pub const MAX_L2_ADDRESS_COUNT: usize = 16;
+
 /// Every annotation l3lb reads (the stores keep only these).
 pub fn read_by_l3lb(name: &str) -> bool {
     name == LOAD_BALANCER_IPS
         || name == ALLOW_SHARED_IP
+        || name == L2_ADDRESS_COUNT
         || METALLB_LOAD_BALANCER_IPS.contains(&name)
         || METALLB_ALLOW_SHARED_IP.contains(&name)
 }
@@ -41,6 +47,21 @@ pub fn sharing_key(svc: &Service) -> Option<&str> {
     std::iter::once(ALLOW_SHARED_IP)
         .chain(METALLB_ALLOW_SHARED_IP)
         .find_map(|name| annotation(svc, name))
+}
+
+/// The number of L2 addresses the Service asks for per IP family: `None` when it does not
+/// carry [`L2_ADDRESS_COUNT`], `Err` (a refusal's text) when the value is not `1..=16`.
+pub fn l2_address_count(svc: &Service) -> Result<Option<usize>, String> {
+    let Some(value) = annotation(svc, L2_ADDRESS_COUNT) else {
+        return Ok(None);
+    };
+    match value.parse::<usize>() {
+        Ok(n) if (1..=MAX_L2_ADDRESS_COUNT).contains(&n) => Ok(Some(n)),
+        _ => Err(format!(
+            "annotation {L2_ADDRESS_COUNT} is {value:?}; it must be a whole number from 1 to \
+             {MAX_L2_ADDRESS_COUNT}"
+        )),
+    }
 }
 
 /// Addresses a Service asks for, as written, and where.
@@ -172,6 +193,35 @@ mod tests {
             err.contains("192.0.2.2") && err.contains("spec.loadBalancerIP"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn l2_address_count_accepts_one_to_sixteen() {
+        let cases = [
+            (json!({}), Ok(None)),
+            (json!({L2_ADDRESS_COUNT: " "}), Ok(None)),
+            (json!({L2_ADDRESS_COUNT: "1"}), Ok(Some(1))),
+            (json!({L2_ADDRESS_COUNT: " 16 "}), Ok(Some(16))),
+            (json!({L2_ADDRESS_COUNT: "0"}), Err(())),
+            (json!({L2_ADDRESS_COUNT: "17"}), Err(())),
+            (json!({L2_ADDRESS_COUNT: "-2"}), Err(())),
+            (json!({L2_ADDRESS_COUNT: "two"}), Err(())),
+            (
+                json!({L2_ADDRESS_COUNT: "99999999999999999999999"}),
+                Err(()),
+            ),
+        ];
+        for (annotations, want) in cases {
+            let got = l2_address_count(&svc(annotations.clone(), None));
+            match (got, want) {
+                (Ok(g), Ok(w)) => assert_eq!(g, w, "{annotations}"),
+                (Err(e), Err(())) => {
+                    assert!(e.contains(L2_ADDRESS_COUNT) && e.contains("1 to 16"), "{e}")
+                }
+                (got, _) => panic!("{annotations}: {got:?}"),
+            }
+        }
+        assert!(read_by_l3lb(L2_ADDRESS_COUNT));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use super::{
     space::{Family, clip},
 };
 use crate::core::{
-    annotations::ALLOW_SHARED_IP,
+    annotations::{ALLOW_SHARED_IP, L2_ADDRESS_COUNT},
     ownership::{Basis, may_share, named_for, owner_of},
 };
 
@@ -43,6 +43,17 @@ impl Run<'_> {
         {
             return Err(format!(
                 "{what} is in pool {}, which does not allow this Service (namespaces or serviceSelector)",
+                names(&containing)
+            ));
+        }
+        if c.l2_only()
+            && !containing
+                .iter()
+                .any(|p| p.is_l2() && p.allows(&c.key.namespace, c.labels))
+        {
+            return Err(format!(
+                "{what} is in pool {}, which is not an L2 pool (advertisement: l2), but the \
+                 Service carries the annotation {L2_ADDRESS_COUNT}",
                 names(&containing)
             ));
         }
@@ -116,6 +127,12 @@ impl Run<'_> {
             .iter()
             .filter(|p| p.allows(&c.key.namespace, c.labels))
             .collect();
+        // l3lb.io/l2-address-count: from L2 pools only.
+        let allowing_all = allowing.len();
+        let allowing: Vec<&Pool> = allowing
+            .into_iter()
+            .filter(|p| !c.l2_only() || p.is_l2())
+            .collect();
         let auto: Vec<&Pool> = allowing.iter().copied().filter(|p| p.auto_assign).collect();
         let of_family: Vec<&Pool> = auto
             .iter()
@@ -131,6 +148,12 @@ impl Run<'_> {
         if cidrs.is_empty() {
             let why = if self.pools.is_empty() {
                 no_pool(self.prefixes)
+            } else if allowing.is_empty() && allowing_all > 0 {
+                format!(
+                    "the Service carries the annotation {L2_ADDRESS_COUNT}, but no L2 pool \
+                     (advertisement: l2) allows it ({})",
+                    self.pool_list()
+                )
             } else if allowing.is_empty() {
                 format!("no pool allows this Service ({})", self.pool_list())
             } else if auto.is_empty() {
@@ -152,6 +175,8 @@ impl Run<'_> {
         if c.sharing.is_some() {
             let shareable = self.holders.iter().find(|(ip, hs)| {
                 !hs.is_empty()
+                    // Not one it holds already (a Service with several addresses).
+                    && !hs.iter().any(|(h, _)| *h == i)
                     && cidrs.iter().any(|n| n.contains(*ip))
                     && self.compatible(i, **ip, Keep::New).is_ok()
             });

@@ -10,7 +10,7 @@ use k8s_openapi::{api::core::v1::Service, jiff::Timestamp};
 
 use super::space::Family;
 use crate::core::{
-    annotations::{Requested, requested, sharing_key},
+    annotations::{Requested, l2_address_count, requested, sharing_key},
     model::ServiceKey,
     ownership::{Basis, Claimant, Rank, rank},
 };
@@ -35,6 +35,9 @@ pub struct Claim<'a> {
     pub external: Vec<IpAddr>,
     /// Where the request came from and its addresses; `Err`: the Service's requests disagree.
     pub requested: Result<Option<(String, Vec<RequestedIp>)>, String>,
+    /// `l3lb.io/l2-address-count`: how many addresses per family, all from L2 pools; `None`: one,
+    /// from any pool; `Err`: the annotation is invalid.
+    pub l2_count: Result<Option<usize>, String>,
     created: Option<Timestamp>,
 }
 
@@ -86,6 +89,7 @@ impl<'a> Claim<'a> {
             current,
             external: parse_all(spec.and_then(|s| s.external_ips.as_ref())),
             requested,
+            l2_count: l2_address_count(svc),
             created: svc.metadata.creation_timestamp.as_ref().map(|t| t.0),
         })
     }
@@ -104,6 +108,19 @@ impl<'a> Claim<'a> {
             created: self.created,
             sharing: self.sharing,
         }
+    }
+
+    /// How many addresses of each family the Service holds.
+    pub fn per_family(&self) -> usize {
+        match self.l2_count {
+            Ok(Some(n)) => n,
+            _ => 1,
+        }
+    }
+
+    /// Whether its addresses must come from L2 pools.
+    pub fn l2_only(&self) -> bool {
+        matches!(self.l2_count, Ok(Some(_)))
     }
 
     pub fn wants(&self, family: Family) -> bool {

@@ -16,6 +16,7 @@ use ipnet::IpNet;
 use k8s_openapi::api::core::v1::Service;
 
 use crate::core::{
+    annotations::L2_ADDRESS_COUNT,
     class::ClassFilter,
     model::{Refusal, ServiceKey},
     ownership::Basis,
@@ -156,7 +157,7 @@ impl Run<'_> {
                 Err(_) => false,
             };
             let valid = c.wants(family)
-                && !kept.iter().any(|k| Family::of(k) == family)
+                && kept.iter().filter(|k| Family::of(k) == family).count() < c.per_family()
                 && requested_ok
                 && self.in_pool(i, ip, "").is_ok()
                 && self.compatible(i, ip, Keep::Granted).is_ok();
@@ -171,21 +172,35 @@ impl Run<'_> {
     /// Completes `i`'s addresses; on any failure of a required one, releases them all.
     fn fill(&mut self, i: usize, mut got: Vec<IpAddr>) -> (Vec<IpAddr>, Vec<String>) {
         let mut reasons = Vec::new();
-        match self.claims[i].requested.clone() {
-            Err(conflict) => reasons.push(conflict),
-            Ok(Some((source, ips))) => self.fill_requested(i, &source, ips, &mut got, &mut reasons),
-            Ok(None) => {
+        let per_family = self.claims[i].per_family();
+        match (
+            self.claims[i].requested.clone(),
+            self.claims[i].l2_count.clone(),
+        ) {
+            (_, Err(bad_count)) => reasons.push(bad_count),
+            (Err(conflict), _) => reasons.push(conflict),
+            (Ok(Some((source, _))), Ok(Some(n))) if n > 1 => reasons.push(format!(
+                "annotation {L2_ADDRESS_COUNT} asks for {n} addresses, but {source} requests \
+                 specific ones; use one or the other"
+            )),
+            (Ok(Some((source, ips))), _) => {
+                self.fill_requested(i, &source, ips, &mut got, &mut reasons)
+            }
+            (Ok(None), _) => {
                 for (family, required) in self.claims[i].families.clone() {
-                    if got.iter().any(|g| Family::of(g) == family) {
-                        continue;
-                    }
-                    match self.auto(i, family) {
-                        Ok(ip) => {
-                            self.take(ip, i);
-                            got.push(ip);
+                    while got.iter().filter(|g| Family::of(g) == family).count() < per_family {
+                        match self.auto(i, family) {
+                            Ok(ip) => {
+                                self.take(ip, i);
+                                got.push(ip);
+                            }
+                            Err(reason) => {
+                                if required {
+                                    reasons.push(reason);
+                                }
+                                break;
+                            }
                         }
-                        Err(reason) if required => reasons.push(reason),
-                        Err(_) => {}
                     }
                 }
             }
@@ -195,6 +210,7 @@ impl Run<'_> {
                 if let Some(h) = self.holders.get_mut(ip) {
                     h.retain(|(h, _)| *h != i);
                 }
+                self.cursors.rewind(*ip);
             }
             return (Vec::new(), reasons);
         }

@@ -97,8 +97,9 @@ pub fn clip(cidr: &IpNet, prefixes: &[IpNet]) -> Vec<IpNet> {
     out
 }
 
-/// Where the next free-address search in each CIDR starts: within one run addresses are only
-/// taken, so what a search passed over stays taken.
+/// Where the next free-address search in each CIDR starts: within one run addresses are taken,
+/// and released only when a Service is refused ([`Cursors::rewind`]), so what a search passed
+/// over stays taken.
 #[derive(Default)]
 pub struct Cursors(HashMap<IpNet, u128>);
 
@@ -123,6 +124,16 @@ impl Cursors {
         }
         self.0.insert(*net, n);
         None
+    }
+
+    /// `ip` was released: searches in CIDRs holding it start no later than it again.
+    pub fn rewind(&mut self, ip: IpAddr) {
+        let n = to_u128(ip);
+        for (net, cursor) in self.0.iter_mut() {
+            if net.contains(&ip) && n < *cursor {
+                *cursor = n;
+            }
+        }
     }
 }
 

@@ -268,4 +268,5 @@ fn requested_and_auto_assigned_addresses() {
 
 mod contests;
 mod families;
+mod l2;
 mod records;
