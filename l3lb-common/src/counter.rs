@@ -51,11 +51,14 @@ pub enum Counter {
     /// TC egress: reply of a new flow (a SYN-ACK, an answer to a first datagram), source
     /// restored to VIP:port from the new-flow table.
     TcRevNatNew = 19,
+    /// XDP: an ARP request or Neighbour Solicitation for an L2 address this node announces:
+    /// answered from XDP (XDP_TX).
+    XdpNeighReply = 20,
 }
 
 impl Counter {
     /// Every counter, in slot order.
-    pub const ALL: [Counter; 20] = [
+    pub const ALL: [Counter; 21] = [
         Counter::XdpPassNotOurs,
         Counter::XdpDnatPass,
         Counter::XdpNoBackend,
@@ -76,6 +79,7 @@ impl Counter {
         Counter::XdpFlowStale,
         Counter::XdpFlowEstablished,
         Counter::TcRevNatNew,
+        Counter::XdpNeighReply,
     ];
 
     /// Stable snake_case name, for metrics and logs.
@@ -101,6 +105,7 @@ impl Counter {
             Counter::XdpFlowStale => "xdp_flow_stale",
             Counter::XdpFlowEstablished => "xdp_flow_established",
             Counter::TcRevNatNew => "tc_rev_nat_new",
+            Counter::XdpNeighReply => "xdp_neigh_reply",
         }
     }
 

@@ -6,6 +6,7 @@ mod counter;
 mod csum;
 pub mod hash;
 mod layout;
+pub mod neigh;
 
 pub use counter::{COUNTER_SLOTS, Counter};
 pub use csum::{

@@ -23,6 +23,7 @@ mod icmp;
 mod lb;
 mod maps;
 mod nat;
+mod neigh;
 mod parse;
 mod rare;
 #[allow(unsafe_code)]
@@ -38,6 +39,11 @@ use aya_ebpf::{
 #[xdp]
 pub fn l3lb_xdp_ingress(ctx: XdpContext) -> u32 {
     let bytes = ctx.data_end().saturating_sub(ctx.data()) as u64;
+    // L2 mode: ARP/NDP for an address this node announces is answered first.
+    if let Some(verdict) = neigh::respond(&ctx) {
+        stats::count(l3lb_common::Counter::XdpNeighReply, bytes);
+        return verdict;
+    }
     let (verdict, counter) = nat::xdp_ingress(&ctx, bytes);
     stats::count(counter, bytes);
     verdict

@@ -24,6 +24,8 @@ mod flood;
 mod fuzz;
 #[path = "datapath/icmp.rs"]
 mod icmp;
+#[path = "datapath/neigh.rs"]
+mod neigh;
 #[path = "datapath/pinning.rs"]
 mod pinning;
 #[path = "datapath/rows.rs"]

@@ -14,6 +14,7 @@ mod health;
 mod ids;
 pub mod keys;
 mod links;
+pub mod neigh;
 mod pin;
 pub mod redirect;
 mod slots;

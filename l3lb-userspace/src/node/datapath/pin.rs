@@ -7,6 +7,7 @@ use std::{
 };
 
 use aya::maps::{MapInfo, MapType};
+use l3lb_common::neigh::{MAP_NEIGH_V4, MAP_NEIGH_V6, MAX_NEIGH, NeighKeyV4, NeighKeyV6, NeighMac};
 use l3lb_common::{
     Affinity, AffinityKeyV4, AffinityKeyV6, BackendV4, BackendV6, COUNTER_SLOTS, CachedPinV4,
     CachedPinV6, Config, ConnKeyV4, ConnKeyV6, FLOW_CACHE_SLOTS, FlowKeyV4, FlowKeyV6, FlowNatV4,
@@ -52,7 +53,7 @@ const fn shape<K, V>(name: &'static str, map_type: MapType, max_entries: u32) ->
     }
 }
 
-const SHAPES: [Shape; 24] = [
+const SHAPES: [Shape; 26] = [
     shape::<FrontendKeyV4, Frontend>(MAP_FRONTENDS_V4, MapType::Hash, MAX_FRONTENDS),
     shape::<u32, BackendV4>(MAP_BACKENDS_V4, MapType::Array, MAX_BACKEND_SLOTS),
     shape::<ConnKeyV4, Pin>(MAP_CONNS_V4, MapType::LruHash, MAX_FLOWS),
@@ -86,6 +87,9 @@ const SHAPES: [Shape; 24] = [
     shape::<FlowKeyV4, FlowNatV4>(MAP_NEW_FLOWS_V4, MapType::LruHash, MAX_NEW_FLOWS),
     shape::<ConnKeyV6, Pin>(MAP_NEW_CONNS_V6, MapType::LruHash, MAX_NEW_FLOWS),
     shape::<FlowKeyV6, FlowNatV6>(MAP_NEW_FLOWS_V6, MapType::LruHash, MAX_NEW_FLOWS),
+    // L2 mode's ARP/NDP responder entries.
+    shape::<NeighKeyV4, NeighMac>(MAP_NEIGH_V4, MapType::Hash, MAX_NEIGH),
+    shape::<NeighKeyV6, NeighMac>(MAP_NEIGH_V6, MapType::Hash, MAX_NEIGH),
 ];
 
 /// Names of the maps l3lb pins.

@@ -1,0 +1,131 @@
+//! L2 mode's ARP/NDP responder (XDP): an ARP request, or an IPv6 Neighbour Solicitation, for an
+//! address this node announces on the interface it arrived on (an entry in the responder map,
+//! written by the daemon only on the address's announcer) is answered right here: the frame is
+//! rewritten into the reply and sent back out of the same interface (XDP_TX). The host never
+//! holds the address, so there is nothing for the kernel to answer wrongly.
+//!
+//! Anything else passes untouched to the rest of the program: other ARP operations, gratuitous
+//! ARP (sender = target), Solicitations without exactly one source link-layer address option
+//! (duplicate address detection from `::` included), VLAN-tagged frames.
+use aya_ebpf::{
+    bindings::xdp_action::XDP_TX, btf_maps::HashMap, macros::btf_map, programs::XdpContext,
+};
+use l3lb_common::{
+    PROTO_ICMPV6,
+    neigh::{
+        ARP_FRAME_LEN, ARP_HDR, ARP_OP, ARP_SPA, ARP_TPA, ICMP6, ICMPV6_NS, IP6_HDR, IP6_HOP_LIMIT,
+        IP6_NEXT, IP6_PAYLOAD_LEN, MAX_NEIGH, ND_FRAME_LEN, ND_LEN, ND_OPTION, ND_TARGET,
+        NeighKeyV4, NeighKeyV6, NeighMac, arp_reply_in_place, neighbour_advertisement_in_place,
+    },
+};
+
+const NEIGH: usize = MAX_NEIGH as usize;
+
+#[btf_map]
+pub static L3LB_NEIGH_V4: HashMap<NeighKeyV4, NeighMac, NEIGH> = HashMap::new();
+#[btf_map]
+pub static L3LB_NEIGH_V6: HashMap<NeighKeyV6, NeighMac, NEIGH> = HashMap::new();
+
+const ETHER_TYPE: usize = 12;
+const ETH_P_ARP: [u8; 2] = [0x08, 0x06];
+const ETH_P_IPV6: [u8; 2] = [0x86, 0xdd];
+/// ARP for IPv4 over Ethernet: hardware type 1, protocol 0x0800, lengths 6 and 4; a request.
+const ARP_ETHER_IPV4_REQUEST: [u8; 8] = [0x00, 0x01, 0x08, 0x00, 6, 4, 0, 1];
+/// Neighbour Discovery messages carry hop limit 255 (RFC 4861: proof they were not routed).
+const ND_HOP_LIMIT: u8 = 255;
+
+/// `XDP_TX` when the frame was a request this node answers (the frame now holds the reply).
+/// Not inlined: its own small stack frame, apart from the translation path's.
+#[inline(never)]
+pub fn respond(ctx: &XdpContext) -> Option<u32> {
+    let ether_type: &mut [u8; 2] = bytes_mut(ctx, ETHER_TYPE)?;
+    match *ether_type {
+        ETH_P_ARP => arp(ctx),
+        ETH_P_IPV6 => solicitation(ctx),
+        _ => None,
+    }
+}
+
+#[inline(always)]
+fn arp(ctx: &XdpContext) -> Option<u32> {
+    let f: &mut [u8; ARP_FRAME_LEN] = bytes_mut(ctx, 0)?;
+    let header = u64::from_ne_bytes([
+        f[ARP_HDR],
+        f[ARP_HDR + 1],
+        f[ARP_HDR + 2],
+        f[ARP_HDR + 3],
+        f[ARP_HDR + 4],
+        f[ARP_HDR + 5],
+        f[ARP_OP],
+        f[ARP_OP + 1],
+    ]);
+    if header != u64::from_ne_bytes(ARP_ETHER_IPV4_REQUEST) {
+        return None;
+    }
+    let word = |at: usize| u32::from_ne_bytes([f[at], f[at + 1], f[at + 2], f[at + 3]]);
+    let (spa, tpa) = (word(ARP_SPA), word(ARP_TPA));
+    // Gratuitous ARP announces the sender's own address; it asks nothing.
+    if spa == tpa {
+        return None;
+    }
+    let key = NeighKeyV4 {
+        ifindex: ctx.ingress_ifindex() as u32,
+        addr_be: tpa,
+    };
+    let mac = lookup(&L3LB_NEIGH_V4, &key)?;
+    arp_reply_in_place(f, &mac);
+    Some(XDP_TX)
+}
+
+#[inline(always)]
+fn solicitation(ctx: &XdpContext) -> Option<u32> {
+    let f: &mut [u8; ND_FRAME_LEN] = bytes_mut(ctx, 0)?;
+    let payload_len = u16::from_be_bytes([f[IP6_PAYLOAD_LEN], f[IP6_PAYLOAD_LEN + 1]]);
+    if f[IP6_HDR] >> 4 != 6
+        || f[IP6_NEXT] != PROTO_ICMPV6
+        || f[IP6_HOP_LIMIT] != ND_HOP_LIMIT
+        || usize::from(payload_len) != ND_LEN
+        || f[ICMP6] != ICMPV6_NS
+        || f[ICMP6 + 1] != 0
+        // Exactly one option: the source link-layer address (1), 8 bytes long.
+        || f[ND_OPTION] != 1
+        || f[ND_OPTION + 1] != 1
+    {
+        return None;
+    }
+    let mut key = NeighKeyV6 {
+        ifindex: ctx.ingress_ifindex() as u32,
+        addr: [0; 16],
+    };
+    let mut i = 0;
+    while i < 16 {
+        key.addr[i] = f[ND_TARGET + i];
+        i += 1;
+    }
+    let mac = lookup(&L3LB_NEIGH_V6, &key)?;
+    neighbour_advertisement_in_place(f, &mac);
+    Some(XDP_TX)
+}
+
+#[inline(always)]
+fn lookup<K>(map: &HashMap<K, NeighMac, NEIGH>, key: &K) -> Option<[u8; 6]> {
+    // Copied out at once: the daemon may replace the entry while this packet is handled.
+    map.get_ptr(key).map(|v| {
+        // SAFETY: a map value pointer is valid for the program run; `NeighMac` is plain bytes.
+        unsafe { (*v).mac }
+    })
+}
+
+/// A `&mut [u8; N]` to the packet bytes at `offset`, if all of them lie inside the packet.
+#[inline(always)]
+#[allow(clippy::mut_from_ref)]
+fn bytes_mut<const N: usize>(ctx: &XdpContext, offset: usize) -> Option<&mut [u8; N]> {
+    let start = ctx.data();
+    if start + offset + N > ctx.data_end() {
+        return None;
+    }
+    // SAFETY: [start + offset, start + offset + N) is inside the packet (checked above, and by
+    // the verifier again); a byte array has alignment 1 and every bit pattern is valid; callers
+    // hold one such reference at a time.
+    Some(unsafe { &mut *((start + offset) as *mut [u8; N]) })
+}
