@@ -6,6 +6,7 @@
 //! (`l3lb allocate`); [`pass`] is one reconcile pass.
 mod allocate;
 pub mod control;
+mod l2;
 mod node_facts;
 pub mod pass;
 mod signals;
@@ -170,7 +171,8 @@ pub async fn run<F: FrontendTable + FrontendObserver, A: AddressTable + AddressO
             }
             let pool_objects = stores.pools.state();
             let pool_refs: Vec<&L3lbPool> = pool_objects.iter().map(AsRef::as_ref).collect();
-            cache.set_pools(validate(&pool_refs).0);
+            let pools = validate(&pool_refs).0;
+            cache.set_pools(pools.clone());
             cache.set_facts(facts(
                 node.as_deref(),
                 &config.pod_cidrs,
@@ -200,6 +202,8 @@ pub async fn run<F: FrontendTable + FrontendObserver, A: AddressTable + AddressO
             let want = cache.current();
             debug!(recomputed, "desired state");
             let desired_took = started.elapsed();
+            // L2 pools' addresses stay off the BGP path (daemon/l2.rs).
+            let want = l2::node_desired(&want, &pools, &Default::default(), &config.node_name);
             let outcome = if full {
                 reconciler.pass(&want).await
             } else {
