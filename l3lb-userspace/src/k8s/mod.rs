@@ -3,6 +3,7 @@
 //! Events l3lb posts ([`events`]). Decisions are not made here: they come from [`crate::core`].
 pub mod allocator;
 pub mod events;
+pub mod l2_lease;
 pub mod leader;
 pub mod trigger;
 pub mod watch;
