@@ -139,6 +139,49 @@ pub fn neighbour_advertisement_in_place(f: &mut [u8; ND_FRAME_LEN], mac: &[u8; 6
     f[ICMP6 + 3] = c[1];
 }
 
+/// Neighbour Advertisement flag: Override only (an unsolicited advertisement is not Solicited).
+pub const NA_OVERRIDE: u8 = 0x20;
+
+/// A gratuitous ARP for `ip` from `mac` (an ARP Announcement, RFC 5227: a broadcast request whose
+/// sender and target are both `ip`), sent when a node takes an address over, so neighbours and
+/// switches move to it at once.
+pub fn gratuitous_arp(mac: &[u8; 6], ip: &[u8; 4]) -> [u8; ARP_FRAME_LEN] {
+    let mut f = [0u8; ARP_FRAME_LEN];
+    f[..6].copy_from_slice(&[0xff; 6]);
+    f[6..12].copy_from_slice(mac);
+    f[12..14].copy_from_slice(&[0x08, 0x06]);
+    f[ARP_HDR..ARP_SHA].copy_from_slice(&[0, 1, 0x08, 0x00, 6, 4, 0, 1]);
+    f[ARP_SHA..ARP_SPA].copy_from_slice(mac);
+    f[ARP_SPA..ARP_THA].copy_from_slice(ip);
+    f[ARP_TPA..].copy_from_slice(ip);
+    f
+}
+
+/// An unsolicited Neighbour Advertisement for `ip` from `mac` to all nodes (ff02::1), Override
+/// set, with a target link-layer address option: sent when a node takes an address over.
+pub fn unsolicited_advertisement(mac: &[u8; 6], ip: &[u8; 16]) -> [u8; ND_FRAME_LEN] {
+    const ALL_NODES: [u8; 16] = [0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+    let mut f = [0u8; ND_FRAME_LEN];
+    f[..6].copy_from_slice(&[0x33, 0x33, 0, 0, 0, 1]);
+    f[6..12].copy_from_slice(mac);
+    f[12..14].copy_from_slice(&[0x86, 0xdd]);
+    f[IP6_HDR] = 0x60;
+    f[IP6_PAYLOAD_LEN..IP6_NEXT].copy_from_slice(&(ND_LEN as u16).to_be_bytes());
+    f[IP6_NEXT] = crate::PROTO_ICMPV6;
+    f[IP6_HOP_LIMIT] = 255;
+    f[IP6_SRC..IP6_DST].copy_from_slice(ip);
+    f[IP6_DST..ICMP6].copy_from_slice(&ALL_NODES);
+    f[ICMP6] = ICMPV6_NA;
+    f[ICMP6 + 4] = NA_OVERRIDE;
+    f[ND_TARGET..ND_OPTION].copy_from_slice(ip);
+    f[ND_OPTION] = 2;
+    f[ND_OPTION + 1] = 1;
+    f[ND_OPTION + 2..].copy_from_slice(mac);
+    let c = nd_checksum(&f);
+    f[ICMP6 + 2..ICMP6 + 4].copy_from_slice(&c);
+    f
+}
+
 /// The ICMPv6 checksum of the 32-byte message in a neighbour discovery frame (its checksum field
 /// read as zero), from the frame's own addresses, as the bytes to store.
 #[inline(always)]
@@ -252,6 +295,39 @@ mod tests {
         let src: [u8; 16] = f[22..38].try_into().unwrap();
         let dst: [u8; 16] = f[38..54].try_into().unwrap();
         assert_eq!(reference(&src, &dst, &f[54..]), 0);
+    }
+
+    #[test]
+    fn announcements_on_takeover() {
+        let arp = gratuitous_arp(&MAC, &[192, 0, 2, 100]);
+        let mut want = [0u8; ARP_FRAME_LEN];
+        want[..6].copy_from_slice(&[0xff; 6]);
+        want[6..12].copy_from_slice(&MAC);
+        want[12..22].copy_from_slice(&[0x08, 0x06, 0, 1, 8, 0, 6, 4, 0, 1]);
+        want[22..28].copy_from_slice(&MAC);
+        want[28..32].copy_from_slice(&[192, 0, 2, 100]);
+        want[38..42].copy_from_slice(&[192, 0, 2, 100]);
+        assert_eq!(arp, want);
+
+        let na = unsolicited_advertisement(&MAC, &TARGET);
+        assert_eq!(&na[..6], &[0x33, 0x33, 0, 0, 0, 1]);
+        assert_eq!(&na[6..12], &MAC);
+        assert_eq!(&na[14..22], &[0x60, 0, 0, 0, 0, 32, 58, 255]);
+        assert_eq!(&na[22..38], &TARGET);
+        assert_eq!(
+            &na[38..54],
+            &[0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]
+        );
+        assert_eq!(
+            (na[54], na[55], na[58]),
+            (136, 0, 0x20),
+            "override, not solicited"
+        );
+        assert_eq!(&na[62..78], &TARGET);
+        assert_eq!(&na[78..86], &[2, 1, 0x02, 0x00, 0x00, 0xaa, 0xbb, 0xcc]);
+        let src: [u8; 16] = na[22..38].try_into().unwrap();
+        let dst: [u8; 16] = na[38..54].try_into().unwrap();
+        assert_eq!(reference(&src, &dst, &na[54..]), 0, "checksum");
     }
 
     #[test]

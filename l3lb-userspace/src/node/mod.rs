@@ -4,6 +4,7 @@
 //! embedded programs, their pinned maps and links), [`addresses`] and [`host`] the rtnetlink
 //! side.
 pub mod addresses;
+pub mod announce;
 pub mod datapath;
 pub mod executor;
 pub mod host;

@@ -1,0 +1,50 @@
+//! L2 mode's announcements on takeover: a gratuitous ARP (IPv4) or an unsolicited Neighbour
+//! Advertisement (IPv6) sent out of an interface through a raw AF_PACKET socket, so neighbours
+//! and switches move to the new announcer at once instead of when their entry goes stale.
+//! Needs CAP_NET_RAW.
+use std::{io, net::IpAddr, os::fd::AsRawFd as _};
+
+use l3lb_common::neigh::{gratuitous_arp, unsolicited_advertisement};
+
+/// Sends the announcement of `address` from `mac` out of interface `ifindex`.
+pub fn announce(ifindex: u32, mac: [u8; 6], address: IpAddr) -> io::Result<()> {
+    match address {
+        IpAddr::V4(a) => send(ifindex, &gratuitous_arp(&mac, &a.octets())),
+        IpAddr::V6(a) => send(ifindex, &unsolicited_advertisement(&mac, &a.octets())),
+    }
+}
+
+/// Sends one whole Ethernet frame (its header included) out of `ifindex`.
+pub fn send(ifindex: u32, frame: &[u8]) -> io::Result<()> {
+    let ifindex = i32::try_from(ifindex).map_err(io::Error::other)?;
+    // Protocol 0: this socket receives nothing, it only sends.
+    // SAFETY: plain socket(2); the result is checked and owned right away.
+    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh descriptor nobody else owns.
+    let socket = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    // SAFETY: sockaddr_ll is plain old data; all-zero is a valid value.
+    let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    addr.sll_family = libc::AF_PACKET as u16;
+    addr.sll_ifindex = ifindex;
+    addr.sll_halen = 6;
+    addr.sll_addr[..6].copy_from_slice(frame.get(..6).ok_or(io::ErrorKind::InvalidInput)?);
+    // SAFETY: `frame` and `addr` are valid for the lengths given for the duration of the call.
+    let sent = unsafe {
+        libc::sendto(
+            socket.as_raw_fd(),
+            frame.as_ptr().cast(),
+            frame.len(),
+            0,
+            (&raw const addr).cast(),
+            size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        )
+    };
+    match sent {
+        n if n < 0 => Err(io::Error::last_os_error()),
+        n if n as usize != frame.len() => Err(io::Error::other("short send")),
+        _ => Ok(()),
+    }
+}
