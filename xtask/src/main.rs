@@ -140,7 +140,14 @@ fn require_root(what: &str) -> anyhow::Result<()> {
 /// Integration tests of `l3lb-tests` that need no root: the test API server, the daemon's
 /// kube-client code against it, and the manifests applied to it by kubectl. Every other file in
 /// tests/tests/ is a root tier.
-const UNPRIVILEGED_TESTS: [&str; 4] = ["apiserver", "allocator", "leader", "kustomize"];
+const UNPRIVILEGED_TESTS: [&str; 6] = [
+    "apiserver",
+    "allocator",
+    "leader",
+    "kustomize",
+    "pool_crd",
+    "l2_lease",
+];
 
 /// The root-tier test that runs the lab's daemons from the container image.
 const IMAGE_TEST: &str = "image";
