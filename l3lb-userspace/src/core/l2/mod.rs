@@ -7,16 +7,20 @@
 //!   distinct nodes while there are enough.
 //! - [`liveness`]: a node is alive while its Lease keeps changing, as seen by the local clock of
 //!   the node judging (no clock comparison between nodes).
+//! - [`round`]: one round's announcers (kept while this node's view is stale) and what changed
+//!   for this node (taken, released).
 //! - [`serve`]: what a node serves given the announcers (frontends and ARP/NDP answers where it
 //!   announces, never a host address).
 //! - [`why`]: the reason for one node's part in one address, for Events, logs and `l3lb explain`.
 pub mod announce;
 pub mod liveness;
+pub mod round;
 pub mod serve;
 pub mod why;
 
 pub use announce::{Announcers, L2Service, announcers};
 pub use liveness::{Liveness, View};
+pub use round::{Changes, changes, round};
 pub use serve::{l2_addresses, l2_desired, ready_nodes, responder_entries};
 pub use why::{Why, why};
 
