@@ -377,3 +377,42 @@ async fn without_a_pool_every_waiting_service_is_told_what_to_create() {
     .await;
     daemon.stop().await;
 }
+
+/// L2 mode: a Service asking for several addresses gets them all from the L2 pool, listed in
+/// its status (the annotation survives the store's trimming); a bad count is refused with an
+/// Event, as the other annotations are.
+#[tokio::test]
+async fn an_l2_address_count_gets_every_address_from_the_l2_pool() {
+    let api = ApiServer::new();
+    let addr = api.listen().await.unwrap();
+    let client = ApiServer::client(addr).unwrap();
+    api.apply_yaml(POOL_CRD).unwrap();
+    api.apply(json!({"apiVersion": "l3lb.io/v1alpha1", "kind": "L3lbPool",
+        "metadata": {"name": "a-bgp"}, "spec": {"addresses": ["198.51.100.0/25"]}}))
+        .unwrap();
+    api.apply(json!({"apiVersion": "l3lb.io/v1alpha1", "kind": "L3lbPool",
+        "metadata": {"name": "b-lan"},
+        "spec": {"addresses": ["198.51.100.128/25"], "advertisement": "l2"}}))
+        .unwrap();
+    let mut three = service("three", json!({}));
+    three["metadata"]["annotations"] = json!({"l3lb.io/l2-address-count": "3"});
+    api.apply(three).unwrap();
+    let mut bad = service("bad", json!({}));
+    bad["metadata"]["annotations"] = json!({"l3lb.io/l2-address-count": "40"});
+    api.apply(bad).unwrap();
+    api.apply(service("plain", json!({}))).unwrap();
+
+    let daemon = Daemon::start(&client, "node-a");
+    wait_ingress(
+        &api,
+        "three",
+        &["198.51.100.129", "198.51.100.130", "198.51.100.131"],
+    )
+    .await;
+    wait_ingress(&api, "plain", &["198.51.100.1"]).await;
+    wait_one_event(&api, "bad", "AllocationFailed").await;
+    let note = events(&api, "bad", "AllocationFailed")[0]["note"].clone();
+    assert!(note.as_str().unwrap().contains("from 1 to 16"), "{note}");
+    assert!(ingress(&api, "bad").is_empty());
+    daemon.stop().await;
+}
