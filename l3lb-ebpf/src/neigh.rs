@@ -7,6 +7,7 @@
 //! Anything else passes untouched to the rest of the program: other ARP operations, gratuitous
 //! ARP (sender = target), Solicitations without exactly one source link-layer address option
 //! (duplicate address detection from `::` included), VLAN-tagged frames.
+use crate::raw;
 use aya_ebpf::{
     bindings::xdp_action::XDP_TX, btf_maps::HashMap, macros::btf_map, programs::XdpContext,
 };
@@ -38,8 +39,7 @@ const ND_HOP_LIMIT: u8 = 255;
 /// Not inlined: its own small stack frame, apart from the translation path's.
 #[inline(never)]
 pub fn respond(ctx: &XdpContext) -> Option<u32> {
-    let ether_type: &mut [u8; 2] = bytes_mut(ctx, ETHER_TYPE)?;
-    match *ether_type {
+    match raw::view::<[u8; 2]>(ctx, ETHER_TYPE)?.read() {
         ETH_P_ARP => arp(ctx),
         ETH_P_IPV6 => solicitation(ctx),
         _ => None,
@@ -48,7 +48,9 @@ pub fn respond(ctx: &XdpContext) -> Option<u32> {
 
 #[inline(always)]
 fn arp(ctx: &XdpContext) -> Option<u32> {
-    let f: &mut [u8; ARP_FRAME_LEN] = bytes_mut(ctx, 0)?;
+    // A copy, rewritten and written back: packet memory is never borrowed (raw.rs).
+    let packet = raw::view::<[u8; ARP_FRAME_LEN]>(ctx, 0)?;
+    let mut f = packet.read();
     let header = u64::from_ne_bytes([
         f[ARP_HDR],
         f[ARP_HDR + 1],
@@ -73,13 +75,15 @@ fn arp(ctx: &XdpContext) -> Option<u32> {
         addr_be: tpa,
     };
     let mac = lookup(&L3LB_NEIGH_V4, &key)?;
-    arp_reply_in_place(f, &mac);
+    arp_reply_in_place(&mut f, &mac);
+    packet.write(f);
     Some(XDP_TX)
 }
 
 #[inline(always)]
 fn solicitation(ctx: &XdpContext) -> Option<u32> {
-    let f: &mut [u8; ND_FRAME_LEN] = bytes_mut(ctx, 0)?;
+    let packet = raw::view::<[u8; ND_FRAME_LEN]>(ctx, 0)?;
+    let mut f = packet.read();
     let payload_len = u16::from_be_bytes([f[IP6_PAYLOAD_LEN], f[IP6_PAYLOAD_LEN + 1]]);
     if f[IP6_HDR] >> 4 != 6
         || f[IP6_NEXT] != PROTO_ICMPV6
@@ -103,29 +107,13 @@ fn solicitation(ctx: &XdpContext) -> Option<u32> {
         i += 1;
     }
     let mac = lookup(&L3LB_NEIGH_V6, &key)?;
-    neighbour_advertisement_in_place(f, &mac);
+    neighbour_advertisement_in_place(&mut f, &mac);
+    packet.write(f);
     Some(XDP_TX)
 }
 
 #[inline(always)]
 fn lookup<K>(map: &HashMap<K, NeighMac, NEIGH>, key: &K) -> Option<[u8; 6]> {
     // Copied out at once: the daemon may replace the entry while this packet is handled.
-    map.get_ptr(key).map(|v| {
-        // SAFETY: a map value pointer is valid for the program run; `NeighMac` is plain bytes.
-        unsafe { (*v).mac }
-    })
-}
-
-/// A `&mut [u8; N]` to the packet bytes at `offset`, if all of them lie inside the packet.
-#[inline(always)]
-#[allow(clippy::mut_from_ref)]
-fn bytes_mut<const N: usize>(ctx: &XdpContext, offset: usize) -> Option<&mut [u8; N]> {
-    let start = ctx.data();
-    if start + offset + N > ctx.data_end() {
-        return None;
-    }
-    // SAFETY: [start + offset, start + offset + N) is inside the packet (checked above, and by
-    // the verifier again); a byte array has alignment 1 and every bit pattern is valid; callers
-    // hold one such reference at a time.
-    Some(unsafe { &mut *((start + offset) as *mut [u8; N]) })
+    raw::get(map, key).map(|v: NeighMac| v.mac)
 }

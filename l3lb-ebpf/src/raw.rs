@@ -16,7 +16,7 @@ use aya_ebpf::{
 };
 use l3lb_common::{
     Affinity, BackendV4, BackendV6, CachedPinV4, CachedPinV6, Config, FlowNatV4, FlowNatV6,
-    Frontend, Pin, Stat,
+    Frontend, Pin, Stat, neigh::NeighMac,
 };
 use network_types::{
     ip::{Ipv4Hdr, Ipv6Hdr},
@@ -47,6 +47,7 @@ plain!(
     CachedPinV6,
     FlowNatV4,
     FlowNatV6,
+    NeighMac,
     Pin,
     Stat
 );
