@@ -40,11 +40,18 @@ use aya_ebpf::{
 pub fn l3lb_xdp_ingress(ctx: XdpContext) -> u32 {
     let bytes = ctx.data_end().saturating_sub(ctx.data()) as u64;
     // L2 mode: ARP/NDP for an address this node announces is answered first.
-    if let Some(verdict) = neigh::respond(&ctx) {
+    if neigh::respond(&ctx) {
         stats::count(l3lb_common::Counter::XdpNeighReply, bytes);
-        return verdict;
+        return aya_ebpf::bindings::xdp_action::XDP_TX;
     }
-    let (verdict, counter) = nat::xdp_ingress(&ctx, bytes);
+    translate(&ctx, bytes)
+}
+
+/// The translation path, in a frame of its own: the verifier adds up the stacks of a call chain
+/// (512 bytes at most), and `neigh::respond`'s frame copies must not count on top of this one's.
+#[inline(never)]
+fn translate(ctx: &XdpContext, bytes: u64) -> u32 {
+    let (verdict, counter) = nat::xdp_ingress(ctx, bytes);
     stats::count(counter, bytes);
     verdict
 }

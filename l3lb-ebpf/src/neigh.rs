@@ -8,9 +8,7 @@
 //! ARP (sender = target), Solicitations without exactly one source link-layer address option
 //! (duplicate address detection from `::` included), VLAN-tagged frames.
 use crate::raw;
-use aya_ebpf::{
-    bindings::xdp_action::XDP_TX, btf_maps::HashMap, macros::btf_map, programs::XdpContext,
-};
+use aya_ebpf::{btf_maps::HashMap, macros::btf_map, programs::XdpContext};
 use l3lb_common::{
     PROTO_ICMPV6,
     neigh::{
@@ -35,19 +33,21 @@ const ARP_ETHER_IPV4_REQUEST: [u8; 8] = [0x00, 0x01, 0x08, 0x00, 6, 4, 0, 1];
 /// Neighbour Discovery messages carry hop limit 255 (RFC 4861: proof they were not routed).
 const ND_HOP_LIMIT: u8 = 255;
 
-/// `XDP_TX` when the frame was a request this node answers (the frame now holds the reply).
-/// Not inlined: its own small stack frame, apart from the translation path's.
+/// Whether the frame was a request this node answers: it now holds the reply, to send back
+/// with `XDP_TX`. Not inlined: its own stack frame, apart from the translation path's. A `bool`,
+/// not an `Option<u32>`: the BPF backend returns the latter through a misaligned stack slot.
 #[inline(never)]
-pub fn respond(ctx: &XdpContext) -> Option<u32> {
-    match raw::view::<[u8; 2]>(ctx, ETHER_TYPE)?.read() {
-        ETH_P_ARP => arp(ctx),
-        ETH_P_IPV6 => solicitation(ctx),
+pub fn respond(ctx: &XdpContext) -> bool {
+    let answered = match raw::view::<[u8; 2]>(ctx, ETHER_TYPE).map(|v| v.read()) {
+        Some(ETH_P_ARP) => arp(ctx),
+        Some(ETH_P_IPV6) => solicitation(ctx),
         _ => None,
-    }
+    };
+    answered.is_some()
 }
 
 #[inline(always)]
-fn arp(ctx: &XdpContext) -> Option<u32> {
+fn arp(ctx: &XdpContext) -> Option<()> {
     // A copy, rewritten and written back: packet memory is never borrowed (raw.rs).
     let packet = raw::view::<[u8; ARP_FRAME_LEN]>(ctx, 0)?;
     let mut f = packet.read();
@@ -77,11 +77,11 @@ fn arp(ctx: &XdpContext) -> Option<u32> {
     let mac = lookup(&L3LB_NEIGH_V4, &key)?;
     arp_reply_in_place(&mut f, &mac);
     packet.write(f);
-    Some(XDP_TX)
+    Some(())
 }
 
 #[inline(always)]
-fn solicitation(ctx: &XdpContext) -> Option<u32> {
+fn solicitation(ctx: &XdpContext) -> Option<()> {
     let packet = raw::view::<[u8; ND_FRAME_LEN]>(ctx, 0)?;
     let mut f = packet.read();
     let payload_len = u16::from_be_bytes([f[IP6_PAYLOAD_LEN], f[IP6_PAYLOAD_LEN + 1]]);
@@ -109,7 +109,7 @@ fn solicitation(ctx: &XdpContext) -> Option<u32> {
     let mac = lookup(&L3LB_NEIGH_V6, &key)?;
     neighbour_advertisement_in_place(&mut f, &mac);
     packet.write(f);
-    Some(XDP_TX)
+    Some(())
 }
 
 #[inline(always)]

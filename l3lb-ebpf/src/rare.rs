@@ -46,12 +46,14 @@ fn due(kind: Kind) -> bool {
     true
 }
 
+// Not `#[cold]`: that puts a function in `.text.unlikely.`, and the loader (aya 0.14) resolves
+// calls into that section by offset as if into `.text` (seen: the verifier ran another function).
+
 // aya-log's macros take the program context first and only evaluate it: these events happen
 // where no context is at hand, so they pass `()`.
 
 /// The flow tables could not record a new or newly established flow (full, or contended): the
 /// packet is still translated, and the flow's next packet retries.
-#[cold]
 #[inline(never)]
 pub fn flow_insert_failed() {
     stats::count(Counter::XdpFlowInsertFailed, 0);
@@ -65,7 +67,6 @@ pub fn flow_insert_failed() {
 
 /// The kernel refused a redirect into `ifindex`, listed in `L3LB_REDIRECT` a moment before: the
 /// packet went to the kernel's forwarding path instead.
-#[cold]
 #[inline(never)]
 pub fn redirect_failed(ifindex: u32) {
     if due(Kind::Redirect) {
@@ -79,7 +80,6 @@ pub fn redirect_failed(ifindex: u32) {
 /// Frontend `frontend`'s table named backend slot `slot`, whose state is `state` (not active):
 /// the new flow got no backend and was dropped. The daemon frees or drains a slot only after the
 /// table stops naming it, but a packet may run between its two writes.
-#[cold]
 #[inline(never)]
 pub fn table_names_inactive(frontend: u32, slot: u32, state: u8) {
     if due(Kind::TableInactive) {
