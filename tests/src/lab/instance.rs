@@ -49,11 +49,13 @@ fn fresh_id() -> (String, PathBuf) {
             NEXT_LAB.fetch_add(1, Ordering::Relaxed)
         );
         let workdir = std::env::temp_dir().join(format!("l3lb-lab-{id}"));
-        let names = Names::new(&id, 1);
+        let names = Names::new(&id, 1, topology::Shape::Routed);
         let taken = names
             .all()
             .iter()
             .any(|ns| Path::new("/run/netns").join(ns).exists());
+        let bridged = Names::new(&id, 1, topology::Shape::Bridged);
+        let taken = taken || Path::new("/run/netns").join(&bridged.router).exists();
         let pins_taken = (1..=topology::MAX_NODES).any(|i| bpffs::dir(&id, i).exists());
         if !taken && !pins_taken && !workdir.exists() {
             return (id, workdir);
@@ -84,16 +86,15 @@ fn find_echo_bin(cfg: &LabConfig) -> anyhow::Result<PathBuf> {
 }
 
 impl Lab {
-    /// Builds the topology, starts FRR in the router and node namespaces and the echo servers in
-    /// the pods, and waits until every BGP session is Established and every echo server answers.
+    /// Builds the topology, starts FRR in the router and node namespaces (routed labs only) and
+    /// the echo servers in the pods, and waits until every BGP session is Established and every
+    /// echo server answers.
     pub fn start(cfg: LabConfig) -> anyhow::Result<Lab> {
-        prereq::check()?;
-        if !(1..=topology::MAX_NODES).contains(&cfg.nodes) {
-            bail!(
-                "LabConfig::nodes must be 1..={}, got {}",
-                topology::MAX_NODES,
-                cfg.nodes
-            );
+        let routed = cfg.shape == topology::Shape::Routed;
+        prereq::check(routed)?;
+        let max = cfg.shape.max_nodes();
+        if !(1..=max).contains(&cfg.nodes) {
+            bail!("LabConfig::nodes must be 1..={max}, got {}", cfg.nodes);
         }
         let echo_bin = find_echo_bin(&cfg)?;
         let t0 = Instant::now();
@@ -102,7 +103,7 @@ impl Lab {
         eprintln!("lab {id}: work directory {}", workdir.display());
         // From here on, Drop cleans up whatever was made, also when a step below fails.
         let mut lab = Lab {
-            names: Names::new(&id, cfg.nodes),
+            names: Names::new(&id, cfg.nodes, cfg.shape),
             cfg,
             workdir,
             created: Vec::new(),
@@ -112,11 +113,16 @@ impl Lab {
             containers: Vec::new(),
             keep_workdir: true,
         };
-        topology::build(&lab.names, &mut lab.created).context("building the lab topology")?;
+        topology::build(&lab.names, lab.cfg.shape, &mut lab.created)
+            .context("building the lab topology")?;
         let t_topo = t0.elapsed();
-        lab.start_frr()?;
+        if routed {
+            lab.start_frr()?;
+        }
         lab.start_echo(&echo_bin)?;
-        lab.wait_bgp_established()?;
+        if routed {
+            lab.wait_bgp_established()?;
+        }
         let t_bgp = t0.elapsed();
         lab.wait_echo_ready()?;
         eprintln!(
@@ -289,6 +295,16 @@ impl Lab {
             let (_, name) = self.containers.remove(i);
             super::container::remove(&name)?;
         }
+        Ok(())
+    }
+
+    /// SIGKILL, no grace (a crashed process). Only pids this lab started, not containers.
+    pub fn kill(&mut self, pid: u32) -> anyhow::Result<()> {
+        if self.containers.iter().any(|(p, _)| *p == pid) {
+            bail!("pid {pid} is a container's podman: stop it instead");
+        }
+        self.procs.kill(pid)?;
+        self.remove_crash_dir(pid);
         Ok(())
     }
 

@@ -15,26 +15,32 @@ fn on_path(tool: &str) -> bool {
         .is_ok()
 }
 
-/// Fails with every missing prerequisite listed.
-pub(crate) fn check() -> anyhow::Result<()> {
+/// Fails with every missing prerequisite listed; FRR only when the lab runs it (`frr`).
+pub(crate) fn check(frr: bool) -> anyhow::Result<()> {
     let mut missing = Vec::new();
     // SAFETY: geteuid has no preconditions and cannot fail.
     if unsafe { libc::geteuid() } != 0 {
         bail!("the netns lab needs root (network namespaces, veths, FRR); run the test as root");
     }
-    for tool in ["ip", "ethtool", "sysctl", "vtysh", "chown"] {
+    for tool in ["ip", "ethtool", "sysctl", "chown"] {
         if !on_path(tool) {
             missing.push(format!("`{tool}` not found on PATH"));
         }
     }
-    for daemon in ["zebra", "bgpd"] {
-        let p = Path::new(FRR_DIR).join(daemon);
-        if !p.exists() {
-            missing.push(format!("{} missing (apt package `frr`)", p.display()));
+    if frr {
+        if !on_path("vtysh") {
+            missing.push("`vtysh` not found on PATH".to_string());
         }
-    }
-    if !frr_user_exists() {
-        missing.push("system user `frr` missing (created by the apt package `frr`)".to_string());
+        for daemon in ["zebra", "bgpd"] {
+            let p = Path::new(FRR_DIR).join(daemon);
+            if !p.exists() {
+                missing.push(format!("{} missing (apt package `frr`)", p.display()));
+            }
+        }
+        if !frr_user_exists() {
+            missing
+                .push("system user `frr` missing (created by the apt package `frr`)".to_string());
+        }
     }
     if !Path::new("/sys/kernel/btf/vmlinux").exists() {
         missing.push(

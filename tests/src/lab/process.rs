@@ -152,6 +152,24 @@ impl Procs {
         stop_child(&mut t)
     }
 
+    /// SIGKILL at once (a crash, as far as the process can tell), and reap. Forgets the pid.
+    pub(crate) fn kill(&mut self, pid: u32) -> anyhow::Result<()> {
+        let idx = self
+            .tracked
+            .iter()
+            .position(|t| t.child.id() == pid)
+            .ok_or_else(|| anyhow!("pid {pid} was not started by this lab"))?;
+        let mut t = self.tracked.remove(idx);
+        if t.child.try_wait()?.is_none() {
+            // Child::kill sends SIGKILL to this very pid, not reaped yet; wait reaps it.
+            t.child
+                .kill()
+                .with_context(|| format!("SIGKILL to {} (pid {pid})", t.label))?;
+            t.child.wait()?;
+        }
+        Ok(())
+    }
+
     /// Stops everything, newest first. Returns the errors instead of stopping at the first.
     pub(crate) fn stop_all(&mut self) -> Vec<anyhow::Error> {
         let mut errors = Vec::new();

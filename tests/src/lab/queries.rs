@@ -20,6 +20,8 @@ impl Lab {
         &self.names.nodes[i - 1]
     }
 
+    /// The router's namespace, or in a bridged lab the switch's (its bridge joins the client
+    /// and the nodes' uplinks).
     pub fn router_ns(&self) -> &str {
         &self.names.router
     }
@@ -38,9 +40,10 @@ impl Lab {
         topology::pod_ip(i)
     }
 
-    /// 10.100.<i>.2, node `i`'s uplink address (the router's next hop towards it).
+    /// 10.100.<i>.2, node `i`'s uplink address (the router's next hop towards it); in a bridged
+    /// lab 10.100.0.<100+i>.
     pub fn node_ip(&self, i: usize) -> Ipv4Addr {
-        topology::node_ip(i)
+        self.cfg.shape.node_ip(i)
     }
 
     /// 10.100.<i>.1, the router's address on the link to node `i`.
@@ -144,9 +147,9 @@ impl Lab {
         ]
     }
 
-    /// fd00:100:<i>::2, node `i`'s uplink address (IPv6).
+    /// fd00:100:<i>::2, node `i`'s uplink address (IPv6); in a bridged lab fd00:100::<100+i>.
     pub fn node_ip6(&self, i: usize) -> std::net::Ipv6Addr {
-        topology::ip6(i, false, 2)
+        self.cfg.shape.node_ip6(i)
     }
 
     /// fd00:100::2, the client's IPv6 address.

@@ -1,5 +1,6 @@
-//! Namespaces, veths, addresses, routes and sysctls of the lab.
+//! Namespaces, veths, addresses, routes and sysctls of the lab, in one of two [`Shape`]s.
 //!
+//! Routed (BGP mode), the default:
 //! ```text
 //!  client ns            router ns                  node<i> ns                  pod<i> ns
 //!  eth0 10.100.0.2 ---- cl0 10.100.0.1
@@ -8,6 +9,14 @@
 //! ```
 //! Every link also carries IPv6: fd00:100::/64 (client), fd00:100:<i>::/64 (node uplinks),
 //! fd00:244:<i>::/64 (pods), with `::1` on the router's or node's side and `::2` on the other.
+//!
+//! Bridged (L2 mode): no router, one segment 10.100.0.0/24 and fd00:100::/64 on a bridge in the
+//! switch namespace; the pods as above.
+//! ```text
+//!  client ns            switch ns (br0)             node<i> ns
+//!  eth0 10.100.0.2 ---- cl0
+//!                       n<i> -------------------- up0 10.100.0.<100+i>, fd00:100::<100+i>
+//! ```
 //! Veths are created directly inside their namespaces, so names inside are short and fixed; only
 //! namespace names carry the lab's unique id.
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -24,6 +33,45 @@ pub(crate) const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(10, 100, 0, 2);
 pub(crate) const ROUTER_CLIENT_IP: Ipv4Addr = Ipv4Addr::new(10, 100, 0, 1);
 /// Most nodes a lab supports (third octet of 10.100.<i>.0/24, router link names n<i>).
 pub(crate) const MAX_NODES: usize = 200;
+/// Most nodes a bridged lab supports (10.100.0.<100+i>).
+const MAX_BRIDGED_NODES: usize = 150;
+/// The bridge of a bridged lab, in the switch namespace.
+const BRIDGE: &str = "br0";
+
+/// How the client reaches the nodes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Shape {
+    /// Through a router running FRR, which peers with FRR on every node over eBGP (BGP mode).
+    #[default]
+    Routed,
+    /// On one Ethernet segment (a bridge) with the nodes: no router, no FRR (L2 mode).
+    Bridged,
+}
+
+impl Shape {
+    pub(crate) fn max_nodes(self) -> usize {
+        match self {
+            Shape::Routed => MAX_NODES,
+            Shape::Bridged => MAX_BRIDGED_NODES,
+        }
+    }
+
+    /// Node `i`'s uplink address.
+    pub(crate) fn node_ip(self, i: usize) -> Ipv4Addr {
+        match self {
+            Shape::Routed => node_ip(i),
+            Shape::Bridged => Ipv4Addr::new(10, 100, 0, 100 + i as u8),
+        }
+    }
+
+    /// Node `i`'s uplink address (IPv6).
+    pub(crate) fn node_ip6(self, i: usize) -> Ipv6Addr {
+        match self {
+            Shape::Routed => ip6(i, false, 2),
+            Shape::Bridged => ip6(0, false, 0x100 + i as u16),
+        }
+    }
+}
 
 /// Router-side interface of the link to node `i`.
 pub(crate) fn router_link(i: usize) -> String {
@@ -64,18 +112,23 @@ pub(crate) const CLIENT_IP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x100, 0, 0, 0, 0,
 pub(crate) struct Names {
     pub id: String,
     pub client: String,
+    /// The router's namespace, or in a bridged lab the switch's (`-switch`).
     pub router: String,
     pub nodes: Vec<String>,
     pub pods: Vec<String>,
 }
 
 impl Names {
-    pub(crate) fn new(id: &str, nodes: usize) -> Self {
+    pub(crate) fn new(id: &str, nodes: usize, shape: Shape) -> Self {
         let name = |role: &str| format!("l3lb-{id}-{role}");
+        let hub = match shape {
+            Shape::Routed => "router",
+            Shape::Bridged => "switch",
+        };
         Names {
             id: id.to_string(),
             client: name("client"),
-            router: name("router"),
+            router: name(hub),
             nodes: (1..=nodes).map(|i| name(&format!("node{i}"))).collect(),
             pods: (1..=nodes).map(|i| name(&format!("pod{i}"))).collect(),
         }
@@ -148,10 +201,25 @@ pub(crate) fn add_netns(ns: &str, created: &mut Vec<String>) -> anyhow::Result<(
 
 /// Builds the whole topology. Every namespace made is pushed to `created` as soon as it exists, so
 /// a failure half way still lets the caller delete exactly what was made.
-pub(crate) fn build(names: &Names, created: &mut Vec<String>) -> anyhow::Result<()> {
+pub(crate) fn build(names: &Names, shape: Shape, created: &mut Vec<String>) -> anyhow::Result<()> {
     for ns in names.all() {
         add_netns(ns, created).with_context(|| format!("creating namespace {ns}"))?;
     }
+    match shape {
+        Shape::Routed => build_routed(names)?,
+        Shape::Bridged => build_bridged(names)?,
+    }
+    for (idx, (node, pod)) in names.nodes.iter().zip(&names.pods).enumerate() {
+        sysctl(
+            node,
+            &["net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"],
+        )?;
+        pod_link(node, pod, idx + 1)?;
+    }
+    Ok(())
+}
+
+fn build_routed(names: &Names) -> anyhow::Result<()> {
     let (client, router) = (names.client.as_str(), names.router.as_str());
 
     veth(client, "eth0", router, "cl0")?;
@@ -189,7 +257,7 @@ pub(crate) fn build(names: &Names, created: &mut Vec<String>) -> anyhow::Result<
         ],
     )?;
 
-    for (idx, (node, pod)) in names.nodes.iter().zip(&names.pods).enumerate() {
+    for (idx, node) in names.nodes.iter().enumerate() {
         let i = idx + 1;
         let rlink = router_link(i);
         veth(node, UPLINK, router, &rlink)?;
@@ -214,35 +282,95 @@ pub(crate) fn build(names: &Names, created: &mut Vec<String>) -> anyhow::Result<
                 &ip6(i, false, 1).to_string(),
             ],
         )?;
-        sysctl(
-            node,
-            &["net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"],
-        )?;
+    }
+    Ok(())
+}
 
-        veth(pod, "eth0", node, POD_LINK)?;
-        addr_up(node, POD_LINK, pod_gw(i), ip6(i, true, 1))?;
-        addr_up(pod, "eth0", pod_ip(i), ip6(i, true, 2))?;
-        // GRO gives the pod's veth NAPI, so XDP on the node can redirect into it (as a CNI that
-        // enables it would); l3lb lists pod0 as a redirect target then.
-        run_in(pod, &["ethtool", "-K", "eth0", "gro", "on"])
-            .with_context(|| format!("enabling GRO on eth0 in {pod}"))?;
-        ip(
-            pod,
-            &["route", "add", "default", "via", &pod_gw(i).to_string()],
-        )?;
-        ip(
-            pod,
-            &[
-                "-6",
-                "route",
-                "add",
-                "default",
-                "via",
-                &ip6(i, true, 1).to_string(),
-            ],
+/// The client and every node's uplink on one bridge. The client's neighbour entries stay
+/// reachable for an hour and it ignores redirects, so an entry for an L2 address changes only
+/// when a node announces the address (a gratuitous ARP or unsolicited NA), never because the
+/// kernel re-resolved it or a node redirected it while a test watched.
+fn build_bridged(names: &Names) -> anyhow::Result<()> {
+    let (client, switch) = (names.client.as_str(), names.router.as_str());
+    // No multicast snooping: a Neighbour Solicitation for an L2 address goes to its
+    // solicited-node group, which no node joins (the responder is XDP), and must reach them all.
+    ip(
+        switch,
+        &[
+            "link",
+            "add",
+            BRIDGE,
+            "type",
+            "bridge",
+            "mcast_snooping",
+            "0",
+        ],
+    )?;
+    ip(switch, &["link", "set", BRIDGE, "up"])?;
+    let port = |dev: &str| -> anyhow::Result<()> {
+        ip(switch, &["link", "set", dev, "master", BRIDGE])?;
+        ip(switch, &["link", "set", dev, "up"])?;
+        // NAPI on the switch's side, so the node's XDP_TX (an ARP or NA reply) can be sent
+        // into it, as with a NIC.
+        run_in(switch, &["ethtool", "-K", dev, "gro", "on"])
+            .with_context(|| format!("enabling GRO on {dev} in {switch}"))
+            .map(drop)
+    };
+    veth(client, "eth0", switch, "cl0")?;
+    port("cl0")?;
+    sysctl(
+        client,
+        &[
+            "net.ipv4.conf.all.accept_redirects=0",
+            "net.ipv6.conf.all.accept_redirects=0",
+            "net.ipv4.neigh.eth0.base_reachable_time_ms=3600000",
+            "net.ipv6.neigh.eth0.base_reachable_time_ms=3600000",
+        ],
+    )?;
+    addr_up(client, "eth0", CLIENT_IP, CLIENT_IP6)?;
+    // As from a real wire (see build_routed): the client's own packets reach the nodes' XDP
+    // with full checksums.
+    run_in(client, &["ethtool", "-K", "eth0", "tx", "off"])
+        .with_context(|| format!("disabling tx checksum offload on eth0 in {client}"))?;
+    for (idx, node) in names.nodes.iter().enumerate() {
+        let i = idx + 1;
+        let link = router_link(i);
+        veth(node, UPLINK, switch, &link)?;
+        port(&link)?;
+        addr_up(
+            node,
+            UPLINK,
+            Shape::Bridged.node_ip(i),
+            Shape::Bridged.node_ip6(i),
         )?;
     }
     Ok(())
+}
+
+/// The pod of node `i`: a veth from the node, the node as its default gateway.
+fn pod_link(node: &str, pod: &str, i: usize) -> anyhow::Result<()> {
+    veth(pod, "eth0", node, POD_LINK)?;
+    addr_up(node, POD_LINK, pod_gw(i), ip6(i, true, 1))?;
+    addr_up(pod, "eth0", pod_ip(i), ip6(i, true, 2))?;
+    // GRO gives the pod's veth NAPI, so XDP on the node can redirect into it (as a CNI that
+    // enables it would); l3lb lists pod0 as a redirect target then.
+    run_in(pod, &["ethtool", "-K", "eth0", "gro", "on"])
+        .with_context(|| format!("enabling GRO on eth0 in {pod}"))?;
+    ip(
+        pod,
+        &["route", "add", "default", "via", &pod_gw(i).to_string()],
+    )?;
+    ip(
+        pod,
+        &[
+            "-6",
+            "route",
+            "add",
+            "default",
+            "via",
+            &ip6(i, true, 1).to_string(),
+        ],
+    )
 }
 
 /// Deletes namespace `ns` if it still exists (deleting it also removes its veths).
