@@ -2,6 +2,7 @@
 //! Used by the integration tests in `tests/tests/` and by `cargo xtask demo`.
 pub mod apiserver;
 pub mod flood;
+pub mod l2;
 pub mod lab;
 pub mod manifest;
 pub mod netns;

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 
 use crate::{
     apiserver::ApiServer,
-    lab::{ContainerSpec, Lab, LabConfig, Privileges, container, wait_for},
+    lab::{ContainerSpec, Lab, LabConfig, Privileges, Shape, container, wait_for},
 };
 
 /// How often each daemon does a full pass; short so drift repair is quick to observe.
@@ -25,7 +25,8 @@ pub const RESYNC: &str = "2s";
 /// deploy/base/crd.yaml, the L3lbPool CustomResourceDefinition.
 pub const POOL_CRD: &str = include_str!("../../deploy/base/crd.yaml");
 
-/// The L3lbPool [`Cluster::start`] creates: the whole IPv4 and IPv6 VIP prefixes, auto-assigned.
+/// The L3lbPool [`Cluster::start`] creates: the whole IPv4 and IPv6 VIP prefixes, auto-assigned;
+/// in a bridged lab an L2 pool (`advertisement: l2`, answered on the uplinks).
 pub const LAB_POOL: &str = "lab";
 
 /// The daemons' allocator Lease (their default name, in the kubeconfig's namespace).
@@ -155,10 +156,14 @@ impl Cluster {
             lab.config().vip_prefix.to_string(),
             lab.config().vip_prefix6.to_string(),
         ];
+        let mut pool = json!({"addresses": addresses});
+        if lab.config().shape == Shape::Bridged {
+            pool["advertisement"] = json!("l2");
+        }
         api.apply(json!({
             "apiVersion": "l3lb.io/v1alpha1", "kind": "L3lbPool",
             "metadata": {"name": LAB_POOL},
-            "spec": {"addresses": addresses},
+            "spec": pool,
         }))?;
         for manifest in &setup.manifests {
             api.apply_yaml(manifest)?;
@@ -411,6 +416,12 @@ impl Cluster {
         self.lab.stop(pid)
     }
 
+    /// Kills node `i`'s daemon with SIGKILL (a crash: no cleanup, its pins and programs stay).
+    pub fn kill_daemon(&mut self, i: usize) -> anyhow::Result<()> {
+        let pid = self.daemons.remove(&i).context("daemon not running")?;
+        self.lab.kill(pid)
+    }
+
     /// The current (latest) log of node `i`'s daemon.
     pub fn daemon_log(&self, i: usize) -> String {
         let n = self.starts.get(&i).copied().unwrap_or(1);
@@ -484,8 +495,22 @@ impl Cluster {
         name: &str,
         state: impl Fn(usize) -> Option<EndpointState>,
     ) -> anyhow::Result<()> {
+        self.apply_family_endpoint_states(name, false, state)
+    }
+
+    /// [`Cluster::apply_endpoint_states`] with the pods' IPv6 addresses when `v6`.
+    pub fn apply_family_endpoint_states(
+        &self,
+        name: &str,
+        v6: bool,
+        state: impl Fn(usize) -> Option<EndpointState>,
+    ) -> anyhow::Result<()> {
+        let pod = |i| match v6 {
+            true => IpAddr::V6(self.lab.pod_ip6(i)),
+            false => IpAddr::V4(self.lab.pod_ip(i)),
+        };
         let endpoints: Vec<(IpAddr, usize, EndpointState)> = (1..=self.lab.config().nodes)
-            .filter_map(|i| Some((IpAddr::V4(self.lab.pod_ip(i)), i, state(i)?)))
+            .filter_map(|i| Some((pod(i), i, state(i)?)))
             .collect();
         self.apply_endpoint_list(name, &endpoints)
     }
@@ -531,11 +556,15 @@ impl Cluster {
     /// must be answered, by a pod that saw the client's own address. Answers per `pod/proto`.
     pub fn spread(
         &self,
-        vip: Ipv4Addr,
+        vip: impl Into<IpAddr>,
         port: u16,
         n: usize,
     ) -> anyhow::Result<BTreeMap<String, usize>> {
-        let client = self.lab.client_ip().to_string();
+        let vip = vip.into();
+        let client = match vip {
+            IpAddr::V4(_) => self.lab.client_ip().to_string(),
+            IpAddr::V6(_) => self.lab.client_ip6().to_string(),
+        };
         let mut per_pod = BTreeMap::new();
         for i in 0..n {
             for (proto, answer) in [
@@ -548,7 +577,9 @@ impl Cluster {
                 let (Some(pod), Some(peer)) = (words.next(), words.next()) else {
                     bail!("odd answer {answer:?}")
                 };
-                let peer_ip = peer.rsplit_once(':').map_or(peer, |(ip, _)| ip);
+                let peer_ip = peer
+                    .rsplit_once(':')
+                    .map_or(peer, |(ip, _)| ip.trim_matches(['[', ']']));
                 anyhow::ensure!(
                     peer_ip == client,
                     "{pod} saw {peer_ip} over {proto}, not the client's {client}"
