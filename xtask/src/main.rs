@@ -69,6 +69,16 @@ enum Bench {
     /// would (BPF_PROG_RUN live frames), and short TCP connections, through l3lb's XDP path
     /// (redirect and kernel path) and through iptables DNAT. Shows its step on stderr.
     Datapath,
+    /// L2 mode on a bridged lab (client and three nodes on one segment, no router): the time
+    /// from an announcer's endpoint going not-Ready (target 1 s), and from its daemon being
+    /// SIGKILLed with its uplink set down (target 3 s), to the client's traffic arriving through
+    /// the new node, and whether the client kept a stale neighbour entry; medians of N runs.
+    L2Failover {
+        /// Arguments for the benchmark binary, after `--`: `--runs N` (default 5), `--family
+        /// ipv4|ipv6|both` (default both).
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -83,6 +93,7 @@ fn main() -> anyhow::Result<()> {
                 bench("l3lb-bench-control-plane", "control-plane", &args)
             }
             Bench::Datapath => bench("l3lb-bench-datapath", "datapath", &[]),
+            Bench::L2Failover { args } => bench("l3lb-bench-l2-failover", "l2-failover", &args),
         },
     }
 }

@@ -1,0 +1,307 @@
+//! `cargo xtask bench l2-failover`: how fast an L2 address moves to another node, on a bridged
+//! lab (the client and three nodes on one segment, a real `l3lb run` per node, one Service with
+//! one L2 address per family and a Ready endpoint on every node).
+//!
+//! Two failures of the address's announcer, each `--runs` times per family:
+//! - `not_ready`: its endpoint goes not-Ready (the EndpointSlice written to the API server);
+//! - `killed`: its daemon is SIGKILLed and its uplink set down.
+//!
+//! During each run the client sends a UDP datagram every few milliseconds (bounded in time,
+//! inside the lab) and polls its neighbour table. Measured from the failure: `moved` (the
+//! client's entry holds another node's MAC: the new announcer's gratuitous ARP / unsolicited NA
+//! reached it), `answered` (the first answer from another node's pod) and `via_new` (the first
+//! such answer once the entry had moved: traffic arriving through the new node). The lab keeps
+//! the client's entries reachable for an hour, so an entry that never moves is a stale entry the
+//! client would keep (`stale`). Medians are printed beside the targets (issue #12: 1 s and 3 s)
+//! and one JSON line per failure kind and family is appended to the output file.
+use std::{
+    io::Write as _,
+    net::{IpAddr, SocketAddr, UdpSocket},
+    path::PathBuf,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+use l3lb_tests::{lab::LabConfig, netns::in_netns, scenario::Cluster};
+use serde_json::json;
+
+const NODES: usize = 3;
+const PORT: u16 = 80;
+/// How long one run waits for the address to move.
+const RUN_DEADLINE: Duration = Duration::from_secs(10);
+/// Between two datagrams of the client.
+const SEND_EVERY: Duration = Duration::from_millis(5);
+/// Settling after each run (the address back where it was, the daemon back up).
+const SETTLE: Duration = Duration::from_secs(60);
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Failure {
+    NotReady,
+    Killed,
+}
+
+impl Failure {
+    fn name(self) -> &'static str {
+        match self {
+            Failure::NotReady => "not_ready",
+            Failure::Killed => "killed",
+        }
+    }
+
+    fn target(self) -> Duration {
+        match self {
+            Failure::NotReady => Duration::from_secs(1),
+            Failure::Killed => Duration::from_secs(3),
+        }
+    }
+}
+
+/// One run, times from the failure.
+#[derive(Default)]
+struct Run {
+    moved: Option<Duration>,
+    answered: Option<Duration>,
+    via_new: Option<Duration>,
+}
+
+struct Args {
+    out: PathBuf,
+    runs: usize,
+    families: Vec<bool>,
+}
+
+fn parse_args() -> anyhow::Result<Args> {
+    let mut a = Args {
+        out: "target/bench/l2-failover.json".into(),
+        runs: 5,
+        families: vec![false, true],
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let value = it.next().with_context(|| format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--out" => a.out = value.into(),
+            "--runs" => a.runs = value.parse()?,
+            "--family" => {
+                a.families = match value.as_str() {
+                    "ipv4" => vec![false],
+                    "ipv6" => vec![true],
+                    "both" => vec![false, true],
+                    _ => bail!("--family ipv4|ipv6|both"),
+                }
+            }
+            _ => bail!("unknown flag {flag}; use --runs N --family ipv4|ipv6|both --out FILE"),
+        }
+    }
+    anyhow::ensure!((1..=50).contains(&a.runs), "--runs must be 1..=50");
+    Ok(a)
+}
+
+/// The client's datagrams to `to`, every [`SEND_EVERY`] until `stop` or [`RUN_DEADLINE`]:
+/// every answer as (when, answering node).
+fn probe(
+    client_ns: &str,
+    to: SocketAddr,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<thread::JoinHandle<Vec<(Instant, usize)>>> {
+    let any: IpAddr = match to {
+        SocketAddr::V4(_) => [0u8; 4].into(),
+        SocketAddr::V6(_) => [0u16; 8].into(),
+    };
+    let sock = in_netns(client_ns, move || UdpSocket::bind((any, 0)))??;
+    sock.connect(to)?;
+    sock.set_read_timeout(Some(SEND_EVERY))?;
+    Ok(thread::spawn(move || {
+        let start = Instant::now();
+        let mut answers = Vec::new();
+        let mut buf = [0u8; 256];
+        while !stop.load(Ordering::Relaxed) && start.elapsed() < RUN_DEADLINE {
+            // Unanswered datagrams (lost on a dead node, ICMP errors) are simply not counted.
+            let _ = sock.send(b"probe\n");
+            while let Ok(n) = sock.recv(&mut buf) {
+                let text = String::from_utf8_lossy(&buf[..n]);
+                let node = text
+                    .split_whitespace()
+                    .next()
+                    .and_then(|pod| pod.strip_prefix("pod")?.parse().ok());
+                if let Some(node) = node {
+                    answers.push((Instant::now(), node));
+                }
+            }
+        }
+        answers
+    }))
+}
+
+/// Fails `old` as `failure` says.
+fn fail(
+    c: &mut Cluster,
+    failure: Failure,
+    v6: bool,
+    service: &str,
+    old: usize,
+) -> anyhow::Result<()> {
+    match failure {
+        Failure::NotReady => c.apply_l2_endpoints(service, v6, &[old]),
+        Failure::Killed => {
+            c.kill_daemon(old)?;
+            c.lab.set_uplink(old, false)
+        }
+    }
+}
+
+/// Undoes [`fail`], and waits until the address is back with `old` (the same state gives the
+/// same announcer).
+fn repair(
+    c: &mut Cluster,
+    failure: Failure,
+    v6: bool,
+    service: &str,
+    addr: IpAddr,
+    old: usize,
+) -> anyhow::Result<()> {
+    match failure {
+        Failure::NotReady => c.apply_l2_endpoints(service, v6, &[])?,
+        Failure::Killed => {
+            c.lab.set_uplink(old, true)?;
+            c.start_daemon(old)?;
+        }
+    }
+    let others: Vec<usize> = (1..=NODES).filter(|i| *i != old).collect();
+    c.wait_served(addr, PORT, &others, SETTLE)
+        .map(drop)
+        .with_context(|| format!("{addr} did not come back to node{old}"))
+}
+
+fn one_run(
+    c: &mut Cluster,
+    failure: Failure,
+    v6: bool,
+    service: &str,
+    addr: IpAddr,
+) -> anyhow::Result<Run> {
+    let old = c.wait_served(addr, PORT, &[], SETTLE)?;
+    let old_mac = c.lab.uplink_mac(old)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let prober = probe(c.lab.client_ns(), SocketAddr::new(addr, PORT), stop.clone())?;
+    let t0 = Instant::now();
+    fail(c, failure, v6, service, old)?;
+    let mut moved = None;
+    while moved.is_none() && t0.elapsed() < RUN_DEADLINE {
+        match c.lab.client_neighbour(addr)? {
+            Some(n) if n.mac != old_mac => moved = Some(Instant::now()),
+            _ => thread::sleep(Duration::from_millis(2)),
+        }
+    }
+    // A little traffic after the move, so `via_new` has an answer to see.
+    let until = Instant::now() + Duration::from_millis(300);
+    while Instant::now() < until && t0.elapsed() < RUN_DEADLINE {
+        thread::sleep(Duration::from_millis(10));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let answers = prober
+        .join()
+        .map_err(|_| anyhow::anyhow!("prober panicked"))?;
+    let since = |t: Instant| t.saturating_duration_since(t0);
+    let new: Vec<Instant> = answers
+        .iter()
+        .filter(|(t, node)| *node != old && *t >= t0)
+        .map(|(t, _)| *t)
+        .collect();
+    let run = Run {
+        moved: moved.map(since),
+        answered: new.first().copied().map(since),
+        via_new: moved.and_then(|m| new.iter().find(|t| **t >= m).copied().map(since)),
+    };
+    repair(c, failure, v6, service, addr, old)?;
+    Ok(run)
+}
+
+fn median(mut v: Vec<Duration>) -> Option<Duration> {
+    v.sort();
+    (!v.is_empty()).then(|| v[v.len() / 2])
+}
+
+fn ms(d: Option<Duration>) -> serde_json::Value {
+    d.map_or(json!(null), |d| json!(d.as_secs_f64() * 1e3))
+}
+
+fn show(d: Option<Duration>) -> String {
+    d.map_or("-".to_owned(), |d| {
+        format!("{:.0} ms", d.as_secs_f64() * 1e3)
+    })
+}
+
+fn main() -> anyhow::Result<()> {
+    let a = parse_args()?;
+    let mut c = Cluster::start(LabConfig::bridged(NODES))?;
+    if let Some(dir) = a.out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&a.out)?;
+    let mut table = Vec::new();
+    for v6 in a.families.iter().copied() {
+        let family = if v6 { "ipv6" } else { "ipv4" };
+        let service = format!("bench-{family}");
+        c.apply_l2_service(&service, v6, 1, PORT)?;
+        c.apply_l2_endpoints(&service, v6, &[])?;
+        let addr = c.wait_ingress(&service, 1, SETTLE)?[0];
+        for failure in [Failure::NotReady, Failure::Killed] {
+            let mut runs = Vec::new();
+            for r in 1..=a.runs {
+                eprintln!("{family} {}: run {r}/{}", failure.name(), a.runs);
+                runs.push(one_run(&mut c, failure, v6, &service, addr)?);
+            }
+            let stale = runs.iter().filter(|r| r.moved.is_none()).count();
+            let pick =
+                |f: fn(&Run) -> Option<Duration>| median(runs.iter().filter_map(f).collect());
+            let (moved, answered, via_new) =
+                (pick(|r| r.moved), pick(|r| r.answered), pick(|r| r.via_new));
+            let row = json!({
+                "name": format!("l2_failover_{}", failure.name()),
+                "family": family,
+                "runs": a.runs,
+                "median_via_new_ms": ms(via_new),
+                "median_moved_ms": ms(moved),
+                "median_answered_ms": ms(answered),
+                "max_via_new_ms": ms(runs.iter().filter_map(|r| r.via_new).max()),
+                "runs_without_via_new": runs.iter().filter(|r| r.via_new.is_none()).count(),
+                "stale_entry_runs": stale,
+                "target_ms": failure.target().as_millis() as u64,
+                "send_every_ms": SEND_EVERY.as_millis() as u64,
+            });
+            writeln!(file, "{row}")?;
+            table.push(format!(
+                "  {family:<5} {:<10} {:>9} {:>9} {:>9} {:>9}   {}/{}",
+                failure.name(),
+                show(via_new),
+                show(moved),
+                show(answered),
+                show(Some(failure.target())),
+                stale,
+                a.runs
+            ));
+        }
+    }
+    println!(
+        "L2 failover, median of {} runs per row (appended to {}):",
+        a.runs,
+        a.out.display()
+    );
+    println!(
+        "  {:<5} {:<10} {:>9} {:>9} {:>9} {:>9}   stale entry",
+        "", "failure", "via new", "moved", "answered", "target"
+    );
+    for line in table {
+        println!("{line}");
+    }
+    Ok(())
+}
