@@ -10,7 +10,7 @@ use std::{
 
 use l3lb_common::neigh::{gratuitous_arp, unsolicited_advertisement};
 use l3lb_tests::netns::in_netns;
-use l3lb_userspace::node::announce::announce;
+use l3lb_userspace::node::announce::PacketSocket;
 
 const MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x42];
 
@@ -107,11 +107,16 @@ fn takeover_announcements_leave_the_interface_as_built() {
         let index = |name: &str| nix::net::if_::if_nametoindex(name).expect("ifindex");
         let (out, peer) = (index("ann0"), index("ann1"));
         let rx = listen(peer);
+        let socket = PacketSocket::open().expect("open the packet socket");
         let v4 = "192.0.2.100".parse().unwrap();
         let v6: std::net::Ipv6Addr = "2001:db8::100".parse().unwrap();
-        announce(out, MAC, v4).expect("send the gratuitous ARP");
+        socket
+            .announce(out, MAC, v4)
+            .expect("send the gratuitous ARP");
         let arp = capture_until(&rx, &gratuitous_arp(&MAC, &[192, 0, 2, 100]));
-        announce(out, MAC, v6.into()).expect("send the unsolicited NA");
+        socket
+            .announce(out, MAC, v6.into())
+            .expect("send the unsolicited NA");
         let na = capture_until(&rx, &unsolicited_advertisement(&MAC, &v6.octets()));
         (arp, na)
     })
