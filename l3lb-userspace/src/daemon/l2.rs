@@ -25,9 +25,10 @@ use tracing::{info, warn};
 use crate::{
     core::{
         desired::{cache::DesiredCache, slices::SliceIndex},
+        desired::explain::{Explanation, Line},
         l2::{
-            Announcers, Changes, L2Service, changes, l2_addresses, l2_desired, responder_entries,
-            round,
+            Announcers, Changes, L2Service, Why, changes, l2_addresses, l2_desired,
+            responder_entries, round, why,
         },
         model::{Desired, ServiceKey},
         pool::Pool,
@@ -95,6 +96,16 @@ pub struct L2 {
     answering: BTreeMap<Responder, [u8; 6]>,
     /// Pool interfaces already warned about (not an uplink: no XDP program there).
     warned: BTreeSet<String>,
+    /// What the last round decided from, for `l3lb explain`.
+    inputs: Inputs,
+}
+
+/// A round's inputs: who was alive and excluded, and each address's Ready nodes.
+#[derive(Default)]
+struct Inputs {
+    alive: BTreeSet<String>,
+    excluded: BTreeSet<String>,
+    ready: BTreeMap<IpAddr, BTreeSet<String>>,
 }
 
 impl L2 {
@@ -123,6 +134,7 @@ impl L2 {
             announcers,
             answering,
             warned: BTreeSet::new(),
+            inputs: Inputs::default(),
         }
     }
 
@@ -171,6 +183,14 @@ impl L2 {
         let (services, owners) = l2_services(cache, slices, pools);
         let before = std::mem::take(&mut self.announcers);
         self.announcers = round(&before, &services, &excluded_nodes, &view);
+        self.inputs = Inputs {
+            ready: services
+                .iter()
+                .flat_map(|s| s.addresses.iter().map(|a| (*a, s.ready_nodes.clone())))
+                .collect(),
+            alive: view.alive,
+            excluded: excluded_nodes,
+        };
         let changes = changes(&before, &self.announcers, &self.node);
         let l2 = l2_addresses(
             want.addresses
@@ -243,6 +263,39 @@ impl L2 {
             .collect::<BTreeSet<_>>();
         self.metrics.l2_addresses_announced.set(mine.len() as i64);
         events(&self.node, &round)
+    }
+
+    /// Rewrites the explanation's lines about L2 addresses: they are never on the interface;
+    /// what counts is who announces them, and whether this node answers for them.
+    pub fn explain(&self, explanation: &mut Explanation) {
+        for vip in &mut explanation.vips {
+            let Some(ready) = self.inputs.ready.get(&vip.vip) else {
+                continue;
+            };
+            let why = why(
+                &self.node,
+                vip.vip,
+                &self.announcers,
+                ready,
+                &self.inputs.excluded,
+                &self.inputs.alive,
+            );
+            let answering = self.answering.keys().any(|r| r.address == vip.vip);
+            vip.lines.retain(|l| l.check != "address");
+            vip.lines.push(Line {
+                check: "l2".to_owned(),
+                ok: (why == Why::Announces) == answering,
+                text: format!(
+                    "L2 pool address: {why}{}",
+                    match (why == Why::Announces, answering) {
+                        (true, false) => "; not answering ARP/NDP yet, the next pass does",
+                        (false, true) => "; still answering ARP/NDP, the next pass stops",
+                        _ => "",
+                    }
+                ),
+            });
+            vip.announced = answering && why == Why::Announces;
+        }
     }
 
     /// This node's responder entries for the current announcers: each address it announces on

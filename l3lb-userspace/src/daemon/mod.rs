@@ -176,7 +176,10 @@ pub async fn run<
             }
             Some(query) = queries.recv() => {
                 let leader = elector.as_ref().map(|e| e.is_leader());
-                let answer = answer(&query.request, &cache, &reconciler, leader).await;
+                let mut answer = answer(&query.request, &cache, &reconciler, leader).await;
+                if let control::Answer::Explain(explanation) = &mut answer {
+                    l2.explain(explanation);
+                }
                 let _ = query.reply.send(answer);
                 continue;
             }
