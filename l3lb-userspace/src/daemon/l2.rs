@@ -24,10 +24,10 @@ use tracing::{info, warn};
 
 use crate::{
     core::{
-        desired::{cache::DesiredCache, slices::SliceIndex},
         desired::explain::{Explanation, Line},
+        desired::{cache::DesiredCache, slices::SliceIndex},
         l2::{
-            Announcers, Changes, L2Service, Why, changes, l2_addresses, l2_desired,
+            Announcers, Changes, L2Service, View, Why, changes, l2_addresses, l2_desired,
             responder_entries, round, why,
         },
         model::{Desired, ServiceKey},
@@ -153,33 +153,21 @@ impl L2 {
         slices: &SliceIndex,
         excluded: bool,
     ) -> (Cow<'a, Desired>, Option<Round>) {
-        if !pools.iter().any(Pool::is_l2) && self.answering.is_empty() {
+        let any_l2 = pools.iter().any(Pool::is_l2);
+        if !any_l2 && self.answering.is_empty() && self.announcers.is_empty() {
             return (Cow::Borrowed(want), None);
         }
-        let running = self.running.get_or_insert_with(|| {
-            info!(namespace = %self.namespace, "an L2 pool exists: renewing this node's Lease and watching the others'");
-            let excluded = Arc::new(AtomicBool::new(false));
-            let renewer = Renewer::new(
-                self.client.clone(),
-                &self.namespace,
-                &self.node,
-                excluded.clone(),
-            );
-            Running {
-                leases: leases::spawn(
-                    Api::namespaced(self.client.clone(), &self.namespace),
-                    self.changed.clone(),
-                    self.metrics.clone(),
-                ),
-                excluded,
-                _renewer: AbortOnDrop(renewer.spawn()),
-            }
-        });
-        running.excluded.store(excluded, Ordering::Relaxed);
-        let (view, mut excluded_nodes) = running.leases.judge(&self.node);
-        if excluded {
-            excluded_nodes.insert(self.node.clone());
-        }
+        // With no L2 pool left nothing is announced: a fresh, empty view withdraws it all.
+        let (view, excluded_nodes) = match any_l2 {
+            true => self.judge(excluded),
+            false => (
+                View {
+                    alive: BTreeSet::new(),
+                    fresh: true,
+                },
+                BTreeSet::new(),
+            ),
+        };
         let (services, owners) = l2_services(cache, slices, pools);
         let before = std::mem::take(&mut self.announcers);
         self.announcers = round(&before, &services, &excluded_nodes, &view);
@@ -209,6 +197,36 @@ impl L2 {
                 owners,
             }),
         )
+    }
+
+    /// Starts this node's Lease and the watch on the others' (once), and judges who is alive
+    /// and who excluded now.
+    fn judge(&mut self, excluded: bool) -> (View, BTreeSet<String>) {
+        let running = self.running.get_or_insert_with(|| {
+            info!(namespace = %self.namespace, "an L2 pool exists: renewing this node's Lease and watching the others'");
+            let excluded = Arc::new(AtomicBool::new(false));
+            let renewer = Renewer::new(
+                self.client.clone(),
+                &self.namespace,
+                &self.node,
+                excluded.clone(),
+            );
+            Running {
+                leases: leases::spawn(
+                    Api::namespaced(self.client.clone(), &self.namespace),
+                    self.changed.clone(),
+                    self.metrics.clone(),
+                ),
+                excluded,
+                _renewer: AbortOnDrop(renewer.spawn()),
+            }
+        });
+        running.excluded.store(excluded, Ordering::Relaxed);
+        let (view, mut excluded_nodes) = running.leases.judge(&self.node);
+        if excluded {
+            excluded_nodes.insert(self.node.clone());
+        }
+        (view, excluded_nodes)
     }
 
     /// Before the pass: stop answering where this node no longer announces.
