@@ -41,7 +41,7 @@ use crate::{
     },
     metrics::Metrics,
     node::{
-        announce::link,
+        announce::{SolicitedGroups, link},
         datapath::neigh::{Responder, ResponderTable},
     },
 };
@@ -98,6 +98,8 @@ pub struct L2 {
     warned: BTreeSet<String>,
     /// What the last round decided from, for `l3lb explain`.
     inputs: Inputs,
+    /// The multicast groups IPv6 Solicitations for the answered addresses are sent to.
+    groups: SolicitedGroups,
 }
 
 /// A round's inputs: who was alive and excluded, and each address's Ready nodes.
@@ -135,6 +137,7 @@ impl L2 {
             answering,
             warned: BTreeSet::new(),
             inputs: Inputs::default(),
+            groups: SolicitedGroups::default(),
         }
     }
 
@@ -247,6 +250,7 @@ impl L2 {
                 }
             }
         }
+        self.join_groups();
     }
 
     /// After the pass: answer where this node now announces, announce each address taken over
@@ -274,6 +278,7 @@ impl L2 {
                 warn!(address = %r.address, ifindex = r.ifindex, %error, "cannot send the takeover announcement (gratuitous ARP / unsolicited NA; needs CAP_NET_RAW); neighbours move when their entry goes stale");
             }
         }
+        self.join_groups();
         let mine = self
             .answering
             .keys()
@@ -281,6 +286,15 @@ impl L2 {
             .collect::<BTreeSet<_>>();
         self.metrics.l2_addresses_announced.set(mine.len() as i64);
         events(&self.node, &round)
+    }
+
+    fn join_groups(&mut self) {
+        if let Err(error) = self
+            .groups
+            .set(self.answering.keys().map(|r| (r.ifindex, r.address)))
+        {
+            warn!(%error, "cannot join the solicited-node multicast group of an answered IPv6 address; a NIC that filters multicast may not pass its Solicitations");
+        }
     }
 
     /// Rewrites the explanation's lines about L2 addresses: they are never on the interface;

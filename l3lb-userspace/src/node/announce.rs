@@ -74,3 +74,81 @@ impl PacketSocket {
         }
     }
 }
+
+/// The solicited-node multicast groups (ff02::1:ffXX:XXXX) of the IPv6 addresses this node
+/// answers for, joined on their interfaces: a NIC filters multicast frames in hardware, and
+/// Neighbour Solicitations for an address no socket joined would never reach the XDP program.
+/// Memberships last while the socket is open (a restarted daemon joins again).
+#[derive(Debug, Default)]
+pub struct SolicitedGroups {
+    socket: Option<std::net::UdpSocket>,
+    joined: std::collections::BTreeSet<(u32, std::net::Ipv6Addr)>,
+}
+
+/// The solicited-node multicast address of `a` (RFC 4291 2.7.1).
+pub fn solicited_node(a: std::net::Ipv6Addr) -> std::net::Ipv6Addr {
+    let o = a.octets();
+    std::net::Ipv6Addr::new(
+        0xff02,
+        0,
+        0,
+        0,
+        0,
+        1,
+        0xff00 | u16::from(o[13]),
+        u16::from_be_bytes([o[14], o[15]]),
+    )
+}
+
+impl SolicitedGroups {
+    /// Joins the groups of `answering` ((ifindex, address) pairs) and leaves the others.
+    pub fn set(&mut self, answering: impl IntoIterator<Item = (u32, IpAddr)>) -> io::Result<()> {
+        let want: std::collections::BTreeSet<(u32, std::net::Ipv6Addr)> = answering
+            .into_iter()
+            .filter_map(|(i, a)| match a {
+                IpAddr::V6(a) => Some((i, solicited_node(a))),
+                IpAddr::V4(_) => None,
+            })
+            .collect();
+        if want == self.joined {
+            return Ok(());
+        }
+        let socket = match &self.socket {
+            Some(s) => s,
+            None => self.socket.insert(std::net::UdpSocket::bind((
+                std::net::Ipv6Addr::UNSPECIFIED,
+                0,
+            ))?),
+        };
+        let mut first_error = None;
+        for (ifindex, group) in self.joined.difference(&want) {
+            if let Err(e) = socket.leave_multicast_v6(group, *ifindex) {
+                first_error.get_or_insert(e);
+            }
+        }
+        self.joined.retain(|g| want.contains(g));
+        for (ifindex, group) in want.difference(&self.joined.clone()) {
+            match socket.join_multicast_v6(group, *ifindex) {
+                Ok(()) => {
+                    self.joined.insert((*ifindex, *group));
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn solicited_node_address() {
+        let a: std::net::Ipv6Addr = "2001:db8::1:2a3b:4c5d".parse().unwrap();
+        assert_eq!(
+            super::solicited_node(a),
+            "ff02::1:ff3b:4c5d".parse::<std::net::Ipv6Addr>().unwrap()
+        );
+    }
+}
