@@ -235,7 +235,8 @@ pub async fn run<
             debug!(recomputed, "desired state");
             // L2 pools' addresses: only where this node announces them, never on the host.
             let (want, l2_round) = {
-                let slices = stores.slices.lock();
+                let mut slices = stores.slices.lock();
+                slices.set_ready_matters(pools.iter().any(crate::core::pool::Pool::is_l2));
                 l2.decide(&want, &pools, &cache, &slices, excluded.is_some())
             };
             if let Some(round) = &l2_round {

@@ -32,6 +32,9 @@ pub struct SliceIndex {
     owner: HashMap<SliceId, ServiceKey>,
     dirty: BTreeSet<ServiceKey>,
     ready: ReadyNodes,
+    /// Whether a change of Ready nodes alone counts as a change (only while an L2 pool exists:
+    /// otherwise endpoints moving on other nodes would wake every node's passes).
+    ready_matters: bool,
 }
 
 /// The Service an EndpointSlice belongs to (its `kubernetes.io/service-name` label).
@@ -66,8 +69,13 @@ impl SliceIndex {
         }
     }
 
+    /// Whether a change of Ready nodes alone counts as a change ([`SliceIndex::apply`]).
+    pub fn set_ready_matters(&mut self, matters: bool) {
+        self.ready_matters = matters;
+    }
+
     /// A slice was added or changed. Returns whether this node's endpoints, or the slice's
-    /// Ready nodes, changed.
+    /// Ready nodes (if they matter), changed.
     pub fn apply(&mut self, slice: &EndpointSlice) -> bool {
         let Some(id) = slice_id(slice) else {
             return false;
@@ -79,13 +87,14 @@ impl SliceIndex {
             Some(owner) => self.put(id, owner, locals),
             None => self.remove(&id),
         };
-        local || ready
+        local || (ready && self.ready_matters)
     }
 
-    /// A slice was deleted. Returns whether this node's endpoints, or the Ready nodes, changed.
+    /// A slice was deleted. Returns whether this node's endpoints, or the Ready nodes (if they
+    /// matter), changed.
     pub fn delete(&mut self, slice: &EndpointSlice) -> bool {
         slice_id(slice).is_some_and(|id| {
-            let ready = self.ready.remove(&pair(&id));
+            let ready = self.ready.remove(&pair(&id)) && self.ready_matters;
             self.remove(&id) || ready
         })
     }
@@ -215,6 +224,7 @@ mod tests {
     #[test]
     fn keeps_only_slices_with_local_endpoints_and_marks_only_local_changes() {
         let mut index = SliceIndex::new("n1");
+        index.set_ready_matters(true);
         let here = json!([{"addresses": ["10.0.0.1"], "nodeName": "n1"},
                           {"addresses": ["10.0.0.2"], "nodeName": "n2"}]);
         let elsewhere = json!([{"addresses": ["10.0.1.1"], "nodeName": "n2"}]);
@@ -252,6 +262,16 @@ mod tests {
         assert!(index.take_dirty().is_empty());
         assert!(index.ready_nodes(&key("b"), false).is_empty());
         assert!(!index.delete(&slice("b-1", "b", json!([]))), "gone");
+
+        // Without L2 pools, another node's change is no change here.
+        index.set_ready_matters(false);
+        let elsewhere = json!([{"addresses": ["10.0.1.1"], "nodeName": "n2"}]);
+        assert!(!index.apply(&slice("c-1", "c", elsewhere)));
+        assert_eq!(
+            index.ready_nodes(&key("c"), false),
+            v4(&["n2"]),
+            "still kept"
+        );
     }
 
     #[test]
