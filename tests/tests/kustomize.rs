@@ -171,7 +171,7 @@ fn kustomize_base_and_overlays_pass_a_server_dry_run() -> anyhow::Result<()> {
             ensure!(kinds.contains(&want), "{label}: no {want} in {kinds:?}");
         }
         ensure!(
-            objects.len() == 12,
+            objects.len() == 14,
             "{label}: {} objects: {kinds:?}",
             objects.len()
         );

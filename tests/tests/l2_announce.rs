@@ -10,7 +10,7 @@ use std::{
 
 use l3lb_common::neigh::{gratuitous_arp, unsolicited_advertisement};
 use l3lb_tests::netns::in_netns;
-use l3lb_userspace::node::announce::announce;
+use l3lb_userspace::node::announce::{PacketSocket, SolicitedGroups};
 
 const MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x42];
 
@@ -107,13 +107,33 @@ fn takeover_announcements_leave_the_interface_as_built() {
         let index = |name: &str| nix::net::if_::if_nametoindex(name).expect("ifindex");
         let (out, peer) = (index("ann0"), index("ann1"));
         let rx = listen(peer);
+        let socket = PacketSocket::open().expect("open the packet socket");
         let v4 = "192.0.2.100".parse().unwrap();
         let v6: std::net::Ipv6Addr = "2001:db8::100".parse().unwrap();
-        announce(out, MAC, v4).expect("send the gratuitous ARP");
+        socket
+            .announce(out, MAC, v4)
+            .expect("send the gratuitous ARP");
         let arp = capture_until(&rx, &gratuitous_arp(&MAC, &[192, 0, 2, 100]));
-        announce(out, MAC, v6.into()).expect("send the unsolicited NA");
+        socket
+            .announce(out, MAC, v6.into())
+            .expect("send the unsolicited NA");
         let na = capture_until(&rx, &unsolicited_advertisement(&MAC, &v6.octets()));
-        (arp, na)
+        // The solicited-node group of the answered address is joined on the interface while
+        // answered, and left after.
+        let group = "ff0200000000000000000001ff000100";
+        let joined = || {
+            std::fs::read_to_string("/proc/thread-self/net/igmp6")
+                .expect("read igmp6")
+                .lines()
+                .any(|l| l.split_whitespace().nth(1) == Some("ann0") && l.contains(group))
+        };
+        let mut groups = SolicitedGroups::default();
+        let before = joined();
+        groups.set([(out, v6.into())]).expect("join");
+        let during = joined();
+        groups.set([]).expect("leave");
+        let after = joined();
+        (arp, na, (before, during, after))
     })
     .expect("enter the namespace");
     assert!(
@@ -125,5 +145,10 @@ fn takeover_announcements_leave_the_interface_as_built() {
         result.1.is_ok(),
         "no unsolicited NA seen; saw {:?}",
         result.1
+    );
+    assert_eq!(
+        result.2,
+        (false, true, false),
+        "group joined (before, during, after)"
     );
 }

@@ -19,8 +19,8 @@ async fn renewals_keep_a_node_alive_and_their_absence_kills_it() {
     let addr = api.listen().await.unwrap();
     let client = ApiServer::client(addr).unwrap();
     let leases: Api<Lease> = Api::namespaced(client.clone(), NS);
-    let mut a = Renewer::new(client.clone(), NS, "node-a");
-    let mut b = Renewer::new(client.clone(), NS, "node-b");
+    let mut a = Renewer::new(client.clone(), NS, "node-a", Default::default());
+    let mut b = Renewer::new(client.clone(), NS, "node-b", Default::default());
     a.renew_once().await.unwrap();
     b.renew_once().await.unwrap();
     assert_eq!(
@@ -54,7 +54,7 @@ async fn renewals_keep_a_node_alive_and_their_absence_kills_it() {
     );
 
     // A renewer that lost its record (a restart) reads the Lease back and carries on.
-    let mut a_again = Renewer::new(client.clone(), NS, "node-a");
+    let mut a_again = Renewer::new(client.clone(), NS, "node-a", Default::default());
     a_again.renew_once().await.unwrap();
     let list = leases.list(&Default::default()).await.unwrap().items;
     observe(&mut liveness, &list, ms(4500));

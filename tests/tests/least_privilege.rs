@@ -215,6 +215,22 @@ fn split_and_unprivileged_as_deployed() -> anyhow::Result<()> {
     c.wait_nexthops(vip, &[n1, n2])?;
     c.spread(vip, PORT, 8)?;
 
+    // An L2 pool: each node renews its liveness Lease in its namespace and watches the others'
+    // (the Role l3lb-node-lease), refused nothing (checked with the audit below).
+    c.api.apply(
+        serde_json::json!({"apiVersion": "l3lb.io/v1alpha1", "kind": "L3lbPool",
+        "metadata": {"name": "lan"},
+        "spec": {"addresses": ["198.51.100.240/29"], "advertisement": "l2"}}),
+    )?;
+    for i in [1, 2] {
+        let node = l3lb_tests::scenario::node_name(i);
+        let lease = format!("l3lb-node-{node}");
+        wait_for(&format!("{node} holds its Lease"), CONVERGE, || {
+            Ok((c.api.lease_holder("l3lb-system", &lease) == Some(node.clone())).then_some(()))
+        })
+        .with_context(|| c.daemon_log(i))?;
+    }
+
     // Delete: withdrawn everywhere.
     c.delete_service("web")?;
     c.wait_lo(1, vip.into(), false)?;

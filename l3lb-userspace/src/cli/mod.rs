@@ -55,7 +55,7 @@ pub struct Cli {
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the node daemon (needs CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON; hostNetwork in a pod).
+    /// Run the node daemon (needs CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON and CAP_NET_RAW; hostNetwork in a pod).
     /// By default it also stands for the allocator Lease (single-binary mode, e.g. systemd hosts).
     Run(RunArgs),
     /// Run only the address allocator: elected over a Lease, it writes the LoadBalancer Services'

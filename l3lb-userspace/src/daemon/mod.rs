@@ -42,6 +42,7 @@ use crate::{
     },
     metrics::timing::{PassStages, mono_ns},
     node::{
+        datapath::neigh::ResponderTable,
         executor::{AddressTable, FrontendTable},
         observe::{AddressObserver, FrontendObserver},
     },
@@ -60,7 +61,10 @@ const POOLS_WAIT: Duration = Duration::from_secs(10);
 
 /// Runs until SIGTERM/SIGINT. Addresses and maps are left as they are on exit, so a restarted
 /// daemon finds them wanted and changes nothing.
-pub async fn run<F: FrontendTable + FrontendObserver, A: AddressTable + AddressObserver>(
+pub async fn run<
+    F: FrontendTable + FrontendObserver + ResponderTable,
+    A: AddressTable + AddressObserver,
+>(
     client: Client,
     mut reconciler: Reconciler<F, A>,
 ) -> anyhow::Result<()> {
@@ -79,6 +83,7 @@ pub async fn run<F: FrontendTable + FrontendObserver, A: AddressTable + AddressO
     let vip_events = VipEvents::start(client.clone(), &config.node_name, metrics.clone());
     // Single-binary mode: this daemon also stands for the allocator Lease, sharing its Service
     // watch; otherwise `l3lb allocate` runs elsewhere, under an identity that may write status.
+    let l2_client = client.clone();
     let elector = config.allocator.then(|| {
         let stores = stores.for_allocator();
         let config = config.allocator_config();
@@ -92,6 +97,28 @@ pub async fn run<F: FrontendTable + FrontendObserver, A: AddressTable + AddressO
         )
     });
     let mut owners = Owners::default();
+    let mut l2 = {
+        let answering = reconciler
+            .frontends_mut()
+            .responders()
+            .unwrap_or_else(|error| {
+                warn!(%error, "cannot read the ARP/NDP responder maps; starting from none");
+                Default::default()
+            });
+        let namespace = config
+            .lease
+            .namespace
+            .clone()
+            .unwrap_or_else(|| l2_client.default_namespace().to_owned());
+        l2::L2::new(
+            l2_client,
+            namespace,
+            &config,
+            changed.clone(),
+            metrics.clone(),
+            answering,
+        )
+    };
 
     info!(node = %config.node_name, "waiting for the first list of Services, EndpointSlices and the Node");
     tokio::select! {
@@ -135,6 +162,8 @@ pub async fn run<F: FrontendTable + FrontendObserver, A: AddressTable + AddressO
             }
             _ = resync.tick() => true,
             _ = sleep_until_opt(drain_deadline) => false,
+            // L2 mode: a node whose Lease stops changing turns dead without any watch event.
+            _ = sleep_opt(l2.next_expiry()) => false,
             _ = housekeeping.tick() => {
                 reconciler.refresh_counters();
                 reconciler.refresh_frontend_stats();
@@ -147,7 +176,10 @@ pub async fn run<F: FrontendTable + FrontendObserver, A: AddressTable + AddressO
             }
             Some(query) = queries.recv() => {
                 let leader = elector.as_ref().map(|e| e.is_leader());
-                let answer = answer(&query.request, &cache, &reconciler, leader).await;
+                let mut answer = answer(&query.request, &cache, &reconciler, leader).await;
+                if let control::Answer::Explain(explanation) = &mut answer {
+                    l2.explain(explanation);
+                }
                 let _ = query.reply.send(answer);
                 continue;
             }
@@ -198,12 +230,22 @@ pub async fn run<F: FrontendTable + FrontendObserver, A: AddressTable + AddressO
                     _ => cache.update(&stores.services.state(), &slices, dirty),
                 }
             };
-            let changed_vips = cache.take_changed();
+            let mut changed_vips = cache.take_changed();
             let want = cache.current();
             debug!(recomputed, "desired state");
+            // L2 pools' addresses: only where this node announces them, never on the host.
+            let (want, l2_round) = {
+                let mut slices = stores.slices.lock();
+                slices.set_ready_matters(pools.iter().any(crate::core::pool::Pool::is_l2));
+                l2.decide(&want, &pools, &cache, &slices, excluded.is_some())
+            };
+            if let Some(round) = &l2_round {
+                if let crate::core::plan::Changed::Vips(vips) = &mut changed_vips {
+                    vips.extend(round.moved());
+                }
+                l2.withdraw(round, reconciler.frontends_mut());
+            }
             let desired_took = started.elapsed();
-            // L2 pools' addresses stay off the BGP path (daemon/l2.rs).
-            let want = l2::node_desired(&want, &pools, &Default::default(), &config.node_name);
             let outcome = if full {
                 reconciler.pass(&want).await
             } else {
@@ -245,11 +287,21 @@ pub async fn run<F: FrontendTable + FrontendObserver, A: AddressTable + AddressO
                 why,
                 |vip| cache.services_of(vip),
             ));
+            if let Some(round) = l2_round {
+                vip_events.send(l2.answer(round, reconciler.frontends_mut()));
+            }
             stages.events = publishing.elapsed();
             stages.report(&metrics.pass_stages, full);
         }
         .instrument(span)
         .await;
+    }
+}
+
+async fn sleep_opt(after: Option<Duration>) {
+    match after {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
     }
 }
 

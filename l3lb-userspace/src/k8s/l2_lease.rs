@@ -2,7 +2,13 @@
 //! it every [`RENEW`]; every node watches them all and judges a node alive while its Lease keeps
 //! changing ([`crate::core::l2::liveness`], on the judging node's own clock). Faster than the Node
 //! Ready condition (tens of seconds), and needing nothing but the API server.
-use std::time::Duration;
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use k8s_openapi::{
     api::coordination::v1::{Lease, LeaseSpec},
@@ -19,6 +25,12 @@ pub const RENEW: Duration = Duration::from_secs(1);
 pub const TIMEOUT: Duration = Duration::from_secs(2);
 /// Name prefix of the per-node Leases.
 pub const PREFIX: &str = "l3lb-node-";
+/// The label on every node's Lease (the watch selects on it).
+pub const LABEL: &str = "l3lb.io/node-lease=true";
+/// Set on a node's Lease while the node is excluded from load balancing (cordoned, or labelled
+/// `node.kubernetes.io/exclude-from-external-load-balancers`): its Lease still shows it alive
+/// (so its own view stays fresh), and no node chooses it.
+pub const EXCLUDED: &str = "l3lb.io/excluded";
 /// A Lease name is a DNS subdomain: at most 253 characters.
 const MAX_NAME: usize = 253;
 
@@ -47,6 +59,15 @@ pub fn node_of(lease: &Lease) -> Option<&str> {
     (name.starts_with(PREFIX) && lease_name(holder) == name).then_some(holder)
 }
 
+/// Whether the Lease says its node is excluded.
+pub fn is_excluded(lease: &Lease) -> bool {
+    lease
+        .metadata
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.get(EXCLUDED).is_some_and(|v| v == "true"))
+}
+
 /// What changes on every renewal: the renew time and the object's version.
 pub fn marker(lease: &Lease) -> String {
     let renew = lease
@@ -59,8 +80,8 @@ pub fn marker(lease: &Lease) -> String {
     format!("{renew}/{version}")
 }
 
-/// `current` (or a new Lease) renewed by `node` at `now`.
-pub fn renewed(current: Option<Lease>, node: &str, now: Timestamp) -> Lease {
+/// `current` (or a new Lease) renewed by `node` at `now`, saying whether it is `excluded`.
+pub fn renewed(current: Option<Lease>, node: &str, now: Timestamp, excluded: bool) -> Lease {
     let mut lease = current.unwrap_or_else(|| Lease {
         metadata: ObjectMeta {
             name: Some(lease_name(node)),
@@ -68,6 +89,17 @@ pub fn renewed(current: Option<Lease>, node: &str, now: Timestamp) -> Lease {
         },
         spec: None,
     });
+    let (key, value) = LABEL.split_once('=').unwrap_or((LABEL, ""));
+    lease
+        .metadata
+        .labels
+        .get_or_insert_default()
+        .insert(key.to_owned(), value.to_owned());
+    let annotations = lease.metadata.annotations.get_or_insert_default();
+    match excluded {
+        true => annotations.insert(EXCLUDED.to_owned(), "true".to_owned()),
+        false => annotations.remove(EXCLUDED),
+    };
     let spec = lease.spec.take().unwrap_or_default();
     lease.spec = Some(LeaseSpec {
         holder_identity: Some(node.to_owned()),
@@ -85,14 +117,17 @@ pub struct Renewer {
     node: String,
     /// The Lease as last written (its resourceVersion makes the next write a checked update).
     last: Option<Lease>,
+    /// Whether the node is excluded from load balancing now (set by the reconciler).
+    excluded: Arc<AtomicBool>,
 }
 
 impl Renewer {
-    pub fn new(client: Client, namespace: &str, node: &str) -> Self {
+    pub fn new(client: Client, namespace: &str, node: &str, excluded: Arc<AtomicBool>) -> Self {
         Self {
             api: Api::namespaced(client, namespace),
             node: node.to_owned(),
             last: None,
+            excluded,
         }
     }
 
@@ -101,17 +136,18 @@ impl Renewer {
     pub async fn renew_once(&mut self) -> Result<(), kube::Error> {
         let name = lease_name(&self.node);
         let now = Timestamp::now();
+        let excluded = self.excluded.load(Ordering::Relaxed);
         let current = match self.last.take() {
             Some(l) => Some(l),
             None => self.api.get_opt(&name).await?,
         };
         let result = match current {
             None => {
-                let lease = renewed(None, &self.node, now);
+                let lease = renewed(None, &self.node, now, excluded);
                 self.api.create(&PostParams::default(), &lease).await
             }
             Some(current) => {
-                let lease = renewed(Some(current), &self.node, now);
+                let lease = renewed(Some(current), &self.node, now, excluded);
                 self.api
                     .replace(&name, &PostParams::default(), &lease)
                     .await
@@ -160,9 +196,9 @@ mod tests {
         assert_ne!(name, lease_name(&"n".repeat(252)), "still unique");
         let t0: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
         let t1: Timestamp = "2026-01-01T00:00:01Z".parse().unwrap();
-        let first = renewed(None, &long, t0);
+        let first = renewed(None, &long, t0, false);
         assert_eq!(node_of(&first), Some(long.as_str()));
-        let second = renewed(Some(first.clone()), &long, t1);
+        let second = renewed(Some(first.clone()), &long, t1, true);
         assert_ne!(
             marker(&first),
             marker(&second),
@@ -171,10 +207,21 @@ mod tests {
         let spec = second.spec.as_ref().unwrap();
         assert_eq!(spec.acquire_time, first.spec.as_ref().unwrap().acquire_time);
         // Another name, or a holder that does not match its name, is not a node's Lease.
-        let mut other = renewed(None, "node-a", t0);
+        assert!(!is_excluded(&first) && is_excluded(&second));
+        assert!(!is_excluded(&renewed(
+            Some(second.clone()),
+            &long,
+            t1,
+            false
+        )));
+        assert_eq!(
+            first.metadata.labels.as_ref().unwrap()["l3lb.io/node-lease"],
+            "true"
+        );
+        let mut other = renewed(None, "node-a", t0, false);
         other.metadata.name = Some("l3lb-allocator".into());
         assert_eq!(node_of(&other), None);
-        let mut forged = renewed(None, "node-a", t0);
+        let mut forged = renewed(None, "node-a", t0, false);
         forged.spec.as_mut().unwrap().holder_identity = Some("node-b".into());
         assert_eq!(node_of(&forged), None);
     }

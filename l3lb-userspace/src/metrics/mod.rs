@@ -60,6 +60,7 @@ pub struct Metrics {
     pub vips: Gauge,
     pub backends: Gauge,
     pub node_excluded: Gauge,
+    pub l2_addresses_announced: Gauge,
     pub uplinks_not_forwarding: Gauge,
     pub endpoints_refused: Gauge,
     pub map_entries: Family<MapLabels, Gauge>,
@@ -84,6 +85,7 @@ impl Default for Metrics {
             vips: Gauge::default(),
             backends: Gauge::default(),
             node_excluded: Gauge::default(),
+            l2_addresses_announced: Gauge::default(),
             uplinks_not_forwarding: Gauge::default(),
             endpoints_refused: Gauge::default(),
             map_entries: Family::default(),
@@ -140,6 +142,11 @@ impl Metrics {
             "backends",
             "Local endpoints over all frontends in the maps",
             self.backends.clone(),
+        );
+        r.register(
+            "l2_addresses_announced",
+            "L2 pool addresses this node announces (answers ARP/NDP for and forwards)",
+            self.l2_addresses_announced.clone(),
         );
         r.register(
             "node_excluded",

@@ -72,6 +72,15 @@ impl DesiredCache {
         self.merged.services_of(&self.parts, vip)
     }
 
+    /// Each of l3lb's Services with the addresses the allocator granted it (in its status,
+    /// inside the managed prefixes): L2 mode chooses announcers for those inside L2 pools.
+    pub fn granted(&self) -> impl Iterator<Item = (&ServiceKey, &[IpAddr])> {
+        self.parts
+            .iter()
+            .filter(|(_, p)| !p.granted.is_empty())
+            .map(|(k, p)| (k, p.granted.as_slice()))
+    }
+
     /// Local endpoint addresses left out as untrusted, as of the last [`DesiredCache::desired`].
     pub fn endpoints_refused(&self) -> usize {
         self.endpoints_refused

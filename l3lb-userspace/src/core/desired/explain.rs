@@ -268,7 +268,7 @@ impl DesiredCache {
 }
 
 /// Every check an explanation can hold, in decision order.
-pub const CHECKS: [&str; 12] = [
+pub const CHECKS: [&str; 13] = [
     "service",
     "class",
     "refused",
@@ -281,4 +281,6 @@ pub const CHECKS: [&str; 12] = [
     "excluded",
     "uplinks",
     "address",
+    // L2 pools' addresses (daemon/l2.rs): in place of "address".
+    "l2",
 ];

@@ -2,7 +2,8 @@
 //! node, and a slice without any is not kept at all. At 100,000 endpoints over 10,000 Services
 //! whole slice objects were most of the daemon's memory, and on a large cluster most slices have
 //! no endpoint on any one node. A change is marked only when this node's endpoints change, so
-//! endpoints moving on other nodes cost no recompute here.
+//! endpoints moving on other nodes cost no recompute here. Of every slice, the names of the nodes
+//! with a Ready endpoint are also kept, for L2 mode's announcer choice ([`ReadyNodes`]).
 use std::collections::{BTreeSet, HashMap};
 
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -11,7 +12,7 @@ use super::{
     SERVICE_NAME_LABEL,
     local::{Local, local_endpoints},
 };
-use crate::core::model::ServiceKey;
+use crate::core::{l2::ReadyNodes, model::ServiceKey};
 
 /// A slice's namespace and name.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -30,6 +31,10 @@ pub struct SliceIndex {
     /// The Service each kept slice belongs to.
     owner: HashMap<SliceId, ServiceKey>,
     dirty: BTreeSet<ServiceKey>,
+    ready: ReadyNodes,
+    /// Whether a change of Ready nodes alone counts as a change (only while an L2 pool exists:
+    /// otherwise endpoints moving on other nodes would wake every node's passes).
+    ready_matters: bool,
 }
 
 /// The Service an EndpointSlice belongs to (its `kubernetes.io/service-name` label).
@@ -43,6 +48,10 @@ pub fn slice_owner(slice: &EndpointSlice) -> Option<ServiceKey> {
             .get(SERVICE_NAME_LABEL)?
             .clone(),
     })
+}
+
+fn pair(id: &SliceId) -> (String, String) {
+    (id.namespace.clone(), id.name.clone())
 }
 
 fn slice_id(slice: &EndpointSlice) -> Option<SliceId> {
@@ -60,26 +69,39 @@ impl SliceIndex {
         }
     }
 
-    /// A slice was added or changed. Returns whether this node's endpoints changed.
+    /// Whether a change of Ready nodes alone counts as a change ([`SliceIndex::apply`]).
+    pub fn set_ready_matters(&mut self, matters: bool) {
+        self.ready_matters = matters;
+    }
+
+    /// A slice was added or changed. Returns whether this node's endpoints, or the slice's
+    /// Ready nodes (if they matter), changed.
     pub fn apply(&mut self, slice: &EndpointSlice) -> bool {
         let Some(id) = slice_id(slice) else {
             return false;
         };
+        let owner = slice_owner(slice);
+        let ready = self.ready.apply(pair(&id), owner.clone(), slice);
         let locals = local_endpoints(slice, &self.node);
-        match slice_owner(slice).filter(|_| !locals.is_empty()) {
+        let local = match owner.filter(|_| !locals.is_empty()) {
             Some(owner) => self.put(id, owner, locals),
             None => self.remove(&id),
-        }
+        };
+        local || (ready && self.ready_matters)
     }
 
-    /// A slice was deleted. Returns whether this node's endpoints changed.
+    /// A slice was deleted. Returns whether this node's endpoints, or the Ready nodes (if they
+    /// matter), changed.
     pub fn delete(&mut self, slice: &EndpointSlice) -> bool {
-        slice_id(slice).is_some_and(|id| self.remove(&id))
+        slice_id(slice).is_some_and(|id| {
+            let ready = self.ready.remove(&pair(&id)) && self.ready_matters;
+            self.remove(&id) || ready
+        })
     }
 
-    /// The id of `slice` if it is kept (it has endpoints on this node).
+    /// The id of `slice` if it is kept (it has endpoints on this node, or Ready ones anywhere).
     pub fn kept(&self, slice: &EndpointSlice) -> Option<SliceId> {
-        slice_id(slice).filter(|id| self.owner.contains_key(id))
+        slice_id(slice).filter(|id| self.owner.contains_key(id) || self.ready.contains(&pair(id)))
     }
 
     /// Forgets every kept slice `keep` says no to (those a relist did not return).
@@ -88,6 +110,25 @@ impl SliceIndex {
         for id in gone {
             self.remove(&id);
         }
+        let gone: Vec<(String, String)> = self
+            .ready
+            .ids()
+            .filter(|(namespace, name)| {
+                !keep(&SliceId {
+                    namespace: namespace.clone(),
+                    name: name.clone(),
+                })
+            })
+            .cloned()
+            .collect();
+        for id in gone {
+            self.ready.remove(&id);
+        }
+    }
+
+    /// The nodes with a Ready endpoint of Service `key` in family `v6` (L2 mode).
+    pub fn ready_nodes(&self, key: &ServiceKey, v6: bool) -> BTreeSet<String> {
+        self.ready.of(key, v6)
     }
 
     /// The local endpoints of Service `key`'s slices.
@@ -183,20 +224,29 @@ mod tests {
     #[test]
     fn keeps_only_slices_with_local_endpoints_and_marks_only_local_changes() {
         let mut index = SliceIndex::new("n1");
+        index.set_ready_matters(true);
         let here = json!([{"addresses": ["10.0.0.1"], "nodeName": "n1"},
                           {"addresses": ["10.0.0.2"], "nodeName": "n2"}]);
         let elsewhere = json!([{"addresses": ["10.0.1.1"], "nodeName": "n2"}]);
         assert!(index.apply(&slice("a-1", "a", here.clone())));
-        assert!(!index.apply(&slice("b-1", "b", elsewhere)), "nothing on n1");
+        // Nothing on n1, but a new Ready node (n2) for L2 mode's choice.
+        assert!(index.apply(&slice("b-1", "b", elsewhere)));
         assert_eq!(index.len(), 1);
         assert_eq!(index.take_dirty(), BTreeSet::from([key("a")]));
         assert_eq!(addrs(&index, "a"), ["10.0.0.1:8080"]);
 
-        // Another node's endpoint changes: nothing to recompute here.
+        // Another node's endpoint changes: nothing to recompute here, and while the set of Ready
+        // nodes stays the same, no change at all.
         let moved = json!([{"addresses": ["10.0.0.1"], "nodeName": "n1"},
-                           {"addresses": ["10.0.0.9"], "nodeName": "n3"}]);
+                           {"addresses": ["10.0.0.9"], "nodeName": "n2"}]);
         assert!(!index.apply(&slice("a-1", "a", moved)));
+        let elsewhere = json!([{"addresses": ["10.0.0.1"], "nodeName": "n1"},
+                               {"addresses": ["10.0.0.9"], "nodeName": "n3"}]);
+        assert!(index.apply(&slice("a-1", "a", elsewhere)));
         assert!(index.take_dirty().is_empty());
+        let v4 = |names: &[&str]| names.iter().map(|n| (*n).to_owned()).collect();
+        assert_eq!(index.ready_nodes(&key("a"), false), v4(&["n1", "n3"]));
+        assert_eq!(index.ready_nodes(&key("b"), false), v4(&["n2"]));
 
         // The local one turns terminating, a second slice adds one, then the first goes.
         let terminating = json!([{"addresses": ["10.0.0.1"], "nodeName": "n1",
@@ -207,7 +257,21 @@ mod tests {
         assert!(index.delete(&slice("a-1", "a", json!([]))));
         assert_eq!(addrs(&index, "a"), ["10.0.0.1:8080"]);
         assert_eq!(index.take_dirty(), BTreeSet::from([key("a")]));
-        assert!(!index.delete(&slice("b-1", "b", json!([]))), "never kept");
+        // b-1 had no endpoint here, but its Ready node n2 was kept.
+        assert!(index.delete(&slice("b-1", "b", json!([]))));
+        assert!(index.take_dirty().is_empty());
+        assert!(index.ready_nodes(&key("b"), false).is_empty());
+        assert!(!index.delete(&slice("b-1", "b", json!([]))), "gone");
+
+        // Without L2 pools, another node's change is no change here.
+        index.set_ready_matters(false);
+        let elsewhere = json!([{"addresses": ["10.0.1.1"], "nodeName": "n2"}]);
+        assert!(!index.apply(&slice("c-1", "c", elsewhere)));
+        assert_eq!(
+            index.ready_nodes(&key("c"), false),
+            v4(&["n2"]),
+            "still kept"
+        );
     }
 
     #[test]

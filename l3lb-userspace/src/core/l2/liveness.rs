@@ -61,6 +61,11 @@ impl Liveness {
         }
     }
 
+    /// Every node whose Lease has been seen (alive or not).
+    pub fn nodes(&self) -> impl Iterator<Item = &str> {
+        self.seen.keys().map(String::as_str)
+    }
+
     /// A deleted Lease: its node is dead from now on.
     pub fn forget(&mut self, node: &str) {
         self.seen.remove(node);

@@ -14,12 +14,14 @@
 //! - [`why`]: the reason for one node's part in one address, for Events, logs and `l3lb explain`.
 pub mod announce;
 pub mod liveness;
+pub mod ready;
 pub mod round;
 pub mod serve;
 pub mod why;
 
 pub use announce::{Announcers, L2Service, announcers};
 pub use liveness::{Liveness, View};
+pub use ready::ReadyNodes;
 pub use round::{Changes, changes, round};
 pub use serve::{l2_addresses, l2_desired, ready_nodes, responder_entries};
 pub use why::{Why, why};

@@ -270,6 +270,11 @@ impl<F: FrontendTable + FrontendObserver, A: AddressTable + AddressObserver> Rec
         !self.not_forwarding.is_empty()
     }
 
+    /// The frontend table itself, for what passes do not plan (L2 mode's responder entries).
+    pub fn frontends_mut(&mut self) -> &mut F {
+        &mut self.frontends
+    }
+
     pub fn config(&self) -> &Config {
         &self.config
     }

@@ -26,6 +26,7 @@ use crate::{
 };
 
 pub mod changes;
+pub mod leases;
 pub mod slices;
 mod trim;
 

@@ -5,6 +5,11 @@ use aya::{EbpfError, maps::MapError, pin::PinError, programs::ProgramError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DatapathError {
+    #[error(
+        "cannot open a raw packet socket for L2 mode's takeover announcements (gratuitous ARP, \
+         unsolicited NA): it needs CAP_NET_RAW"
+    )]
+    PacketSocket(#[source] std::io::Error),
     #[error("cannot list the interfaces that take redirected XDP frames (netdev netlink family)")]
     RedirectTargets(#[source] std::io::Error),
     #[error("cannot make interface {ifindex} an XDP redirect target")]

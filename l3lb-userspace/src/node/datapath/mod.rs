@@ -59,6 +59,9 @@ pub struct Datapath {
     /// Whether the programs log rare events (`CONFIG_LOG`): set by [`Datapath::forward_log`],
     /// kept by every write of the configuration.
     logging: bool,
+    /// L2 mode's takeover announcements; opened by [`Datapath::attach_pinned`] (the daemon's
+    /// datapath), absent from datapaths loaded for tests or tools.
+    packets: Option<crate::node::announce::PacketSocket>,
 }
 
 /// What a pinned load found in its bpffs directory.
@@ -86,6 +89,8 @@ impl Datapath {
     /// run, atomically). Dropping it leaves programs, links and maps in place.
     pub fn attach_pinned(uplinks: &[String], dir: &Path) -> Result<Self, DatapathError> {
         let mut datapath = Self::load_pinned(dir)?;
+        datapath.packets =
+            Some(crate::node::announce::PacketSocket::open().map_err(DatapathError::PacketSocket)?);
         for uplink in uplinks {
             let xdp = links::xdp(xdp_mut(&mut datapath.ebpf)?, uplink, dir)?;
             let tc = links::tc_egress(tc_mut(&mut datapath.ebpf)?, uplink, dir)?;
@@ -163,6 +168,7 @@ impl Datapath {
             slots: slots::Slots::default(),
             dir: None,
             logging: false,
+            packets: None,
         })
     }
 

@@ -20,6 +20,37 @@ fn key_v4(ifindex: u32, a: std::net::Ipv4Addr) -> NeighKeyV4 {
     }
 }
 
+/// Where the datapath answers ARP/NDP, as the daemon's L2 rounds program it.
+pub trait ResponderTable {
+    /// Every responder entry, with the MAC it answers with.
+    fn responders(&self) -> Result<BTreeMap<Responder, [u8; 6]>, DatapathError>;
+    /// Answers for `r.address` on `r.ifindex` with `mac` (replacing any earlier MAC).
+    fn set_responder(&mut self, r: Responder, mac: [u8; 6]) -> Result<(), DatapathError>;
+    /// Stops answering for `r.address` on `r.ifindex` (absent already: fine).
+    fn remove_responder(&mut self, r: Responder) -> Result<(), DatapathError>;
+    /// Tells the segment `r.ifindex` is on that `r.address` is at `mac` now (gratuitous ARP,
+    /// unsolicited NA).
+    fn announce(&self, r: Responder, mac: [u8; 6]) -> std::io::Result<()>;
+}
+
+impl ResponderTable for Datapath {
+    fn responders(&self) -> Result<BTreeMap<Responder, [u8; 6]>, DatapathError> {
+        Datapath::responders(self)
+    }
+    fn set_responder(&mut self, r: Responder, mac: [u8; 6]) -> Result<(), DatapathError> {
+        Datapath::set_responder(self, r, mac)
+    }
+    fn remove_responder(&mut self, r: Responder) -> Result<(), DatapathError> {
+        Datapath::remove_responder(self, r)
+    }
+    fn announce(&self, r: Responder, mac: [u8; 6]) -> std::io::Result<()> {
+        match &self.packets {
+            Some(socket) => socket.announce(r.ifindex, mac, r.address),
+            None => Err(std::io::Error::other("this datapath has no packet socket")),
+        }
+    }
+}
+
 impl Datapath {
     /// Every responder entry, with the MAC it answers with.
     pub fn responders(&self) -> Result<BTreeMap<Responder, [u8; 6]>, DatapathError> {
