@@ -143,23 +143,12 @@ impl Procs {
 
     /// SIGTERM, wait up to [`STOP_GRACE`], then SIGKILL. Forgets the pid afterwards.
     pub(crate) fn stop(&mut self, pid: u32) -> anyhow::Result<()> {
-        let idx = self
-            .tracked
-            .iter()
-            .position(|t| t.child.id() == pid)
-            .ok_or_else(|| anyhow!("pid {pid} was not started by this lab"))?;
-        let mut t = self.tracked.remove(idx);
-        stop_child(&mut t)
+        stop_child(&mut self.take(pid)?)
     }
 
     /// SIGKILL at once (a crash, as far as the process can tell), and reap. Forgets the pid.
     pub(crate) fn kill(&mut self, pid: u32) -> anyhow::Result<()> {
-        let idx = self
-            .tracked
-            .iter()
-            .position(|t| t.child.id() == pid)
-            .ok_or_else(|| anyhow!("pid {pid} was not started by this lab"))?;
-        let mut t = self.tracked.remove(idx);
+        let mut t = self.take(pid)?;
         if t.child.try_wait()?.is_none() {
             // Child::kill sends SIGKILL to this very pid, not reaped yet; wait reaps it.
             t.child
@@ -179,6 +168,16 @@ impl Procs {
             }
         }
         errors
+    }
+
+    /// Forgets `pid` (one of ours) and hands it over.
+    fn take(&mut self, pid: u32) -> anyhow::Result<Tracked> {
+        let idx = self
+            .tracked
+            .iter()
+            .position(|t| t.child.id() == pid)
+            .ok_or_else(|| anyhow!("pid {pid} was not started by this lab"))?;
+        Ok(self.tracked.remove(idx))
     }
 
     fn find(&mut self, pid: u32) -> anyhow::Result<&mut Tracked> {

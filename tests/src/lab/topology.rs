@@ -19,11 +19,15 @@
 //! ```
 //! Veths are created directly inside their namespaces, so names inside are short and fixed; only
 //! namespace names carry the lab's unique id.
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::{
+    net::{Ipv4Addr, Ipv6Addr},
+    path::Path,
+};
 
 use anyhow::Context;
 
 use super::process::{run, run_in};
+use crate::rawbpf;
 
 /// The node's uplink towards the router, same name in every node namespace.
 pub const UPLINK: &str = "up0";
@@ -201,13 +205,19 @@ pub(crate) fn add_netns(ns: &str, created: &mut Vec<String>) -> anyhow::Result<(
 
 /// Builds the whole topology. Every namespace made is pushed to `created` as soon as it exists, so
 /// a failure half way still lets the caller delete exactly what was made.
-pub(crate) fn build(names: &Names, shape: Shape, created: &mut Vec<String>) -> anyhow::Result<()> {
+/// `pass_pin`: where a bridged lab pins its switch ports' XDP program (removed by the caller).
+pub(crate) fn build(
+    names: &Names,
+    shape: Shape,
+    pass_pin: &Path,
+    created: &mut Vec<String>,
+) -> anyhow::Result<()> {
     for ns in names.all() {
         add_netns(ns, created).with_context(|| format!("creating namespace {ns}"))?;
     }
     match shape {
         Shape::Routed => build_routed(names)?,
-        Shape::Bridged => build_bridged(names)?,
+        Shape::Bridged => build_bridged(names, pass_pin)?,
     }
     for (idx, (node, pod)) in names.nodes.iter().zip(&names.pods).enumerate() {
         sysctl(
@@ -287,10 +297,11 @@ fn build_routed(names: &Names) -> anyhow::Result<()> {
 }
 
 /// The client and every node's uplink on one bridge. The client's neighbour entries stay
-/// reachable for an hour and it ignores redirects, so an entry for an L2 address changes only
-/// when a node announces the address (a gratuitous ARP or unsolicited NA), never because the
-/// kernel re-resolved it or a node redirected it while a test watched.
-fn build_bridged(names: &Names) -> anyhow::Result<()> {
+/// reachable for an hour, a stale one in use is probed only after an hour, and it ignores
+/// redirects: an entry for an L2 address changes only when a node announces the address (a
+/// gratuitous ARP or unsolicited NA), never because the kernel re-resolved it or a node
+/// redirected it while a test watched.
+fn build_bridged(names: &Names, pass_pin: &Path) -> anyhow::Result<()> {
     let (client, switch) = (names.client.as_str(), names.router.as_str());
     // No multicast snooping: a Neighbour Solicitation for an L2 address goes to its
     // solicited-node group, which no node joins (the responder is XDP), and must reach them all.
@@ -307,14 +318,22 @@ fn build_bridged(names: &Names) -> anyhow::Result<()> {
         ],
     )?;
     ip(switch, &["link", "set", BRIDGE, "up"])?;
+    // Each port runs an XDP program that passes everything. A node's XDP_TX (an ARP reply or
+    // Neighbour Advertisement) out of its veth uplink lands in the port's ring, and the veth
+    // driver kicks the port's NAPI poll only if the port has an XDP program (GRO alone gives it
+    // a poll that nothing wakes): without one, replies wait for the node's next ordinary packet.
+    // A NIC puts XDP_TX frames on the wire at once; so does the switch with this.
+    rawbpf::pin_xdp_pass(pass_pin)?;
+    let pin = pass_pin.to_str().context("non-UTF-8 pin path")?;
+    let netns = format!("--net=/run/netns/{switch}");
     let port = |dev: &str| -> anyhow::Result<()> {
         ip(switch, &["link", "set", dev, "master", BRIDGE])?;
         ip(switch, &["link", "set", dev, "up"])?;
-        // NAPI on the switch's side, so the node's XDP_TX (an ARP or NA reply) can be sent
-        // into it, as with a NIC.
-        run_in(switch, &["ethtool", "-K", dev, "gro", "on"])
-            .with_context(|| format!("enabling GRO on {dev} in {switch}"))
-            .map(drop)
+        // nsenter, not `ip -n`: that mounts a fresh /sys, without the host's bpffs.
+        let attach = [
+            "nsenter", &netns, "ip", "link", "set", dev, "xdpdrv", "pinned", pin,
+        ];
+        run(&attach).map(drop)
     };
     veth(client, "eth0", switch, "cl0")?;
     port("cl0")?;
@@ -325,6 +344,9 @@ fn build_bridged(names: &Names) -> anyhow::Result<()> {
             "net.ipv6.conf.all.accept_redirects=0",
             "net.ipv4.neigh.eth0.base_reachable_time_ms=3600000",
             "net.ipv6.neigh.eth0.base_reachable_time_ms=3600000",
+            // A stale entry in use waits this long before it is probed, and keeps its MAC.
+            "net.ipv4.neigh.eth0.delay_first_probe_time=3600",
+            "net.ipv6.neigh.eth0.delay_first_probe_time=3600",
         ],
     )?;
     addr_up(client, "eth0", CLIENT_IP, CLIENT_IP6)?;
@@ -337,6 +359,12 @@ fn build_bridged(names: &Names) -> anyhow::Result<()> {
         let link = router_link(i);
         veth(node, UPLINK, switch, &link)?;
         port(&link)?;
+        // A test sets an uplink down and up again (a node falling off the segment and coming
+        // back): its IPv6 address must come back with it, as a configured host's would.
+        sysctl(
+            node,
+            &[&format!("net.ipv6.conf.{UPLINK}.keep_addr_on_down=1")],
+        )?;
         addr_up(
             node,
             UPLINK,

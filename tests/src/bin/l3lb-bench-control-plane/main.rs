@@ -347,13 +347,7 @@ fn main() -> anyhow::Result<()> {
         "changes_without_pass": unmatched,
         "first_pass": first_pass,
     });
-    if let Some(dir) = a.out.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&a.out)?;
+    let mut file = l3lb_tests::bench::rows_file(&a.out)?;
     use std::io::Write as _;
     writeln!(file, "{row}")?;
 

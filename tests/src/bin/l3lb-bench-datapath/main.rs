@@ -56,13 +56,7 @@ fn main() -> anyhow::Result<()> {
             row["vs_noop"] = json!(ns / noop);
         }
     }
-    if let Some(dir) = out.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&out)?;
+    let mut file = l3lb_tests::bench::rows_file(&out)?;
     // Appended now: a failing end-to-end phase keeps them.
     for row in &rows {
         writeln!(file, "{row}")?;
