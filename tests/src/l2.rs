@@ -6,9 +6,14 @@ use std::net::IpAddr;
 use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 
+use l3lb_userspace::core::{
+    l2::{L2Service, announcers},
+    model::ServiceKey,
+};
+
 use crate::{
     lab::{Lab, wait_for},
-    scenario::{Cluster, EndpointState},
+    scenario::{Cluster, EndpointState, node_name},
 };
 
 /// The annotation asking the allocator for N addresses per family from L2 pools.
@@ -24,6 +29,41 @@ pub struct Neighbour {
     pub mac: String,
     /// NUD states as `ip` names them (`REACHABLE`, `STALE`, ...).
     pub state: Vec<String>,
+}
+
+/// The nodes every daemon should agree announce `addrs` (Service `default/name`'s) when the
+/// nodes in `eligible` have a Ready endpoint and are alive: the daemons' own pure choice
+/// ([`announcers`]), so a test waits for the converged state rather than the first one it sees
+/// (at start, a node announces what it would while it has not seen the others' Leases yet).
+pub fn expected_announcers(
+    name: &str,
+    addrs: &[IpAddr],
+    eligible: &[usize],
+) -> anyhow::Result<Vec<usize>> {
+    let nodes: std::collections::BTreeSet<String> =
+        eligible.iter().map(|i| node_name(*i)).collect();
+    let service = L2Service {
+        key: ServiceKey {
+            namespace: "default".into(),
+            name: name.into(),
+        },
+        addresses: addrs.to_vec(),
+        ready_nodes: nodes.clone(),
+    };
+    let chosen = announcers(&[service], &Default::default(), &nodes);
+    addrs
+        .iter()
+        .map(|a| {
+            let node = chosen
+                .get(a)
+                .with_context(|| format!("no announcer for {a}"))?;
+            eligible
+                .iter()
+                .copied()
+                .find(|i| node_name(*i) == *node)
+                .with_context(|| format!("{a}: announcer {node} is no lab node"))
+        })
+        .collect()
 }
 
 impl Lab {
@@ -165,10 +205,52 @@ impl Cluster {
         .with_context(|| self.log_tails(20))
     }
 
-    /// Waits (up to `deadline`) until `addr` is served the way L2 mode promises: the client's
-    /// neighbour entry names a node other than those in `not`, and a TCP and a UDP request to
-    /// `port` are answered by that very node's pod, which saw the client's address. Returns the
-    /// node. On a timeout the error carries the end of every daemon's log.
+    /// Whether `addr` is served the way L2 mode promises, now: the client's neighbour entry
+    /// names a node other than those in `not`, and a TCP and a UDP request to `port` are
+    /// answered by that very node's pod, which saw the client's address. The node, or why not.
+    pub fn served_by(&self, addr: IpAddr, port: u16, not: &[usize]) -> anyhow::Result<usize> {
+        // A request first: it makes the client ask for the address if it has no entry.
+        let pod = self.answering_node(addr, port);
+        let Some(node) = self.lab.client_sends_to(addr)? else {
+            bail!("no neighbour entry for {addr} (request: {pod:?})");
+        };
+        let pod = pod?;
+        if not.contains(&node) {
+            bail!("the client still sends {addr} to node{node}");
+        }
+        if pod != node {
+            bail!("the client sends {addr} to node{node}, but pod{pod} answered");
+        }
+        Ok(node)
+    }
+
+    /// Waits (up to `deadline`) until every address of `addrs` is [served](Cluster::served_by)
+    /// by a node not in `not`, and `check` accepts the nodes (in the order of `addrs`). On a
+    /// timeout the error carries the end of every daemon's log.
+    pub fn wait_served_all(
+        &self,
+        addrs: &[IpAddr],
+        port: u16,
+        not: &[usize],
+        deadline: std::time::Duration,
+        check: impl Fn(&[usize]) -> anyhow::Result<()>,
+    ) -> anyhow::Result<Vec<usize>> {
+        wait_for(
+            &format!("{addrs:?} each answered by one node (not {not:?}) and served by its pod"),
+            deadline,
+            || {
+                let nodes = addrs
+                    .iter()
+                    .map(|a| self.served_by(*a, port, not))
+                    .collect::<anyhow::Result<Vec<usize>>>()?;
+                check(&nodes).with_context(|| format!("served by {nodes:?}"))?;
+                Ok(Some(nodes))
+            },
+        )
+        .with_context(|| self.log_tails(30))
+    }
+
+    /// [`Cluster::wait_served_all`] for one address, whatever node serves it.
     pub fn wait_served(
         &self,
         addr: IpAddr,
@@ -176,26 +258,17 @@ impl Cluster {
         not: &[usize],
         deadline: std::time::Duration,
     ) -> anyhow::Result<usize> {
-        wait_for(
-            &format!("{addr} answered by one node (not {not:?}) and served by its pod"),
-            deadline,
-            || {
-                // A request first: it makes the client ask for the address if it has no entry.
-                let pod = self.answering_node(addr, port);
-                let Some(node) = self.lab.client_sends_to(addr)? else {
-                    bail!("no neighbour entry for {addr} (request: {pod:?})");
-                };
-                let pod = pod?;
-                if not.contains(&node) {
-                    bail!("the client still sends {addr} to node{node}");
-                }
-                if pod != node {
-                    bail!("the client sends {addr} to node{node}, but pod{pod} answered");
-                }
-                Ok(Some(node))
-            },
-        )
-        .with_context(|| self.log_tails(30))
+        let nodes = self.wait_served_all(&[addr], port, not, deadline, |_| Ok(()))?;
+        Ok(nodes[0])
+    }
+
+    /// `l3lb_l2_addresses_announced` of node `i`'s daemon.
+    pub fn l2_announced(&self, i: usize) -> anyhow::Result<f64> {
+        let (_, body) = self.http_get(i, "/metrics")?;
+        body.lines()
+            .find_map(|l| l.strip_prefix("l3lb_l2_addresses_announced "))
+            .and_then(|v| v.trim().parse().ok())
+            .context("no l3lb_l2_addresses_announced in /metrics")
     }
 
     /// One TCP and one UDP request to `addr`: both answered by the same pod, which saw the
