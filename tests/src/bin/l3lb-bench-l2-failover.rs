@@ -6,13 +6,18 @@
 //! - `not_ready`: its endpoint goes not-Ready (the EndpointSlice written to the API server);
 //! - `killed`: its daemon is SIGKILLed and its uplink set down.
 //!
-//! During each run the client sends a UDP datagram every few milliseconds (bounded in time,
-//! inside the lab) and polls its neighbour table. Measured from the failure: `moved` (the
-//! client's entry holds another node's MAC: the new announcer's gratuitous ARP / unsolicited NA
-//! reached it), `answered` (the first answer from another node's pod) and `via_new` (the first
-//! such answer once the entry had moved: traffic arriving through the new node). The lab keeps
+//! Each run starts from the converged state (the client finds the address at the node every
+//! daemon should agree on, the daemons' own pure choice) and ends when the client's entry names
+//! the node that choice gives without the failed one. During it the client sends a UDP datagram
+//! every few milliseconds (bounded in time, inside the lab) and polls its neighbour table.
+//! Measured from the failure: `moved` (the client's entry holds the new announcer's MAC: its
+//! gratuitous ARP / unsolicited NA reached it), `answered` (the first answer from the new node's
+//! pod) and `via_new` (the first such answer once the entry had moved: traffic arriving through
+//! the new node). The lab keeps
 //! the client's entries reachable for an hour, so an entry that never moves is a stale entry the
-//! client would keep (`stale`). Medians are printed beside the targets (issue #12: 1 s and 3 s)
+//! client would keep (`stale`). Undoing each failure, the address must come back to its first
+//! announcer with an announcement too; the runs where the client did not hear of it are counted
+//! (`unannounced_takebacks`, the client's entry then flushed). Medians are printed beside the targets (issue #12: 1 s and 3 s)
 //! and one JSON line per failure kind and family is appended to the output file.
 use std::{
     io::Write as _,
@@ -27,7 +32,7 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
-use l3lb_tests::{lab::LabConfig, netns::in_netns, scenario::Cluster};
+use l3lb_tests::{l2::expected_announcers, lab::LabConfig, netns::in_netns, scenario::Cluster};
 use serde_json::json;
 
 const NODES: usize = 3;
@@ -36,7 +41,10 @@ const PORT: u16 = 80;
 const RUN_DEADLINE: Duration = Duration::from_secs(10);
 /// Between two datagrams of the client.
 const SEND_EVERY: Duration = Duration::from_millis(5);
-/// Settling after each run (the address back where it was, the daemon back up).
+/// How long the first announcer gets to take its address back (with an announcement) after a
+/// run, before the client is told.
+const TAKE_BACK: Duration = Duration::from_secs(15);
+/// How long the address gets to come back to its announcer before a run.
 const SETTLE: Duration = Duration::from_secs(60);
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -67,6 +75,8 @@ struct Run {
     moved: Option<Duration>,
     answered: Option<Duration>,
     via_new: Option<Duration>,
+    /// Undoing the failure, `old` took the address back without the client hearing of it.
+    unannounced: bool,
 }
 
 struct Args {
@@ -155,8 +165,19 @@ fn fail(
     }
 }
 
-/// Undoes [`fail`], and waits until the address is back with `old` (the same state gives the
-/// same announcer).
+/// Waits until the client finds `addr` at `node`, served by its pod.
+fn wait_at(c: &Cluster, addr: IpAddr, node: usize, deadline: Duration) -> anyhow::Result<()> {
+    c.wait_served_all(&[addr], PORT, &[], deadline, |nodes| {
+        anyhow::ensure!(nodes == [node], "want node{node}");
+        Ok(())
+    })
+    .map(drop)
+}
+
+/// Undoes [`fail`] and waits until the client finds `addr` back at `old`. Returns whether the
+/// client had to be told: a daemon that takes its address back without a gratuitous ARP /
+/// unsolicited NA leaves the client at the interim node (counted, then the client's entry is
+/// flushed so the next run starts where it should).
 fn repair(
     c: &mut Cluster,
     failure: Failure,
@@ -164,7 +185,7 @@ fn repair(
     service: &str,
     addr: IpAddr,
     old: usize,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<bool> {
     match failure {
         Failure::NotReady => c.apply_l2_endpoints(service, v6, &[])?,
         Failure::Killed => {
@@ -172,21 +193,36 @@ fn repair(
             c.start_daemon(old)?;
         }
     }
-    let others: Vec<usize> = (1..=NODES).filter(|i| *i != old).collect();
-    c.wait_served(addr, PORT, &others, SETTLE)
-        .map(drop)
-        .with_context(|| format!("{addr} did not come back to node{old}"))
+    let Err(e) = wait_at(c, addr, old, TAKE_BACK) else {
+        return Ok(false);
+    };
+    let sends_to = c.lab.client_sends_to(addr)?;
+    if sends_to == Some(old) {
+        return Err(e.context(format!(
+            "{addr} not served at node{old}, where the client sends it"
+        )));
+    }
+    eprintln!(
+        "  {addr} not back at node{old} within {TAKE_BACK:?}: the client still sends it to \
+         {sends_to:?} (answered by {:?}); flushing its entry",
+        c.answering_node(addr, PORT).ok()
+    );
+    c.lab.forget_client_neighbour(addr)?;
+    wait_at(c, addr, old, SETTLE)?;
+    Ok(true)
 }
 
+/// One failure of `addr`'s announcer, which every node should agree is `old` (and, with `old`
+/// gone, `new`): from the converged state, until the client's entry names `new`.
 fn one_run(
     c: &mut Cluster,
     failure: Failure,
     v6: bool,
     service: &str,
     addr: IpAddr,
+    (old, new): (usize, usize),
 ) -> anyhow::Result<Run> {
-    let old = c.wait_served(addr, PORT, &[], SETTLE)?;
-    let old_mac = c.lab.uplink_mac(old)?;
+    let new_mac = c.lab.uplink_mac(new)?;
     let stop = Arc::new(AtomicBool::new(false));
     let prober = probe(c.lab.client_ns(), SocketAddr::new(addr, PORT), stop.clone())?;
     let t0 = Instant::now();
@@ -194,7 +230,7 @@ fn one_run(
     let mut moved = None;
     while moved.is_none() && t0.elapsed() < RUN_DEADLINE {
         match c.lab.client_neighbour(addr)? {
-            Some(n) if n.mac != old_mac => moved = Some(Instant::now()),
+            Some(n) if n.mac == new_mac => moved = Some(Instant::now()),
             _ => thread::sleep(Duration::from_millis(2)),
         }
     }
@@ -208,18 +244,19 @@ fn one_run(
         .join()
         .map_err(|_| anyhow::anyhow!("prober panicked"))?;
     let since = |t: Instant| t.saturating_duration_since(t0);
-    let new: Vec<Instant> = answers
+    let from_new: Vec<Instant> = answers
         .iter()
-        .filter(|(t, node)| *node != old && *t >= t0)
+        .filter(|(t, node)| *node == new && *t >= t0)
         .map(|(t, _)| *t)
         .collect();
     let run = Run {
         moved: moved.map(since),
-        answered: new.first().copied().map(since),
-        via_new: moved.and_then(|m| new.iter().find(|t| **t >= m).copied().map(since)),
+        answered: from_new.first().copied().map(since),
+        via_new: moved.and_then(|m| from_new.iter().find(|t| **t >= m).copied().map(since)),
+        unannounced: false,
     };
-    repair(c, failure, v6, service, addr, old)?;
-    Ok(run)
+    let unannounced = repair(c, failure, v6, service, addr, old)?;
+    Ok(Run { unannounced, ..run })
 }
 
 fn median(mut v: Vec<Duration>) -> Option<Duration> {
@@ -240,13 +277,7 @@ fn show(d: Option<Duration>) -> String {
 fn main() -> anyhow::Result<()> {
     let a = parse_args()?;
     let mut c = Cluster::start(LabConfig::bridged(NODES))?;
-    if let Some(dir) = a.out.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&a.out)?;
+    let mut file = l3lb_tests::bench::rows_file(&a.out)?;
     let mut table = Vec::new();
     for v6 in a.families.iter().copied() {
         let family = if v6 { "ipv6" } else { "ipv4" };
@@ -254,17 +285,24 @@ fn main() -> anyhow::Result<()> {
         c.apply_l2_service(&service, v6, 1, PORT)?;
         c.apply_l2_endpoints(&service, v6, &[])?;
         let addr = c.wait_ingress(&service, 1, SETTLE)?[0];
+        let all: Vec<usize> = (1..=NODES).collect();
+        let old = expected_announcers(&service, &[addr], &all)?[0];
+        let others: Vec<usize> = all.iter().copied().filter(|i| *i != old).collect();
+        let new = expected_announcers(&service, &[addr], &others)?[0];
+        eprintln!("{family}: {addr} announced by node{old}, else node{new}");
+        wait_at(&c, addr, old, SETTLE)?;
         for failure in [Failure::NotReady, Failure::Killed] {
             let mut runs = Vec::new();
             for r in 1..=a.runs {
                 eprintln!("{family} {}: run {r}/{}", failure.name(), a.runs);
-                runs.push(one_run(&mut c, failure, v6, &service, addr)?);
+                runs.push(one_run(&mut c, failure, v6, &service, addr, (old, new))?);
             }
             let stale = runs.iter().filter(|r| r.moved.is_none()).count();
             let pick =
                 |f: fn(&Run) -> Option<Duration>| median(runs.iter().filter_map(f).collect());
             let (moved, answered, via_new) =
                 (pick(|r| r.moved), pick(|r| r.answered), pick(|r| r.via_new));
+            let unannounced = runs.iter().filter(|r| r.unannounced).count();
             let row = json!({
                 "name": format!("l2_failover_{}", failure.name()),
                 "family": family,
@@ -275,19 +313,19 @@ fn main() -> anyhow::Result<()> {
                 "max_via_new_ms": ms(runs.iter().filter_map(|r| r.via_new).max()),
                 "runs_without_via_new": runs.iter().filter(|r| r.via_new.is_none()).count(),
                 "stale_entry_runs": stale,
+                "unannounced_takebacks": unannounced,
                 "target_ms": failure.target().as_millis() as u64,
                 "send_every_ms": SEND_EVERY.as_millis() as u64,
             });
             writeln!(file, "{row}")?;
             table.push(format!(
-                "  {family:<5} {:<10} {:>9} {:>9} {:>9} {:>9}   {}/{}",
+                "  {family:<5} {:<10} {:>9} {:>9} {:>9} {:>9}   {stale}/{n:<10} {unannounced}/{n}",
                 failure.name(),
                 show(via_new),
                 show(moved),
                 show(answered),
                 show(Some(failure.target())),
-                stale,
-                a.runs
+                n = a.runs
             ));
         }
     }
@@ -297,8 +335,8 @@ fn main() -> anyhow::Result<()> {
         a.out.display()
     );
     println!(
-        "  {:<5} {:<10} {:>9} {:>9} {:>9} {:>9}   stale entry",
-        "", "failure", "via new", "moved", "answered", "target"
+        "  {:<5} {:<10} {:>9} {:>9} {:>9} {:>9}   {:<13}taken back unannounced",
+        "", "failure", "via new", "moved", "answered", "target", "stale entry"
     );
     for line in table {
         println!("{line}");
