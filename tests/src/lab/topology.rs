@@ -309,12 +309,7 @@ fn build_bridged(names: &Names) -> anyhow::Result<()> {
     ip(switch, &["link", "set", BRIDGE, "up"])?;
     let port = |dev: &str| -> anyhow::Result<()> {
         ip(switch, &["link", "set", dev, "master", BRIDGE])?;
-        ip(switch, &["link", "set", dev, "up"])?;
-        // NAPI on the switch's side, so the node's XDP_TX (an ARP or NA reply) can be sent
-        // into it, as with a NIC.
-        run_in(switch, &["ethtool", "-K", dev, "gro", "on"])
-            .with_context(|| format!("enabling GRO on {dev} in {switch}"))
-            .map(drop)
+        ip(switch, &["link", "set", dev, "up"])
     };
     veth(client, "eth0", switch, "cl0")?;
     port("cl0")?;
@@ -344,7 +339,33 @@ fn build_bridged(names: &Names) -> anyhow::Result<()> {
             Shape::Bridged.node_ip6(i),
         )?;
     }
-    Ok(())
+    let mut ports = vec!["cl0".to_owned()];
+    ports.extend((1..=names.nodes.len()).map(router_link));
+    pass_on(&names.id, switch, &ports)
+}
+
+/// Attaches an XDP program that passes everything to each of `ports` in namespace `ns`: a veth
+/// schedules its peer's NAPI for XDP frames (a node's XDP_TX: an ARP or NA reply) only when the
+/// peer has an XDP program; GRO alone leaves them queued until other traffic passes. A NIC needs
+/// nothing of the kind.
+fn pass_on(id: &str, ns: &str, ports: &[String]) -> anyhow::Result<()> {
+    let pass = crate::raw_bpf::xdp_pass()?;
+    let pinned = std::path::Path::new("/sys/fs/bpf").join(format!("l3lb-{id}-xdp-pass"));
+    crate::raw_bpf::pin(&pass, &pinned)?;
+    let (path, netns) = (
+        pinned.to_string_lossy().into_owned(),
+        format!("--net=/run/netns/{ns}"),
+    );
+    // nsenter, not `ip -n`: that mounts a fresh /sys, without the host's bpffs.
+    let attached = ports.iter().try_for_each(|dev| {
+        let args = [
+            "nsenter", &netns, "ip", "link", "set", dev, "xdpdrv", "pinned", &path,
+        ];
+        run(&args).map(drop)
+    });
+    // Attached, the program stays with the ports; the pin is not needed any more.
+    std::fs::remove_file(&pinned).with_context(|| format!("unpinning {}", pinned.display()))?;
+    attached
 }
 
 /// The pod of node `i`: a veth from the node, the node as its default gateway.

@@ -16,15 +16,11 @@
 //! the link.
 //!
 //! [`send`]: Generator::send
-use std::{
-    ffi::c_void,
-    os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
-};
+use std::os::fd::{AsRawFd as _, OwnedFd};
 
-use anyhow::{bail, ensure};
-use aya_obj::generated::{
-    BPF_F_TEST_XDP_LIVE_FRAMES, bpf_attr, bpf_cmd, bpf_prog_type::BPF_PROG_TYPE_XDP,
-};
+use anyhow::ensure;
+use aya_obj::generated::{BPF_F_TEST_XDP_LIVE_FRAMES, bpf_attr, bpf_cmd};
+use l3lb_tests::raw_bpf::{EXIT, Insn, MOV64_K, bpf, insn, load_xdp};
 
 /// Frames per batch: the kernel's NAPI budget, as a driver polls its ring.
 pub const BATCH: u32 = 64;
@@ -34,30 +30,9 @@ const MAX_FRAME: usize = 128;
 const BPF_FUNC_REDIRECT: i32 = 23;
 const XDP_DROP: i32 = 1;
 
-/// One BPF instruction, as the kernel reads it.
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct Insn {
-    code: u8,
-    /// dst register in the low nibble, src in the high one.
-    regs: u8,
-    off: i16,
-    imm: i32,
-}
-
-fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> Insn {
-    Insn {
-        code,
-        regs: dst | src << 4,
-        off,
-        imm,
-    }
-}
-
 // Opcodes used (class | size/op | source).
 const LDX_W: u8 = 0x61; // dst = *(u32 *)(src + off)
 const MOV64_X: u8 = 0xbf; // dst = src
-const MOV64_K: u8 = 0xb7; // dst = imm
 const ADD64_K: u8 = 0x07; // dst += imm
 const JGT_X: u8 = 0x2d; // if dst > src goto +off
 const LD_DW: u8 = 0x18; // dst = imm64 (two slots)
@@ -66,7 +41,6 @@ const ST_W: u8 = 0x62; // *(u32 *)(dst + off) = imm
 const ST_H: u8 = 0x6a; // *(u16 *)(dst + off) = imm
 const ST_B: u8 = 0x72; // *(u8 *)(dst + off) = imm
 const CALL: u8 = 0x85;
-const EXIT: u8 = 0x95;
 
 /// The program: if the page holds `frame.len()` bytes, write `frame` into it and redirect it into
 /// `ifindex`; else drop it (cannot happen: the kernel sizes frames from the input).
@@ -120,25 +94,6 @@ fn program(frame: &[u8], ifindex: u32) -> Vec<Insn> {
     prog
 }
 
-/// The `bpf` system call with `attr`; the new fd or the error.
-fn bpf(cmd: bpf_cmd, attr: &mut bpf_attr) -> std::io::Result<i64> {
-    // SAFETY: `attr` is a valid, fully initialised bpf_attr of the size passed; every pointer in
-    // it points to memory that lives until the call returns.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            cmd as libc::c_long,
-            std::ptr::from_mut(attr).cast::<c_void>(),
-            size_of::<bpf_attr>() as libc::c_uint,
-        )
-    };
-    if rc < 0 {
-        Err(std::io::Error::last_os_error())
-    } else {
-        Ok(rc)
-    }
-}
-
 /// The loaded generator program and the frame it sends.
 pub struct Generator {
     prog: OwnedFd,
@@ -153,35 +108,7 @@ impl Generator {
             "a generator frame is 14 to {MAX_FRAME} bytes, not {}",
             frame.len()
         );
-        let insns = program(frame, ifindex);
-        let license = c"GPL";
-        let mut log = vec![0u8; 64 * 1024];
-        // SAFETY: bpf_attr is a union of plain integer structs: all-zero is valid.
-        let mut attr: bpf_attr = unsafe { std::mem::zeroed() };
-        // SAFETY: writing plain integers into the BPF_PROG_LOAD member of the zeroed union.
-        let load = unsafe { &mut attr.__bindgen_anon_3 };
-        load.prog_type = BPF_PROG_TYPE_XDP as u32;
-        load.insn_cnt = insns.len() as u32;
-        load.insns = insns.as_ptr() as u64;
-        load.license = license.as_ptr() as u64;
-        load.log_level = 1;
-        load.log_size = log.len() as u32;
-        load.log_buf = log.as_mut_ptr() as u64;
-        for (dst, src) in load.prog_name.iter_mut().zip(b"l3lb_trafficgen") {
-            *dst = *src as libc::c_char;
-        }
-        let fd = match bpf(bpf_cmd::BPF_PROG_LOAD, &mut attr) {
-            Ok(fd) => fd,
-            Err(e) => {
-                let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
-                bail!(
-                    "loading the generator's XDP program: {e}\n{}",
-                    String::from_utf8_lossy(&log[..end])
-                );
-            }
-        };
-        // SAFETY: a new fd the kernel just gave us; nothing else owns it.
-        let prog = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+        let prog = load_xdp(&program(frame, ifindex), b"l3lb_trafficgen")?;
         Ok(Generator {
             prog,
             frame: frame.to_vec(),
