@@ -10,6 +10,6 @@ pub mod netns;
 pub mod nodes;
 pub mod operate;
 pub mod packets;
-pub mod rawbpf;
+pub mod raw_bpf;
 pub mod scenario;
 pub mod sctp;

@@ -17,6 +17,16 @@ pub fn first_of_kind(yaml: &str, kind: &str) -> anyhow::Result<Value> {
         .with_context(|| format!("no {kind} in the manifest"))
 }
 
+/// The value of env var `name` in the first container of the first `kind` in `objects`.
+pub fn env<'a>(objects: &'a [Value], kind: &str, name: &str) -> Option<&'a str> {
+    let object = objects.iter().find(|o| o["kind"] == kind)?;
+    object["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()?
+        .iter()
+        .find(|e| e["name"] == name)?["value"]
+        .as_str()
+}
+
 /// `objects` as one multi-document YAML manifest.
 pub fn to_yaml(objects: &[Value]) -> anyhow::Result<String> {
     let docs = objects

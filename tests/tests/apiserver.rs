@@ -756,6 +756,7 @@ async fn l3lb_calls(client: &Client) -> Vec<(&'static str, u16)> {
     let events: Api<Event> = Api::namespaced(client.clone(), "default");
     let leases: Api<Lease> = Api::namespaced(client.clone(), "l3lb-system");
     let other_leases: Api<Lease> = Api::namespaced(client.clone(), "default");
+    let node_leases: Api<Lease> = Api::namespaced(client.clone(), "l3lb-l2");
     let status =
         Patch::Merge(json!({"status": {"loadBalancer": {"ingress": [{"ip": "198.51.100.1"}]}}}));
     let lease = |name: &str| {
@@ -825,6 +826,22 @@ async fn l3lb_calls(client: &Client) -> Vec<(&'static str, u16)> {
         ),
         ("get another lease", code(leases.get("other").await)),
         (
+            "create node lease",
+            code(node_leases.create(&pp, &lease("l3lb-node-node1")).await),
+        ),
+        (
+            "update node lease",
+            code(
+                node_leases
+                    .replace("l3lb-node-node1", &pp, &lease("l3lb-node-node1"))
+                    .await,
+            ),
+        ),
+        (
+            "list node leases",
+            code(node_leases.list(&ListParams::default()).await),
+        ),
+        (
             "create lease elsewhere",
             code(other_leases.create(&pp, &lease("l3lb-allocator")).await),
         ),
@@ -861,6 +878,9 @@ async fn service_account_tokens_are_held_to_the_shipped_rbac() {
         "list own node",
         "list l3lbpools",
         "create event",
+        "create node lease",
+        "update node lease",
+        "list node leases",
     ];
     let allowed_allocator = [
         "list services",
@@ -882,12 +902,14 @@ async fn service_account_tokens_are_held_to_the_shipped_rbac() {
         ),
     ] {
         fx.server.apply(service("web", json!({}))).unwrap();
-        let _ = fx.server.delete(
-            "coordination.k8s.io/v1",
-            "Lease",
-            Some("l3lb-system"),
-            "l3lb-allocator",
-        );
+        for (ns, name) in [
+            ("l3lb-system", "l3lb-allocator"),
+            ("l3lb-l2", "l3lb-node-node1"),
+        ] {
+            let _ = fx
+                .server
+                .delete("coordination.k8s.io/v1", "Lease", Some(ns), name);
+        }
         let client = client_with_token(&fx, token, "l3lb-system").await;
         for (call, got) in l3lb_calls(&client).await {
             let want = if allowed.contains(&call) { 200 } else { 403 };

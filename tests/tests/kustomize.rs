@@ -11,7 +11,7 @@ use std::{
 
 use anyhow::{Context as _, bail, ensure};
 use l3lb_tests::apiserver::ApiServer;
-use l3lb_tests::manifest::{documents, to_yaml};
+use l3lb_tests::manifest::{documents, env, to_yaml};
 use serde_json::{Value, json};
 
 const HINT: &str =
@@ -126,16 +126,6 @@ fn text(out: &Output) -> String {
     )
 }
 
-/// The value of env var `name` in the first container of the `kind` in `objects`.
-fn env<'a>(objects: &'a [Value], kind: &str, name: &str) -> Option<&'a str> {
-    let object = objects.iter().find(|o| o["kind"] == kind)?;
-    object["spec"]["template"]["spec"]["containers"][0]["env"]
-        .as_array()?
-        .iter()
-        .find(|e| e["name"] == name)?["value"]
-        .as_str()
-}
-
 /// The `(apiVersion, kind, namespace, name)` of each object.
 fn ids(objects: &[Value]) -> Vec<(String, String, Option<String>, String)> {
     let s = |v: &Value| v.as_str().unwrap_or_default().to_owned();
@@ -171,7 +161,7 @@ fn kustomize_base_and_overlays_pass_a_server_dry_run() -> anyhow::Result<()> {
             ensure!(kinds.contains(&want), "{label}: no {want} in {kinds:?}");
         }
         ensure!(
-            objects.len() == 14,
+            objects.len() == 15,
             "{label}: {} objects: {kinds:?}",
             objects.len()
         );

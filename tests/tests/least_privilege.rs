@@ -181,6 +181,14 @@ fn split_and_unprivileged_as_deployed() -> anyhow::Result<()> {
         "traffic reached a withdrawn node: {per_pod:?}"
     );
 
+    // From here on the daemons run with the DaemonSet's L2 Lease namespace too.
+    let daemonset = l3lb_tests::manifest::documents(DAEMONSET)?;
+    let l2_namespace =
+        l3lb_tests::manifest::env(&daemonset, "DaemonSet", "L3LB_L2_LEASE_NAMESPACE")
+            .context("the DaemonSet's L3LB_L2_LEASE_NAMESPACE")?
+            .to_owned();
+    c.daemon_args = vec!["--l2-lease-namespace".into(), l2_namespace.clone()];
+
     // Each capability is needed: without any one of them node2's daemon cannot set up its
     // datapath and exits. (Its VIP is withdrawn meanwhile, so nothing is disturbed.)
     c.stop_daemon(2)?;
@@ -214,9 +222,12 @@ fn split_and_unprivileged_as_deployed() -> anyhow::Result<()> {
     c.wait_lo(2, vip.into(), true)?;
     c.wait_nexthops(vip, &[n1, n2])?;
     c.spread(vip, PORT, 8)?;
+    c.stop_daemon(1)?;
+    c.start_daemon(1)?;
+    c.wait_lo(1, vip.into(), true)?;
 
-    // An L2 pool: each node renews its liveness Lease in its namespace and watches the others'
-    // (the Role l3lb-node-lease), refused nothing (checked with the audit below).
+    // An L2 pool: each node renews its liveness Lease in the L2 Lease namespace and watches the
+    // others' (the Role l3lb-node-lease), refused nothing (checked with the audit below).
     c.api.apply(
         serde_json::json!({"apiVersion": "l3lb.io/v1alpha1", "kind": "L3lbPool",
         "metadata": {"name": "lan"},
@@ -226,7 +237,7 @@ fn split_and_unprivileged_as_deployed() -> anyhow::Result<()> {
         let node = l3lb_tests::scenario::node_name(i);
         let lease = format!("l3lb-node-{node}");
         wait_for(&format!("{node} holds its Lease"), CONVERGE, || {
-            Ok((c.api.lease_holder("l3lb-system", &lease) == Some(node.clone())).then_some(()))
+            Ok((c.api.lease_holder(&l2_namespace, &lease) == Some(node.clone())).then_some(()))
         })
         .with_context(|| c.daemon_log(i))?;
     }

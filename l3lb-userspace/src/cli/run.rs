@@ -122,6 +122,13 @@ pub struct RunArgs {
     #[arg(long, env = "L3LB_CONTROL_SOCKET", default_value = crate::daemon::control::DEFAULT_CONTROL_SOCKET)]
     pub control_socket: PathBuf,
 
+    /// L2 mode (pools with `advertisement: l2`): the namespace of the nodes' liveness Leases
+    /// (`l3lb-node-<node>`), renewed by each node every second and watched by all. Best its own
+    /// namespace: the nodes need write access to every Lease in it. Default: the client's
+    /// namespace (in a pod, the pod's).
+    #[arg(long, env = "L3LB_L2_LEASE_NAMESPACE")]
+    pub l2_lease_namespace: Option<String>,
+
     /// Also stand for the allocator Lease and, while holding it, allocate addresses (needs
     /// `services/status` patch rights). `false` when `l3lb allocate` runs separately, so the
     /// nodes' identity cannot write any Service's status.
@@ -169,6 +176,7 @@ impl TryFrom<RunArgs> for Config {
             xdp_redirect: a.xdp_redirect,
             bpf_log: a.bpf_log,
             control_socket: a.control_socket,
+            l2_lease_namespace: a.l2_lease_namespace,
         })
     }
 }

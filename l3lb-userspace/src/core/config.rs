@@ -34,6 +34,8 @@ pub struct Config {
     pub bpf_log: bool,
     /// Where `l3lb status` and `l3lb explain` reach the daemon.
     pub control_socket: PathBuf,
+    /// `--l2-lease-namespace`; `None`: the client's default namespace.
+    pub l2_lease_namespace: Option<String>,
 }
 
 impl Config {

@@ -106,8 +106,7 @@ pub async fn run<
                 Default::default()
             });
         let namespace = config
-            .lease
-            .namespace
+            .l2_lease_namespace
             .clone()
             .unwrap_or_else(|| l2_client.default_namespace().to_owned());
         l2::L2::new(

@@ -16,27 +16,11 @@ pub(super) fn dir(id: &str, i: usize) -> PathBuf {
     Path::new(BPFFS).join(format!("l3lb-{id}-node{i}"))
 }
 
-/// `/sys/fs/bpf/l3lb-<id>-xdp-pass`: a bridged lab's switch-port program.
-pub(super) fn pass_pin(id: &str) -> PathBuf {
-    Path::new(BPFFS).join(format!("l3lb-{id}-xdp-pass"))
-}
-
 impl Lab {
     /// Node `i`'s pin directory (`l3lb run --bpffs-dir`). Removed, with whatever a daemon pinned
     /// in it, when the lab is dropped.
     pub fn bpffs_dir(&self, i: usize) -> PathBuf {
         dir(&self.names.id, i)
-    }
-
-    /// Unpins the switch ports' program of a bridged lab, if pinned.
-    pub(super) fn remove_pass_pin(&self) -> anyhow::Result<()> {
-        let pin = pass_pin(&self.names.id);
-        match fs::remove_file(&pin) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                Err(e).with_context(|| format!("unpinning {}", pin.display()))
-            }
-            _ => Ok(()),
-        }
     }
 
     /// Unpins whatever a daemon left in node `i`'s pin directory (an unpinned link is detached)

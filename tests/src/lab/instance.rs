@@ -56,8 +56,7 @@ fn fresh_id() -> (String, PathBuf) {
             .any(|ns| Path::new("/run/netns").join(ns).exists());
         let bridged = Names::new(&id, 1, topology::Shape::Bridged);
         let taken = taken || Path::new("/run/netns").join(&bridged.router).exists();
-        let pins_taken = (1..=topology::MAX_NODES).any(|i| bpffs::dir(&id, i).exists())
-            || bpffs::pass_pin(&id).exists();
+        let pins_taken = (1..=topology::MAX_NODES).any(|i| bpffs::dir(&id, i).exists());
         if !taken && !pins_taken && !workdir.exists() {
             return (id, workdir);
         }
@@ -114,8 +113,7 @@ impl Lab {
             containers: Vec::new(),
             keep_workdir: true,
         };
-        let pass_pin = bpffs::pass_pin(&id);
-        topology::build(&lab.names, lab.cfg.shape, &pass_pin, &mut lab.created)
+        topology::build(&lab.names, lab.cfg.shape, &mut lab.created)
             .context("building the lab topology")?;
         let t_topo = t0.elapsed();
         if routed {
@@ -354,9 +352,6 @@ impl Drop for Lab {
             if let Err(e) = self.remove_bpffs_dir(i) {
                 eprintln!("lab {}: {e:#}", self.names.id);
             }
-        }
-        if let Err(e) = self.remove_pass_pin() {
-            eprintln!("lab {}: {e:#}", self.names.id);
         }
         for ns in self.created.iter().rev() {
             if let Err(e) = topology::del_netns(ns) {

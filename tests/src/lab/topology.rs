@@ -19,15 +19,11 @@
 //! ```
 //! Veths are created directly inside their namespaces, so names inside are short and fixed; only
 //! namespace names carry the lab's unique id.
-use std::{
-    net::{Ipv4Addr, Ipv6Addr},
-    path::Path,
-};
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use anyhow::Context;
 
 use super::process::{run, run_in};
-use crate::rawbpf;
 
 /// The node's uplink towards the router, same name in every node namespace.
 pub const UPLINK: &str = "up0";
@@ -205,19 +201,13 @@ pub(crate) fn add_netns(ns: &str, created: &mut Vec<String>) -> anyhow::Result<(
 
 /// Builds the whole topology. Every namespace made is pushed to `created` as soon as it exists, so
 /// a failure half way still lets the caller delete exactly what was made.
-/// `pass_pin`: where a bridged lab pins its switch ports' XDP program (removed by the caller).
-pub(crate) fn build(
-    names: &Names,
-    shape: Shape,
-    pass_pin: &Path,
-    created: &mut Vec<String>,
-) -> anyhow::Result<()> {
+pub(crate) fn build(names: &Names, shape: Shape, created: &mut Vec<String>) -> anyhow::Result<()> {
     for ns in names.all() {
         add_netns(ns, created).with_context(|| format!("creating namespace {ns}"))?;
     }
     match shape {
         Shape::Routed => build_routed(names)?,
-        Shape::Bridged => build_bridged(names, pass_pin)?,
+        Shape::Bridged => build_bridged(names)?,
     }
     for (idx, (node, pod)) in names.nodes.iter().zip(&names.pods).enumerate() {
         sysctl(
@@ -301,7 +291,7 @@ fn build_routed(names: &Names) -> anyhow::Result<()> {
 /// redirects: an entry for an L2 address changes only when a node announces the address (a
 /// gratuitous ARP or unsolicited NA), never because the kernel re-resolved it or a node
 /// redirected it while a test watched.
-fn build_bridged(names: &Names, pass_pin: &Path) -> anyhow::Result<()> {
+fn build_bridged(names: &Names) -> anyhow::Result<()> {
     let (client, switch) = (names.client.as_str(), names.router.as_str());
     // No multicast snooping: a Neighbour Solicitation for an L2 address goes to its
     // solicited-node group, which no node joins (the responder is XDP), and must reach them all.
@@ -318,22 +308,9 @@ fn build_bridged(names: &Names, pass_pin: &Path) -> anyhow::Result<()> {
         ],
     )?;
     ip(switch, &["link", "set", BRIDGE, "up"])?;
-    // Each port runs an XDP program that passes everything. A node's XDP_TX (an ARP reply or
-    // Neighbour Advertisement) out of its veth uplink lands in the port's ring, and the veth
-    // driver kicks the port's NAPI poll only if the port has an XDP program (GRO alone gives it
-    // a poll that nothing wakes): without one, replies wait for the node's next ordinary packet.
-    // A NIC puts XDP_TX frames on the wire at once; so does the switch with this.
-    rawbpf::pin_xdp_pass(pass_pin)?;
-    let pin = pass_pin.to_str().context("non-UTF-8 pin path")?;
-    let netns = format!("--net=/run/netns/{switch}");
     let port = |dev: &str| -> anyhow::Result<()> {
         ip(switch, &["link", "set", dev, "master", BRIDGE])?;
-        ip(switch, &["link", "set", dev, "up"])?;
-        // nsenter, not `ip -n`: that mounts a fresh /sys, without the host's bpffs.
-        let attach = [
-            "nsenter", &netns, "ip", "link", "set", dev, "xdpdrv", "pinned", pin,
-        ];
-        run(&attach).map(drop)
+        ip(switch, &["link", "set", dev, "up"])
     };
     veth(client, "eth0", switch, "cl0")?;
     port("cl0")?;
@@ -372,7 +349,33 @@ fn build_bridged(names: &Names, pass_pin: &Path) -> anyhow::Result<()> {
             Shape::Bridged.node_ip6(i),
         )?;
     }
-    Ok(())
+    let mut ports = vec!["cl0".to_owned()];
+    ports.extend((1..=names.nodes.len()).map(router_link));
+    pass_on(&names.id, switch, &ports)
+}
+
+/// Attaches an XDP program that passes everything to each of `ports` in namespace `ns`: a veth
+/// schedules its peer's NAPI for XDP frames (a node's XDP_TX: an ARP or NA reply) only when the
+/// peer has an XDP program; GRO alone leaves them queued until other traffic passes. A NIC needs
+/// nothing of the kind.
+fn pass_on(id: &str, ns: &str, ports: &[String]) -> anyhow::Result<()> {
+    let pass = crate::raw_bpf::xdp_pass()?;
+    let pinned = std::path::Path::new("/sys/fs/bpf").join(format!("l3lb-{id}-xdp-pass"));
+    crate::raw_bpf::pin(&pass, &pinned)?;
+    let (path, netns) = (
+        pinned.to_string_lossy().into_owned(),
+        format!("--net=/run/netns/{ns}"),
+    );
+    // nsenter, not `ip -n`: that mounts a fresh /sys, without the host's bpffs.
+    let attached = ports.iter().try_for_each(|dev| {
+        let args = [
+            "nsenter", &netns, "ip", "link", "set", dev, "xdpdrv", "pinned", &path,
+        ];
+        run(&args).map(drop)
+    });
+    // Attached, the program stays with the ports; the pin is not needed any more.
+    std::fs::remove_file(&pinned).with_context(|| format!("unpinning {}", pinned.display()))?;
+    attached
 }
 
 /// The pod of node `i`: a veth from the node, the node as its default gateway.

@@ -17,7 +17,8 @@ use crate::core::{
 /// One check, in decision order.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Line {
-    /// What was checked: one of [`CHECKS`].
+    /// What was checked: one of [`CHECKS`], or `l2` in place of `address` for an L2 pool's
+    /// address (added by the daemon, which decides those: `daemon/l2.rs`).
     pub check: String,
     pub ok: bool,
     pub text: String,
@@ -268,7 +269,7 @@ impl DesiredCache {
 }
 
 /// Every check an explanation can hold, in decision order.
-pub const CHECKS: [&str; 13] = [
+pub const CHECKS: [&str; 12] = [
     "service",
     "class",
     "refused",
@@ -281,6 +282,4 @@ pub const CHECKS: [&str; 13] = [
     "excluded",
     "uplinks",
     "address",
-    // L2 pools' addresses (daemon/l2.rs): in place of "address".
-    "l2",
 ];

@@ -123,6 +123,7 @@ fn config(lifetime: Option<Duration>) -> Config {
         xdp_redirect: false,
         bpf_log: false,
         control_socket: "/run/l3lb/test.sock".into(),
+        l2_lease_namespace: None,
     }
 }
 

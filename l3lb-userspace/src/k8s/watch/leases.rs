@@ -48,17 +48,29 @@ impl NodeLeases {
         self.origin.elapsed()
     }
 
-    /// Who is alive now, as `own` judges, and who is excluded.
+    /// Who is alive now, as `own` judges, and who is excluded. Not fresh before the watch has
+    /// run for [`TIMEOUT`]: on a cold start the other nodes' Leases are still being created, and
+    /// a node that judged itself the only one alive would announce every address for a moment.
     pub fn judge(&self, own: &str) -> (View, BTreeSet<String>) {
         let now = self.now();
         let state = self.lock();
-        (state.liveness.judge(own, now), state.excluded.clone())
+        let mut view = state.liveness.judge(own, now);
+        view.fresh &= now >= TIMEOUT;
+        (view, state.excluded.clone())
     }
 
-    /// How long until the next live node turns dead unless it renews.
+    /// How long until the judgement may change without a watch event: the next live node turns
+    /// dead unless it renews, or the start-up wait ends.
     pub fn next_expiry(&self) -> Option<Duration> {
         let now = self.now();
-        self.lock().liveness.next_expiry(now)
+        let expiry = self.lock().liveness.next_expiry(now);
+        let settled = TIMEOUT
+            .checked_sub(now)
+            .map(|left| left + Duration::from_millis(1));
+        match (expiry, settled) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 }
 

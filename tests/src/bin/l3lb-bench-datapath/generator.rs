@@ -10,8 +10,8 @@
 //! (a DNATed destination, a decremented TTL). Writing all of it each time makes every frame the
 //! prepared one.
 //!
-//! The program is 20-odd raw BPF instructions loaded with the `bpf` system call
-//! ([`l3lb_tests::rawbpf`]): no eBPF object to build. `ifindex` is resolved in the network namespace of the thread that calls [`send`]
+//! The program is 20-odd raw BPF instructions loaded with the `bpf` system call: no eBPF object
+//! to build. `ifindex` is resolved in the network namespace of the thread that calls [`send`]
 //! (its loopback device is the frames' ingress device), so callers run that in the namespace of
 //! the link.
 //!
@@ -20,7 +20,7 @@ use std::os::fd::{AsRawFd as _, OwnedFd};
 
 use anyhow::ensure;
 use aya_obj::generated::{BPF_F_TEST_XDP_LIVE_FRAMES, bpf_attr, bpf_cmd};
-use l3lb_tests::rawbpf::{EXIT, Insn, MOV64_K, bpf, insn, load_xdp};
+use l3lb_tests::raw_bpf::{EXIT, Insn, MOV64_K, bpf, insn, load_xdp};
 
 /// Frames per batch: the kernel's NAPI budget, as a driver polls its ring.
 pub const BATCH: u32 = 64;
@@ -108,7 +108,7 @@ impl Generator {
             "a generator frame is 14 to {MAX_FRAME} bytes, not {}",
             frame.len()
         );
-        let prog = load_xdp("l3lb_trafficgen", &program(frame, ifindex))?;
+        let prog = load_xdp(&program(frame, ifindex), b"l3lb_trafficgen")?;
         Ok(Generator {
             prog,
             frame: frame.to_vec(),

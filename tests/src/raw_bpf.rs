@@ -1,8 +1,9 @@
-//! Tiny XDP programs from raw BPF instructions, loaded with the `bpf` system call: no eBPF object
-//! to build. Used by the datapath bench's traffic generator and by the bridged lab's switch
-//! ports ([`xdp_pass`]).
+//! Tiny XDP programs loaded from raw instructions with the `bpf` system call: no eBPF object to
+//! build. Used by the datapath bench's traffic generator and by the bridged lab, whose switch
+//! ports need an XDP program so a node's XDP_TX reaches them (a veth schedules its peer's NAPI
+//! for XDP frames only when the peer has an XDP program; a NIC needs nothing of the kind).
 use std::{
-    ffi::{CStr, c_void},
+    ffi::{CString, c_void},
     os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
     path::Path,
 };
@@ -53,9 +54,9 @@ pub fn bpf(cmd: bpf_cmd, attr: &mut bpf_attr) -> std::io::Result<i64> {
     }
 }
 
-/// Loads `insns` as an XDP program called `name` (at most 15 bytes); the error carries the
-/// verifier's log.
-pub fn load_xdp(name: &str, insns: &[Insn]) -> anyhow::Result<OwnedFd> {
+/// Loads `insns` as an XDP program named `name` (at most 15 bytes); the verifier's log in the
+/// error if it refuses.
+pub fn load_xdp(insns: &[Insn], name: &[u8]) -> anyhow::Result<OwnedFd> {
     let license = c"GPL";
     let mut log = vec![0u8; 64 * 1024];
     // SAFETY: bpf_attr is a union of plain integer structs: all-zero is valid.
@@ -69,16 +70,17 @@ pub fn load_xdp(name: &str, insns: &[Insn]) -> anyhow::Result<OwnedFd> {
     load.log_level = 1;
     load.log_size = log.len() as u32;
     load.log_buf = log.as_mut_ptr() as u64;
-    for (dst, src) in load.prog_name.iter_mut().zip(name.bytes().take(15)) {
-        *dst = src as libc::c_char;
+    for (dst, src) in load.prog_name.iter_mut().zip(name.iter().take(15)) {
+        *dst = *src as libc::c_char;
     }
     let fd = match bpf(bpf_cmd::BPF_PROG_LOAD, &mut attr) {
         Ok(fd) => fd,
         Err(e) => {
-            let log = CStr::from_bytes_until_nul(&log).map(CStr::to_string_lossy);
+            let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
             bail!(
-                "loading the XDP program {name}: {e}\n{}",
-                log.unwrap_or_default()
+                "loading XDP program {}: {e}\n{}",
+                String::from_utf8_lossy(name),
+                String::from_utf8_lossy(&log[..end])
             );
         }
     };
@@ -86,21 +88,24 @@ pub fn load_xdp(name: &str, insns: &[Insn]) -> anyhow::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
-/// Pins an XDP program that passes every frame at `path` (on a bpffs), for `ip link set DEV
-/// xdpdrv pinned PATH`.
-pub fn pin_xdp_pass(path: &Path) -> anyhow::Result<()> {
-    let prog = load_xdp(
-        "l3lb_lab_pass",
+/// An XDP program that passes every frame.
+pub fn xdp_pass() -> anyhow::Result<OwnedFd> {
+    load_xdp(
         &[insn(MOV64_K, 0, 0, 0, XDP_PASS), insn(EXIT, 0, 0, 0, 0)],
-    )?;
-    let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())?;
+        b"l3lb_lab_pass",
+    )
+}
+
+/// Pins `prog` at `path` (on a bpffs), so `ip link set ... xdp pinned PATH` can attach it.
+pub fn pin(prog: &OwnedFd, path: &Path) -> anyhow::Result<()> {
+    let c = CString::new(path.as_os_str().as_encoded_bytes())?;
     // SAFETY: as in `load_xdp`.
     let mut attr: bpf_attr = unsafe { std::mem::zeroed() };
     // SAFETY: writing plain integers into the BPF_OBJ_PIN member of the zeroed union.
-    let pin = unsafe { &mut attr.__bindgen_anon_4 };
-    pin.pathname = c_path.as_ptr() as u64;
-    pin.bpf_fd = prog.as_raw_fd() as u32;
+    let obj = unsafe { &mut attr.__bindgen_anon_4 };
+    obj.pathname = c.as_ptr() as u64;
+    obj.bpf_fd = prog.as_raw_fd() as u32;
     bpf(bpf_cmd::BPF_OBJ_PIN, &mut attr)
-        .with_context(|| format!("pinning the XDP pass program at {}", path.display()))?;
-    Ok(())
+        .map(drop)
+        .with_context(|| format!("pinning an XDP program at {}", path.display()))
 }
