@@ -64,6 +64,10 @@ impl Drop for AbortOnDrop {
 /// One round's decisions, between [`L2::withdraw`] and [`L2::answer`].
 pub struct Round {
     changes: Changes,
+    /// The addresses to announce (gratuitous ARP / unsolicited NA) once answered: those taken
+    /// over, and on the first fresh round after a start all this node announces (it may have
+    /// been replaced while it was down, and is taking them back).
+    announce: BTreeSet<IpAddr>,
     /// Where this node answers after the round.
     responders: BTreeMap<Responder, [u8; 6]>,
     /// The Services of each L2 address (for Events).
@@ -98,6 +102,8 @@ pub struct L2 {
     warned: BTreeSet<String>,
     /// What the last round decided from, for `l3lb explain`.
     inputs: Inputs,
+    /// Whether a round has decided from a fresh view since the start.
+    decided: bool,
     /// The multicast groups IPv6 Solicitations for the answered addresses are sent to.
     groups: SolicitedGroups,
 }
@@ -137,6 +143,7 @@ impl L2 {
             answering,
             warned: BTreeSet::new(),
             inputs: Inputs::default(),
+            decided: false,
             groups: SolicitedGroups::default(),
         }
     }
@@ -183,6 +190,17 @@ impl L2 {
             excluded: excluded_nodes,
         };
         let changes = changes(&before, &self.announcers, &self.node);
+        let first_fresh = view.fresh && !self.decided;
+        self.decided |= view.fresh;
+        let announce = match first_fresh {
+            true => self
+                .announcers
+                .iter()
+                .filter(|(_, n)| **n == self.node)
+                .map(|(a, _)| *a)
+                .collect(),
+            false => changes.taken.keys().copied().collect(),
+        };
         let l2 = l2_addresses(
             want.addresses
                 .iter()
@@ -196,6 +214,7 @@ impl L2 {
             desired,
             Some(Round {
                 changes,
+                announce,
                 responders,
                 owners,
             }),
@@ -272,7 +291,7 @@ impl L2 {
         for (r, mac) in self
             .answering
             .iter()
-            .filter(|(r, _)| round.changes.taken.contains_key(&r.address))
+            .filter(|(r, _)| round.announce.contains(&r.address))
         {
             if let Err(error) = datapath.announce(*r, *mac) {
                 warn!(address = %r.address, ifindex = r.ifindex, %error, "cannot send the takeover announcement (gratuitous ARP / unsolicited NA; needs CAP_NET_RAW); neighbours move when their entry goes stale");
