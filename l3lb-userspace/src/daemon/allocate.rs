@@ -5,7 +5,7 @@ use kube::Client;
 use tokio::sync::Notify;
 use tracing::info;
 
-use super::signals::{shutdown, stop};
+use super::signals::{Shutdown, stop};
 use crate::{
     core::config::AllocatorConfig,
     k8s::{allocator, events::announcements::VipEvents, watch::AllocatorStores},
@@ -19,6 +19,7 @@ pub async fn allocate(
     config: &AllocatorConfig,
     metrics: Metrics,
 ) -> anyhow::Result<()> {
+    let mut shutdown = Shutdown::listen();
     let trigger = Arc::new(Notify::new());
     let stores = AllocatorStores::start(client.clone(), trigger.clone(), metrics.clone());
     let events = VipEvents::start(client.clone(), &config.identity, metrics.clone());
@@ -33,7 +34,7 @@ pub async fn allocate(
     info!(identity = %config.identity, "waiting for the first list of Services and L3lbPools");
     tokio::select! {
         ready = stores.wait_until_ready() => ready?,
-        _ = shutdown() => {
+        _ = shutdown.requested() => {
             stop(Some(elector)).await;
             return Ok(());
         }
@@ -46,7 +47,7 @@ pub async fn allocate(
     // Nothing else to wait for: a standby replica is as ready as the leader.
     metrics.health.set_synced();
     metrics.health.pass_done(0);
-    shutdown().await;
+    shutdown.requested().await;
     info!("shutting down");
     stop(Some(elector)).await;
     Ok(())

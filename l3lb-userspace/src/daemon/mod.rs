@@ -17,7 +17,7 @@ use std::{sync::Arc, time::Duration};
 pub use allocate::allocate;
 use kube::Client;
 use node_facts::{check_node_addresses, refresh_host};
-use signals::{shutdown, stop};
+use signals::{Shutdown, stop};
 use tokio::{sync::Notify, time::Instant};
 use tracing::{Instrument, debug, info, info_span, warn};
 
@@ -68,6 +68,7 @@ pub async fn run<
     client: Client,
     mut reconciler: Reconciler<F, A>,
 ) -> anyhow::Result<()> {
+    let mut shutdown = Shutdown::listen();
     let config = reconciler.config().clone();
     let changed = Arc::new(Trigger::default());
     let allocate = Arc::new(Notify::new());
@@ -122,7 +123,7 @@ pub async fn run<
     info!(node = %config.node_name, "waiting for the first list of Services, EndpointSlices and the Node");
     tokio::select! {
         ready = stores.wait_until_ready() => ready?,
-        _ = shutdown() => {
+        _ = shutdown.requested() => {
             stop(elector).await;
             return Ok(());
         }
@@ -182,7 +183,7 @@ pub async fn run<
                 let _ = query.reply.send(answer);
                 continue;
             }
-            _ = shutdown() => {
+            _ = shutdown.requested() => {
                 info!("shutting down; addresses and maps stay in place for the next start");
                 stop(elector).await;
                 return Ok(());
