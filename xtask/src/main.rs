@@ -56,8 +56,8 @@ enum Bench {
     /// (10 % local): time to first sync, EndpointSlice change to address applied (p50/p99),
     /// peak RSS.
     ControlPlane {
-        /// Arguments for the benchmark binary, after `--`: `--services N`,
-        /// `--endpoints-per-service N`, `--changes N`, `--allocator false` (the daemon without
+        /// Arguments for the benchmark binary, after `--`: `--services N`, `--local-services N`
+        /// (how many have an endpoint on the node; default all), `--endpoints-per-service N`, `--changes N`, `--allocator false` (the daemon without
         /// the allocator, as beside `l3lb allocate`), `--heap-profile FILE` (the daemon built
         /// with DHAT: its heap at the peak, top entries printed).
         #[arg(last = true)]

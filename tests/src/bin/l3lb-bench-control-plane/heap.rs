@@ -1,10 +1,31 @@
 //! The daemon's heap at its peak, from the profile a daemon built with `--features dhat-heap`
 //! writes when it exits (DHAT's JSON: program points with the bytes they held at the global
 //! peak, `gb`, and their stacks as indices into a frame table).
-use std::path::Path;
+use std::{
+    path::Path,
+    time::{Duration, Instant},
+};
 
-use anyhow::Context as _;
+use anyhow::{Context as _, bail};
+use l3lb_tests::lab::Lab;
 use serde_json::Value;
+
+/// SIGTERM to the daemon `pid` (started by `lab`), then waits up to `grace` for it to exit.
+pub fn stop_and_wait(lab: &mut Lab, pid: u32, grace: Duration) -> anyhow::Result<()> {
+    let raw = libc::pid_t::try_from(pid)?;
+    // SAFETY: kill(2) on a pid the lab spawned and has not reaped, so it cannot have been reused.
+    if unsafe { libc::kill(raw, libc::SIGTERM) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("SIGTERM to the daemon");
+    }
+    let deadline = Instant::now() + grace;
+    while lab.is_running(pid)? {
+        if Instant::now() > deadline {
+            bail!("the daemon did not exit within {grace:?} of SIGTERM (writing its heap profile)");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Ok(())
+}
 
 /// Frames that only say "allocating": the first frame after them says who.
 const PLUMBING: [&str; 12] = [

@@ -38,6 +38,9 @@ const PREFIX: &str = "100.64.0.0/16";
 
 struct Args {
     services: usize,
+    /// How many of the Services have an endpoint on this node (every one by default); the
+    /// others' endpoints are all elsewhere, so their VIPs are not this node's to add.
+    local_services: Option<usize>,
     endpoints_per_service: usize,
     changes: usize,
     out: PathBuf,
@@ -51,6 +54,7 @@ struct Args {
 fn parse_args() -> anyhow::Result<Args> {
     let mut a = Args {
         services: 10_000,
+        local_services: None,
         endpoints_per_service: 10,
         changes: 1_000,
         out: "target/bench/control-plane.json".into(),
@@ -62,13 +66,14 @@ fn parse_args() -> anyhow::Result<Args> {
         let value = it.next().with_context(|| format!("{flag} needs a value"))?;
         match flag.as_str() {
             "--services" => a.services = value.parse()?,
+            "--local-services" => a.local_services = Some(value.parse()?),
             "--endpoints-per-service" => a.endpoints_per_service = value.parse()?,
             "--changes" => a.changes = value.parse()?,
             "--out" => a.out = value.into(),
             "--allocator" => a.allocator = value.parse()?,
             "--heap-profile" => a.heap_profile = Some(value.into()),
             _ => bail!(
-                "unknown flag {flag}; use --services N --endpoints-per-service N --changes N \
+                "unknown flag {flag}; use --services N --local-services N --endpoints-per-service N --changes N \
                  --allocator true|false --heap-profile FILE --out FILE"
             ),
         }
@@ -77,7 +82,26 @@ fn parse_args() -> anyhow::Result<Args> {
         a.services > 0 && a.services < 60_000,
         "--services must be 1..60000 (VIPs come from {PREFIX})"
     );
+    anyhow::ensure!(
+        a.local_services.is_none_or(|l| l > 0 && l <= a.services),
+        "--local-services must be 1..=--services"
+    );
     Ok(a)
+}
+
+impl Args {
+    fn local_services(&self) -> usize {
+        self.local_services.unwrap_or(self.services)
+    }
+
+    /// Every `stride`-th Service is local, spread over the whole range.
+    fn stride(&self) -> usize {
+        self.services / self.local_services()
+    }
+
+    fn is_local(&self, i: usize) -> bool {
+        i.is_multiple_of(self.stride()) && i / self.stride() < self.local_services()
+    }
 }
 
 fn vip(i: usize) -> Ipv4Addr {
@@ -94,12 +118,13 @@ fn service(i: usize) -> serde_json::Value {
         "status": {"loadBalancer": {"ingress": [{"ip": vip(i).to_string()}]}}})
 }
 
-/// Endpoint 0 is on this node (10 % of all endpoints with 10 per Service); the rest elsewhere.
-fn slice(i: usize, per: usize, local_ready: bool) -> serde_json::Value {
+/// Endpoint 0 is on this node if `local` (10 % of all endpoints with 10 per Service, when every
+/// Service is local); the rest elsewhere.
+fn slice(i: usize, per: usize, local: bool, local_ready: bool) -> serde_json::Value {
     let endpoints: Vec<_> = (0..per)
         .map(|k| {
             let addr = Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 128, 0, 0)) + (i * per + k) as u32);
-            let (node, ready) = if k == 0 { (NODE.to_owned(), local_ready) } else { (format!("node-{k}"), true) };
+            let (node, ready) = if k == 0 && local { (NODE.to_owned(), local_ready) } else { (format!("node-{k}"), true) };
             json!({"addresses": [addr.to_string()], "nodeName": node, "conditions": {"ready": ready}})
         })
         .collect();
@@ -217,15 +242,16 @@ fn main() -> anyhow::Result<()> {
     progress.step(
         2,
         &format!(
-            "Seeding the test API server: {} Services, {} endpoints",
+            "Seeding the test API server: {} Services ({} local), {} endpoints",
             a.services,
+            a.local_services(),
             a.services * a.endpoints_per_service
         ),
     );
     let mut seeded = progress.count("Services seeded", a.services);
     for i in 0..a.services {
         api.apply(service(i))?;
-        api.apply(slice(i, a.endpoints_per_service, true))?;
+        api.apply(slice(i, a.endpoints_per_service, a.is_local(i), true))?;
         seeded.at(i + 1);
     }
     let ns = lab.node_ns(1).to_owned();
@@ -262,8 +288,8 @@ fn main() -> anyhow::Result<()> {
     progress.step(
         3,
         &format!(
-            "Starting l3lb run; first sync: waiting for {} VIPs",
-            a.services
+            "Starting l3lb run; first sync: waiting for {} local VIPs",
+            a.local_services()
         ),
     );
     let started = Instant::now();
@@ -271,10 +297,11 @@ fn main() -> anyhow::Result<()> {
     // Host mounts: the daemon pins into the host's bpffs (see Lab::spawn_in_netns_only).
     let pid = lab.spawn_in_netns_only(&ns, "l3lb-bench", cmd)?;
 
-    // First full sync: every VIP has been added.
+    // First full sync: every local VIP has been added.
+    let local: Vec<usize> = (0..a.services).filter(|i| a.is_local(*i)).collect();
     let mut pending: std::collections::BTreeSet<IpAddr> =
-        (0..a.services).map(|i| IpAddr::V4(vip(i))).collect();
-    let mut up = progress.count("VIPs up", a.services);
+        local.iter().map(|i| IpAddr::V4(vip(*i))).collect();
+    let mut up = progress.count("VIPs up", local.len());
     rt.block_on(async {
         let deadline = tokio::time::sleep(Duration::from_secs(300));
         tokio::pin!(deadline);
@@ -286,7 +313,7 @@ fn main() -> anyhow::Result<()> {
                     Some(_) => {}
                     None => bail!("address event stream ended"),
                 },
-                _ = tick.tick() => up.at(a.services - pending.len()),
+                _ = tick.tick() => up.at(local.len() - pending.len()),
                 _ = &mut deadline => bail!("first sync incomplete after 300 s: {} VIPs missing", pending.len()),
             }
         }
@@ -301,17 +328,18 @@ fn main() -> anyhow::Result<()> {
         ),
     );
 
-    // Changes: flip one Service's local endpoint not-Ready (VIP removed), then Ready (VIP added).
+    // Changes: flip one local Service's endpoint here not-Ready (VIP removed), then Ready (VIP
+    // added).
     let mut lat_ms = Vec::with_capacity(a.changes);
     let mut changes = Vec::with_capacity(a.changes);
     let mut done = progress.count("changes applied", a.changes);
     for c in 0..a.changes {
         done.at(c);
-        let i = (c / 2 * 7919) % a.services;
+        let i = local[(c / 2 * 7919) % local.len()];
         let ready = c % 2 == 1;
         while events.try_recv().is_ok() {}
         let written_ns = mono_ns();
-        api.apply(slice(i, a.endpoints_per_service, ready))?;
+        api.apply(slice(i, a.endpoints_per_service, true, ready))?;
         let seen_ns = wait_event(&mut events, &rt, ready, IpAddr::V4(vip(i)))?;
         lat_ms.push(seen_ns.saturating_sub(written_ns) as f64 / 1e6);
         changes.push(stages::Change {
@@ -332,7 +360,8 @@ fn main() -> anyhow::Result<()> {
         "name": "endpointslice_change_to_applied",
         "services": a.services,
         "endpoints": a.services * a.endpoints_per_service,
-        "local_endpoints": a.services,
+        "local_endpoints": local.len(),
+        "local_services": local.len(),
         "changes": a.changes,
         "p50_ms": percentile(&lat_ms, 0.5),
         "p99_ms": percentile(&lat_ms, 0.99),
@@ -353,6 +382,7 @@ fn main() -> anyhow::Result<()> {
 
     let table: BTreeMap<&str, String> = [
         ("services", a.services.to_string()),
+        ("local_services", local.len().to_string()),
         (
             "endpoints",
             (a.services * a.endpoints_per_service).to_string(),
@@ -376,6 +406,11 @@ fn main() -> anyhow::Result<()> {
         println!("{r}");
     }
     println!("first sync's pass: {first_pass}");
+    if a.heap_profile.is_some() {
+        // DHAT writes (and symbolises) the profile as the daemon exits, which takes longer than
+        // the lab's grace before SIGKILL: stop it here and wait for it.
+        heap::stop_and_wait(&mut lab, pid, Duration::from_secs(600))?;
+    }
     lab.stop(pid)?;
     if let Some(file) = &a.heap_profile {
         progress.step(6, "The daemon's heap profile");
