@@ -304,6 +304,12 @@ impl L2 {
             .map(|r| r.address)
             .collect::<BTreeSet<_>>();
         self.metrics.l2_addresses_announced.set(mine.len() as i64);
+        for (address, from) in &round.changes.taken {
+            info!(%address, from = from.as_deref().unwrap_or("-"), "L2 address taken: answering ARP/NDP for it and forwarding it");
+        }
+        for (address, to) in &round.changes.released {
+            info!(%address, to = to.as_deref().unwrap_or("-"), "L2 address released: no longer answering or forwarding it");
+        }
         events(&self.node, &round)
     }
 
