@@ -82,6 +82,13 @@ fn arp(ctx: &XdpContext) -> Option<()> {
 
 #[inline(always)]
 fn solicitation(ctx: &XdpContext) -> Option<()> {
+    // Every IPv6 packet comes here first: two one-byte reads turn the rest away before the
+    // whole frame is copied.
+    if raw::view::<u8>(ctx, IP6_NEXT)?.read() != PROTO_ICMPV6
+        || raw::view::<u8>(ctx, ICMP6)?.read() != ICMPV6_NS
+    {
+        return None;
+    }
     let packet = raw::view::<[u8; ND_FRAME_LEN]>(ctx, 0)?;
     let mut f = packet.read();
     let payload_len = u16::from_be_bytes([f[IP6_PAYLOAD_LEN], f[IP6_PAYLOAD_LEN + 1]]);
