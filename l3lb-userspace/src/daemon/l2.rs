@@ -393,7 +393,7 @@ fn l2_services(
     let mut services = Vec::new();
     let mut owners: BTreeMap<IpAddr, Vec<ServiceKey>> = BTreeMap::new();
     for (key, granted) in cache.granted() {
-        let l2 = l2_addresses(granted, pools);
+        let l2 = l2_addresses(&granted, pools);
         for v6 in [false, true] {
             let addresses: Vec<IpAddr> = l2.iter().filter(|a| a.is_ipv6() == v6).copied().collect();
             if addresses.is_empty() {

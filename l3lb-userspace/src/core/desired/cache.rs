@@ -73,12 +73,19 @@ impl DesiredCache {
     }
 
     /// Each of l3lb's Services with the addresses the allocator granted it (in its status,
-    /// inside the managed prefixes): L2 mode chooses announcers for those inside L2 pools.
-    pub fn granted(&self) -> impl Iterator<Item = (&ServiceKey, &[IpAddr])> {
-        self.parts
-            .iter()
-            .filter(|(_, p)| !p.granted.is_empty())
-            .map(|(k, p)| (k, p.granted.as_slice()))
+    /// inside the managed prefixes) that the ownership rule lets it use: L2 mode chooses
+    /// announcers for those inside L2 pools. A Service whose status names another's address
+    /// (stale, or written by hand) adds no node to that address's choice.
+    pub fn granted(&self) -> impl Iterator<Item = (&ServiceKey, Vec<IpAddr>)> {
+        self.parts.iter().filter_map(|(key, part)| {
+            let own: Vec<IpAddr> = part
+                .granted
+                .iter()
+                .filter(|ip| self.merged.vip_denied(&self.parts, **ip, key).is_none())
+                .copied()
+                .collect();
+            (!own.is_empty()).then_some((key, own))
+        })
     }
 
     /// Local endpoint addresses left out as untrusted, as of the last [`DesiredCache::desired`].

@@ -219,3 +219,37 @@ fn random_changes(feed: Feed) {
         );
     }
 }
+
+/// L2 mode's input: a Service whose status names an address another Service of another
+/// namespace owns (the older one) is not listed with it, so its nodes cannot announce it.
+#[test]
+fn granted_lists_only_the_owner_of_a_contested_address() {
+    let svc = |ns: &str, created: &str| -> Arc<Service> {
+        Arc::new(
+            serde_json::from_value(json!({
+                "metadata": {"namespace": ns, "name": "web", "creationTimestamp": created},
+                "spec": {"type": "LoadBalancer", "loadBalancerClass": "l3lb.io/l3lb",
+                         "ports": [{"name": "http", "port": 80}]},
+                "status": {"loadBalancer": {"ingress": [{"ip": "198.51.100.1"}]}},
+            }))
+            .unwrap(),
+        )
+    };
+    let prefixes = ["198.51.100.0/24".parse().unwrap()];
+    let class = ClassFilter::default();
+    let mut cache = DesiredCache::new(Scope::new("n1", &prefixes, &class));
+    let owner = svc("a", "2024-01-01T00:00:00Z");
+    let intruder = svc("b", "2024-06-01T00:00:00Z");
+    cache.update(&[owner, intruder], &SliceIndex::new("n1"), BTreeSet::new());
+    let granted: Vec<(String, Vec<IpAddr>)> = cache
+        .granted()
+        .map(|(k, ips)| (k.namespace.clone(), ips))
+        .collect();
+    assert_eq!(
+        granted,
+        [(
+            "a".to_owned(),
+            vec!["198.51.100.1".parse::<IpAddr>().unwrap()]
+        )]
+    );
+}
